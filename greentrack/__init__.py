@@ -1,0 +1,50 @@
+"""greentrack: the energy, carbon and cost of machine-learning work.
+
+    import greentrack
+
+    with greentrack.session("llama-ft", region="FR", tags={"precision": "bf16"}) as s:
+        for batch in loader:
+            train_step(batch)
+            s.step(samples=len(batch))
+    print(s.result.energy_kwh, s.result.co2e_kg)
+
+Importing greentrack is cheap: the public names load their modules on first use.
+"""
+
+from __future__ import annotations
+
+__version__ = "0.1.0"
+
+__all__ = ["session", "track", "Session", "runs", "load", "hookimpl", "GreentrackError", "__version__"]
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:  # pragma: no cover
+    from .errors import GreentrackError
+    from .plugins import hookimpl
+    from .session import Session, session, track
+
+_LAZY = {
+    "session": ("greentrack.session", "session"),
+    "track": ("greentrack.session", "track"),
+    "Session": ("greentrack.session", "Session"),
+    "hookimpl": ("greentrack.plugins", "hookimpl"),
+    "GreentrackError": ("greentrack.errors", "GreentrackError"),
+    "runs": ("greentrack.report", "runs"),
+    "load": ("greentrack.report", "load"),
+}
+
+
+def __getattr__(name: str) -> "object":
+    try:
+        modname, attr = _LAZY[name]
+    except KeyError:
+        raise AttributeError(f"module 'greentrack' has no attribute {name!r}") from None
+    import importlib
+
+    value = getattr(importlib.import_module(modname), attr)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))

@@ -1,0 +1,1 @@
+"""Grid carbon intensity, scenarios and estimates. Data files carry source and year."""

@@ -1,0 +1,73 @@
+"""The whole extension contract of greentrack.
+
+A plugin is a module or object with functions marked ``@greentrack.hookimpl`` whose names
+match the specs below. Plugins are found through the ``greentrack`` entry-point group, or
+registered in code with ``greentrack.plugins.register(obj)``. Built-in behaviour (the NVML,
+RAPL and mock sources, the grid-intensity table, the built-in commands) is written as plugins
+too, registered first, so a third-party plugin takes the same path and can override them.
+
+No hook runs per training step. A hook implementation that raises is reported once (one
+line on stderr) and skipped; it never breaks the user's training loop.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable
+
+import pluggy
+
+hookspec = pluggy.HookspecMarker("greentrack")
+
+
+@hookspec
+def greentrack_register_sources(register: Callable[..., None]) -> None:
+    """Register power sources.
+
+    Call ``register(name, factory, priority=0)`` for each source. ``factory(settings)``
+    returns an object implementing :class:`greentrack.sources.base.Source`; it may raise
+    :class:`greentrack.sources.base.SourceUnavailable` when its hardware is absent. With
+    ``backend="auto"`` every source with ``auto=True`` is tried, highest priority first.
+    """
+
+
+@hookspec(firstresult=True)
+def greentrack_grid_intensity(region: str, at: float | None) -> Any:
+    """Return the grid carbon intensity for *region* at unix time *at* (None: typical).
+
+    Answer a :class:`greentrack.carbon.grid.Intensity` (g CO2e per kWh, with source and year)
+    or None when the region is not yours. The first non-None answer wins; the built-in
+    static table answers last (``trylast``), so any plugin can override it.
+    """
+
+
+@hookspec
+def greentrack_register_scenarios(register: Callable[..., None]) -> None:
+    """Register cloud / on-prem scenarios: ``register(scenario)`` for each."""
+
+
+@hookspec
+def greentrack_session_start(session: Any) -> None:
+    """Called when a session starts, after its sources are open and its run id is known."""
+
+
+@hookspec
+def greentrack_samples(session: Any, batch: Any) -> None:
+    """Called from the sampler thread at each flush with the new samples.
+
+    *batch* is a list of ``(device_key, times_s, powers_w)`` tuples. Exporters live here.
+    """
+
+
+@hookspec
+def greentrack_session_end(session: Any, result: Any) -> None:
+    """Called when a session ends, after its totals are computed and stored."""
+
+
+@hookspec
+def greentrack_budget_exceeded(session: Any, budget: Any, usage: Any) -> None:
+    """Called once when a live budget of *session* is crossed."""
+
+
+@hookspec
+def greentrack_register_commands(cli: Any) -> None:
+    """Add commands to the ``greentrack`` CLI: *cli* is its ``click.Group``."""

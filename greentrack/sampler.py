@@ -1,0 +1,160 @@
+"""The background thread: polls sources, integrates, flushes chunks to the store.
+
+Nothing here runs on the training thread. Every source read is isolated: a device that
+fails is reported once, its gap recorded, and the run goes on with the other devices.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import Any, Callable, Sequence
+
+from .energy import Accumulator, counter_delta_j
+from .plugins import warn_once
+from .sources.base import Device, Source
+
+
+@dataclass
+class DeviceState:
+    source: Source
+    device: Device
+    acc: Accumulator
+    counter_start_j: float | None = None
+    counter_last_j: float | None = None
+    counter_last_t: float | None = None
+    counter_failed: bool = False
+    counter_anomaly: bool = False
+    counter_sum_j: float = 0.0  # accumulated deltas (survives resets)
+    in_gap_since: float | None = None
+    gaps: list[tuple[float, float]] = field(default_factory=list)
+    seq: int = 0
+
+    def counter_energy_j(self) -> float | None:
+        if self.counter_start_j is None:
+            return None
+        return self.counter_sum_j
+
+
+class Sampler:
+    """Polls every device of every source on its own interval; flushes every *flush_interval_s*."""
+
+    def __init__(self, sources: Sequence[Source], flush_interval_s: float,
+                 on_flush: Callable[[list[tuple], list[DeviceState]], None],
+                 on_start: Callable[[], None] | None = None, clock: Callable[[], float] = time.time) -> None:
+        self.sources = list(sources)
+        self.flush_interval_s = flush_interval_s
+        self.on_flush = on_flush
+        self.on_start = on_start
+        self.clock = clock
+        self.states: list[DeviceState] = [
+            DeviceState(source=s, device=d, acc=Accumulator()) for s in self.sources for d in s.devices
+        ]
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self.flushes = 0
+
+    # counters ----------------------------------------------------------------------------------
+    def read_counters(self, first: bool = False) -> None:
+        now = self.clock()
+        for st in self.states:
+            if not st.device.has_counter or st.counter_failed:
+                continue
+            try:
+                val = st.source.energy_j(st.device)
+            except Exception as exc:
+                warn_once(f"{st.source.name}:{st.device.key}", "energy counter", exc)
+                if first:
+                    st.counter_failed = True
+                continue
+            if val is None:
+                continue
+            if first or st.counter_start_j is None:
+                st.counter_start_j = st.counter_last_j = val
+                st.counter_last_t = now
+                continue
+            delta, anomaly = counter_delta_j(st.counter_last_j, val, getattr(st.source, "wrap_j", None))
+            st.counter_sum_j += delta
+            st.counter_anomaly |= anomaly
+            st.counter_last_j = val
+            st.counter_last_t = now
+
+    # polling -----------------------------------------------------------------------------------
+    def poll(self, source: Source) -> None:
+        for st in self.states:
+            if st.source is not source:
+                continue
+            try:
+                samples = source.poll(st.device)
+            except Exception as exc:
+                warn_once(f"{source.name}:{st.device.key}", "power read", exc)
+                if st.in_gap_since is None:
+                    st.in_gap_since = self.clock()
+                    st.acc.gap()
+                continue
+            if st.in_gap_since is not None and samples:
+                st.gaps.append((st.in_gap_since, samples[0][0]))
+                st.in_gap_since = None
+            add = st.acc.add
+            for t, p in samples:
+                add(t, p)
+
+    def flush(self, final: bool = False) -> None:
+        self.read_counters()
+        chunks = []
+        for st in self.states:
+            if final:
+                st.acc.close()
+                if st.in_gap_since is not None:
+                    st.gaps.append((st.in_gap_since, self.clock()))
+                    st.in_gap_since = None
+            pts = st.acc.take_pending()
+            if pts:
+                chunks.append((st.device.key, st.seq, pts[0][0], [p[0] for p in pts], [p[1] for p in pts]))
+                st.seq += 1
+        self.flushes += 1
+        try:
+            self.on_flush(chunks, self.states)
+        except Exception as exc:
+            warn_once("greentrack", "flush", exc)
+
+    # thread --------------------------------------------------------------------------------------
+    def start(self) -> None:
+        self.read_counters(first=True)
+        self._thread = threading.Thread(target=self._run, name="greentrack-sampler", daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        if self.on_start is not None:
+            try:
+                self.on_start()
+            except Exception as exc:
+                warn_once("greentrack", "start", exc)
+        now = self.clock()
+        next_poll = {id(s): now for s in self.sources}
+        next_flush = now + self.flush_interval_s
+        while not self._stop.is_set():
+            now = self.clock()
+            for s in self.sources:
+                if now >= next_poll[id(s)]:
+                    self.poll(s)
+                    next_poll[id(s)] = max(next_poll[id(s)] + s.poll_interval_s, now + s.poll_interval_s / 4)
+            if now >= next_flush:
+                self.flush()
+                next_flush = max(next_flush + self.flush_interval_s, now + self.flush_interval_s / 4)
+            wake = min([next_flush, *next_poll.values()])
+            self._stop.wait(max(0.0, wake - self.clock()))
+        for s in self.sources:
+            self.poll(s)
+        self.flush(final=True)
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join()
+            self._thread = None
+
+    @property
+    def alive(self) -> bool:
+        return self._thread is not None and self._thread.is_alive()

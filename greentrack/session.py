@@ -1,0 +1,528 @@
+"""Session: the lifecycle of one measured run, its step and phase marks, live budgets.
+
+The training thread only appends timestamps (``step``) and phase bounds (``phase``). The
+sampler thread reads the sources and writes the store; energy is attributed to steps and
+phases afterwards, from the time series, reconciled to the hardware counter's total.
+"""
+
+from __future__ import annotations
+
+import atexit
+import functools
+import os
+import signal
+import sys
+import threading
+import time
+import uuid
+import weakref
+from contextlib import contextmanager
+from typing import Any, Callable, Iterator, TypeVar
+
+from . import energy as E
+from .errors import GreentrackError
+from .result import DeviceResult, PhaseResult, RunResult
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+_active: "weakref.WeakSet[Session]" = weakref.WeakSet()
+_said: set[str] = set()
+_uncaught: list[BaseException] = []
+
+
+def _say_once(msg: str) -> None:
+    if msg not in _said:
+        _said.add(msg)
+        print(f"greentrack: {msg}", file=sys.stderr)
+
+
+def _new_id() -> str:
+    return uuid.uuid4().hex[:12]
+
+
+class Session:
+    """One measured run. Use as a context manager, a decorator (:func:`track`) or start/stop.
+
+    Args:
+        name: what the run is called in reports.
+        region: grid region for CO2e (``FR``, ``DEU``, ...); None uses ``GREENTRACK_REGION``,
+            ``[tool.greentrack] region``, or else a labelled world average.
+        tags: free ``key=value`` labels (precision, technique, model...), filterable in reports.
+        db: database file (else ``GREENTRACK_DB``, ``[tool.greentrack] db``, the default).
+        backend: ``auto`` (default), ``nvml``, ``mock``, ``none`` or a plugin source.
+        budget_kwh / budget_co2e_kg: live budgets, checked at each flush; crossing one warns
+            once and calls ``greentrack_budget_exceeded``.
+        store: keep the run in the database (default True).
+        strict: raise configuration errors instead of reporting them and measuring less.
+    """
+
+    def __init__(self, name: str = "run", *, region: str | None = None, tags: dict[str, Any] | None = None,
+                 db: str | os.PathLike[str] | None = None, backend: str | None = None,
+                 budget_kwh: float | None = None, budget_co2e_kg: float | None = None,
+                 store: bool = True, strict: bool = False, pue: float = 1.0,
+                 sample_interval_s: float | None = None, flush_interval_s: float | None = None,
+                 command: str | None = None, sources: list[Any] | None = None) -> None:
+        self.name = str(name)
+        self.id = _new_id()
+        self.tags = {str(k): str(v) for k, v in (tags or {}).items()}
+        self.region = region
+        self.pue = float(pue)
+        self.budget_kwh = budget_kwh
+        self.budget_co2e_kg = budget_co2e_kg
+        self.command = command
+        self.strict = strict
+        self._want_store = store
+        self._kw = dict(db=db, backend=backend, sample_interval_s=sample_interval_s,
+                        flush_interval_s=flush_interval_s)
+        self._given_sources = sources
+        self._marks: list[tuple[float, Any, Any]] = []
+        self.step = self._marks_step  # bound fast path, replaced at start
+        self._phases: list[tuple[str, float, float]] = []
+        self._open_phases: list[tuple[str, float]] = []
+        self.started_at: float | None = None
+        self.ended_at: float | None = None
+        self.status = "new"
+        self.result: RunResult | None = None
+        self.notes: list[str] = []
+        self.intensity: Any = None
+        self.store: Any = None
+        self.sampler: Any = None
+        self.sources: list[Any] = []
+        self.backend = "none"
+        self.budget_exceeded: dict[str, Any] | None = None
+        self._sigterm = False
+        self._prev_sigterm: Any = None
+        self._lock = threading.Lock()
+        self.job_id = os.environ.get("GREENTRACK_JOB_ID") or os.environ.get("TORCHELASTIC_RUN_ID") \
+            or os.environ.get("SLURM_JOB_ID")
+        self.rank = _int_env("RANK")
+        self.world_size = _int_env("WORLD_SIZE")
+
+    # the hot path -------------------------------------------------------------------------------
+    def _marks_step(self, samples: Any = None, tokens: Any = None, _t: Callable[[], float] = time.time,
+                    ) -> None:
+        """Mark the end of a training step (about 0.2 µs: a timestamp appended to a list)."""
+        self._marks.append((_t(), samples, tokens))
+
+    @contextmanager
+    def phase(self, name: str) -> Iterator[None]:
+        """Mark a phase (``with s.phase("eval"):``); phases may nest. Energy is attributed later."""
+        t0 = time.time()
+        self._open_phases.append((name, t0))
+        try:
+            yield
+        finally:
+            self._open_phases.remove((name, t0))
+            self._phases.append((str(name), t0, time.time()))
+
+    # lifecycle -----------------------------------------------------------------------------------
+    def start(self) -> "Session":
+        """Open the sources, write the run row (status ``running``) and start sampling."""
+        if self.status != "new":
+            raise GreentrackError(f"session {self.name!r} was already started")
+        from . import config, plugins
+        from .carbon import grid
+        from .sources import build_sources
+
+        self.started_at = time.time()
+        self.status = "running"
+        try:
+            settings = config.resolve(region=self.region, **self._kw)
+        except GreentrackError as exc:
+            if self.strict:
+                raise
+            _say_once(f"{exc} (using defaults)")
+            settings = config.Settings(db_path=config.default_db_path())
+        self.settings = settings
+        self.region = settings.region
+        try:
+            self.intensity = grid.lookup(self.region)
+        except GreentrackError as exc:
+            if self.strict:
+                raise
+            _say_once(f"{exc}; CO2e uses the world average")
+            self.notes.append(str(exc))
+            self.intensity = grid.world_average()
+        if self.intensity.fallback:
+            self.notes.append(f"no region given: CO2e uses the {self.intensity.describe()}")
+        # sources
+        if self._given_sources is not None:
+            self.sources, notes = list(self._given_sources), []
+            self.backend = ",".join(s.name for s in self.sources) or "none"
+        else:
+            try:
+                self.sources, notes = build_sources(settings)
+                self.backend = ",".join(s.name for s in self.sources) or "none"
+            except GreentrackError as exc:
+                if self.strict:
+                    raise
+                _say_once(f"{exc}; nothing is measured")
+                self.sources, notes = [], [str(exc)]
+        if notes and not any(s.kind == "gpu" for s in self.sources):
+            _say_once(notes[0])
+        self.notes += notes
+        for s in self.sources:
+            bind = getattr(s, "bind", None)
+            if bind is not None:
+                bind(self)
+        # store
+        if self._want_store:
+            from .store import Store
+
+            try:
+                self.store = Store(settings.db_path)
+            except GreentrackError as exc:
+                if self.strict:
+                    raise
+                _say_once(f"{exc}; the run is measured but not stored")
+                self.notes.append(str(exc))
+                self.store = None
+        from .sampler import Sampler
+
+        self.sampler = Sampler(self.sources, settings.flush_interval_s, self._on_flush, self._on_start)
+        self.sampler.start()
+        _active.add(self)
+        self._install_signal_handler()
+        plugins.call("greentrack_session_start", session=self)
+        return self
+
+    def _device_rows(self, final: bool = False) -> list[dict[str, Any]]:
+        rows = []
+        for st in (self.sampler.states if self.sampler else []):
+            d = st.device
+            rows.append({"key": d.key, "kind": d.kind, "idx": d.index, "name": d.name, "uuid": d.uuid,
+                         "method": d.method, "series_method": d.series_method,
+                         "energy_j": self._device_energy_so_far(st), "n_samples": st.acc.n_raw,
+                         "peak_power_w": st.acc.peak_w if st.acc.n_raw else None,
+                         "info": _json(d.info)})
+        return rows
+
+    @staticmethod
+    def _device_energy_so_far(st: Any) -> float | None:
+        c = st.counter_energy_j() if st.device.has_counter and not st.counter_failed else None
+        if c is not None:
+            return c
+        return st.acc.cum_j if st.acc.n_raw else None
+
+    def _on_start(self) -> None:
+        if self.store is None:
+            return
+        try:
+            self.store.begin_run(self._run_row(), self.tags, self._device_rows())
+        except GreentrackError as exc:
+            _say_once(f"{exc}; the run is measured but not stored")
+            self.store = None
+
+    def _run_row(self) -> dict[str, Any]:
+        from . import __version__
+
+        return {"id": self.id, "name": self.name, "status": "running", "started_at": self.started_at,
+                "region": self.intensity.region if self.intensity else None,
+                "intensity_g_per_kwh": self.intensity.g_per_kwh if self.intensity else None,
+                "intensity_source": self.intensity.describe() if self.intensity else None,
+                "pue": self.pue, "backend": self.backend, "command": self.command, "job_id": self.job_id,
+                "rank": self.rank, "world_size": self.world_size, "version": __version__}
+
+    def live_energy_j(self) -> float | None:
+        """Energy measured so far (as of the last flush); no hardware read on this thread."""
+        if self.sampler is None:
+            return None
+        vals = [self._device_energy_so_far(st) for st in self.sampler.states]
+        vals = [v for v in vals if v is not None]
+        return sum(vals) if vals else None
+
+    def _on_flush(self, chunks: list[tuple], states: list[Any]) -> None:
+        from . import plugins
+
+        total = self.live_energy_j()
+        if self.store is not None:
+            try:
+                self.store.progress(self.id, total, self._device_rows(), chunks, self.started_at)
+            except Exception as exc:  # disk full, locked too long: report once, keep measuring
+                _say_once(f"cannot write run {self.id} to {self.store.path}: {exc}")
+        if chunks:
+            plugins.call("greentrack_samples", session=self, batch=[(k, t, p) for k, _s, _t0, t, p in chunks])
+        self._check_budgets(total)
+
+    def _check_budgets(self, total_j: float | None) -> None:
+        if total_j is None or self.budget_exceeded is not None:
+            return
+        from . import plugins
+
+        kwh = total_j / 3.6e6
+        usage = {"energy_kwh": kwh, "co2e_kg": kwh * self.pue * self.intensity.g_per_kwh / 1000.0}
+        for key, limit, unit in (("energy_kwh", self.budget_kwh, "kWh"), ("co2e_kg", self.budget_co2e_kg, "kgCO2e")):
+            if limit is not None and usage[key] > limit:
+                self.budget_exceeded = {"budget": key, "limit": limit, "usage": usage[key]}
+                _say_once(f"run {self.name!r} exceeded its budget: {usage[key]:.6g} {unit} > {limit:.6g} {unit}")
+                plugins.call("greentrack_budget_exceeded", session=self, budget=dict(self.budget_exceeded),
+                             usage=usage)
+                return
+
+    def stop(self, status: str | None = None, error: str | None = None) -> RunResult:
+        """Stop sampling, attribute energy, complete the run row; returns :attr:`result`."""
+        with self._lock:
+            if self.result is not None:
+                return self.result
+            if self.status != "running":
+                raise GreentrackError(f"session {self.name!r} was never started")
+            self.ended_at = time.time()
+            self._restore_signal_handler()
+            for name, t0 in list(self._open_phases):
+                self._phases.append((name, t0, self.ended_at))
+            self._open_phases.clear()
+            self.sampler.stop()
+            if status is None:
+                status = "interrupted" if self._sigterm else "finished"
+            self.status = status
+            self.result = self._compute(status)
+            if self.store is not None:
+                try:
+                    self.store.finish_run(self.id, self._finish_fields(error), self._final_device_rows(),
+                                          [self._phase_row(i, p) for i, p in enumerate(self.result.phases)])
+                except Exception as exc:
+                    _say_once(f"cannot complete run {self.id} in {self.store.path}: {exc}")
+            for s in self.sources:
+                try:
+                    s.close()
+                except Exception:
+                    pass
+            _active.discard(self)
+        from . import plugins
+
+        plugins.call("greentrack_session_end", session=self, result=self.result)
+        return self.result
+
+    # attribution -----------------------------------------------------------------------------------
+    def _compute(self, status: str) -> RunResult:
+        t0, t1 = self.started_at, self.ended_at
+        devices: list[DeviceResult] = []
+        scales: list[tuple[float, Any]] = []
+        total: float | None = None
+        for st in self.sampler.states:
+            acc = st.acc
+            series_j = acc.series_energy_j(t0, t1) if acc.n_raw else None
+            counter_j = st.counter_energy_j() if (st.device.has_counter and not st.counter_failed) else None
+            if counter_j is not None and st.counter_last_t is not None and st.counter_last_t < t1 - 0.5 \
+                    and series_j is not None:
+                # the counter stopped answering: add the series' energy after its last good read
+                counter_j += acc.series_energy_j(st.counter_last_t, t1)
+            if counter_j is not None:
+                dev_j, method = counter_j, "counter"
+            else:
+                dev_j, method = series_j, (st.device.series_method if series_j is not None else "none")
+            if dev_j is not None:
+                total = (total or 0.0) + dev_j
+                scales.append((E.reconcile_scale(series_j or 0.0, dev_j) if series_j else 1.0, acc))
+            dur = t1 - t0
+            devices.append(DeviceResult(
+                key=st.device.key, kind=st.device.kind, index=st.device.index, name=st.device.name,
+                uuid=st.device.uuid, method=method, series_method=st.device.series_method, energy_j=dev_j,
+                series_energy_j=series_j, avg_power_w=(dev_j / dur) if (dev_j is not None and dur > 0) else None,
+                peak_power_w=acc.peak_w if acc.n_raw else None, n_samples=acc.n_raw, gaps=list(st.gaps),
+                info=dict(st.device.info, counter_anomaly=True) if st.counter_anomaly else dict(st.device.info)))
+
+        def energy_at(t: float) -> float:
+            return sum(scale * E.cumulative_at(acc.times, acc.cums, t, acc.first_p, acc.last_p)
+                       for scale, acc in scales if acc.n_raw)
+
+        marks = self._marks
+        step_times = [m[0] for m in marks]
+        phases = []
+        for name, a, b in self._phases:
+            ej = (energy_at(b) - energy_at(a)) if scales else None
+            n = sum(1 for t in step_times if a <= t <= b)
+            phases.append(PhaseResult(name=name, started_at=a, ended_at=b, energy_j=ej, steps=n))
+        phases.sort(key=lambda p: p.started_at)
+        outside = None
+        if total is not None and phases and _disjoint(phases):
+            outside = total - sum(p.energy_j or 0.0 for p in phases)
+        samples, tokens = self._counts()
+        stats = None
+        if marks and scales:
+            energies = E.step_energies(step_times, t0, energy_at)
+            s = E.step_stats(energies, samples, tokens)
+            stats = s.as_dict() if s else None
+        co2 = None
+        if total is not None and self.intensity is not None:
+            co2 = total / 3.6e6 * self.pue * self.intensity.g_per_kwh / 1000.0
+        if self.sources and total is None:
+            self.notes.append("no power sample was read")
+        return RunResult(
+            run_id=self.id, name=self.name, status=status, started_at=t0, ended_at=t1, energy_j=total,
+            co2e_kg=co2, region=self.intensity.region if self.intensity else None,
+            intensity_g_per_kwh=self.intensity.g_per_kwh if self.intensity else None,
+            intensity_source=self.intensity.describe() if self.intensity else None, pue=self.pue,
+            devices=devices, phases=phases, outside_phases_j=outside, steps=len(marks), samples=samples,
+            tokens=tokens, step_stats=stats, notes=list(self.notes), budget=self.budget_exceeded)
+
+    def _counts(self) -> tuple[float | None, float | None]:
+        samples = tokens = None
+        bad = False
+        for _t, s, k in self._marks:
+            if s is not None:
+                if isinstance(s, (int, float)) and not isinstance(s, bool) and s >= 0:
+                    samples = (samples or 0) + s
+                else:
+                    bad = True
+            if k is not None:
+                if isinstance(k, (int, float)) and not isinstance(k, bool) and k >= 0:
+                    tokens = (tokens or 0) + k
+                else:
+                    bad = True
+        if bad:
+            msg = "step(samples=..., tokens=...) got a value that is not a non-negative number; it was ignored"
+            _say_once(msg)
+            self.notes.append(msg)
+        return samples, tokens
+
+    def _finish_fields(self, error: str | None) -> dict[str, Any]:
+        r = self.result
+        return {"status": r.status, "ended_at": r.ended_at, "duration_s": r.duration_s, "energy_j": r.energy_j,
+                "co2e_kg": r.co2e_kg, "steps": r.steps, "samples": r.samples, "tokens": r.tokens,
+                "error": error, "notes": r.notes, "budget": r.budget,
+                "stats": {"step": r.step_stats, "outside_phases_j": r.outside_phases_j}}
+
+    def _final_device_rows(self) -> list[dict[str, Any]]:
+        return [{"key": d.key, "kind": d.kind, "idx": d.index, "name": d.name, "uuid": d.uuid, "method": d.method,
+                 "series_method": d.series_method, "energy_j": d.energy_j, "series_energy_j": d.series_energy_j,
+                 "avg_power_w": d.avg_power_w, "peak_power_w": d.peak_power_w, "n_samples": d.n_samples,
+                 "info": _json(dict(d.info, gaps=d.gaps) if d.gaps else d.info)}
+                for d in self.result.devices]
+
+    @staticmethod
+    def _phase_row(i: int, p: PhaseResult) -> dict[str, Any]:
+        return {"seq": i, "name": p.name, "started_at": p.started_at, "ended_at": p.ended_at,
+                "energy_j": p.energy_j, "steps": p.steps}
+
+    # signals, context manager -----------------------------------------------------------------------
+    def _install_signal_handler(self) -> None:
+        if threading.current_thread() is not threading.main_thread():
+            return
+        try:
+            prev = signal.getsignal(signal.SIGTERM)
+        except (ValueError, AttributeError):  # pragma: no cover
+            return
+        self._prev_sigterm = prev
+
+        def on_sigterm(signum: int, frame: Any) -> None:
+            self._sigterm = True
+            if callable(prev) and prev not in (signal.SIG_DFL, signal.SIG_IGN):
+                prev(signum, frame)  # the program's own handler decides; the run ends as interrupted
+                return
+            self.stop("interrupted", "terminated by SIGTERM")
+            if prev == signal.SIG_IGN:
+                return
+            signal.signal(signal.SIGTERM, signal.SIG_DFL)
+            os.kill(os.getpid(), signal.SIGTERM)
+
+        try:
+            signal.signal(signal.SIGTERM, on_sigterm)
+            self._sigterm_handler = on_sigterm
+        except ValueError:  # pragma: no cover
+            pass
+
+    def _restore_signal_handler(self) -> None:
+        h = getattr(self, "_sigterm_handler", None)
+        if h is None or threading.current_thread() is not threading.main_thread():
+            return
+        try:
+            if signal.getsignal(signal.SIGTERM) is h:
+                signal.signal(signal.SIGTERM, self._prev_sigterm if self._prev_sigterm is not None else signal.SIG_DFL)
+        except (ValueError, TypeError):  # pragma: no cover
+            pass
+
+    def __enter__(self) -> "Session":
+        return self.start()
+
+    def __exit__(self, et: Any, ev: Any, tb: Any) -> None:
+        if et is None:
+            self.stop()
+        elif issubclass(et, KeyboardInterrupt):
+            self.stop("interrupted", "KeyboardInterrupt")
+        elif issubclass(et, SystemExit) and ev is not None and ev.code in (0, None):
+            self.stop()
+        else:
+            self.stop("failed", f"{et.__name__}: {str(ev).splitlines()[0] if str(ev) else ''}".rstrip(": "))
+
+    def __repr__(self) -> str:
+        return f"<greentrack.Session {self.name!r} {self.id} {self.status}>"
+
+
+def _disjoint(phases: list[PhaseResult]) -> bool:
+    end = -float("inf")
+    for p in phases:
+        if p.started_at < end:
+            return False
+        end = p.ended_at
+    return True
+
+
+def _int_env(name: str) -> int | None:
+    v = os.environ.get(name)
+    return int(v) if v is not None and v.isdigit() else None
+
+
+def _json(obj: Any) -> str:
+    import json
+
+    return json.dumps(obj, sort_keys=True, default=str)
+
+
+def session(name: str = "run", **kwargs: Any) -> Session:
+    """A new :class:`Session`; ``with greentrack.session("llama-ft", region="FR") as s:``."""
+    return Session(name, **kwargs)
+
+
+def track(name: str | Callable[..., Any] | None = None, **kwargs: Any) -> Any:
+    """Decorator measuring each call of a function as a run: ``@greentrack.track("train")``.
+
+    The session is passed to the function as ``greentrack_session`` when it accepts it.
+    """
+    if callable(name):
+        return track(None)(name)
+
+    def deco(fn: F) -> F:
+        run_name = name or fn.__name__
+        import inspect
+
+        wants = "greentrack_session" in inspect.signature(fn).parameters
+
+        @functools.wraps(fn)
+        def wrapper(*a: Any, **kw: Any) -> Any:
+            with Session(run_name, **kwargs) as s:
+                if wants:
+                    kw["greentrack_session"] = s
+                out = fn(*a, **kw)
+            wrapper.last_result = s.result  # type: ignore[attr-defined]
+            return out
+
+        wrapper.last_result = None  # type: ignore[attr-defined]
+        return wrapper  # type: ignore[return-value]
+
+    return deco
+
+
+def _excepthook_chain(prev: Callable[..., Any]) -> Callable[..., Any]:
+    def hook(et: Any, ev: Any, tb: Any) -> None:
+        _uncaught.append(ev)
+        prev(et, ev, tb)
+
+    return hook
+
+
+sys.excepthook = _excepthook_chain(sys.excepthook)
+
+
+@atexit.register
+def _stop_at_exit() -> None:
+    """Sessions started with start() and never stopped end with the interpreter."""
+    for s in list(_active):
+        try:
+            if _uncaught:
+                ev = _uncaught[-1]
+                s.stop("failed", f"{type(ev).__name__}: {ev}")
+            else:
+                s.stop()
+        except Exception:
+            pass
