@@ -89,7 +89,7 @@ class Accumulator:
         self.n_raw += 1
         if p > self.peak_w:
             self.peak_w = p
-        if t - self.bucket_t >= self.resolution_s:
+        if t - self.bucket_t >= self.resolution_s * 0.999:
             self._emit(t)
 
     def _emit(self, t: float) -> None:

@@ -158,8 +158,9 @@ class Session:
                     raise
                 _say_once(f"{exc}; nothing is measured")
                 self.sources, notes = [], [str(exc)]
-        if notes and not any(s.kind == "gpu" for s in self.sources):
-            _say_once(notes[0])
+            else:
+                if notes and not any(s.kind == "gpu" for s in self.sources):
+                    _say_once(notes[0])
         self.notes += notes
         for s in self.sources:
             bind = getattr(s, "bind", None)

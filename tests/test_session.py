@@ -1,0 +1,206 @@
+"""Sessions end to end on the mock backend, with a real SQLite file."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+
+import greentrack
+from greentrack.errors import ConfigError, UnknownRegionError
+from greentrack.store import Store
+
+
+def _busy(seconds: float, s=None, step_every: float = 0.01, samples: int = 8) -> None:
+    end = time.time() + seconds
+    while time.time() < end:
+        time.sleep(step_every)
+        if s is not None:
+            s.step(samples=samples, tokens=samples * 100)
+
+
+def test_context_manager_constant_power(monkeypatch, db_path):
+    monkeypatch.setenv("GREENTRACK_MOCK", "constant:300")
+    with greentrack.session("const", region="FR", tags={"precision": "bf16"}) as s:
+        time.sleep(0.6)
+    r = s.result
+    assert r.status == "finished"
+    # counter-based total: 300 W for the duration, quantised by the 10 Hz counter
+    assert 300 * (r.duration_s - 0.11) <= r.energy_j <= 300 * r.duration_s + 1e-6
+    assert r.devices[0].method == "counter"
+    assert r.devices[0].series_method == "buffer"
+    assert r.region == "FRA"
+    assert r.co2e_kg == pytest.approx(r.energy_kwh * r.intensity_g_per_kwh / 1000)
+    assert "codecarbon" in r.intensity_source
+    stored = Store(db_path).get_run(r.run_id)
+    assert stored["status"] == "finished"
+    assert stored["energy_j"] == pytest.approx(r.energy_j)
+    assert stored["tags"] == {"precision": "bf16"}
+    assert stored["devices"][0]["method"] == "counter"
+    assert s.result.avg_power_w == pytest.approx(r.energy_j / r.duration_s)
+
+
+def test_phases_and_steps_follow_the_load(monkeypatch):
+    monkeypatch.setenv("GREENTRACK_MOCK", "load:50,500")
+    with greentrack.session("phased", region="DE") as s:
+        with s.phase("train"):
+            _busy(1.2, s)
+        with s.phase("idle"):
+            time.sleep(1.2)
+    r = s.result
+    train, idle = r.phase("train"), r.phase("idle")
+    assert train.steps > 20 and idle.steps == 0
+    assert train.energy_j / train.duration_s == pytest.approx(500, rel=0.08)
+    # the load window keeps the GPU busy 0.5 s after the last step, then it idles at 50 W
+    expected_idle = 500 * 0.5 + 50 * (idle.duration_s - 0.5)
+    assert idle.energy_j == pytest.approx(expected_idle, rel=0.12)
+    # phases plus what lies outside them reconcile to the counter total
+    assert train.energy_j + idle.energy_j + r.outside_phases_j == pytest.approx(r.energy_j, rel=1e-9)
+    st = r.step_stats
+    assert st["steps"] == r.steps == train.steps
+    assert st["j_per_sample"] == pytest.approx(st["mean_j"] * st["steps"] / r.samples)
+    assert r.samples == 8 * r.steps and r.tokens == 800 * r.steps
+
+
+def test_decorator_and_explicit_start_stop(db_path):
+    @greentrack.track("decorated", region="FR")
+    def work(n, greentrack_session=None):
+        for _ in range(n):
+            greentrack_session.step()
+        return n * 2
+
+    assert work(5) == 10
+    assert work.last_result.steps == 5
+    s = greentrack.Session("explicit", backend="mock").start()
+    time.sleep(0.2)
+    r = s.stop()
+    assert r is s.result and r.status == "finished"
+    assert s.stop() is r  # idempotent
+    names = [row["name"] for row in Store(db_path).list_runs(last=10)]
+    assert names == ["explicit", "decorated"]
+
+
+def test_exception_marks_failed_and_propagates(db_path):
+    with pytest.raises(ZeroDivisionError):
+        with greentrack.session("boom") as s:
+            1 / 0
+    assert s.result.status == "failed"
+    row = Store(db_path).get_run(s.id)
+    assert row["status"] == "failed" and "ZeroDivisionError" in row["error"]
+
+
+def test_keyboard_interrupt_marks_interrupted(db_path):
+    with pytest.raises(KeyboardInterrupt):
+        with greentrack.session("ctrl-c") as s:
+            raise KeyboardInterrupt
+    assert Store(db_path).get_run(s.id)["status"] == "interrupted"
+
+
+def test_no_region_uses_labelled_world_average():
+    with greentrack.session("noregion") as s:
+        time.sleep(0.1)
+    r = s.result
+    assert r.region == "WORLD"
+    assert any("world average" in n for n in r.notes)
+    assert "IEA" in r.intensity_source and "2019" in r.intensity_source
+
+
+def test_unknown_region_strict_and_lenient(capsys):
+    with pytest.raises(UnknownRegionError) as ei:
+        greentrack.Session("x", region="Frnace", strict=True).start()
+    assert "France" in str(ei.value)
+    with greentrack.session("lenient", region="Frnace") as s:
+        s.step()
+    assert s.result.status == "finished" and s.result.energy_j is not None
+    assert "unknown region" in capsys.readouterr().err
+
+
+def test_unknown_backend_never_breaks_the_loop(monkeypatch, capsys):
+    monkeypatch.setenv("GREENTRACK_BACKEND", "nvidai")
+    with pytest.raises(ConfigError) as ei:
+        greentrack.Session("x", strict=True).start()
+    assert "unknown backend 'nvidai'" in str(ei.value) and "nvidia" not in str(ei.value).split("known:")[0]
+    with greentrack.session("goes-on") as s:
+        for _ in range(3):
+            s.step()
+    assert s.result.status == "finished"
+    assert s.result.energy_j is None  # nothing measured, nothing invented
+    err = capsys.readouterr().err
+    assert err.count("unknown backend") == 1
+
+
+def test_no_gpu_says_so_once_and_invents_nothing(monkeypatch, capsys):
+    monkeypatch.setenv("GREENTRACK_BACKEND", "auto")
+    monkeypatch.setenv("GREENTRACK_DISABLE_PLUGINS", "greentrack.sources.nvml")
+    for _ in range(2):
+        with greentrack.session("cpu-only") as s:
+            time.sleep(0.05)
+        assert s.result.energy_j is None and s.result.co2e_kg is None
+        assert s.result.devices == [] or all(d.kind != "gpu" for d in s.result.devices)
+    assert capsys.readouterr().err.count("no GPU power source found") == 1
+
+
+def test_non_numeric_step_counts_are_ignored_with_one_line(capsys):
+    with greentrack.session("badsteps") as s:
+        s.step(samples="lots")
+        s.step(samples=4, tokens=None)
+        s.step(samples=-1)
+    assert s.result.status == "finished"
+    assert s.result.steps == 3 and s.result.samples == 4
+    assert capsys.readouterr().err.count("not a non-negative number") == 1
+
+
+def test_failing_sensor_is_reported_once_and_run_goes_on(monkeypatch, capsys):
+    monkeypatch.setenv("GREENTRACK_MOCK", "constant:200")
+    monkeypatch.setenv("GREENTRACK_MOCK_FAIL_AFTER", "0.3")
+    with greentrack.session("flaky", sample_interval_s=0.05, flush_interval_s=0.1) as s:
+        time.sleep(0.8)
+    r = s.result
+    assert r.status == "finished"
+    # energy up to the failure is kept (counter up to its last good read + held power after)
+    assert r.energy_j is not None and r.energy_j > 200 * 0.2
+    err = capsys.readouterr().err
+    assert err.count("mock:gpu0 failed in power read") == 1
+    assert r.devices[0].gaps, "the gap is recorded"
+
+
+def test_multi_gpu_and_fallback_methods(monkeypatch):
+    monkeypatch.setenv("GREENTRACK_MOCK", "constant:100")
+    monkeypatch.setenv("GREENTRACK_MOCK_GPUS", "2")
+    monkeypatch.setenv("GREENTRACK_MOCK_FEATURES", "instant")  # no buffer, no counter
+    with greentrack.session("two") as s:
+        time.sleep(0.5)
+    r = s.result
+    assert [d.key for d in r.devices] == ["gpu0", "gpu1"]
+    assert {d.method for d in r.devices} == {"instant"}
+    assert r.energy_j == pytest.approx(2 * 100 * r.duration_s, rel=0.02)
+
+
+def test_unwritable_database_measures_but_does_not_store(monkeypatch, tmp_path, capsys):
+    blocker = tmp_path / "file"
+    blocker.write_text("x")
+    monkeypatch.setenv("GREENTRACK_DB", str(blocker / "sub" / "gt.db"))
+    with greentrack.session("nodb") as s:
+        time.sleep(0.1)
+    assert s.result.status == "finished" and s.result.energy_j is not None
+    assert "cannot create database folder" in capsys.readouterr().err
+    with pytest.raises(ConfigError):
+        greentrack.Session("strict", strict=True).start()
+
+
+def test_live_budget_fires_hook_once(monkeypatch):
+    monkeypatch.setenv("GREENTRACK_MOCK", "constant:3600000")  # 1 kWh per second
+    seen = []
+
+    class Watcher:
+        @greentrack.hookimpl
+        def greentrack_budget_exceeded(self, session, budget, usage):
+            seen.append((budget["budget"], usage["energy_kwh"]))
+
+    from greentrack import plugins
+
+    plugins.register(Watcher())
+    with greentrack.session("budget", budget_kwh=0.2, flush_interval_s=0.1, sample_interval_s=0.05) as s:
+        time.sleep(0.6)
+    assert len(seen) == 1 and seen[0][0] == "energy_kwh" and seen[0][1] > 0.2
+    assert s.result.budget["limit"] == 0.2
