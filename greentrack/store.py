@@ -102,6 +102,8 @@ class Store:
                 if mode != "wal":
                     conn.execute("PRAGMA journal_mode=WAL")
             except sqlite3.DatabaseError as exc:
+                if "not a database" in str(exc):
+                    raise SchemaError(f"{self.path} is not a greentrack database ({exc})") from None
                 raise ConfigError(f"cannot open database {self.path}: {exc}") from None
             self._local.conn = conn
         return conn

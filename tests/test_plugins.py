@@ -1,0 +1,145 @@
+"""The plugin path a third-party plugin takes: hooks, sources, isolation, blocking, entry points."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import textwrap
+import time
+
+import greentrack
+from greentrack import plugins
+from greentrack.sources.base import Device
+
+
+class ConstantSource:
+    """A source a plugin adds: one 'fpga' at 42 W, no counter."""
+
+    name = "fpga"
+    kind = "gpu"
+    poll_interval_s = 0.05
+
+    def __init__(self) -> None:
+        self.devices = [Device(key="fpga0", kind="gpu", index=0, name="Test FPGA", series_method="instant")]
+
+    def poll(self, device):
+        return [(time.time(), 42.0)]
+
+    def energy_j(self, device):
+        return None
+
+    def close(self):
+        pass
+
+
+class ThrowAwayPlugin:
+    def __init__(self) -> None:
+        self.events: list[str] = []
+        self.batches = 0
+
+    @greentrack.hookimpl
+    def greentrack_register_sources(self, register):
+        register("fpga", lambda settings: ConstantSource(), priority=5)
+
+    @greentrack.hookimpl
+    def greentrack_session_start(self, session):
+        self.events.append(f"start:{session.name}")
+
+    @greentrack.hookimpl
+    def greentrack_samples(self, session, batch):
+        self.batches += 1
+        for key, times, powers in batch:
+            assert key == "fpga0" and len(times) == len(powers)
+
+    @greentrack.hookimpl
+    def greentrack_session_end(self, session, result):
+        self.events.append(f"end:{result.name}:{result.status}")
+
+
+class BrokenPlugin:
+    @greentrack.hookimpl
+    def greentrack_session_start(self, session):
+        raise RuntimeError("exporter offline")
+
+    @greentrack.hookimpl
+    def greentrack_session_end(self, session, result):
+        raise RuntimeError("still offline")
+
+
+def test_throwaway_plugin_adds_a_source_and_sees_the_lifecycle():
+    p = ThrowAwayPlugin()
+    plugins.register(p, name="throwaway")
+    with greentrack.session("fpga-run", backend="fpga", flush_interval_s=0.1) as s:
+        time.sleep(0.4)
+    assert p.events == ["start:fpga-run", "end:fpga-run:finished"]
+    assert p.batches >= 2
+    r = s.result
+    assert r.devices[0].name == "Test FPGA" and r.devices[0].method == "instant"
+    assert abs(r.energy_j / r.duration_s - 42.0) < 2.0
+
+
+def test_failing_plugin_is_reported_once_and_run_goes_on(capsys):
+    plugins.register(BrokenPlugin(), name="broken")
+    for _ in range(2):
+        with greentrack.session("survives") as s:
+            s.step()
+        assert s.result.status == "finished"
+    err = capsys.readouterr().err
+    assert err.count("broken failed in greentrack_session_start") == 1
+    assert err.count("broken failed in greentrack_session_end") == 1
+
+
+def test_builtin_plugins_listed_and_blockable(monkeypatch):
+    names = plugins.list_plugins()
+    assert "greentrack.sources.mock" in names and "greentrack.carbon.grid" in names
+    monkeypatch.setenv("GREENTRACK_DISABLE_PLUGINS", "greentrack.sources.mock")
+    plugins.reset()
+    assert "greentrack.sources.mock" not in plugins.list_plugins()
+    from greentrack.errors import ConfigError
+    import pytest
+
+    with pytest.raises(ConfigError, match="unknown backend 'mock'"):
+        greentrack.Session("x", backend="mock", strict=True).start()
+
+
+def test_grid_intensity_plugin_overrides_the_static_table():
+    from greentrack.carbon.grid import Intensity
+
+    class Hourly:
+        @greentrack.hookimpl
+        def greentrack_grid_intensity(self, region, at):
+            if region == "FR":
+                return Intensity("FR", 12.0, "test feed", 2026, "France (live)")
+            return None
+
+    plugins.register(Hourly())
+    with greentrack.session("fr", region="FR") as s:
+        time.sleep(0.05)
+    assert s.result.intensity_g_per_kwh == 12.0
+    with greentrack.session("de", region="DE") as s2:
+        time.sleep(0.05)
+    assert s2.result.intensity_g_per_kwh != 12.0 and "codecarbon" in s2.result.intensity_source
+
+
+def test_entry_point_plugin_is_loaded_and_can_be_blocked(tmp_path):
+    """A real installed distribution (a .dist-info on sys.path) with a 'greentrack' entry point."""
+    site = tmp_path / "site"
+    (site / "gt_hello-0.1.dist-info").mkdir(parents=True)
+    (site / "gt_hello-0.1.dist-info" / "METADATA").write_text("Metadata-Version: 2.1\nName: gt-hello\nVersion: 0.1\n")
+    (site / "gt_hello-0.1.dist-info" / "entry_points.txt").write_text("[greentrack]\nhello = gt_hello\n")
+    (site / "gt_hello.py").write_text(textwrap.dedent("""
+        import greentrack
+
+        @greentrack.hookimpl
+        def greentrack_session_end(session, result):
+            print("HELLO", result.name, result.status)
+    """))
+    code = "import greentrack\nwith greentrack.session('ep'):\n    pass\n"
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(site), os.environ.get("PYTHONPATH", "")]))
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stderr
+    assert "HELLO ep finished" in out.stdout
+    env["GREENTRACK_DISABLE_PLUGINS"] = "hello"
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0 and "HELLO" not in out.stdout
