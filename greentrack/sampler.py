@@ -54,6 +54,8 @@ class Sampler:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self.flushes = 0
+        # held while a source is polled, so another thread may poll synchronously (Session.energy_between)
+        self.lock = threading.Lock()
 
     # counters ----------------------------------------------------------------------------------
     def read_counters(self, first: bool = False) -> None:
@@ -138,7 +140,8 @@ class Sampler:
             now = self.clock()
             for s in self.sources:
                 if now >= next_poll[id(s)]:
-                    self.poll(s)
+                    with self.lock:
+                        self.poll(s)
                     next_poll[id(s)] = max(next_poll[id(s)] + s.poll_interval_s, now + s.poll_interval_s / 4)
             if now >= next_flush:
                 self.flush()
@@ -146,7 +149,8 @@ class Sampler:
             wake = min([next_flush, *next_poll.values()])
             self._stop.wait(max(0.0, wake - self.clock()))
         for s in self.sources:
-            self.poll(s)
+            with self.lock:
+                self.poll(s)
         self.flush(final=True)
 
     def stop(self) -> None:

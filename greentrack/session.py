@@ -232,6 +232,30 @@ class Session:
         vals = [v for v in vals if v is not None]
         return sum(vals) if vals else None
 
+    def energy_between(self, t0: float, t1: float | None = None) -> float | None:
+        """Energy in joules of all devices over ``[t0, t1]`` (wall-clock seconds; *t1*: now).
+
+        While the session runs, the sources are polled first on the calling thread (under the
+        sampler's lock), so a window that has just ended, such as one test, gets its energy at
+        once from the power series, even one shorter than the counter's update period. It is
+        not reconciled to the hardware counter (the phases of :attr:`result` are), so the two
+        may differ by the counter/series ratio. None when no power sample was read.
+        """
+        sampler = self.sampler
+        if sampler is None:
+            return None
+        t1 = time.time() if t1 is None else t1
+        with sampler.lock:
+            if self.result is None:
+                for src in sampler.sources:
+                    sampler.poll(src)
+            vals = [_live_cum(st.acc, t1) - _live_cum(st.acc, t0) for st in sampler.states if st.acc.n_raw]
+        return sum(vals) if vals else None
+
+    def mark_phase(self, name: str, t0: float, t1: float) -> None:
+        """Record a phase that already happened, from its wall-clock bounds (attributed at stop)."""
+        self._phases.append((str(name), float(t0), float(t1)))
+
     def _on_flush(self, chunks: list[tuple], states: list[Any]) -> None:
         from . import plugins
 
@@ -448,6 +472,16 @@ class Session:
 
     def __repr__(self) -> str:
         return f"<greentrack.Session {self.name!r} {self.id} {self.status}>"
+
+
+def _live_cum(acc: Any, t: float) -> float:
+    """Cumulative energy at *t*, using the raw samples newer than the last stored point too."""
+    if acc.times and acc.last_t is not None and acc.last_t > acc.times[-1] and t > acc.times[-1]:
+        if t >= acc.last_t:
+            return acc.cum_j + (t - acc.last_t) * acc.last_p
+        ta, ca = acc.times[-1], acc.cums[-1]
+        return ca + (acc.cum_j - ca) * (t - ta) / (acc.last_t - ta)
+    return E.cumulative_at(acc.times, acc.cums, t, acc.first_p, acc.last_p)
 
 
 def _disjoint(phases: list[PhaseResult]) -> bool:
