@@ -1,23 +1,84 @@
-"""Reading runs back: tables for the terminal, DataFrames for notebooks.
+"""Reading runs back: tables for the terminal, CSV/JSON/Markdown files, DataFrames for notebooks.
 
 pandas is imported here only, and only by :func:`runs` and :func:`load`.
+
+The JSON and CSV outputs follow a stable, versioned schema (:data:`RUN_FIELDS`,
+:data:`SCHEMA_VERSION`): fields are only ever added at the end, never renamed or removed,
+without a new schema version.
 """
 
 from __future__ import annotations
 
+import csv
+import datetime as _dt
+import io
+import json
 import os
 from typing import Any
 
+from .errors import GreentrackError, suggest
 from .format import fmt_co2, fmt_duration, fmt_kwh, fmt_time, fmt_watts, table
 from .store import Store, open_store
 
 REPORT_COLUMNS = ["id", "name", "started", "duration", "status", "kWh", "CO2e", "avg W", "devices"]
+FORMATS = ("table", "csv", "json", "markdown", "html")
+STATUSES = ("running", "finished", "failed", "interrupted", "lost")
+SCHEMA_NAME = "greentrack.runs"
+SCHEMA_VERSION = 1
+
+#: The stable run record of ``report --format json|csv`` (schema version 1), in column order.
+RUN_FIELDS: list[tuple[str, str]] = [
+    ("id", "run id (12 hex characters)"),
+    ("name", "run name"),
+    ("status", "running, finished, failed, interrupted or lost"),
+    ("started_at", "start, ISO 8601 UTC"),
+    ("ended_at", "end, ISO 8601 UTC (empty while running)"),
+    ("duration_s", "seconds"),
+    ("energy_kwh", "measured energy, kWh (before PUE; empty when nothing was measured)"),
+    ("energy_j", "the same in joules"),
+    ("co2e_kg", "operational CO2e, kg (energy x PUE x intensity)"),
+    ("avg_power_w", "energy / duration, W"),
+    ("region", "grid region used for CO2e"),
+    ("intensity_g_per_kwh", "grid intensity used, gCO2e/kWh"),
+    ("intensity_source", "where the intensity figure comes from, with year"),
+    ("pue", "power usage effectiveness applied"),
+    ("backend", "power source(s) that measured the run"),
+    ("devices", "device summary, e.g. '8x NVIDIA H200'"),
+    ("steps", "steps marked with session.step()"),
+    ("samples", "samples given to step(samples=...)"),
+    ("tokens", "tokens given to step(tokens=...)"),
+    ("j_per_step", "mean energy per step, J"),
+    ("j_per_sample", "energy per sample, J"),
+    ("j_per_token", "energy per token, J"),
+    ("budget_exceeded", "true when a live budget was crossed"),
+    ("host", "host name"),
+    ("job_id", "job id shared by the runs of one job (GREENTRACK_JOB_ID, torchrun, SLURM)"),
+    ("command", "command line (greentrack run)"),
+    ("tags", "tags, a JSON object (in CSV: its JSON text)"),
+    ("error", "error of a failed run"),
+]
+FIELD_NAMES = [f for f, _ in RUN_FIELDS]
+
+
+def _iso(ts: float | None) -> str | None:
+    if ts is None:
+        return None
+    return _dt.datetime.fromtimestamp(float(ts), _dt.timezone.utc).isoformat(timespec="milliseconds").replace(
+        "+00:00", "Z")
 
 
 def query_runs(db: str | os.PathLike[str] | None = None, last: int | None = 10, **filters: Any) -> list[dict[str, Any]]:
-    """Runs as dicts, newest first (see :meth:`Store.list_runs` for the filters)."""
+    """Runs as dicts, newest first (see :meth:`Store.list_runs` for the filters).
+
+    A database that does not exist yet holds no runs: the answer is ``[]``.
+    """
     from .config import resolve_db_path
 
+    status = filters.get("status")
+    if status is not None and status not in STATUSES:
+        raise GreentrackError(f"bad status {status!r}: use one of {', '.join(STATUSES)}" + suggest(status, STATUSES))
+    if last is not None and last < 1:
+        raise GreentrackError(f"--last must be at least 1, got {last}")
     path = resolve_db_path(db)
     if not path.exists():
         return []
@@ -38,28 +99,144 @@ def render_table(rows: list[dict[str, Any]]) -> str:
     return table(REPORT_COLUMNS, [run_row(r) for r in rows], right={3, 5, 6, 7})
 
 
+def run_record(r: dict[str, Any]) -> dict[str, Any]:
+    """One run as the stable schema-v1 record (plain JSON types, keys in :data:`FIELD_NAMES` order)."""
+    dur = r.get("duration_s")
+    ej = r.get("energy_j")
+    stats = r.get("stats") if isinstance(r.get("stats"), dict) else {}
+    step = (stats or {}).get("step") or {}
+    devices = r.get("devices")
+    if isinstance(devices, list):  # a get_run() row carries the device rows themselves
+        from .store import _summarise_devices
+
+        devices = _summarise_devices([d.get("name") if d.get("kind") == "gpu" else d.get("kind") for d in devices])
+    tags = r.get("tags") if isinstance(r.get("tags"), dict) else {}
+    rec = {
+        "id": r.get("id"), "name": r.get("name"), "status": r.get("status"),
+        "started_at": _iso(r.get("started_at")), "ended_at": _iso(r.get("ended_at")),
+        "duration_s": dur, "energy_kwh": None if ej is None else ej / 3.6e6, "energy_j": ej,
+        "co2e_kg": r.get("co2e_kg"), "avg_power_w": (ej / dur) if (ej is not None and dur) else None,
+        "region": r.get("region"), "intensity_g_per_kwh": r.get("intensity_g_per_kwh"),
+        "intensity_source": r.get("intensity_source"), "pue": r.get("pue"), "backend": r.get("backend"),
+        "devices": devices or None, "steps": r.get("steps"), "samples": r.get("samples"),
+        "tokens": r.get("tokens"), "j_per_step": step.get("mean_j"), "j_per_sample": step.get("j_per_sample"),
+        "j_per_token": step.get("j_per_token"), "budget_exceeded": bool(r.get("budget")),
+        "host": r.get("host"), "job_id": r.get("job_id"), "command": r.get("command"), "tags": tags,
+        "error": r.get("error"),
+    }
+    return {k: rec[k] for k in FIELD_NAMES}
+
+
+def render_json(rows: list[dict[str, Any]]) -> str:
+    """``{"schema": "greentrack.runs", "version": 1, "generated_at": ..., "runs": [record, ...]}``."""
+    doc = {"schema": SCHEMA_NAME, "version": SCHEMA_VERSION, "generated_at": _iso(_dt.datetime.now().timestamp()),
+           "runs": [run_record(r) for r in rows]}
+    return json.dumps(doc, indent=2, allow_nan=False, default=str)
+
+
+def render_csv(rows: list[dict[str, Any]]) -> str:
+    """A header row of :data:`FIELD_NAMES`, then one row per run (empty cell for null)."""
+    buf = io.StringIO()
+    w = csv.writer(buf, lineterminator="\n")
+    w.writerow(FIELD_NAMES)
+    for r in rows:
+        rec = run_record(r)
+        rec["tags"] = json.dumps(rec["tags"], sort_keys=True, separators=(",", ":"))
+        rec["budget_exceeded"] = "true" if rec["budget_exceeded"] else "false"
+        w.writerow(["" if rec[k] is None else (repr(rec[k]) if isinstance(rec[k], float) else rec[k])
+                    for k in FIELD_NAMES])
+    return buf.getvalue()
+
+
+def render_markdown(rows: list[dict[str, Any]]) -> str:
+    """The report table as a GitHub-flavoured Markdown table."""
+    if not rows:
+        return "_no runs_\n"
+
+    def cell(s: str) -> str:
+        return s.replace("|", "\\|")
+
+    align = ["---:" if i in {3, 5, 6, 7} else "---" for i in range(len(REPORT_COLUMNS))]
+    lines = ["| " + " | ".join(REPORT_COLUMNS) + " |", "| " + " | ".join(align) + " |"]
+    lines += ["| " + " | ".join(cell(c) for c in run_row(r)) + " |" for r in rows]
+    return "\n".join(lines) + "\n"
+
+
+def render(rows: list[dict[str, Any]], fmt: str = "table", **html_options: Any) -> str:
+    """Render runs as ``table``, ``csv``, ``json``, ``markdown`` or ``html`` text."""
+    if fmt == "table":
+        return render_table(rows)
+    if fmt == "csv":
+        return render_csv(rows)
+    if fmt == "json":
+        return render_json(rows)
+    if fmt == "markdown":
+        return render_markdown(rows)
+    if fmt == "html":
+        from .html_report import render_html
+
+        return render_html(rows, **html_options)
+    raise GreentrackError(f"unknown format {fmt!r}: use one of {', '.join(FORMATS)}" + suggest(fmt, FORMATS))
+
+
+def write_output(text: str, path: str | os.PathLike[str]) -> None:
+    """Write a report file; a path that cannot be written is a one-line error."""
+    from pathlib import Path
+
+    p = Path(path).expanduser()
+    try:
+        if p.is_dir():
+            raise GreentrackError(f"cannot write {p}: it is a directory")
+        p.parent.mkdir(parents=True, exist_ok=True)
+        p.write_text(text, encoding="utf-8")
+    except OSError as exc:
+        raise GreentrackError(f"cannot write {p}: {exc.strerror or exc}") from None
+
+
 def runs(last: int | None = None, db: str | os.PathLike[str] | None = None, **filters: Any) -> Any:
-    """A pandas DataFrame of runs, newest first: ``greentrack.runs(name="llama-*", tags={"precision": "bf16"})``."""
+    """A pandas DataFrame of runs, newest first, indexed by run id.
+
+    ``greentrack.runs(name="llama-*", tags={"precision": "bf16"}, status="finished", since=ts)``.
+    Times are pandas timestamps (UTC); ``tags``, ``stats`` and ``notes`` are Python objects;
+    ``energy_kwh`` and ``avg_power_w`` are added. An empty or missing database gives an empty frame
+    with the same columns.
+    """
     import pandas as pd
 
     rows = query_runs(db=db, last=last, **filters)
+    for r in rows:
+        dur, ej = r.get("duration_s"), r.get("energy_j")
+        r["avg_power_w"] = (ej / dur) if (ej is not None and dur) else None
     df = pd.DataFrame(rows)
-    if not df.empty:
-        for c in ("started_at", "ended_at", "updated_at"):
-            if c in df:
-                df[c] = pd.to_datetime(df[c], unit="s")
-        df = df.set_index("id")
-    return df
+    if df.empty:
+        df = pd.DataFrame(columns=["id", "name", "status", "started_at", "ended_at", "duration_s", "energy_j",
+                                   "energy_kwh", "co2e_kg", "avg_power_w", "region", "tags", "devices"])
+    for c in ("started_at", "ended_at", "updated_at"):
+        if c in df:
+            df[c] = pd.to_datetime(df[c], unit="s", utc=True)
+    return df.set_index("id")
 
 
 def load(run: str, db: str | os.PathLike[str] | None = None) -> dict[str, Any]:
-    """One run with its devices, phases (DataFrames) and power series (a DataFrame per device)."""
+    """One run for a notebook: its fields, plus ``devices`` and ``phases`` DataFrames and ``series``.
+
+    ``series`` maps each device key (``gpu0``...) to a DataFrame with ``time`` (UTC timestamps)
+    and ``power_w`` (average power over the interval ending at that time). *run* is an id, an id
+    prefix, a run name (its newest run) or ``last``; an unknown one raises NotFoundError with
+    close matches.
+    """
     import pandas as pd
+
+    from .series_arrays import read_series_np
 
     store = open_store(db, create=False)
     r = store.get_run(run)
-    series = store.read_series(r["id"])
-    r["series"] = {k: pd.DataFrame({"time": pd.to_datetime(t, unit="s"), "power_w": p}) for k, (t, p) in series.items()}
+    series = read_series_np(store, r["id"])
+    r["series"] = {k: pd.DataFrame({"time": pd.to_datetime(t, unit="s", utc=True), "power_w": p})
+                   for k, (t, p) in series.items()}
     r["devices"] = pd.DataFrame(r["devices"])
-    r["phases"] = pd.DataFrame(r["phases"])
+    phases = pd.DataFrame(r["phases"])
+    if not phases.empty:
+        phases["duration_s"] = phases["ended_at"] - phases["started_at"]
+    r["phases"] = phases
     return r

@@ -1,0 +1,104 @@
+"""Fast reading of stored power series as numpy arrays, and binning for charts.
+
+The store's own :func:`greentrack.codec.decode` is pure Python (fine for a short run); a 24-hour
+10 Hz run of 8 GPUs holds about 7 million points, which this module decodes with numpy in well
+under a second. numpy is imported inside the functions, never at ``import greentrack``.
+"""
+
+from __future__ import annotations
+
+import zlib
+from typing import Any
+
+from . import codec
+
+
+def decode_np(blob: bytes, base_t: float) -> tuple[Any, Any]:
+    """numpy twin of :func:`greentrack.codec.decode`: ``(times_s, powers_w)`` float64 arrays."""
+    import numpy as np
+
+    raw = np.frombuffer(zlib.decompress(blob), dtype=np.int32)
+    n = int(raw[0])
+    t = np.cumsum(raw[1:1 + n], dtype=np.int64).astype(np.float64) / 1000.0 + base_t
+    p = np.cumsum(raw[1 + n:1 + 2 * n], dtype=np.int64).astype(np.float64) / 10.0
+    return t, p
+
+
+def read_series_np(store: Any, run_id: str) -> dict[str, tuple[Any, Any]]:
+    """``{device_key: (times, powers)}`` for one run, as numpy arrays, time-ordered per device."""
+    import numpy as np
+
+    base = store._base_t(run_id)
+    parts: dict[str, list[tuple[Any, Any]]] = {}
+    for key, cod, data in store.conn.execute(
+        "SELECT device_key, codec, data FROM series WHERE run_id=? ORDER BY device_key, seq", (run_id,)
+    ):
+        if cod not in (None, codec.CODEC):
+            continue  # a codec this version does not know: skip rather than misread
+        parts.setdefault(key, []).append(decode_np(data, base))
+    out: dict[str, tuple[Any, Any]] = {}
+    for key, chunks in parts.items():
+        t = np.concatenate([c[0] for c in chunks]) if len(chunks) > 1 else chunks[0][0]
+        p = np.concatenate([c[1] for c in chunks]) if len(chunks) > 1 else chunks[0][1]
+        out[key] = (t, p)
+    return out
+
+
+def bin_mean(t: Any, p: Any, t0: float, t1: float, nbins: int) -> tuple[Any, Any, Any, Any]:
+    """Split ``[t0, t1]`` into *nbins* equal bins: ``(centres, mean, min, max)``; empty bins are NaN."""
+    import numpy as np
+
+    nbins = max(1, int(nbins))
+    span = max(t1 - t0, 1e-9)
+    edges_w = span / nbins
+    centres = t0 + (np.arange(nbins) + 0.5) * edges_w
+    if len(t) == 0:
+        nan = np.full(nbins, np.nan)
+        return centres, nan, nan.copy(), nan.copy()
+    idx = np.clip(((t - t0) / edges_w).astype(np.int64), 0, nbins - 1)
+    counts = np.bincount(idx, minlength=nbins)
+    sums = np.bincount(idx, weights=p, minlength=nbins)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        mean = np.where(counts > 0, sums / np.maximum(counts, 1), np.nan)
+    lo = np.full(nbins, np.inf)
+    hi = np.full(nbins, -np.inf)
+    _reduce_sorted(idx, p, lo, np.minimum)
+    _reduce_sorted(idx, p, hi, np.maximum)
+    empty = counts == 0
+    if empty.any():
+        # a sample is the average over the interval ending at its time: a bin with no sample of
+        # its own lies inside the interval of the next sample, unless that is a real gap
+        spacing = float(np.median(np.diff(t))) if len(t) > 1 else edges_w
+        nxt = np.searchsorted(t, centres[empty])
+        ok = nxt < len(t)
+        nxt_c = np.minimum(nxt, len(t) - 1)
+        prev_t = np.where(nxt_c > 0, t[np.maximum(nxt_c - 1, 0)], t[0] - spacing)
+        ok &= (t[nxt_c] - prev_t) <= 3 * max(spacing, 1e-9) + 1e-9
+        ok &= centres[empty] >= t[0] - spacing
+        fill = np.where(ok, p[nxt_c], np.nan)
+        mean[empty] = fill
+        lo[empty] = fill
+        hi[empty] = fill
+    return centres, mean, lo, hi
+
+
+def _reduce_sorted(idx: Any, p: Any, out: Any, op: Any) -> None:
+    """Per-bin min or max (``op.at`` is slow on millions of points; sorted bins are contiguous runs)."""
+    import numpy as np
+
+    if len(idx) > 1 and not bool(np.all(idx[1:] >= idx[:-1])):
+        order = np.argsort(idx, kind="stable")
+        idx, p = idx[order], p[order]
+    starts = np.flatnonzero(np.r_[True, idx[1:] != idx[:-1]])
+    out[idx[starts]] = op.reduceat(p, starts)
+
+
+def total_power(series: dict[str, tuple[Any, Any]], t0: float, t1: float, nbins: int) -> Any:
+    """Sum over devices of each device's binned mean power (NaN where no device has a sample)."""
+    import numpy as np
+
+    total = None
+    for t, p in series.values():
+        _c, m, _lo, _hi = bin_mean(t, p, t0, t1, nbins)
+        total = m if total is None else np.where(np.isnan(total), m, np.where(np.isnan(m), total, total + m))
+    return total
