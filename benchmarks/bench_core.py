@@ -1,0 +1,181 @@
+"""Core performance figures (issue: core). Prints one line per figure.
+
+    python benchmarks/bench_core.py            # all figures
+    python benchmarks/bench_core.py --quick    # fewer repetitions
+
+Figures, each the median of interleaved repetitions measured side by side in this run:
+- `import greentrack` over bare Python (fresh interpreters), and which heavy modules it pulls in;
+  peers (codecarbon, zeus) the same way when installed;
+- cost of `session.step()` (ns per call, timeit);
+- session start + stop on the mock backend, first in a process (cold) and later (warm);
+  CodeCarbon's OfflineEmissionsTracker start + stop the same way when installed;
+- stored time series per GPU-hour at 10 Hz (a real session's sampler path, fed a noisy trace).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import timeit
+from pathlib import Path
+
+PY = sys.executable
+
+
+def _time_cmd(code: str, env: dict | None = None) -> float:
+    t = time.perf_counter()
+    subprocess.run([PY, "-c", code], check=True, env=env, capture_output=True)
+    return time.perf_counter() - t
+
+
+def import_times(reps: int) -> None:
+    cands = {"bare": "pass", "greentrack": "import greentrack"}
+    for peer, stmt in (("codecarbon", "import codecarbon"), ("zeus", "from zeus.monitor import ZeusMonitor")):
+        try:
+            subprocess.run([PY, "-c", stmt], check=True, capture_output=True, timeout=120)
+            cands[peer] = stmt
+        except Exception:
+            print(f"import {peer}: not installed here, skipped")
+    res: dict[str, list[float]] = {k: [] for k in cands}
+    for _ in range(reps):
+        for k, stmt in cands.items():  # interleaved
+            res[k].append(_time_cmd(stmt))
+    bare = statistics.median(res["bare"])
+    for k, v in res.items():
+        if k != "bare":
+            print(f"import {k}: {1000 * (statistics.median(v) - bare):.1f} ms over bare Python "
+                  f"(median of {reps}, bare = {1000 * bare:.1f} ms)")
+    out = subprocess.run([PY, "-c", "import sys, greentrack; print(' '.join(m for m in "
+                          "('pandas','numpy','pynvml','codecarbon','sqlite_utils','click','pluggy') if m in sys.modules))"],
+                         capture_output=True, text=True, check=True).stdout.strip()
+    print(f"heavy modules loaded by `import greentrack`: {out or 'none'}")
+
+
+def step_cost(reps: int) -> None:
+    import greentrack
+
+    os.environ.setdefault("GREENTRACK_BACKEND", "mock")
+    with greentrack.session("bench-step", store=False) as s:
+        n = 200_000
+        times = [timeit.timeit(lambda: s.step(), number=n) / n for _ in range(reps)]
+        times_args = [timeit.timeit(lambda: s.step(samples=32, tokens=4096), number=n) / n for _ in range(reps)]
+        empty = [timeit.timeit(lambda: None, number=n) / n for _ in range(reps)]
+    print(f"session.step(): {1e9 * statistics.median(times):.0f} ns per call; with samples/tokens "
+          f"{1e9 * statistics.median(times_args):.0f} ns (a bare lambda call costs {1e9 * statistics.median(empty):.0f} ns)")
+
+
+START_STOP = """
+import os, time, statistics, sys
+t = time.perf_counter()
+import greentrack
+s = greentrack.session("cold"); s.start(); s.stop()
+cold = time.perf_counter() - t
+warm = []
+for i in range(int(sys.argv[1])):
+    t = time.perf_counter(); s = greentrack.session("warm"); s.start(); s.stop(); warm.append(time.perf_counter() - t)
+print(cold, statistics.median(warm))
+"""
+
+CC_START_STOP = """
+import time, statistics, sys, logging
+logging.disable(logging.CRITICAL)
+t = time.perf_counter()
+from codecarbon import OfflineEmissionsTracker
+tr = OfflineEmissionsTracker(country_iso_code="FRA", save_to_file=False, log_level="error"); tr.start(); tr.stop()
+cold = time.perf_counter() - t
+warm = []
+for i in range(int(sys.argv[1])):
+    t = time.perf_counter()
+    tr = OfflineEmissionsTracker(country_iso_code="FRA", save_to_file=False, log_level="error"); tr.start(); tr.stop()
+    warm.append(time.perf_counter() - t)
+print(cold, statistics.median(warm))
+"""
+
+
+def start_stop(reps: int) -> None:
+    with tempfile.TemporaryDirectory() as d:
+        env = dict(os.environ, GREENTRACK_BACKEND="mock", GREENTRACK_DB=str(Path(d) / "b.db"))
+        gt_cold, gt_warm, cc_cold, cc_warm = [], [], [], []
+        for _ in range(reps):
+            a, b = subprocess.run([PY, "-c", START_STOP, "5"], env=env, capture_output=True, text=True,
+                                  check=True).stdout.split()
+            gt_cold.append(float(a))
+            gt_warm.append(float(b))
+            try:
+                r = subprocess.run([PY, "-c", CC_START_STOP, "2"], env=env, capture_output=True, text=True,
+                                   timeout=300)
+                a, b = r.stdout.split()[-2:]
+                cc_cold.append(float(a))
+                cc_warm.append(float(b))
+            except Exception:
+                pass
+    print(f"greentrack session start+stop (mock, stored): first in process {1000 * statistics.median(gt_cold):.1f} ms "
+          f"(imports included), then {1000 * statistics.median(gt_warm):.1f} ms (median of {reps} processes)")
+    if cc_cold:
+        print(f"codecarbon OfflineEmissionsTracker start+stop: first {1000 * statistics.median(cc_cold):.0f} ms, "
+              f"then {1000 * statistics.median(cc_warm):.0f} ms")
+        print(f"ratio codecarbon/greentrack: first {statistics.median(cc_cold) / statistics.median(gt_cold):.1f}x, "
+              f"then {statistics.median(cc_warm) / statistics.median(gt_warm):.1f}x")
+    else:
+        print("codecarbon start+stop: not measured (not installed or failed)")
+
+
+def storage() -> None:
+    """A real session's sampler + store path fed a noisy 50 Hz trace: stored bytes per GPU-hour at 10 Hz."""
+    import random
+
+    from greentrack.sampler import Sampler
+    from greentrack.sources.mock import MockSource
+    from greentrack.store import Store
+
+    rnd = random.Random(1)
+    walk = {"p": 400.0}
+    clock = {"t": 1_700_000_000.0}
+
+    def power(t: float, active: bool) -> float:
+        walk["p"] = min(700.0, max(80.0, walk["p"] + rnd.gauss(0, 6)))
+        return walk["p"]
+
+    with tempfile.TemporaryDirectory() as d:
+        st = Store(Path(d) / "s.db")
+        src = MockSource(trace="constant:1", clock=lambda: clock["t"])
+        src.gpus[0].power = power
+        t0 = clock["t"]
+        st.begin_run({"id": "r", "name": "storage", "started_at": t0}, {}, [])
+        sampler = Sampler([src], 2.0, lambda chunks, states: st.progress("r", 0.0, [], chunks, t0))
+        sampler.read_counters(first=True)
+        hours = 0.25
+        while clock["t"] - t0 < hours * 3600:  # virtual clock: poll every 1 s, flush every 2 s
+            clock["t"] += 1.0
+            sampler.poll(src)
+            if int(clock["t"] - t0) % 2 == 0:
+                sampler.flush()
+        sampler.flush(final=True)
+        st.finish_run("r", {"status": "finished", "ended_at": clock["t"]}, [], [])
+        data = st.conn.execute("SELECT sum(length(data)), sum(n), count(*) FROM series").fetchone()
+        st.close()
+        size = os.path.getsize(Path(d) / "s.db")
+    per_hour = data[0] / hours
+    print(f"stored series: {per_hour / 1000:.1f} KB of compressed data per GPU-hour at 10 Hz "
+          f"({data[1]} points in {hours} h, {data[2]} chunks after compaction; database file {size / 1000 / hours:.0f} KB/h "
+          f"including page slack)")
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--quick", action="store_true")
+    a = ap.parse_args()
+    reps = 5 if a.quick else 15
+    import_times(reps)
+    step_cost(5)
+    start_stop(3 if a.quick else 7)
+    storage()
+
+
+if __name__ == "__main__":
+    main()
