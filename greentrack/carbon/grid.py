@@ -1,18 +1,28 @@
 """Grid carbon intensity: the built-in static table, itself a plugin.
 
-Data come from codecarbon's installed data files, read as files (codecarbon's tracker is never
-imported): per-country intensity from ``global_energy_mix.json`` (Our World in Data / Ember
-energy mix, year per entry) and the world average from ``carbon_intensity_per_source.json``.
-Regions are ISO-3 or ISO-2 country codes or country names. Other data (hourly, live) come
-from plugins implementing ``greentrack_grid_intensity``, which answer before this table.
+Data come from codecarbon's installed data files, read as files (codecarbon is never imported):
+
+- countries: ``global_energy_mix.json`` (Our World in Data / Ember, year per entry), answering to
+  ISO-3 and ISO-2 codes and country names; the world average from ``carbon_intensity_per_source.json``;
+- US states ``US-CA``: EPA eGRID 2023 (``usa_emissions.json``, lbs/MWh converted to g/kWh);
+- Canadian provinces ``CA-QC``: 2023 generation mix (``canada_energy_mix.json``) turned into an
+  intensity the way codecarbon does it (fossil shares times combustion factors);
+- Chinese provinces ``CN-BJ``: MEE/NBS 2023 factors; Nordic bidding zones ``SE1``-``SE4``, ``NO1``-``NO5``;
+- cloud regions ``provider:region``: GCP regions from codecarbon's ``cloud/impact.csv`` (Google's
+  2023 figures); AWS and Azure regions (and GCP regions missing there) through
+  ``greentrack/data/cloud_regions.json``, which maps each region to its location and names its source.
+
+Other data (hourly, live) come from plugins implementing ``greentrack_grid_intensity``, which
+answer before this table.
 """
 
 from __future__ import annotations
 
+import csv
 import functools
 import importlib.util
 import json
-from dataclasses import dataclass, asdict
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +30,14 @@ from ..errors import UnknownRegionError, suggest
 from ..plugins import hookimpl
 
 DATA_DIR = Path(__file__).resolve().parent.parent / "data"
+LBS_PER_MWH_TO_G_PER_KWH = 0.45359237  # 1 lb = 0.45359237 kg; per MWh -> per kWh: kg/MWh == g/kWh
+CLOUD_PROVIDERS = {"aws": "aws", "amazon": "aws", "azure": "azure", "microsoft": "azure", "gcp": "gcp",
+                   "google": "gcp"}
+CA_PROVINCES = {
+    "alberta": "AB", "british columbia": "BC", "manitoba": "MB", "new brunswick": "NB",
+    "newfoundland and labrador": "NL", "nova scotia": "NS", "northwest territories": "NT", "nunavut": "NU",
+    "ontario": "ON", "prince edward island": "PE", "quebec": "QC", "saskatchewan": "SK", "yukon": "YT",
+}
 
 
 @dataclass(frozen=True)
@@ -32,6 +50,8 @@ class Intensity:
     year: int | None
     label: str = ""  # a person's name for the region
     fallback: bool = False  # True for the world average used when no region was given
+    kind: str = ""  # country, us-state, ca-province, cn-province, bidding-zone, cloud, world
+    location: str = ""  # for cloud regions: the region key whose figure is used
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -53,6 +73,7 @@ def codecarbon_data_dir() -> Path | None:
     return d if d.is_dir() else None
 
 
+@functools.lru_cache(maxsize=1)
 def _codecarbon_version() -> str:
     try:
         import importlib.metadata as md
@@ -62,39 +83,43 @@ def _codecarbon_version() -> str:
         return "?"
 
 
+def _via() -> str:
+    return f"via codecarbon {_codecarbon_version()}"
+
+
+def _read_json(*parts: str) -> Any:
+    d = codecarbon_data_dir()
+    if d is None:
+        return None
+    try:
+        return json.loads(d.joinpath(*parts).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+
+
 @functools.lru_cache(maxsize=1)
 def world_average() -> Intensity:
-    d = codecarbon_data_dir()
-    if d is not None:
-        try:
-            data = json.loads((d / "private_infra" / "carbon_intensity_per_source.json").read_text())
-            return Intensity("WORLD", float(data["world_average"]),
-                             f"IEA Global Energy & CO2 Status Report 2019 via codecarbon {_codecarbon_version()}",
-                             2019, "world average", fallback=True)
-        except (OSError, KeyError, ValueError):
-            pass
-    # same figure, shipped in case codecarbon's file is missing
-    return Intensity("WORLD", 475.0, "IEA Global Energy & CO2 Status Report 2019", 2019, "world average",
-                     fallback=True)
+    data = _read_json("private_infra", "carbon_intensity_per_source.json")
+    try:
+        g = float(data["world_average"])  # type: ignore[index]
+        src = f"IEA Global Energy & CO2 Status Report 2019 {_via()}"
+    except (TypeError, KeyError, ValueError):
+        g, src = 475.0, "IEA Global Energy & CO2 Status Report 2019"  # same figure, in case the file is missing
+    return Intensity("WORLD", g, src, 2019, "world average", fallback=True, kind="world")
 
 
 @functools.lru_cache(maxsize=1)
 def country_table() -> dict[str, Intensity]:
     """ISO-3 code -> Intensity, from codecarbon's global energy mix."""
-    d = codecarbon_data_dir()
+    mix = _read_json("private_infra", "global_energy_mix.json") or {}
     out: dict[str, Intensity] = {}
-    if d is None:
-        return out
-    try:
-        mix = json.loads((d / "private_infra" / "global_energy_mix.json").read_text())
-    except (OSError, ValueError):
-        return out
-    src = f"Our World in Data / Ember energy mix via codecarbon {_codecarbon_version()}"
+    src = f"Our World in Data / Ember energy mix {_via()}"
     for code, row in mix.items():
-        ci = row.get("carbon_intensity")
+        ci = row.get("carbon_intensity") if isinstance(row, dict) else None
         if ci is None:
             continue
-        out[code.upper()] = Intensity(code.upper(), float(ci), src, row.get("year"), row.get("country_name", code))
+        out[code.upper()] = Intensity(code.upper(), float(ci), src, row.get("year"), row.get("country_name", code),
+                                      kind="country")
     return out
 
 
@@ -103,28 +128,179 @@ def iso2_to_iso3() -> dict[str, str]:
     return json.loads((DATA_DIR / "iso3166.json").read_text())["codes"]
 
 
-def lookup_static(region: str) -> Intensity | None:
-    """The static table's answer for *region*, or None."""
-    table = country_table()
+def _us_states() -> dict[str, Intensity]:
+    data = _read_json("private_infra", "2023", "usa_emissions.json") or {}
+    meta = data.get("_source", {}) if isinstance(data, dict) else {}
+    src = f"{meta.get('name', 'EPA eGRID')} {_via()}"
+    out = {}
+    for name, row in data.items():
+        if name.startswith("_") or not isinstance(row, dict) or len(str(row.get("regionCode", ""))) != 2:
+            continue
+        key = f"US-{row['regionCode'].upper()}"
+        out[key] = Intensity(key, float(row["emissions"]) * LBS_PER_MWH_TO_G_PER_KWH, src, meta.get("year", 2023),
+                             name.title(), kind="us-state")
+    return out
+
+
+def _ca_provinces() -> dict[str, Intensity]:
+    """Provinces from their generation mix, as codecarbon computes them (fossil shares only)."""
+    data = _read_json("private_infra", "2023", "canada_energy_mix.json") or {}
+    factors = {"coal": 995.725971, "petroleum": 816.6885263, "naturalGas": 743.8415916}  # g/kWh, as codecarbon
+    src = ("Canadian provincial generation mix 2023, fossil shares x combustion factors (coal 996, oil 817, "
+           f"gas 744 g/kWh; responsibleproblemsolving/energy-usage) {_via()}")
+    out = {}
+    for name, mix in data.items():
+        code = CA_PROVINCES.get(name.lower())
+        if code is None or not isinstance(mix, dict) or not mix.get("total"):
+            continue
+        g = sum(mix.get(k, 0.0) / mix["total"] * f for k, f in factors.items())
+        out[f"CA-{code}"] = Intensity(f"CA-{code}", g, src, 2023, name.title(), kind="ca-province")
+    return out
+
+
+def _cn_provinces() -> dict[str, Intensity]:
+    data = _read_json("private_infra", "2023", "china_provincial_emissions.json") or {}
+    meta = data.get("metadata", {})
+    src = ("China MEE/NBS provincial electricity CO2 factors (announcement "
+           f"{meta.get('announcement', '2025 No. 47')}; CO2 only) {_via()}")
+    out = {}
+    for code, row in (data.get("data") or {}).items():
+        out[code.upper()] = Intensity(code.upper(), float(row["emission_factor"]), src, row.get("year"),
+                                      row.get("description", code), kind="cn-province")
+    return out
+
+
+def _nordic_zones() -> dict[str, Intensity]:
+    data = _read_json("private_infra", "nordic_emissions.json") or {}
+    src = f"ENTSO-E generation per bidding zone, production-based {_via()}"
+    out = {}
+    for code, row in (data.get("data") or {}).items():
+        if len(code) != 3:  # the FI entry duplicates the country
+            continue
+        out[code.upper()] = Intensity(code.upper(), float(row["emission_factor"]), src, row.get("year"),
+                                      row.get("description", code), kind="bidding-zone")
+    return out
+
+
+@functools.lru_cache(maxsize=1)
+def subdivision_table() -> dict[str, Intensity]:
+    """US states, Canadian and Chinese provinces and Nordic bidding zones, by key (``US-CA``, ``SE3``)."""
+    out: dict[str, Intensity] = {}
+    for part in (_us_states, _ca_provinces, _cn_provinces, _nordic_zones):
+        out.update(part())
+    return out
+
+
+@functools.lru_cache(maxsize=1)
+def cloud_mapping() -> dict[str, Any]:
+    """``greentrack/data/cloud_regions.json``: provider -> region -> location."""
+    return json.loads((DATA_DIR / "cloud_regions.json").read_text(encoding="utf-8"))
+
+
+@functools.lru_cache(maxsize=1)
+def cloud_table() -> dict[str, Intensity]:
+    """``provider:region`` -> Intensity, direct figures first, then regions mapped to their location."""
+    out: dict[str, Intensity] = {}
+    d = codecarbon_data_dir()
+    if d is not None:
+        try:
+            with open(d / "cloud" / "impact.csv", newline="", encoding="utf-8-sig") as fh:
+                rows = list(csv.DictReader(fh))
+        except OSError:
+            rows = []
+        for row in rows:
+            prov = (row.get("provider") or "").strip().lower()
+            reg = (row.get("region") or "").strip().lower()
+            try:
+                g = float(row["impact"])
+            except (KeyError, TypeError, ValueError):
+                continue
+            city = row.get("city") or row.get("country_name") or reg
+            src = f"{row.get('providerName') or prov} region grid carbon intensity 2023 ({row.get('source', '')}) {_via()}"
+            it = Intensity(f"{prov}:{reg}", g, src, 2023, f"{prov.upper()} {reg} ({city})", kind="cloud")
+            out[it.region] = it
+    if "gcp:me-cenrtal1" in out and "gcp:me-central1" not in out:  # codecarbon's spelling, kept as an alias
+        it = out["gcp:me-cenrtal1"]
+        out["gcp:me-central1"] = replace(it, region="gcp:me-central1", label=it.label.replace("cenrtal", "central"))
+    for prov, regions in cloud_mapping().items():
+        if prov.startswith("_"):
+            continue
+        for reg, info in regions.items():
+            key = f"{prov}:{reg}"
+            if reg.startswith("_") or key in out:
+                continue
+            loc = _lookup_place(info["location"])
+            if loc is None:
+                continue
+            where = regions["_source"].split(" (")[0]
+            src = f"{loc.source} [{loc.region}, {loc.year or 'year n/a'}]; region location per {where} {regions['_year']}"
+            out[key] = Intensity(key, loc.g_per_kwh, src, loc.year,
+                                 f"{prov.upper()} {reg} ({info.get('city', '')}, {loc.region})", kind="cloud",
+                                 location=loc.region)
+    return out
+
+
+def _lookup_place(region: str) -> Intensity | None:
+    """Country, subdivision or world entry for *region* (no cloud regions)."""
     key = region.strip()
     up = key.upper()
     if up in ("WORLD", "GLOBAL"):
         return world_average()
+    sub = subdivision_table()
+    if up in sub:
+        return sub[up]
+    table = country_table()
     if up in table:
         return table[up]
     if len(up) == 2 and up in iso2_to_iso3() and iso2_to_iso3()[up] in table:
         return table[iso2_to_iso3()[up]]
     low = key.lower()
-    for it in table.values():
-        if it.label.lower() == low:
-            return it
+    for group in (table, sub):  # country names win over subdivisions (Georgia)
+        for it in group.values():
+            if it.label.lower() == low:
+                return it
     return None
+
+
+def lookup_static(region: str) -> Intensity | None:
+    """The static table's answer for *region*, or None."""
+    key = region.strip()
+    if ":" in key:
+        prov, _, reg = key.partition(":")
+        prov = CLOUD_PROVIDERS.get(prov.strip().lower(), prov.strip().lower())
+        return cloud_table().get(f"{prov}:{reg.strip().lower()}")
+    return _lookup_place(key)
+
+
+def all_regions() -> list[Intensity]:
+    """Every entry of the static table: world average, countries, subdivisions, cloud regions."""
+    return [world_average(), *sorted(country_table().values(), key=lambda i: i.region),
+            *sorted(subdivision_table().values(), key=lambda i: i.region),
+            *sorted(cloud_table().values(), key=lambda i: i.region)]
+
+
+def search_regions(query: str | None = None) -> list[Intensity]:
+    """Entries whose key, name, kind or source contain *query* (case-insensitive); all without one.
+
+    A query that is itself a known region (``FR``, ``fr``, ``US-CA``) also returns that entry first.
+    """
+    items = all_regions()
+    if not query:
+        return items
+    q = query.strip().lower()
+    exact = lookup_static(query)
+    hits = [it for it in items if q in it.region.lower() or q in it.label.lower() or q == it.kind]
+    if exact is not None:
+        hits = [exact] + [h for h in hits if h.region != exact.region]
+    return hits
 
 
 def known_regions() -> list[str]:
     """Every code and name the static table answers to (for suggestions)."""
     table = country_table()
-    return sorted(set(table) | {it.label for it in table.values()} | set(iso2_to_iso3()))
+    sub = subdivision_table()
+    return sorted(set(table) | {it.label for it in table.values()} | set(iso2_to_iso3()) | set(sub)
+                  | {it.label for it in sub.values()} | set(cloud_table()))
 
 
 def lookup(region: str | None, at: float | None = None) -> Intensity:
