@@ -1,0 +1,37 @@
+"""`import greentrack` stays light: no pandas, numpy, pynvml, codecarbon, sqlite-utils or click."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+HEAVY = ("pandas", "numpy", "pynvml", "codecarbon", "sqlite_utils", "click", "pluggy", "matplotlib")
+
+
+def _loaded(code: str) -> set[str]:
+    probe = code + "\nimport sys\nprint(' '.join(m for m in %r if m in sys.modules))" % (HEAVY,)
+    out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True)
+    return set(out.stdout.split())
+
+
+def test_import_is_light():
+    assert _loaded("import greentrack") == set()
+
+
+def test_a_session_loads_neither_pandas_nor_sqlite_utils(tmp_path):
+    code = ("import os, greentrack\n"
+            f"os.environ['GREENTRACK_DB'] = {str(tmp_path / 'x.db')!r}\n"
+            "from greentrack.store import Store\nStore(os.environ['GREENTRACK_DB'])\n"  # schema exists
+            "import sys\nfor m in [m for m in sys.modules if m.startswith(('sqlite_utils', 'click'))]: del sys.modules[m]\n"
+            "with greentrack.session('light', backend='mock'):\n    pass\n")
+    loaded = _loaded(code)
+    assert "pandas" not in loaded and "numpy" not in loaded
+    assert "sqlite_utils" not in loaded and "codecarbon" not in loaded
+
+
+def test_public_api():
+    import greentrack
+
+    for name in greentrack.__all__:
+        assert getattr(greentrack, name) is not None
+    assert callable(greentrack.session) and callable(greentrack.track)
