@@ -22,6 +22,7 @@ BUILTIN_PLUGINS = (
     "greentrack.sources.mock",
     "greentrack.sources.nvml",
     "greentrack.carbon.grid",
+    "greentrack.carbon.scenarios",
     "greentrack.commands",
 )
 ENTRY_POINT_GROUP = "greentrack"
