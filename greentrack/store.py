@@ -335,7 +335,8 @@ class Store:
             return rows[0][0]
         if len(rows) > 1:
             raise NotFoundError(f"run id {ref!r} is ambiguous; give more characters")
-        recent = [r[0] for r in self.conn.execute("SELECT id FROM runs ORDER BY started_at DESC LIMIT 200")]
+        recent = [x for r in self.conn.execute("SELECT id, name FROM runs ORDER BY started_at DESC LIMIT 200")
+                  for x in r if x]  # ids and names: a mistyped name gets suggestions too
         by_name = [r[0] for r in self.conn.execute(
             "SELECT id FROM runs WHERE name = ? ORDER BY started_at DESC LIMIT 1", (ref,))]
         if by_name:
