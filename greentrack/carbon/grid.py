@@ -289,7 +289,14 @@ def search_regions(query: str | None = None) -> list[Intensity]:
         return items
     q = query.strip().lower()
     exact = lookup_static(query)
-    hits = [it for it in items if q in it.region.lower() or q in it.label.lower() or q == it.kind]
+
+    def match(it: Intensity) -> bool:
+        label = it.label.lower()
+        words = label.replace("(", " ").replace(",", " ").split()
+        return (q in it.region.lower() or q == it.kind or any(w.startswith(q) for w in words)
+                or (len(q) >= 4 and q in label))
+
+    hits = [it for it in items if match(it)]
     if exact is not None:
         hits = [exact] + [h for h in hits if h.region != exact.region]
     return hits
