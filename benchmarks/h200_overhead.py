@@ -1,0 +1,196 @@
+"""Slowdown of a launch-bound training loop under greentrack, CodeCarbon and Zeus.
+
+A small MLP (3 x Linear(256), Adam, batch 64) trains on GPU 0 at hundreds to thousands of
+steps per second, so the loop is bound by Python and kernel launches: any work a tracker
+adds on the training thread, or any GIL time its background thread takes, shows up directly.
+
+Conditions, interleaved in a shuffled order in each repetition so drift in clocks or
+temperature hits all of them alike:
+
+- ``none``: the bare loop;
+- ``greentrack``: inside a session (sampler thread running) with ``s.step()`` every step;
+- ``codecarbon``: inside an OfflineEmissionsTracker (its default 15 s interval, and 1 s);
+- ``zeus``: inside a ZeusMonitor window.
+
+Each condition runs a fixed number of steps; the figure is the median over repetitions of
+(time with tracker / time of the bare loop in the same repetition). Tracker start and stop
+are outside the timed loop and reported separately.
+
+    CUDA_VISIBLE_DEVICES=0 python3 benchmarks/h200_overhead.py --reps 7 --out overhead.json
+    python3 benchmarks/h200_overhead.py --dry-run --reps 2 --steps 2000
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import random
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any, Callable
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from h200_common import dump, env_info, has_gpu, median  # noqa: E402
+
+
+def make_step(dry: bool) -> Callable[[], None]:
+    if dry:
+        import math
+
+        acc = [0.0]
+
+        def step() -> None:  # a few µs of Python, like a launch-bound step
+            for i in range(40):
+                acc[0] += math.sqrt(i)
+
+        return step
+    import torch
+
+    dev = torch.device("cuda:0")
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Linear(256, 256), torch.nn.ReLU(), torch.nn.Linear(256, 256),
+                                torch.nn.ReLU(), torch.nn.Linear(256, 10)).to(dev)
+    opt = torch.optim.Adam(model.parameters(), lr=1e-3)
+    x = torch.randn(64, 256, device=dev)
+    y = torch.randint(0, 10, (64,), device=dev)
+    lossf = torch.nn.CrossEntropyLoss()
+
+    def step() -> None:
+        opt.zero_grad(set_to_none=True)
+        lossf(model(x), y).backward()
+        opt.step()
+
+    return step
+
+
+def sync(dry: bool) -> None:
+    if not dry:
+        import torch
+
+        torch.cuda.synchronize()
+
+
+def timed_loop(step: Callable[[], None], n: int, dry: bool, mark: Callable[..., None] | None = None) -> float:
+    sync(dry)
+    t = time.perf_counter()
+    if mark is None:
+        for _ in range(n):
+            step()
+    else:
+        for _ in range(n):
+            step()
+            mark(samples=64)
+    sync(dry)
+    return time.perf_counter() - t
+
+
+def run_condition(cond: str, step: Callable[[], None], n: int, dry: bool, db: str,
+                  costs: dict[str, list[float]]) -> float:
+    if cond == "none":
+        return timed_loop(step, n, dry)
+    if cond == "greentrack":
+        from greentrack.session import Session
+
+        t = time.perf_counter()
+        s = Session("overhead", region="FR", db=db, backend="mock" if dry else "nvml")
+        s.start()
+        costs.setdefault("greentrack_start_s", []).append(time.perf_counter() - t)
+        el = timed_loop(step, n, dry, s.step)
+        t = time.perf_counter()
+        s.stop()
+        costs.setdefault("greentrack_stop_s", []).append(time.perf_counter() - t)
+        return el
+    if cond.startswith("codecarbon"):
+        from codecarbon import OfflineEmissionsTracker
+
+        secs = 1 if cond.endswith("1s") else 15
+        t = time.perf_counter()
+        tr = OfflineEmissionsTracker(country_iso_code="FRA", save_to_file=False, log_level="error",
+                                     measure_power_secs=secs, gpu_ids=None if dry else [0])
+        tr.start()
+        costs.setdefault(f"{cond}_start_s", []).append(time.perf_counter() - t)
+        el = timed_loop(step, n, dry)
+        t = time.perf_counter()
+        tr.stop()
+        costs.setdefault(f"{cond}_stop_s", []).append(time.perf_counter() - t)
+        return el
+    if cond == "zeus":
+        from zeus.monitor import ZeusMonitor
+
+        t = time.perf_counter()
+        zm = ZeusMonitor(gpu_indices=[0], cpu_indices=[])
+        zm.begin_window("loop")
+        costs.setdefault("zeus_start_s", []).append(time.perf_counter() - t)
+        el = timed_loop(step, n, dry)
+        t = time.perf_counter()
+        zm.end_window("loop")
+        costs.setdefault("zeus_stop_s", []).append(time.perf_counter() - t)
+        return el
+    raise ValueError(cond)
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--dry-run", action="store_true")
+    ap.add_argument("--reps", type=int, default=7)
+    ap.add_argument("--steps", type=int, default=0, help="steps per timed loop (default: about 3 s worth)")
+    ap.add_argument("--conditions", default="none,greentrack,codecarbon,codecarbon_1s,zeus")
+    ap.add_argument("--out", default=None)
+    args = ap.parse_args()
+    dry = args.dry_run or not has_gpu()
+    conds = [c.strip() for c in args.conditions.split(",") if c.strip()]
+    if dry:
+        conds = [c for c in conds if c != "zeus"]
+    db = os.path.join(tempfile.mkdtemp(), "overhead.db")
+    step = make_step(dry)
+    import_s = {}
+    for mod, name in (("greentrack.session", "greentrack"), ("codecarbon", "codecarbon"), ("zeus.monitor", "zeus")):
+        if not any(c.startswith(name) for c in conds):
+            continue
+        t = time.perf_counter()
+        try:
+            __import__(mod)
+            import_s[name] = time.perf_counter() - t
+        except Exception as exc:
+            import_s[name] = f"{type(exc).__name__}: {exc}"
+            conds = [c for c in conds if not c.startswith(name)]
+    for _ in range(200):  # warm-up
+        step()
+    sync(dry)
+    n = args.steps
+    if not n:
+        t = time.perf_counter()
+        k = 500
+        timed_loop(step, k, dry)
+        n = max(200, int(k * 3.0 / (time.perf_counter() - t)))
+    rng = random.Random(0)
+    times: dict[str, list[float]] = {c: [] for c in conds}
+    ratios: dict[str, list[float]] = {c: [] for c in conds if c != "none"}
+    costs: dict[str, list[float]] = {}
+    for rep in range(args.reps):
+        order = conds[:]
+        rng.shuffle(order)
+        got = {}
+        for c in order:
+            got[c] = run_condition(c, step, n, dry, db, costs)
+            times[c].append(got[c])
+        for c in ratios:
+            ratios[c].append(got[c] / got["none"])
+        print(f"rep {rep}: " + ", ".join(f"{c} {got[c] / n * 1e6:.1f} us/step" for c in conds), flush=True)
+    res: dict[str, Any] = {
+        "env": env_info(), "dry_run": dry, "steps_per_loop": n, "reps": args.reps, "import_s": import_s,
+        "us_per_step_median": {c: median(v) / n * 1e6 for c, v in times.items()},
+        "steps_per_s_median": {c: n / median(v) for c, v in times.items()},
+        "slowdown_pct_median": {c: (median(v) - 1.0) * 100 for c, v in ratios.items()},
+        "slowdown_pct_all": {c: [round((x - 1) * 100, 3) for x in v] for c, v in ratios.items()},
+        "start_stop_s_median": {k: median(v) for k, v in costs.items()},
+        "start_stop_s_all": costs,
+    }
+    dump(res, args.out)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
