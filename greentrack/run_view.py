@@ -93,7 +93,7 @@ def render_show(run: dict[str, Any], unicode: bool = True) -> str:
         hi = max((v["max"] for v in power.values() if v["max"] is not None), default=0.0)
         col = (t1 - t0) / width
         out += ["", f"power over time (W; each column {fmt_duration(col) if col >= 1 else f'{col * 1000:.0f} ms'}, "
-                    f"one scale {lo:.0f}-{hi:.0f} W per device)"]
+                    f"one scale {min(lo, 0.0):.0f}-{hi:.0f} W for all devices)"]
         label_w = max(5, *(len(k) for k in power))
         for key, v in sorted(power.items()):
             rng = "-" if v["min"] is None else f"{v['min']:.0f}-{v['max']:.0f} W"

@@ -55,7 +55,8 @@ def bin_mean(t: Any, p: Any, t0: float, t1: float, nbins: int) -> tuple[Any, Any
     if len(t) == 0:
         nan = np.full(nbins, np.nan)
         return centres, nan, nan.copy(), nan.copy()
-    idx = np.clip(((t - t0) / edges_w).astype(np.int64), 0, nbins - 1)
+    # a sample closes the interval ending at its time: one exactly on a bin edge belongs to the bin before
+    idx = np.clip(np.ceil((t - t0) / edges_w).astype(np.int64) - 1, 0, nbins - 1)
     counts = np.bincount(idx, minlength=nbins)
     sums = np.bincount(idx, weights=p, minlength=nbins)
     with np.errstate(invalid="ignore", divide="ignore"):
