@@ -21,6 +21,7 @@ hookimpl = pluggy.HookimplMarker("greentrack")
 BUILTIN_PLUGINS = (
     "greentrack.sources.mock",
     "greentrack.sources.nvml",
+    "greentrack.sources.rapl",
     "greentrack.carbon.grid",
     "greentrack.carbon.scenarios",
     "greentrack.commands",

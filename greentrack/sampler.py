@@ -76,7 +76,8 @@ class Sampler:
                 st.counter_start_j = st.counter_last_j = val
                 st.counter_last_t = now
                 continue
-            delta, anomaly = counter_delta_j(st.counter_last_j, val, getattr(st.source, "wrap_j", None))
+            wrap = st.device.info.get("wrap_j") or getattr(st.source, "wrap_j", None)  # per device (RAPL)
+            delta, anomaly = counter_delta_j(st.counter_last_j, val, wrap)
             st.counter_sum_j += delta
             st.counter_anomaly |= anomaly
             st.counter_last_j = val
