@@ -73,8 +73,8 @@ def pytest_configure(config: pytest.Config) -> None:
 def _ini(config: pytest.Config, name: str) -> Any:
     try:
         return config.getini(name)
-    except (ValueError, TypeError) as exc:
-        raise pytest.UsageError(f"greentrack: bad ini value for {name}: {exc}") from None
+    except (ValueError, TypeError, pytest.UsageError) as exc:
+        raise pytest.UsageError(f"greentrack: bad value for ini option {name}: {exc}") from None
 
 
 def _resolve(config: pytest.Config) -> dict[str, Any] | None:
