@@ -22,7 +22,7 @@ from typing import Any, Iterable, Mapping, Sequence
 
 from ..errors import GreentrackError
 from ..format import table
-from .scenarios import Catalogue
+from .scenarios import Catalogue, Scenario
 
 J_PER_KWH = 3.6e6
 
@@ -82,9 +82,9 @@ def _gpu_family(name: str) -> str:
     return name.split("-")[0].upper()
 
 
-def compare_run(run: Mapping[str, Any], scenario_names: Sequence[str], *, files: Iterable[str | Path] = (),
+def compare_run(run: Mapping[str, Any], scenario_names: Sequence[str | Scenario], *, files: Iterable[str | Path] = (),
                 include_measured: bool = True) -> Comparison:
-    """Replay *run* (a dict as ``Store.get_run`` returns it) under each named scenario.
+    """Replay *run* (a dict as ``Store.get_run`` returns it) under each scenario (a name or a Scenario).
 
     Raises :class:`~greentrack.errors.GreentrackError` (one line) when the run has no measured
     energy, and ``NotFoundError`` / ``ScenarioError`` for an unknown or invalid scenario.
@@ -114,10 +114,10 @@ def compare_run(run: Mapping[str, Any], scenario_names: Sequence[str], *, files:
                         float(op or 0.0), None, None))
     if not scenario_names:
         raise GreentrackError("name at least one scenario (--scenario NAME); 'greentrack compare --list' lists them")
-    cat = Catalogue.load(files)
+    cat = Catalogue.load(files) if any(isinstance(n, str) for n in scenario_names) else None
     mismatch: list[str] = []
     for name in scenario_names:
-        sc = cat.get(name)
+        sc = name if isinstance(name, Scenario) else cat.get(name)  # type: ignore[union-attr]
         it = sc.intensity()
         facility = it_kwh * sc.pue
         row_notes: list[str] = []
@@ -142,6 +142,10 @@ def compare(ref: str, scenario_names: Sequence[str], db: str | None = None,
     """Load run *ref* (id, prefix, ``last``) from the store and :func:`compare_run` it."""
     from ..store import open_store
 
+    if not scenario_names:
+        raise GreentrackError("name at least one scenario (--scenario NAME); 'greentrack compare --list' lists them")
+    cat = Catalogue.load(files)
+    resolved = [cat.get(n) for n in scenario_names]  # bad scenarios are reported before the run is read
     store = open_store(db, create=False)
     try:
         run = store.get_run(ref)
@@ -149,7 +153,7 @@ def compare(ref: str, scenario_names: Sequence[str], db: str | None = None,
         close = getattr(store, "close", None)
         if close:
             close()
-    return compare_run(run, scenario_names, files=files)
+    return compare_run(run, resolved)
 
 
 def _num(v: float | None, big: str = ",.3f") -> str:
