@@ -561,3 +561,18 @@ def _stop_at_exit() -> None:
                 s.stop()
         except Exception:
             pass
+
+
+class _CallableModule(type(sys)):
+    """Keeps ``greentrack.session(...)`` working once this submodule has been imported.
+
+    Importing ``greentrack.session`` (``from greentrack.session import Session``, or a first
+    ``greentrack.Session``) rebinds the package attribute ``greentrack.session`` from the
+    function to this module; a callable module keeps both spellings working.
+    """
+
+    def __call__(self, name: str = "run", **kwargs: Any) -> Session:
+        return session(name, **kwargs)
+
+
+sys.modules[__name__].__class__ = _CallableModule
