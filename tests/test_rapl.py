@@ -116,12 +116,17 @@ def test_session_on_rapl_records_cpu_and_dram(tmp_path: Path, monkeypatch: pytes
 
 
 def test_auto_backend_skips_rapl_where_unreadable(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("GREENTRACK_RAPL_ROOT", str(tmp_path / "nothing"))
-    monkeypatch.setenv("GREENTRACK_BACKEND", "auto")
-    monkeypatch.setenv("GREENTRACK_DISABLE_PLUGINS", "greentrack.sources.nvml")
     from greentrack import plugins
+    from greentrack.config import Settings
+    from greentrack.sources import build_sources
 
+    monkeypatch.setenv("GREENTRACK_RAPL_ROOT", str(tmp_path / "nothing"))
+    monkeypatch.setenv("GREENTRACK_DISABLE_PLUGINS", "greentrack.sources.nvml")
     plugins.reset()
-    r = Session("nothing-here", region="FR").start().stop()
-    assert r.energy_j is None and r.devices == []
-    assert any("rapl: no RAPL zones" in n for n in r.notes)
+    sources, notes = build_sources(Settings(db_path=tmp_path / "x.db", backend="auto"))
+    assert sources == []
+    assert any(n.startswith("rapl: no RAPL zones") for n in notes)
+    root = make_tree(tmp_path / "pc", dram=False, core=False)
+    monkeypatch.setenv("GREENTRACK_RAPL_ROOT", str(root))
+    sources, notes = build_sources(Settings(db_path=tmp_path / "x.db", backend="auto"))
+    assert [s.name for s in sources] == ["rapl"] and [d.key for d in sources[0].devices] == ["cpu0"]
