@@ -187,7 +187,7 @@ class NVMLSource:
             self.devices: list[Device] = []
             self._last_ts: dict[str, int] = {}  # newest buffer timestamp seen, driver µs
             self._offset_us: dict[str, int] = {}  # driver time base minus wall clock, µs
-            self._last_field_ts: dict[str, int] = {}
+            self.caps: dict[str, dict[str, Any]] = {}  # what each GPU offers (see probe)
             for idx, note in picked:
                 h = nv.nvmlDeviceGetHandleByIndex(idx)
                 dev = Device(key=f"gpu{idx}", kind="gpu", index=idx, name=_text(nv.nvmlDeviceGetName(h)),
@@ -196,6 +196,7 @@ class NVMLSource:
                     dev.info["note"] = note
                 self.handles[dev.key] = h
                 caps = self.probe(h)
+                self.caps[dev.key] = caps
                 dev.has_counter = caps["counter"] and use_counter
                 if caps["counter"] and not use_counter:
                     dev.info["counter"] = "ignored (GREENTRACK_NVML_COUNTER=off)"
@@ -221,7 +222,7 @@ class NVMLSource:
         """What this GPU offers: counter, sample buffer (and its clock offset), instant field, average."""
         nv = self.nv
         caps: dict[str, Any] = {"counter": False, "buffer": False, "instant": False, "average": False,
-                                "buffer_offset_us": None}
+                                "buffer_offset_us": None, "buffer_held": 0, "buffer_period_ms": None}
         try:
             nv.nvmlDeviceGetTotalEnergyConsumption(h)
             caps["counter"] = True
@@ -231,7 +232,11 @@ class NVMLSource:
             _vt, samples = nv.nvmlDeviceGetSamples(h, nv.NVML_TOTAL_POWER_SAMPLES, 0)
             caps["buffer"] = True
             if samples:
-                newest = max(int(s.timeStamp) for s in samples)
+                stamps = sorted(int(s.timeStamp) for s in samples)
+                caps["buffer_held"] = len(stamps)
+                if len(stamps) > 1:
+                    caps["buffer_period_ms"] = (stamps[-1] - stamps[0]) / 1e3 / (len(stamps) - 1)
+                newest = stamps[-1]
                 off = newest - int(self.clock() * 1e6)
                 caps["buffer_offset_us"] = off if abs(off) > CLOCK_OFFSET_LIMIT_S * 1e6 else 0
         except Exception as exc:
