@@ -262,12 +262,18 @@ class Store:
                   status: str | None = None, job_id: str | None = None) -> list[dict[str, Any]]:
         """Newest first. *name* matches exactly, or as a glob when it holds ``*`` or ``?``."""
         where, params = [], []
+        # a filter that many runs match is tested while scanning newest-first (stops after *last*);
+        # a selective one goes through its index (few rows to sort): either way, fast on 1e5 runs
         if name:
             if any(c in name for c in "*?["):
-                where.append("name GLOB ?")
+                common = self._many("SELECT 1 FROM runs WHERE name GLOB ?", [name])
+                where.append("+name GLOB ?" if common else "name GLOB ?")
             else:
                 where.append("name = ?")
             params.append(name)
+        if status is not None:
+            where.append("status = ?")  # 'lost' runs are stored as 'running' (see _decorate)
+            params.append("running" if status == "lost" else status)
         if since is not None:
             where.append("started_at >= ?")
             params.append(since)
@@ -278,7 +284,10 @@ class Store:
             where.append("job_id = ?")
             params.append(job_id)
         for k, v in (tags or {}).items():
-            where.append("id IN (SELECT run_id FROM run_tags WHERE key = ? AND value = ?)")
+            if self._many("SELECT 1 FROM run_tags WHERE key = ? AND value = ?", [k, v]):
+                where.append("EXISTS (SELECT 1 FROM run_tags t WHERE t.run_id = runs.id AND t.key = ? AND t.value = ?)")
+            else:
+                where.append("id IN (SELECT run_id FROM run_tags WHERE key = ? AND value = ?)")
             params += [k, v]
         sql = "SELECT * FROM runs"
         if where:
@@ -305,6 +314,10 @@ class Store:
             for r in rows:
                 r["devices"] = _summarise_devices(counts.get(r["id"], []))
         return rows
+
+    def _many(self, sql: str, params: list[Any], n: int = 1000) -> bool:
+        """Whether *sql* matches at least *n* rows (counted through its index, stopping at *n*)."""
+        return self.conn.execute(f"SELECT count(*) FROM ({sql} LIMIT {int(n)})", params).fetchone()[0] >= n
 
     def _decorate(self, row: dict[str, Any]) -> dict[str, Any]:
         for k in ("tags", "notes", "stats", "budget"):
