@@ -10,6 +10,8 @@ from .report import _iso, run_record
 from .sparkline import sparkline
 from .store import Store
 
+MAX_PHASE_ROWS = 12
+
 
 def load_view(store: Store, ref: str, width: int = 60) -> dict[str, Any]:
     """A run with its devices, phases and binned power (``width`` bins per device)."""
@@ -25,7 +27,7 @@ def load_view(store: Store, ref: str, width: int = 60) -> dict[str, Any]:
         power[key] = {"mean": mean, "min": float(p.min()) if len(p) else None,
                       "max": float(p.max()) if len(p) else None, "points": int(len(t))}
     run["power"] = power
-    run["power_total"] = total_power(series, t0, t1, width) if len(series) > 1 else None
+    run["power_total"] = total_power([v["mean"] for v in power.values()]) if len(power) > 1 else None
     run["span"] = (t0, t1)
     return run
 
@@ -41,8 +43,11 @@ def _phase_ruler(phases: list[dict[str, Any]], t0: float, t1: float, width: int)
         if b - a < 1:
             cells[a] = "|"
             continue
-        label = p["name"][: max(0, b - a - 1)]
-        seg = "[" + label + "·" * (b - a - 1 - len(label)) + "]"
+        if b - a + 1 < 4:  # too narrow for brackets: the phase's initial in each of its columns
+            seg = (p["name"][:1] or "?") * (b - a + 1)
+        else:
+            label = p["name"][: max(0, b - a - 1)]
+            seg = "[" + label + "·" * (b - a - 1 - len(label)) + "]"
         cells[a:b + 1] = list(seg[: b - a + 1])
     return "".join(cells).rstrip()
 
@@ -62,7 +67,7 @@ def render_show(run: dict[str, Any], unicode: bool = True) -> str:
                                                       if run.get("rank") is not None else ""))
     peak = sum(d["peak_power_w"] for d in run["devices"] if d.get("peak_power_w") is not None) or None
     out.append(f"  energy     {fmt_energy(run.get('energy_j'))}"
-               + (f" ({rec['energy_kwh']:.6f} kWh)" if rec["energy_kwh"] is not None else "")
+               + (f" ({rec['energy_kwh']:.6f} kWh)" if rec["energy_kwh"] is not None and rec["energy_kwh"] < 1 else "")
                + f"   avg {fmt_watts(rec['avg_power_w'])} W   peak {fmt_watts(peak)} W   backend {run.get('backend') or '-'}")
     out.append(f"  CO2e       {fmt_co2(run.get('co2e_kg'))}   region {run.get('region') or '-'}"
                f"   PUE {run.get('pue') if run.get('pue') is not None else '-'}")
@@ -112,19 +117,33 @@ def render_show(run: dict[str, Any], unicode: bool = True) -> str:
     if run["phases"]:
         total_j = run.get("energy_j")
         rows = []
-        for p in run["phases"]:
-            dur = p["ended_at"] - p["started_at"]
+        phases, grouped = run["phases"], len(run["phases"]) > MAX_PHASE_ROWS
+        if grouped:  # many phases (an eval every epoch): one row per phase name
+            by: dict[str, dict[str, Any]] = {}
+            for p in phases:
+                g = by.setdefault(p["name"], {"name": p["name"], "n": 0, "dur": 0.0, "energy_j": None, "steps": 0,
+                                              "started_at": p["started_at"]})
+                g["n"] += 1
+                g["dur"] += p["ended_at"] - p["started_at"]
+                g["steps"] += p.get("steps") or 0
+                if p.get("energy_j") is not None:
+                    g["energy_j"] = (g["energy_j"] or 0.0) + p["energy_j"]
+            phases = list(by.values())
+        for p in phases:
+            dur = p["dur"] if grouped else p["ended_at"] - p["started_at"]
             share = f"{p['energy_j'] / total_j * 100:.1f}%" if (p.get("energy_j") is not None and total_j) else "-"
             per_step = fmt_energy(p["energy_j"] / p["steps"]) if (p.get("energy_j") is not None and p.get("steps")) else "-"
-            rows.append([p["name"], f"+{fmt_duration(p['started_at'] - t0)}", fmt_duration(dur),
+            start = f"{p['n']}x" if grouped else f"+{fmt_duration(p['started_at'] - t0)}"
+            rows.append([p["name"], start, fmt_duration(dur),
                          fmt_energy(p.get("energy_j")), share, str(p.get("steps") or 0), per_step])
         stats = run.get("stats") if isinstance(run.get("stats"), dict) else {}
         outside = (stats or {}).get("outside_phases_j")
         if outside is not None:
             rows.append(["(outside phases)", "", "", fmt_energy(outside),
                          f"{outside / total_j * 100:.1f}%" if total_j else "-", "", ""])
-        out += ["", "phases"]
-        out += ["  " + ln for ln in table(["phase", "start", "duration", "energy", "share", "steps", "per step"],
+        out += ["", f"phases ({len(run['phases'])}, summed per name)" if grouped else "phases"]
+        out += ["  " + ln for ln in table(["phase", "times" if grouped else "start", "duration", "energy", "share",
+                                           "steps", "per step"],
                                           rows, right={1, 2, 3, 4, 5, 6}).splitlines()]
 
     stats = run.get("stats") if isinstance(run.get("stats"), dict) else {}

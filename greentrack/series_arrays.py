@@ -94,12 +94,11 @@ def _reduce_sorted(idx: Any, p: Any, out: Any, op: Any) -> None:
     out[idx[starts]] = op.reduceat(p, starts)
 
 
-def total_power(series: dict[str, tuple[Any, Any]], t0: float, t1: float, nbins: int) -> Any:
-    """Sum over devices of each device's binned mean power (NaN where no device has a sample)."""
+def total_power(means: list[Any]) -> Any:
+    """Sum of per-device binned mean powers (from :func:`bin_mean`); NaN only where no device has a value."""
     import numpy as np
 
-    total = None
-    for t, p in series.values():
-        _c, m, _lo, _hi = bin_mean(t, p, t0, t1, nbins)
-        total = m if total is None else np.where(np.isnan(total), m, np.where(np.isnan(m), total, total + m))
+    stack = np.vstack(means)
+    total = np.nansum(stack, axis=0)
+    total[np.isnan(stack).all(axis=0)] = np.nan
     return total
