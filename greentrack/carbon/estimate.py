@@ -224,6 +224,10 @@ def estimate(params: float, tokens: float | None = None, *, precision: str = "bf
                         "weights/gradients/optimizer per ZeRO (Rajbhandari et al. 2020); activations per "
                         "Korthikanti et al. 2022; shape from GPT-3 (Brown et al. 2020)",
                         "--optimizer --states --seq-len --micro-batch --layers --hidden --no-flash --checkpointing"))
+    if prec in ("int8", "4bit", "fp8"):
+        notes.append(f"training with {prec} weights is modelled as full training (gradients in {prec}, master "
+                     "weights and optimizer states as --states says); adapter fine-tuning of a frozen quantised "
+                     "model (QLoRA) is not modelled")
     fit = gpus_to_fit(mem, g["memory_gb"], USABLE_MEMORY)
     store = gpus_to_store(mem, g["memory_gb"], USABLE_MEMORY)
     A.append(Assumption("usable GPU memory", USABLE_MEMORY, "greentrack assumption: 10% kept for the CUDA "
