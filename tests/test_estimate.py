@@ -7,7 +7,7 @@ import json
 import pytest
 
 from greentrack.carbon import estimate as est
-from greentrack.carbon.memory import GB, EstimateError, memory
+from greentrack.carbon.memory import GB, memory
 from greentrack.carbon.scenarios import Catalogue
 
 
