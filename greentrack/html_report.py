@@ -30,6 +30,10 @@ tr.failed td,tr.interrupted td,tr.lost td{color:#9b2c2c}.totals{font-weight:600}
 section.run{border:1px solid #e3ece6;border-radius:6px;padding:.6rem 1rem;margin:1rem 0}
 dl{display:grid;grid-template-columns:max-content 1fr;gap:.15rem 1rem;font-size:.9rem}dt{color:#5b6b61}dd{margin:0}
 .chart svg{width:100%;height:auto}.wide{overflow-x:auto}td.tags{white-space:normal}.note{color:#8a5a00;font-size:.9rem}.bad{color:#9b2c2c;font-weight:600}
+table.greentrack-compare caption{caption-side:bottom;text-align:left;color:#5b6b61;font-size:.85rem}
+table.greentrack-compare tr.cheapest td:first-child::after{content:" (cheapest)";color:#1f6f43}
+table.greentrack-compare tr.cleanest td:first-child::after{content:" (cleanest)";color:#1f6f43}
+table.greentrack-compare tr.cheapest.cleanest td:first-child::after{content:" (cheapest, cleanest)"}
 """
 
 
@@ -84,7 +88,8 @@ def power_chart(Figure: Any, run: dict[str, Any], series: dict[str, tuple[Any, A
         n = min(PLOT_POINTS, max(2, len(t)))
         c, mean, lo, hi = bin_mean(t, p, t0, t1, n)
         x = (c - t0) / div
-        line = ax.plot(x, mean, lw=1.2, label=key)[0]
+        # each sample is the mean over the interval ending at it: draw it as a step over that interval
+        line = ax.plot(x, mean, lw=1.2, label=key, drawstyle="steps-mid" if len(t) > n else "steps-pre")[0]
         if len(t) > n:
             ax.fill_between(x, lo, hi, color=line.get_color(), alpha=0.15, lw=0)
     ax.set_xlim(0, span / div)
@@ -199,21 +204,25 @@ def _run_section(Figure: Any, store: Any, r: dict[str, Any]) -> str:
 
 
 def scenario_section(store: Any, run: dict[str, Any], scenarios: list[str]) -> str:
-    """The scenario comparison, from :mod:`greentrack.carbon.compare` when it is installed.
+    """The scenario comparison of *run*, from :mod:`greentrack.carbon.compare`.
 
-    The hook point: a ``compare_run(run, scenarios, db=...)`` (or ``compare``) function there
-    returning rows (dicts, or objects with ``as_dict()``) is rendered as a table.
+    ``compare_run(run, scenarios)`` replays the measured run under each scenario; its
+    ``render_html`` gives the table. An unknown scenario raises a one-line GreentrackError.
     """
     try:
         from .carbon import compare as C  # noqa: N812
     except ImportError:
         return ("<p class=note>scenario comparison needs greentrack.carbon.compare, which this installation lacks; "
                 "asked for: " + _e(", ".join(scenarios)) + "</p>")
-    fn: Callable[..., Any] | None = getattr(C, "compare_run", None) or getattr(C, "compare", None)
-    if fn is None:
-        return "<p class=note>greentrack.carbon.compare offers no compare function</p>"
-    result = fn(run["id"], list(scenarios), db=str(store.path))
-    return _rows_table(result)
+    c = C.compare_run(store.get_run(run["id"]), list(scenarios))
+    render: Callable[[Any], str] | None = getattr(C, "render_html", None)
+    out = [render(c) if render is not None else _rows_table(c)]
+    out += [f"<p class=note>{_e(n)}</p>" for n in getattr(c, "notes", [])]
+    rows = getattr(c, "rows", [])
+    if rows:
+        out.append("<details><summary>grid figures and their sources</summary><ul>"
+                   + "".join(f"<li>{_e(r.scenario)}: {_e(r.intensity_source)}</li>" for r in rows) + "</ul></details>")
+    return "\n".join(out)
 
 
 def _rows_table(result: Any) -> str:
@@ -221,7 +230,7 @@ def _rows_table(result: Any) -> str:
     rows = [r.as_dict() if hasattr(r, "as_dict") else (vars(r) if not isinstance(r, dict) else r) for r in rows]
     if not rows:
         return "<p class=note>no scenario rows</p>"
-    cols = list(rows[0])
+    cols = [c for c in rows[0] if not isinstance(rows[0][c], (dict, list))]
 
     def cell(v: Any) -> str:
         if isinstance(v, float):

@@ -1,0 +1,138 @@
+"""The self-contained HTML report: content, no external resources, lazy matplotlib, a real browser."""
+
+from __future__ import annotations
+
+import importlib.util
+import subprocess
+import sys
+import time
+from html.parser import HTMLParser
+from pathlib import Path
+
+import pytest
+
+import greentrack
+from greentrack.html_report import render_html
+from greentrack.report import query_runs
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def make_run(name: str, tags: dict | None = None, steps: int = 8) -> str:
+    with greentrack.session(name, region="FR", backend="mock", tags=tags or {}, flush_interval_s=0.2) as s:
+        with s.phase("train"):
+            for _ in range(steps):
+                time.sleep(0.03)
+                s.step(samples=8, tokens=512)
+        with s.phase("eval"):
+            time.sleep(0.1)
+    return s.id
+
+
+class Inventory(HTMLParser):
+    """Counts tags and collects every URL the page would load."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.tags: dict[str, int] = {}
+        self.urls: list[str] = []
+        self.text: list[str] = []
+
+    def handle_starttag(self, tag, attrs):
+        self.tags[tag] = self.tags.get(tag, 0) + 1
+        for k, v in attrs:
+            if k in ("src", "href", "xlink:href") and v and not v.startswith("#"):
+                self.urls.append(v)
+
+    def handle_data(self, data):
+        self.text.append(data)
+
+
+@pytest.fixture
+def runs(db_path):
+    return [make_run("ft-fp32", {"precision": "fp32"}), make_run("ft-bf16", {"precision": "bf16"})]
+
+
+def test_report_holds_table_charts_and_phases(runs, db_path):
+    html = render_html(query_runs(last=10), detail=5)
+    inv = Inventory()
+    inv.feed(html)
+    text = " ".join(inv.text)
+    assert inv.urls == []  # self-contained: nothing to fetch
+    assert inv.tags.get("script", 0) == 0 and inv.tags.get("link", 0) == 0
+    assert inv.tags["svg"] == 4  # a power chart and a phase chart per run
+    for rid in runs:
+        assert f"id='run-{rid}'" in html and f"href='#run-{rid}'" in html
+    assert "power per device" in text and "energy per phase" in text
+    assert "counter" in text and "France" in text and "total of 2 runs" in text
+    assert html.count("<section class=run") == 2
+
+
+def test_detail_limits_the_charts(runs):
+    html = render_html(query_runs(last=10), detail=1)
+    assert html.count("<section class=run") == 1 and "1 more runs in the table only" in html
+
+
+def test_without_matplotlib_the_report_has_tables(runs, monkeypatch):
+    monkeypatch.setitem(sys.modules, "matplotlib", None)  # as if it were not installed
+    html = render_html(query_runs(last=10))
+    assert "<svg" not in html and "pip install 'greentrack[html]'" in html
+    assert html.count("<section class=run") == 2
+
+
+def test_heavy_imports_stay_lazy():
+    code = ("import sys, greentrack.report, greentrack.html_report, greentrack.run_view, greentrack.run_diff, "
+            "greentrack.importers\n"
+            "heavy = [m for m in ('matplotlib', 'pandas', 'numpy') if m in sys.modules]\n"
+            "assert not heavy, heavy\n")
+    p = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert p.returncode == 0, p.stderr
+
+
+def test_cli_writes_under_reports_by_default(cli, runs, tmp_path):
+    p = cli("report", "--format", "html", cwd=str(tmp_path))
+    assert p.returncode == 0, p.stderr
+    files = list((tmp_path / "reports").glob("greentrack-report-*.html"))
+    assert len(files) == 1 and p.stdout.strip() == f"wrote {files[0].relative_to(tmp_path)} (2 runs)"
+    assert files[0].read_text().startswith("<!doctype html>")
+
+
+def test_scenario_comparison_section(cli, runs, tmp_path):
+    if importlib.util.find_spec("greentrack.carbon.compare") is None:
+        pytest.skip("greentrack.carbon.compare is not there")
+    out = tmp_path / "r.html"
+    p = cli("report", "--format", "html", "--scenario", "aws:us-east-1", "--scenario", "onprem:FR", "-o", str(out))
+    assert p.returncode == 0, p.stderr
+    html = out.read_text()
+    assert "Scenarios for ft-bf16" in html and "greentrack-compare" in html and "onprem:FR" in html
+    p = cli("report", "--format", "html", "--scenario", "no-such-cloud", "-o", str(out))
+    assert p.returncode == 2 and p.stderr.startswith("greentrack: error:")
+
+
+def test_renders_in_headless_chromium(tmp_path):
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    try:
+        import html_screenshot as hs
+    finally:
+        sys.path.pop(0)
+    if hs.find_chromium() is None:
+        pytest.skip("chromium is not installed")
+    pytest.importorskip("PIL")
+    db = tmp_path / "shot.db"
+    make_run_db = greentrack.session("shot", region="FR", backend="mock", db=db, flush_interval_s=0.2)
+    with make_run_db as s:
+        with s.phase("train"):
+            for _ in range(10):
+                time.sleep(0.03)
+                s.step()
+    page = tmp_path / "page.html"
+    page.write_text(render_html(query_runs(db=db), db=db))
+    png = hs.screenshot(page, tmp_path / "page.png", width=1000, height=1200)
+    size, colours = hs.colour_count(png)
+    assert size == (1000, 1200)
+    assert colours > 50  # text, table shading and a chart; a blank or error page has a handful
+    from PIL import Image
+
+    with Image.open(png) as im:  # the title's green is drawn near the top left
+        top = im.convert("RGB").crop((0, 0, 500, 120))
+        assert any(g > r + 40 and g > b + 20 for _n, (r, g, b) in top.getcolors(1 << 16))
