@@ -221,6 +221,9 @@ def write_trace(folder: Path, ref: Any, phases: list[dict], s: Any, results: dic
         "phases": [{"name": p["name"], "t0": p["t0"] - base, "t1": p["t1"] - base} for p in phases],
         "counter": counter,
         "counter_units": "joules relative to the first counter reading",
+        "steps": [[round(m[0] - base, 6), m[1]] for m in s._marks],
+        "greentrack": {k: results["configs"]["counter"][k] for k in ("energy_j", "ref_j", "phases", "step_stats")},
+        "dry_run": results["dry_run"],
     }
     (folder / "h200_trace.json").write_text(json.dumps(meta, indent=0))
 
