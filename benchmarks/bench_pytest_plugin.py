@@ -38,6 +38,19 @@ def run_once(root: Path, extra: list[str], env: dict[str, str]) -> float:
     return dt
 
 
+def import_cost_ms(env: dict[str, str], reps: int = 10) -> float:
+    """Median cumulative ``-X importtime`` of ``greentrack.pytest_plugin`` (pytest already loaded)."""
+    vals = []
+    for _ in range(reps):
+        proc = subprocess.run([sys.executable, "-X", "importtime", "-c", "import pytest, greentrack.pytest_plugin"],
+                              env=env, stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True, check=True)
+        for line in proc.stderr.splitlines():
+            parts = [p.strip() for p in line.split("|")]
+            if len(parts) == 3 and parts[2] == "greentrack.pytest_plugin":
+                vals.append(int(parts[1]) / 1000)
+    return statistics.median(vals)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--rounds", type=int, default=30, help="interleaved repetitions of each configuration")
@@ -65,12 +78,15 @@ def main() -> None:
             for label, extra in order:
                 times[label].append(run_once(root, extra, run_env))
 
+        imp = import_cost_ms(env)
+
     base = times["-p no:greentrack"]
     print(f"pytest {args.tests} tests, {args.rounds} interleaved rounds, python {sys.version.split()[0]}")
     print(f"{'configuration':<22} {'median':>9} {'min':>9} {'paired median diff':>19}")
     for label, ts in times.items():
         diff = statistics.median(t - b for t, b in zip(ts, base))
         print(f"{label:<22} {statistics.median(ts) * 1000:8.1f}ms {min(ts) * 1000:8.1f}ms {diff * 1000:+18.1f}ms")
+    print(f"import greentrack.pytest_plugin (with greentrack/__init__), median of 10: {imp:.2f}ms")
 
 
 if __name__ == "__main__":
