@@ -7,6 +7,11 @@ prints the median wall time of each and the median of the paired differences aga
 
     python benchmarks/bench_pytest_plugin.py               # 30 rounds, 50 tests
     python benchmarks/bench_pytest_plugin.py --rounds 60 --tests 200 --enabled
+    python benchmarks/bench_pytest_plugin.py --gpu      # a torch suite on a real GPU (NVML)
+
+``--gpu`` runs a small torch suite with ``--greentrack`` on the NVML backend: once, again with
+``--energy-budget-regression``, once under pytest-xdist (``-n 2``), and times 300 trivial tests
+with and without ``--greentrack`` (the cost of reading the GPU after every test).
 """
 
 from __future__ import annotations
@@ -51,14 +56,81 @@ def import_cost_ms(env: dict[str, str], reps: int = 10) -> float:
     return statistics.median(vals)
 
 
+GPU_SUITE = """
+import time
+import pytest
+import torch
+
+
+def _busy(seconds):
+    a = torch.randn(8192, 8192, device="cuda", dtype=torch.bfloat16)
+    torch.cuda.synchronize()
+    t0 = time.time()
+    while time.time() - t0 < seconds:
+        for _ in range(20):
+            a @ a
+        torch.cuda.synchronize()
+
+
+def test_matmul_2s(greentrack_energy):
+    _busy(2.0)
+    print("live energy", greentrack_energy.energy_j, "J")
+    assert greentrack_energy.energy_j > 0
+
+
+def test_matmul_50ms():
+    _busy(0.05)
+
+
+def test_idle_1s():
+    time.sleep(1.0)
+
+
+def test_tiny():
+    torch.ones(4, device="cuda").sum().item()
+
+
+@pytest.mark.energy_budget(joules=50)
+def test_over_budget():
+    _busy(0.5)
+"""
+
+
+def gpu_mode(env: dict[str, str]) -> None:
+    with tempfile.TemporaryDirectory(prefix="gt-gpu-") as tmp:
+        root = Path(tmp) / "gpu-suite"
+        root.mkdir()
+        (root / "test_gpu.py").write_text(GPU_SUITE)
+        env = dict(env, GREENTRACK_BACKEND="nvml", GREENTRACK_DB=str(Path(tmp) / "gpu.db"))
+        base = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-s"]
+        for extra in (["--greentrack"], ["--energy-budget-regression", "10"], ["--greentrack", "-n", "2"]):
+            print(f"\n$ GREENTRACK_BACKEND=nvml pytest -q -s {' '.join(extra)}", flush=True)
+            subprocess.run([*base, *extra, str(root)], cwd=root, env=env)
+        subprocess.run([sys.executable, "-m", "greentrack", "report", "--name", "gpu-suite"], env=env)
+        # the cost per test of reading the GPU right after it
+        trivial = Path(tmp) / "trivial"
+        trivial.mkdir()
+        make_suite(trivial, 300)
+        for _ in range(2):
+            for extra in ([], ["--greentrack"]):
+                t0 = time.perf_counter()
+                subprocess.run([*base, *extra, str(trivial)], cwd=trivial, env=env,
+                               stdout=subprocess.DEVNULL, check=True)
+                print(f"300 trivial tests {' '.join(extra) or '(idle)':>13}: {time.perf_counter() - t0:.3f} s")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--rounds", type=int, default=30, help="interleaved repetitions of each configuration")
     ap.add_argument("--tests", type=int, default=50, help="tests in the generated suite")
     ap.add_argument("--enabled", action="store_true", help="also time --greentrack on the mock backend")
+    ap.add_argument("--gpu", action="store_true", help="run a torch suite on a real GPU instead (NVML)")
     args = ap.parse_args()
 
     env = {k: v for k, v in os.environ.items() if not k.startswith(("GREENTRACK_", "PYTEST_"))}
+    if args.gpu:
+        gpu_mode(env)
+        return
     with tempfile.TemporaryDirectory(prefix="gt-bench-") as tmp:
         root = Path(tmp) / "suite"
         root.mkdir()

@@ -53,10 +53,20 @@ def test_inert_when_not_enabled(pytester: pytest.Pytester, monkeypatch: pytest.M
             assert "greentrack.session" not in sys.modules and "greentrack.pytest_energy" in sys.modules
             assert not request.config.pluginmanager.has_plugin("greentrack-energy")
     """)
-    res = run(pytester, monkeypatch, "-W", "error::pytest.PytestUnknownMarkWarning")
+    res = run(pytester, monkeypatch, "--strict-markers")
     res.assert_outcomes(passed=1)
     assert "greentrack energy" not in res.stdout.str()
     assert not db_path.exists()
+
+
+def test_marker_options_and_ini_keys_are_registered(pytester: pytest.Pytester) -> None:
+    res = pytester.runpytest_subprocess("--markers")
+    res.stdout.fnmatch_lines(["@pytest.mark.energy_budget(kwh=None, co2e_g=None, joules=None): fail the test *"])
+    res = pytester.runpytest_subprocess("--help")
+    res.stdout.fnmatch_lines(["energy budgets (greentrack):", "  --greentrack *", "  --energy-budget-kwh=KWH*"])
+    for key in ("greentrack (bool)", "energy_budget_kwh (float)", "energy_budget_co2e_g (float)",
+                "energy_budget_regression (float)", "greentrack_name (string)", "greentrack_top (string)"):
+        assert key in res.stdout.str()
 
 
 def test_suite_under_budget_passes_and_prints_summary(pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch,
