@@ -46,7 +46,9 @@ class LiveLine:
         vals = [st.acc.last_p for st in states if st.acc.n_raw]
         if vals:
             power = sum(vals)
-        energy = s.live_energy_j()
+        # the counter is read at each flush, the series at each poll: show whichever is further along
+        per_dev = [max(st.counter_energy_j() or 0.0, st.acc.cum_j) for st in states if st.acc.n_raw]
+        energy = sum(per_dev) if per_dev else s.live_energy_j()
         pw = "-" if power is None else f"{power:.0f} W"
         return f"greentrack {s.name}: {fmt_duration(elapsed)}  {pw}  {fmt_energy(energy)}"
 
