@@ -123,7 +123,7 @@ def build_long_run(path: Path, hours: float = 24.0, gpus: int = 8, hz: float = 1
                      (rid, "pretrain-24h", "finished", started, started + hours * 3600, hours * 3600, ej,
                       ej / 3.6e6 * 0.056, "FRA", 56.0, "56 gCO2e/kWh (bench)", 1.1, "nvml", 0, "{}"))
         conn.executemany("INSERT INTO devices (run_id, key, kind, idx, name, method, series_method, energy_j, "
-                         f"n_samples) VALUES (?,?,?,?,?,?,?,?,?)",
+                         "n_samples) VALUES (?,?,?,?,?,?,?,?,?)",
                          [(rid, f"gpu{g}", "gpu", g, "NVIDIA H200", "counter", "buffer", ej / gpus, n)
                           for g in range(gpus)])
         conn.executemany(f"INSERT INTO phases ({PHASE_COLS}) VALUES (?,?,?,?,?,?,?)",
