@@ -18,5 +18,5 @@ def run_demo(steps: int = 60, step_time: float = 0.03, name: str = "demo-train",
                 time.sleep(step_time)  # stands in for forward + backward + optimizer step
                 s.step(samples=batch_size, tokens=batch_size * seq_len)
         with s.phase("eval"):
-            time.sleep(max(0.6, steps * step_time / 4))  # no steps marked: the mock GPU idles
+            time.sleep(max(1.2, steps * step_time / 2))  # no steps marked: after 0.5 s the mock GPU idles
     return s.result

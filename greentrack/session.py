@@ -289,6 +289,8 @@ class Session:
         with self._lock:
             if self.result is not None:
                 return self.result
+            if getattr(self, "_forked", False):
+                raise GreentrackError(f"session {self.name!r} belongs to the parent process")
             if self.status != "running":
                 raise GreentrackError(f"session {self.name!r} was never started")
             self.ended_at = time.time()
@@ -431,6 +433,10 @@ class Session:
         self._prev_sigterm = prev
 
         def on_sigterm(signum: int, frame: Any) -> None:
+            if getattr(self, "_forked", False):  # inherited by a forked child: not our run
+                signal.signal(signal.SIGTERM, prev if prev is not None else signal.SIG_DFL)
+                os.kill(os.getpid(), signal.SIGTERM)
+                return
             self._sigterm = True
             if callable(prev) and prev not in (signal.SIG_DFL, signal.SIG_IGN):
                 prev(signum, frame)  # the program's own handler decides; the run ends as interrupted
@@ -547,6 +553,17 @@ def _excepthook_chain(prev: Callable[..., Any]) -> Callable[..., Any]:
 
 
 sys.excepthook = _excepthook_chain(sys.excepthook)
+
+
+def _forget_in_child() -> None:
+    """A forked child (DataLoader worker) must never finish its parent's runs."""
+    for s in list(_active):
+        _active.discard(s)
+        s._forked = True
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_forget_in_child)
 
 
 @atexit.register

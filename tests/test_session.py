@@ -204,3 +204,21 @@ def test_live_budget_fires_hook_once(monkeypatch):
         time.sleep(0.6)
     assert len(seen) == 1 and seen[0][0] == "energy_kwh" and seen[0][1] > 0.2
     assert s.result.budget["limit"] == 0.2
+
+
+def test_forked_child_does_not_finish_the_parents_run(db_path):
+    """A DataLoader-style forked worker exiting must leave the parent's run running."""
+    import os
+
+    import sys
+
+    gs = sys.modules["greentrack.session"]  # no import in the child: another thread may hold the import lock
+    with greentrack.session("parent") as s:
+        pid = os.fork()
+        if pid == 0:  # child: what the interpreter's exit would run
+            gs._stop_at_exit()
+            os._exit(0 if not gs._active else 1)
+        _, status = os.waitpid(pid, 0)
+        assert os.waitstatus_to_exitcode(status) == 0
+        assert Store(db_path).get_run(s.id)["status"] == "running"
+    assert Store(db_path).get_run(s.id)["status"] == "finished"
