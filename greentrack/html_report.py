@@ -108,8 +108,15 @@ def phase_chart(Figure: Any, run: dict[str, Any]) -> str | None:
     phases = [p for p in run.get("phases") or [] if p.get("energy_j") is not None]
     if not phases:
         return None
-    names = [p["name"] for p in phases]
-    vals = [p["energy_j"] / 3.6e3 for p in phases]  # Wh
+    if len(phases) > 12:  # an eval every epoch: one bar per phase name
+        summed: dict[str, float] = {}
+        for p in phases:
+            summed[p["name"]] = summed.get(p["name"], 0.0) + p["energy_j"]
+        names = [f"{k} (all {sum(1 for p in phases if p['name'] == k)})" for k in summed]
+        vals = [v / 3.6e3 for v in summed.values()]
+    else:
+        names = [p["name"] for p in phases]
+        vals = [p["energy_j"] / 3.6e3 for p in phases]  # Wh
     stats = run.get("stats") if isinstance(run.get("stats"), dict) else {}
     outside = (stats or {}).get("outside_phases_j")
     if outside is not None and outside > 0:

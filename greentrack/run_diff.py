@@ -112,7 +112,7 @@ def _fmt(metric: str, unit: str, v: float | None) -> str:
     if metric.startswith("phase:"):
         return fmt_energy(v)
     if metric.startswith("cost"):
-        return f"{v:.6g}"
+        return f"{v:.4g}"
     return f"{v:.4g} {unit}".strip()
 
 

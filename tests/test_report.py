@@ -229,3 +229,24 @@ def test_write_output_errors_are_one_line(tmp_path):
         write_output("data", tmp_path)
     write_output("data", tmp_path / "new" / "deeper" / "r.csv")
     assert (tmp_path / "new" / "deeper" / "r.csv").read_text() == "data"
+
+
+def test_many_phases_are_summed_per_name(db_path):
+    from greentrack.run_view import load_view, render_show
+
+    with greentrack.Session("epochs", region="FR", backend="mock", flush_interval_s=0.2) as s:
+        for _ in range(7):
+            with s.phase("train"):
+                time.sleep(0.02)
+                s.step()
+            with s.phase("eval"):
+                time.sleep(0.01)
+    run = load_view(Store(db_path), "epochs", width=40)
+    text = render_show(run)
+    assert "phases (14, summed per name)" in text
+    rows = {ln.split()[0]: ln.split() for ln in text.splitlines() if ln.strip().startswith(("train ", "eval "))}
+    assert rows["train"][1] == "7x" and rows["eval"][1] == "7x" and rows["train"][6] == "7"
+    from greentrack.format import fmt_energy
+
+    assert rows["train"][3] + " " + rows["train"][4] == fmt_energy(
+        sum(p["energy_j"] for p in run["phases"] if p["name"] == "train"))
