@@ -9,7 +9,8 @@ from .session import Session
 
 
 def run_demo(steps: int = 60, step_time: float = 0.03, name: str = "demo-train", region: str | None = "FR",
-             backend: str = "mock", db: Any = None, batch_size: int = 32, seq_len: int = 128) -> Any:
+             backend: str = "mock", db: Any = None, batch_size: int = 32, seq_len: int = 128,
+             eval_time: float = 1.2) -> Any:
     """Train-then-evaluate on the mock GPU; returns the run's result."""
     with Session(name, region=region, backend=backend, db=db, strict=True,
                  tags={"demo": "yes", "precision": "bf16"}) as s:
@@ -18,5 +19,5 @@ def run_demo(steps: int = 60, step_time: float = 0.03, name: str = "demo-train",
                 time.sleep(step_time)  # stands in for forward + backward + optimizer step
                 s.step(samples=batch_size, tokens=batch_size * seq_len)
         with s.phase("eval"):
-            time.sleep(max(1.2, steps * step_time / 2))  # no steps marked: after 0.5 s the mock GPU idles
+            time.sleep(eval_time)  # no steps marked: after 0.5 s the mock GPU idles
     return s.result

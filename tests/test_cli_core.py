@@ -70,18 +70,18 @@ def test_db_setting_precedence(cli, tmp_path, monkeypatch):
     proj.mkdir()
     (proj / "pyproject.toml").write_text('[tool.greentrack]\ndb = "runs/project.db"\nregion = "DE"\n')
     env = {"GREENTRACK_DB": ""}
-    out = cli("demo", "--steps", "1", "--step-time", "0", env=env, cwd=proj)
+    out = cli("demo", "--steps", "1", "--step-time", "0", "--eval-time", "0", env=env, cwd=proj)
     assert out.returncode == 0, out.stderr
     assert (proj / "runs" / "project.db").exists()
-    out = cli("demo", "--steps", "1", "--step-time", "0", env={"GREENTRACK_DB": str(tmp_path / "env.db")}, cwd=proj)
+    out = cli("demo", "--steps", "1", "--step-time", "0", "--eval-time", "0", env={"GREENTRACK_DB": str(tmp_path / "env.db")}, cwd=proj)
     assert (tmp_path / "env.db").exists()
-    out = cli("demo", "--steps", "1", "--step-time", "0", "--db", str(tmp_path / "arg.db"),
+    out = cli("demo", "--steps", "1", "--step-time", "0", "--eval-time", "0", "--db", str(tmp_path / "arg.db"),
               env={"GREENTRACK_DB": str(tmp_path / "env.db")}, cwd=proj)
     assert (tmp_path / "arg.db").exists()
     con = sqlite3.connect(tmp_path / "env.db")
     assert con.execute("select count(*) from runs").fetchone()[0] == 1
     # with no setting anywhere, the XDG data dir is used
-    out = cli("demo", "--steps", "1", "--step-time", "0", env={"GREENTRACK_DB": ""}, cwd=tmp_path)
+    out = cli("demo", "--steps", "1", "--step-time", "0", "--eval-time", "0", env={"GREENTRACK_DB": ""}, cwd=tmp_path)
     assert out.returncode == 0, out.stderr
     assert (tmp_path / "xdg" / "greentrack" / "greentrack.db").exists()
 
