@@ -28,8 +28,16 @@ def _greentrack_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     from greentrack import plugins
 
     plugins.reset()
+    _forget_said()
     yield
     plugins.reset()
+
+
+def _forget_said() -> None:
+    """'Said once' messages are per process; each test starts afresh."""
+    mod = sys.modules.get("greentrack.session")
+    if mod is not None:
+        mod._said.clear()
 
 
 @pytest.fixture
