@@ -50,12 +50,23 @@ class Accumulator:
     """
 
     __slots__ = ("resolution_s", "last_t", "last_p", "cum_j", "bucket_t", "bucket_j",
-                 "times", "cums", "pending", "peak_w", "n_raw", "first_t", "first_p")
+                 "times", "cums", "pending", "peak_w", "n_raw", "first_t", "first_p",
+                 "tolerance_j", "_anchor_t", "_anchor_j", "_lo", "_hi", "_cand")
 
-    def __init__(self, resolution_s: float = 0.1) -> None:
+    def __init__(self, resolution_s: float = 0.1, tolerance_j: float = 0.1) -> None:
         from array import array
 
         self.resolution_s = resolution_s
+        # the in-memory cumulative series (times/cums) that attributes energy to steps and
+        # phases keeps the raw samples' time resolution: a raw point is dropped only while the
+        # straight line past it stays within tolerance_j of it (swinging door), so a power step
+        # inside a 0.1 s storage bucket is not smeared across the bucket
+        self.tolerance_j = tolerance_j
+        self._anchor_t = 0.0
+        self._anchor_j = 0.0
+        self._lo = -math.inf
+        self._hi = math.inf
+        self._cand: tuple[float, float] | None = None
         self.last_t: float | None = None
         self.last_p = 0.0
         self.first_t: float | None = None
@@ -79,6 +90,7 @@ class Accumulator:
             self.bucket_t, self.bucket_j = t, 0.0
             self.times.append(t)
             self.cums.append(0.0)
+            self._anchor_t, self._anchor_j = t, 0.0
             self.peak_w = p
             self.n_raw = 1
             return
@@ -89,26 +101,55 @@ class Accumulator:
         self.n_raw += 1
         if p > self.peak_w:
             self.peak_w = p
+        self._door(t, self.cum_j)
         if t - self.bucket_t >= self.resolution_s * 0.999:
             self._emit(t)
+
+    def _door(self, t: float, c: float) -> None:
+        cand = self._cand
+        if cand is None:
+            self._cand = (t, c)
+            return
+        ta, ca = self._anchor_t, self._anchor_j
+        tp, cp = cand
+        tol = self.tolerance_j
+        lo = max(self._lo, (cp - tol - ca) / (tp - ta))
+        hi = min(self._hi, (cp + tol - ca) / (tp - ta))
+        slope = (c - ca) / (t - ta)
+        if lo <= slope <= hi:
+            self._lo, self._hi = lo, hi
+        else:
+            self._archive()
+        self._cand = (t, c)
+
+    def _archive(self) -> None:
+        """Keep the candidate point in the attribution series; the door restarts from it."""
+        if self._cand is None:
+            return
+        tp, cp = self._cand
+        self.times.append(tp)
+        self.cums.append(cp)
+        self._anchor_t, self._anchor_j = tp, cp
+        self._lo, self._hi = -math.inf, math.inf
+        self._cand = None
 
     def _emit(self, t: float) -> None:
         dt = t - self.bucket_t
         if dt <= 0:
             return
         self.pending.append((t, (self.cum_j - self.bucket_j) / dt))
-        self.times.append(t)
-        self.cums.append(self.cum_j)
         self.bucket_t, self.bucket_j = t, self.cum_j
 
     def gap(self) -> None:
         """A gap in the data (device error): the next sample starts a new segment."""
+        self._archive()
         if self.last_t is not None and self.last_t > self.bucket_t:
             self._emit(self.last_t)
         # keep cumulative energy; bridge the gap by holding the last power (recorded as a gap)
 
     def close(self) -> None:
         """Flush the partial bucket (call before the last flush)."""
+        self._archive()
         if self.last_t is not None and self.last_t > self.bucket_t:
             self._emit(self.last_t)
 
@@ -118,6 +159,7 @@ class Accumulator:
 
     def series_energy_j(self, t0: float, t1: float) -> float:
         """Energy over ``[t0, t1]``, holding the first/last power outside the sampled span."""
+        self._archive()
         return cumulative_at(self.times, self.cums, t1, self.first_p, self.last_p) - cumulative_at(
             self.times, self.cums, t0, self.first_p, self.last_p
         )

@@ -24,6 +24,7 @@ class DeviceState:
     counter_start_j: float | None = None
     counter_last_j: float | None = None
     counter_last_t: float | None = None
+    counter_first_t: float | None = None  # when the first counter value was read
     counter_failed: bool = False
     counter_anomaly: bool = False
     counter_sum_j: float = 0.0  # accumulated deltas (survives resets)
@@ -74,7 +75,7 @@ class Sampler:
                 continue
             if first or st.counter_start_j is None:
                 st.counter_start_j = st.counter_last_j = val
-                st.counter_last_t = now
+                st.counter_last_t = st.counter_first_t = now
                 continue
             wrap = st.device.info.get("wrap_j") or getattr(st.source, "wrap_j", None)  # per device (RAPL)
             delta, anomaly = counter_delta_j(st.counter_last_j, val, wrap)

@@ -330,9 +330,13 @@ class Session:
             acc = st.acc
             series_j = acc.series_energy_j(t0, t1) if acc.n_raw else None
             counter_j = st.counter_energy_j() if (st.device.has_counter and not st.counter_failed) else None
-            if counter_j is not None and st.counter_last_t is not None and st.counter_last_t < t1 - 0.5 \
-                    and series_j is not None:
-                # the counter stopped answering: add the series' energy after its last good read
+            if counter_j is not None and series_j is not None and st.counter_last_t is not None:
+                # the counter covers its first to its last read; the series fills the run's edges
+                # (the first read comes after start-up, the last after stop, or before a counter
+                # that stopped answering): signed, so energy read after t1 is taken off
+                first_t = getattr(st, "counter_first_t", None)
+                if first_t is not None:
+                    counter_j += acc.series_energy_j(t0, first_t)
                 counter_j += acc.series_energy_j(st.counter_last_t, t1)
             if counter_j is not None:
                 dev_j, method = counter_j, "counter"
