@@ -37,6 +37,7 @@ CONFIGS = [  # name, series method forced, counter used
     ("buffer", "buffer", False),
     ("instant", "instant", False),
     ("average", "average", False),
+    ("instant20", "instant", False),  # instant power polled every 20 ms instead of 100 ms
 ]
 
 
@@ -46,14 +47,15 @@ def make_sources(dry: bool) -> dict[str, Any]:
         from greentrack.sources.mock import MockSource
 
         trace = "step:90,650,1.5"
-        feats = {"counter": "counter,buffer", "buffer": "buffer", "instant": "instant", "average": "instant"}
+        feats = {"counter": "counter,buffer", "buffer": "buffer", "instant": "instant", "average": "instant",
+                 "instant20": "instant"}
         for name, _series, _counter in CONFIGS:
             out[name] = MockSource(trace=trace, features=feats[name])
         return out
     from greentrack.sources.nvml import NVMLSource
 
     for name, series, counter in CONFIGS:
-        out[name] = NVMLSource(series=series, counter=counter)
+        out[name] = NVMLSource(series=series, counter=counter, poll_interval_s=0.02 if name == "instant20" else None)
     return out
 
 
@@ -119,6 +121,9 @@ def main() -> int:
     ap.add_argument("--scale", type=float, default=1.0, help="multiply every phase duration")
     ap.add_argument("--out", default=None, help="JSON results file")
     ap.add_argument("--trace", default=None, help="folder for h200_trace.csv / h200_trace.json")
+    ap.add_argument("--guard", type=float, default=0.0,
+                    help="seconds of idle between phases, in no phase (phase bounds then fall where the power "
+                         "is steady, so the 10 Hz counter can be interpolated there)")
     args = ap.parse_args()
     dry = args.dry_run or not has_gpu()
     if dry and not args.dry_run:
@@ -147,7 +152,7 @@ def main() -> int:
         timings[f"greentrack_{name}_start_s"] = time.perf_counter() - t
         sessions[name] = s
     t_work0 = time.time()
-    phases = run_phases(w, MultiPhase(list(sessions.values())), sessions["counter"].step)
+    phases = run_phases(w, MultiPhase(list(sessions.values())), sessions["counter"].step, guard_s=args.guard)
     t_work1 = time.time()
     for name, s in reversed(list(sessions.items())):
         t = time.perf_counter()
@@ -158,7 +163,8 @@ def main() -> int:
     time.sleep(0.3)
     ref.stop()
 
-    results: dict[str, Any] = {"env": env_info(), "dry_run": dry, "scale": args.scale, "timings": timings,
+    results: dict[str, Any] = {"env": env_info(), "dry_run": dry, "scale": args.scale, "guard_s": args.guard,
+                               "timings": timings,
                                "ref_counter_reads": ref.n_reads, "workload_s": t_work1 - t_work0, "configs": {}}
     for name, s in sessions.items():
         r = s.result

@@ -229,10 +229,16 @@ PHASES = [
 ]
 
 
-def run_phases(w: Workload, phase: Callable[[str], Any], mark: Callable[..., None] | None) -> list[dict]:
-    """Run every phase inside ``phase(name)`` context managers; returns the phase records."""
+def run_phases(w: Workload, phase: Callable[[str], Any], mark: Callable[..., None] | None,
+               guard_s: float = 0.0) -> list[dict]:
+    """Run every phase inside ``phase(name)`` context managers; returns the phase records.
+
+    *guard_s* seconds of idle, in no phase, separate consecutive phases.
+    """
     out = []
-    for name, kind, secs in PHASES:
+    for i, (name, kind, secs) in enumerate(PHASES):
+        if i and guard_s:
+            time.sleep(guard_s)
         with phase(name):
             t0 = time.time()
             fn = getattr(w, kind)

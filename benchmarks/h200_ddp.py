@@ -81,10 +81,17 @@ def worker(args: argparse.Namespace) -> int:
         out["cc_window"].append(time.time())
     end = time.time() + args.seconds
     n = 0
-    while time.time() < end:
+    while True:
         train_step()
         s.step(samples=4096)
         n += 1
+        if dist is not None:  # every rank stops after the same step, or DDP's collectives hang
+            flag = torch.tensor([1.0 if time.time() >= end else 0.0], device=dev)
+            dist.all_reduce(flag, op=dist.ReduceOp.MAX)
+            if flag.item() > 0:
+                break
+        elif time.time() >= end:
+            break
     if dist is not None:
         torch.cuda.synchronize()
         dist.barrier()

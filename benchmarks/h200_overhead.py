@@ -13,8 +13,11 @@ temperature hits all of them alike:
 - ``zeus``: inside a ZeusMonitor window.
 
 Each condition runs a fixed number of steps; the figure is the median over repetitions of
-(time with tracker / time of the bare loop in the same repetition). Tracker start and stop
-are outside the timed loop and reported separately.
+(time with tracker / time of the bare loop in the same repetition), with a bootstrap 95 %
+interval of that median. Tracker start and stop are outside the timed loop and reported
+separately. Because a shared machine's noise between blocks can exceed the effect, the
+greentrack condition also reports the CPU time its sampler thread used per second of loop:
+the most GIL time it can have taken from the training thread.
 
     CUDA_VISIBLE_DEVICES=0 python3 benchmarks/h200_overhead.py --reps 7 --out overhead.json
     python3 benchmarks/h200_overhead.py --dry-run --reps 2 --steps 2000
@@ -86,6 +89,30 @@ def timed_loop(step: Callable[[], None], n: int, dry: bool, mark: Callable[..., 
     return time.perf_counter() - t
 
 
+def sampler_cpu_s() -> float | None:
+    """CPU seconds used so far by greentrack's sampler thread (None if psutil cannot tell)."""
+    import threading
+
+    try:
+        import psutil
+    except ImportError:
+        return None
+    ids = [t.native_id for t in threading.enumerate() if t.name == "greentrack-sampler"]
+    if not ids:
+        return None
+    for th in psutil.Process().threads():
+        if th.id == ids[0]:
+            return th.user_time + th.system_time
+    return None
+
+
+def boot_ci(xs: list[float], n: int = 2000) -> tuple[float, float]:
+    """Bootstrap 95 % interval of the median of *xs*."""
+    rng = random.Random(1)
+    meds = sorted(median([rng.choice(xs) for _ in xs]) for _ in range(n))
+    return meds[int(0.025 * n)], meds[int(0.975 * n)]
+
+
 def run_condition(cond: str, step: Callable[[], None], n: int, dry: bool, db: str,
                   costs: dict[str, list[float]]) -> float:
     if cond == "none":
@@ -97,7 +124,11 @@ def run_condition(cond: str, step: Callable[[], None], n: int, dry: bool, db: st
         s = Session("overhead", region="FR", db=db, backend="mock" if dry else "nvml")
         s.start()
         costs.setdefault("greentrack_start_s", []).append(time.perf_counter() - t)
+        cpu0 = sampler_cpu_s()
         el = timed_loop(step, n, dry, s.step)
+        cpu1 = sampler_cpu_s()
+        if cpu0 is not None and cpu1 is not None:
+            costs.setdefault("greentrack_sampler_cpu_per_s", []).append((cpu1 - cpu0) / el)
         t = time.perf_counter()
         s.stop()
         costs.setdefault("greentrack_stop_s", []).append(time.perf_counter() - t)
@@ -135,7 +166,8 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--dry-run", action="store_true")
     ap.add_argument("--reps", type=int, default=7)
-    ap.add_argument("--steps", type=int, default=0, help="steps per timed loop (default: about 3 s worth)")
+    ap.add_argument("--steps", type=int, default=0, help="steps per timed loop (default: --block-s worth)")
+    ap.add_argument("--block-s", type=float, default=3.0, help="seconds per timed loop when --steps is not given")
     ap.add_argument("--conditions", default="none,greentrack,codecarbon,codecarbon_1s,zeus")
     ap.add_argument("--out", default=None)
     args = ap.parse_args()
@@ -164,7 +196,7 @@ def main() -> int:
         t = time.perf_counter()
         k = 500
         timed_loop(step, k, dry)
-        n = max(200, int(k * 3.0 / (time.perf_counter() - t)))
+        n = max(200, int(k * args.block_s / (time.perf_counter() - t)))
     rng = random.Random(0)
     times: dict[str, list[float]] = {c: [] for c in conds}
     ratios: dict[str, list[float]] = {c: [] for c in conds if c != "none"}
@@ -184,6 +216,8 @@ def main() -> int:
         "us_per_step_median": {c: median(v) / n * 1e6 for c, v in times.items()},
         "steps_per_s_median": {c: n / median(v) for c, v in times.items()},
         "slowdown_pct_median": {c: (median(v) - 1.0) * 100 for c, v in ratios.items()},
+        "slowdown_pct_mean": {c: (sum(v) / len(v) - 1.0) * 100 for c, v in ratios.items()},
+        "slowdown_pct_median_ci95": {c: [(x - 1.0) * 100 for x in boot_ci(v)] for c, v in ratios.items()},
         "slowdown_pct_all": {c: [round((x - 1) * 100, 3) for x in v] for c, v in ratios.items()},
         "start_stop_s_median": {k: median(v) for k, v in costs.items()},
         "start_stop_s_all": costs,
