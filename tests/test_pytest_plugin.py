@@ -345,3 +345,14 @@ def test_xdist_workers_measure_and_controller_reports(pytester: pytest.Pytester,
     (row,) = runs_named(db_path, "par")
     phases = Store(db_path, create=False).get_run(row["id"])["phases"]
     assert len(phases) == 5 and all(p["energy_j"] > 0 for p in phases)
+
+
+def test_p_no_greentrack_does_not_even_import_it(pytester: pytest.Pytester) -> None:
+    pytester.makepyfile(test_imp="""
+        import sys
+
+        def test_not_imported():
+            assert not any(m == "greentrack" or m.startswith("greentrack.") for m in sys.modules)
+    """)
+    pytester.runpytest_subprocess("-p", "no:greentrack").assert_outcomes(passed=1)
+    pytester.runpytest_subprocess().assert_outcomes(failed=1)  # installed: the entry point is loaded
