@@ -24,7 +24,7 @@ step probe python3 benchmarks/h200_probe.py --out "$R/probe.json"
 step accuracy $G0 python3 benchmarks/h200_accuracy.py --peers --guard 0.3 --out "$R/accuracy.json" --trace "$R/trace"
 # phases back to back: power steps right at the bounds
 step accuracy_abrupt $G0 python3 benchmarks/h200_accuracy.py --out "$R/accuracy_abrupt.json"
-step overhead $G0 python3 benchmarks/h200_overhead.py --conditions none,greentrack --reps 30 --block-s 1 \
+step overhead $G0 python3 benchmarks/h200_overhead.py --conditions none,greentrack --reps 40 --block-s 1 --bound-s 20 \
   --out "$R/overhead.json"
 step overhead_peers $G0 python3 benchmarks/h200_overhead.py --conditions none,codecarbon,codecarbon_1s,zeus \
   --reps 5 --block-s 3 --out "$R/overhead_peers.json"

@@ -106,6 +106,54 @@ def sampler_cpu_s() -> float | None:
     return None
 
 
+def thread_run_ns(native_id: int) -> int | None:
+    """Nanoseconds a thread of this process has run on a CPU (Linux schedstat)."""
+    try:
+        with open(f"/proc/self/task/{native_id}/schedstat") as fh:
+            return int(fh.read().split()[0])
+    except (OSError, ValueError, IndexError):
+        return None
+
+
+def bound(step: Callable[[], None], seconds: float, dry: bool, db: str) -> dict[str, Any]:
+    """What greentrack can take from the loop at most: its sampler thread's CPU time per second of
+    training, and the cost of one ``s.step()`` mark against the cost of one training step."""
+    import threading
+
+    from greentrack.session import Session
+
+    s = Session("overhead-bound", region="FR", db=db, backend="mock" if dry else "nvml")
+    s.start()
+    time.sleep(0.1)
+    nid = next(t.native_id for t in threading.enumerate() if t.name == "greentrack-sampler")
+    ns0, t0 = thread_run_ns(nid), time.perf_counter()
+    n = 0
+    end = time.perf_counter() + seconds
+    while time.perf_counter() < end:
+        step()
+        s.step(samples=64)
+        n += 1
+    sync(dry)
+    el = time.perf_counter() - t0
+    ns1 = thread_run_ns(nid)
+    s.stop()
+    marks = Session("marks", store=False, backend="none")
+    marks.start()
+    k = 1_000_000
+    t = time.perf_counter()
+    for _ in range(k):
+        marks.step(samples=64)
+    mark_s = (time.perf_counter() - t) / k
+    marks.stop()
+    out: dict[str, Any] = {"seconds": el, "steps": n, "us_per_step": el / n * 1e6, "step_mark_us": mark_s * 1e6,
+                           "step_mark_pct_of_step": mark_s / (el / n) * 100, "flushes": s.sampler.flushes}
+    if ns0 is not None and ns1 is not None:
+        out["sampler_cpu_ms_per_s"] = (ns1 - ns0) / 1e6 / el
+        out["sampler_cpu_pct"] = (ns1 - ns0) / 1e9 / el * 100
+        out["bound_pct"] = out["sampler_cpu_pct"] + out["step_mark_pct_of_step"]
+    return out
+
+
 def boot_ci(xs: list[float], n: int = 2000) -> tuple[float, float]:
     """Bootstrap 95 % interval of the median of *xs*."""
     rng = random.Random(1)
@@ -169,6 +217,8 @@ def main() -> int:
     ap.add_argument("--steps", type=int, default=0, help="steps per timed loop (default: --block-s worth)")
     ap.add_argument("--block-s", type=float, default=3.0, help="seconds per timed loop when --steps is not given")
     ap.add_argument("--conditions", default="none,greentrack,codecarbon,codecarbon_1s,zeus")
+    ap.add_argument("--bound-s", type=float, default=0.0,
+                    help="also run the loop this long in one session and report the sampler's CPU time")
     ap.add_argument("--out", default=None)
     args = ap.parse_args()
     dry = args.dry_run or not has_gpu()
@@ -222,6 +272,8 @@ def main() -> int:
         "start_stop_s_median": {k: median(v) for k, v in costs.items()},
         "start_stop_s_all": costs,
     }
+    if args.bound_s:
+        res["bound"] = bound(step, args.bound_s, dry, db)
     dump(res, args.out)
     return 0
 
