@@ -298,7 +298,8 @@ class Session:
             for name, t0 in list(self._open_phases):
                 self._phases.append((name, t0, self.ended_at))
             self._open_phases.clear()
-            self.sampler.stop()
+            # a stale counter reading (<= 0.1 s) matters below ~100 s; for long runs skip the wait
+            self.sampler.stop(sync=(self.ended_at - self.started_at) < 100.0)
             if status is None:
                 status = "interrupted" if self._sigterm else "finished"
             self.status = status
