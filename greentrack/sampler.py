@@ -109,7 +109,7 @@ class Sampler:
         pending = [st for st in todo if id(st) in base]
         while pending and self.clock() < deadline:
             if first and self._stop.is_set():
-                break  # stopped while still starting: the plain readings stand
+                return  # stopped while still starting: the readings taken at start() stand
             time.sleep(every_s)
             for st in list(pending):
                 try:
