@@ -121,6 +121,9 @@ def main() -> int:
     ap.add_argument("--scale", type=float, default=1.0, help="multiply every phase duration")
     ap.add_argument("--out", default=None, help="JSON results file")
     ap.add_argument("--trace", default=None, help="folder for h200_trace.csv / h200_trace.json")
+    ap.add_argument("--margin", type=float, default=0.0,
+                    help="seconds of idle opening and closing each phase (inside it): the power is steady at "
+                         "the phase bounds, where the 10 Hz counter is interpolated")
     ap.add_argument("--guard", type=float, default=0.0,
                     help="seconds of idle between phases, in no phase (phase bounds then fall where the power "
                          "is steady, so the 10 Hz counter can be interpolated there)")
@@ -152,7 +155,8 @@ def main() -> int:
         timings[f"greentrack_{name}_start_s"] = time.perf_counter() - t
         sessions[name] = s
     t_work0 = time.time()
-    phases = run_phases(w, MultiPhase(list(sessions.values())), sessions["counter"].step, guard_s=args.guard)
+    phases = run_phases(w, MultiPhase(list(sessions.values())), sessions["counter"].step, guard_s=args.guard,
+                        margin_s=args.margin)
     t_work1 = time.time()
     for name, s in reversed(list(sessions.items())):
         t = time.perf_counter()
@@ -163,7 +167,7 @@ def main() -> int:
     time.sleep(0.3)
     ref.stop()
 
-    results: dict[str, Any] = {"env": env_info(), "dry_run": dry, "scale": args.scale, "guard_s": args.guard,
+    results: dict[str, Any] = {"env": env_info(), "dry_run": dry, "scale": args.scale, "guard_s": args.guard, "margin_s": args.margin,
                                "timings": timings,
                                "ref_counter_reads": ref.n_reads, "workload_s": t_work1 - t_work0, "configs": {}}
     for name, s in sessions.items():

@@ -4,7 +4,7 @@
 # ONLY="accuracy ddp" runs a subset. Without a GPU every script falls back to its dry run.
 set -u
 R=${1:-h200-results}
-ONLY=${ONLY:-"doctor probe accuracy accuracy_abrupt overhead overhead_peers ddp"}
+ONLY=${ONLY:-"doctor probe accuracy accuracy_margin accuracy_abrupt overhead overhead_bound overhead_peers ddp"}
 mkdir -p "$R"
 export PYTHONUNBUFFERED=1 PYTHONPATH=$PWD${PYTHONPATH:+:$PYTHONPATH}
 export GREENTRACK_DB=$R/greentrack.db
@@ -22,10 +22,15 @@ step doctor python3 -m greentrack doctor
 step probe python3 benchmarks/h200_probe.py --out "$R/probe.json"
 # phases separated by 0.3 s of idle: bounds where the 10 Hz counter can be interpolated
 step accuracy $G0 python3 benchmarks/h200_accuracy.py --peers --guard 0.3 --out "$R/accuracy.json" --trace "$R/trace"
+# 0.3 s of idle opening and closing each phase: the power is steady at every phase bound
+step accuracy_margin $G0 python3 benchmarks/h200_accuracy.py --peers --margin 0.3 --out "$R/accuracy_margin.json" \
+  --trace "$R/trace"
 # phases back to back: power steps right at the bounds
 step accuracy_abrupt $G0 python3 benchmarks/h200_accuracy.py --out "$R/accuracy_abrupt.json"
 step overhead $G0 python3 benchmarks/h200_overhead.py --conditions none,greentrack --reps 40 --block-s 1 --bound-s 20 \
   --out "$R/overhead.json"
+step overhead_bound $G0 python3 benchmarks/h200_overhead.py --conditions none,greentrack --reps 4 --block-s 1 \
+  --bound-s 20 --out "$R/overhead_bound.json"
 step overhead_peers $G0 python3 benchmarks/h200_overhead.py --conditions none,codecarbon,codecarbon_1s,zeus \
   --reps 5 --block-s 3 --out "$R/overhead_peers.json"
 step ddp python3 benchmarks/h200_ddp.py --seconds 12 --codecarbon --out "$R/ddp.json"

@@ -230,10 +230,11 @@ PHASES = [
 
 
 def run_phases(w: Workload, phase: Callable[[str], Any], mark: Callable[..., None] | None,
-               guard_s: float = 0.0) -> list[dict]:
+               guard_s: float = 0.0, margin_s: float = 0.0) -> list[dict]:
     """Run every phase inside ``phase(name)`` context managers; returns the phase records.
 
-    *guard_s* seconds of idle, in no phase, separate consecutive phases.
+    *guard_s* seconds of idle, in no phase, separate consecutive phases; *margin_s* seconds of
+    idle open and close each phase (inside it), so its bounds fall where the power is steady.
     """
     out = []
     for i, (name, kind, secs) in enumerate(PHASES):
@@ -241,9 +242,13 @@ def run_phases(w: Workload, phase: Callable[[str], Any], mark: Callable[..., Non
             time.sleep(guard_s)
         with phase(name):
             t0 = time.time()
+            if margin_s:
+                time.sleep(margin_s)
             fn = getattr(w, kind)
             n = fn(secs) if kind == "idle" else fn(secs, mark)
             w.sync()
+            if margin_s:
+                time.sleep(margin_s)
             t1 = time.time()
         out.append({"name": name, "kind": kind, "t0": t0, "t1": t1, "steps": n or 0})
     return out

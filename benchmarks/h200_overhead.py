@@ -124,9 +124,20 @@ def bound(step: Callable[[], None], seconds: float, dry: bool, db: str) -> dict[
 
     s = Session("overhead-bound", region="FR", db=db, backend="mock" if dry else "nvml")
     s.start()
+    # time spent inside the source's reads (NVML releases the GIL while the driver answers)
+    in_reads = [0.0]
+    for src in s.sources:
+        for meth in ("poll", "energy_j"):
+            def timed(*a: Any, _f: Callable[..., Any] = getattr(src, meth)) -> Any:
+                t = time.perf_counter()
+                try:
+                    return _f(*a)
+                finally:
+                    in_reads[0] += time.perf_counter() - t
+            setattr(src, meth, timed)
     time.sleep(0.1)
     nid = next(t.native_id for t in threading.enumerate() if t.name == "greentrack-sampler")
-    ns0, t0 = thread_run_ns(nid), time.perf_counter()
+    ns0, t0, r0 = thread_run_ns(nid), time.perf_counter(), in_reads[0]
     n = 0
     end = time.perf_counter() + seconds
     while time.perf_counter() < end:
@@ -136,6 +147,7 @@ def bound(step: Callable[[], None], seconds: float, dry: bool, db: str) -> dict[
     sync(dry)
     el = time.perf_counter() - t0
     ns1 = thread_run_ns(nid)
+    reads_s = in_reads[0] - r0
     s.stop()
     marks = Session("marks", store=False, backend="none")
     marks.start()
@@ -151,6 +163,11 @@ def bound(step: Callable[[], None], seconds: float, dry: bool, db: str) -> dict[
         out["sampler_cpu_ms_per_s"] = (ns1 - ns0) / 1e6 / el
         out["sampler_cpu_pct"] = (ns1 - ns0) / 1e9 / el * 100
         out["bound_pct"] = out["sampler_cpu_pct"] + out["step_mark_pct_of_step"]
+        out["source_reads_ms_per_s"] = reads_s * 1e3 / el
+        # CPU time outside the source's reads: the most the sampler can have held the GIL
+        python_ms = max(0.0, (ns1 - ns0) / 1e6 - reads_s * 1e3)
+        out["sampler_python_ms_per_s"] = python_ms / el
+        out["gil_bound_pct"] = python_ms / 1e3 / el * 100 + out["step_mark_pct_of_step"]
     return out
 
 
