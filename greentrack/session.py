@@ -54,6 +54,9 @@ class Session:
             once and calls ``greentrack_budget_exceeded``.
         store: keep the run in the database (default True).
         strict: raise configuration errors instead of reporting them and measuring less.
+        exact_edges: at stop, wait for the energy counter's next refresh (at most 0.1 s on NVML)
+            so the run's end is dated exactly. Default (None): only for runs shorter than 100 s,
+            where a stale reading could be more than 0.1 % of the run.
     """
 
     def __init__(self, name: str = "run", *, region: str | None = None, tags: dict[str, Any] | None = None,
@@ -61,6 +64,7 @@ class Session:
                  budget_kwh: float | None = None, budget_co2e_kg: float | None = None,
                  store: bool = True, strict: bool = False, pue: float = 1.0,
                  sample_interval_s: float | None = None, flush_interval_s: float | None = None,
+                 exact_edges: bool | None = None,
                  command: str | None = None, sources: list[Any] | None = None) -> None:
         self.name = str(name)
         self.id = _new_id()
@@ -71,6 +75,7 @@ class Session:
         self.budget_co2e_kg = budget_co2e_kg
         self.command = command
         self.strict = strict
+        self.exact_edges = exact_edges
         self._want_store = store
         self._kw = dict(db=db, backend=backend, sample_interval_s=sample_interval_s,
                         flush_interval_s=flush_interval_s)
@@ -299,7 +304,8 @@ class Session:
                 self._phases.append((name, t0, self.ended_at))
             self._open_phases.clear()
             # a stale counter reading (<= 0.1 s) matters below ~100 s; for long runs skip the wait
-            self.sampler.stop(sync=(self.ended_at - self.started_at) < 100.0)
+            sync = self.exact_edges if self.exact_edges is not None else (self.ended_at - self.started_at) < 100.0
+            self.sampler.stop(sync=sync)
             if status is None:
                 status = "interrupted" if self._sigterm else "finished"
             self.status = status
