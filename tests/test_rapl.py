@@ -108,11 +108,8 @@ def test_session_on_rapl_records_cpu_and_dram(tmp_path: Path, monkeypatch: pytes
     r = s.stop()
     by = {d.key: d for d in r.devices}
     assert set(by) == {"cpu0", "dram0"}
-    # the counters moved by exactly what was written; the run adds the series over the few
-    # milliseconds between the session's start and the first counter read (and takes off what
-    # was read after its end)
-    counted = {st.device.key: st.counter_energy_j() for st in s.sampler.states}
-    assert counted == {"cpu0": pytest.approx(15.0), "dram0": pytest.approx(3.0)}
+    # 15 J and 3 J were written; the run's edges (before the first counter reading, after the
+    # last) come from the series derived from the counter deltas
     assert by["cpu0"].energy_j == pytest.approx(15.0, rel=0.1)
     assert by["dram0"].energy_j == pytest.approx(3.0, rel=0.1)
     assert by["cpu0"].method == "counter" and by["cpu0"].series_method == "delta"
