@@ -35,3 +35,13 @@ def test_public_api():
     for name in greentrack.__all__:
         assert getattr(greentrack, name) is not None
     assert callable(greentrack.session) and callable(greentrack.track)
+
+
+def test_session_stays_callable_after_importing_its_module(tmp_path):
+    """`from greentrack.session import Session` rebinds greentrack.session to the module; it stays callable."""
+    code = ("import os\nos.environ['GREENTRACK_DB'] = %r\nos.environ['GREENTRACK_BACKEND'] = 'mock'\n"
+            "from greentrack.session import Session\nimport greentrack\n"
+            "with greentrack.session('x', exact_edges=False) as s:\n    pass\n"
+            "print(s.result.status, isinstance(s, Session))\n") % str(tmp_path / "c.db")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.split() == ["finished", "True"]
