@@ -10,7 +10,6 @@ from __future__ import annotations
 import json
 import os
 import sqlite3
-from pathlib import Path
 from typing import Any
 
 import click
@@ -132,7 +131,8 @@ def render(d: dict[str, Any]) -> str:
             else:
                 total = f"the integrated series ({x['series_method']}), no counter"
             lines.append(f"    run totals from {total};")
-            lines.append(f"    per-step and per-phase energy from {_SERIES_WORDS.get(x['series_method'], x['series_method'])}"
+            words = _SERIES_WORDS.get(x["series_method"], x["series_method"])
+            lines.append(f"    per-step and per-phase energy from {words}"
                          + (", reconciled to the counter." if x["total_method"] == "counter" else "."))
             for k, v in sorted(x["info"].items()):
                 lines.append(f"    note: {k}: {v}")
@@ -158,7 +158,8 @@ def render(d: dict[str, Any]) -> str:
     else:
         lines.append(f"CPU and memory (RAPL): {len(readable)} zone(s) measured with their energy counters.")
         for z in zones:
-            lines.append(f"  {z['zone']}  {z['name']:<10} {'readable' if z['readable'] else 'not readable: ' + str(z['why'])}")
+            state = "readable" if z["readable"] else "not readable: " + str(z["why"])
+            lines.append(f"  {z['zone']}  {z['name']:<10} {state}")
     lines.append("")
     db = d["database"]
     state = f"{db['runs']} runs" if "runs" in db else ("not created yet" if not db["exists"] else db.get("error", ""))
@@ -183,4 +184,4 @@ def register(cli: click.Group) -> None:
     cli.add_command(doctor_cmd)
 
 
-__all__ = ["diagnose", "render", "register", "Path"]
+__all__ = ["diagnose", "render", "register"]
