@@ -73,10 +73,12 @@ def render_show(run: dict[str, Any], unicode: bool = True) -> str:
                f"   PUE {run.get('pue') if run.get('pue') is not None else '-'}")
     out.append(f"  intensity  {run.get('intensity_source') or '-'}")
     budget = run.get("budget")
-    if budget:
+    if budget and budget.get("exceeded", True):
         out.append(f"  budget     EXCEEDED: {budget.get('budget')} {budget.get('usage'):.6g} > limit {budget.get('limit'):.6g}")
+    elif budget:
+        out.append(f"  budget     within: {budget.get('budget')} {budget.get('usage'):.6g} <= limit {budget.get('limit'):.6g}")
     else:
-        out.append("  budget     no live budget was crossed")
+        out.append("  budget     none set")
     if run.get("tags"):
         out.append("  tags       " + " ".join(f"{k}={v}" for k, v in sorted(run["tags"].items())))
     if run.get("error"):

@@ -392,7 +392,20 @@ class Session:
             intensity_g_per_kwh=self.intensity.g_per_kwh if self.intensity else None,
             intensity_source=self.intensity.describe() if self.intensity else None, pue=self.pue,
             devices=devices, phases=phases, outside_phases_j=outside, steps=len(marks), samples=samples,
-            tokens=tokens, step_stats=stats, notes=list(self.notes), budget=self.budget_exceeded)
+            tokens=tokens, step_stats=stats, notes=list(self.notes), budget=self._budget_outcome(total))
+
+    def _budget_outcome(self, total_j: float | None) -> dict[str, Any] | None:
+        """The live budget's outcome: crossed (as recorded when it was), or its final usage."""
+        if self.budget_exceeded is not None:
+            return dict(self.budget_exceeded, exceeded=True)
+        if total_j is None or self.intensity is None:
+            return None
+        kwh = total_j / 3.6e6
+        usage = {"energy_kwh": kwh, "co2e_kg": kwh * self.pue * self.intensity.g_per_kwh / 1000.0}
+        for key, limit in (("energy_kwh", self.budget_kwh), ("co2e_kg", self.budget_co2e_kg)):
+            if limit is not None:
+                return {"budget": key, "limit": limit, "usage": usage[key], "exceeded": usage[key] > limit}
+        return None
 
     def _counts(self) -> tuple[float | None, float | None]:
         samples = tokens = None

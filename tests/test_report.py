@@ -187,7 +187,7 @@ def test_show_text_has_devices_power_phases_and_steps(three_runs, db_path):
     text = render_show(view)
     assert "llama-bf16" in text and "counter" in text and "buffer" in text
     assert "region FRA" in text and "France" in text
-    assert "no live budget was crossed" in text
+    assert "budget     none set" in text
     lines = text.splitlines()
     chart = lines[[i for i, ln in enumerate(lines) if ln.startswith("power over time")][0] + 1:]
     spark = [ln for ln in chart if ln.strip().startswith("gpu0 ")][0]

@@ -213,7 +213,10 @@ def test_live_budget_fires_hook_once(monkeypatch):
     with greentrack.session("budget", budget_kwh=0.2, flush_interval_s=0.1, sample_interval_s=0.05) as s:
         time.sleep(0.6)
     assert len(seen) == 1 and seen[0][0] == "energy_kwh" and seen[0][1] > 0.2
-    assert s.result.budget["limit"] == 0.2
+    assert s.result.budget["limit"] == 0.2 and s.result.budget["exceeded"] is True
+    with greentrack.session("within", budget_kwh=1e6) as s2:
+        time.sleep(0.05)
+    assert s2.result.budget["exceeded"] is False and s2.result.budget["usage"] < 1e6
 
 
 def test_forked_child_does_not_finish_the_parents_run(db_path):
