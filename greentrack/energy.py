@@ -31,14 +31,14 @@ def trapezoid_j(times: Sequence[float], powers: Sequence[float]) -> float:
 def counter_delta_j(start_j: float, end_j: float, wrap_j: float | None = None) -> tuple[float, bool]:
     """Energy between two readings of a cumulative counter.
 
-    Returns ``(joules, anomaly)``. A counter that went backwards wrapped (when *wrap_j*, its
-    range, is known: RAPL) or was reset (driver reload: NVML); after a reset the counter
-    restarts at zero, so the end reading is the best lower bound. *anomaly* flags both.
+    Returns ``(joules, reset)``. A counter that went backwards either wrapped, which is normal
+    when its range *wrap_j* is known (RAPL), or was reset (driver reload: NVML); after a reset the
+    counter restarts at zero, so the end reading is the best lower bound, and *reset* is True.
     """
     if end_j >= start_j:
         return end_j - start_j, False
     if wrap_j:
-        return end_j + wrap_j - start_j, True
+        return end_j + wrap_j - start_j, False
     return end_j, True
 
 

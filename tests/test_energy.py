@@ -25,8 +25,8 @@ def test_trapezoid_rejects_mismatched_lengths():
 def test_counter_delta_plain_wrap_and_reset():
     assert E.counter_delta_j(1000.0, 1500.0) == (500.0, False)
     # RAPL-style wrap: range 262143.328850 J, counter went 262000 -> 100
-    j, anomaly = E.counter_delta_j(262000.0, 100.0, wrap_j=262143.32885)
-    assert anomaly and j == pytest.approx(243.32885)
+    j, reset = E.counter_delta_j(262000.0, 100.0, wrap_j=262143.32885)
+    assert not reset and j == pytest.approx(243.32885)  # a wrap of a known range is normal
     # NVML driver reload resets to zero: energy since reset is the lower bound
     assert E.counter_delta_j(5000.0, 40.0) == (40.0, True)
 

@@ -84,3 +84,32 @@ def test_bad_features_and_gpu_count():
         MockSource(features="counter,telepathy")
     with pytest.raises(ConfigError):
         MockSource(gpus=0)
+
+
+def test_each_rank_measures_only_its_gpu(monkeypatch):
+    monkeypatch.setenv("LOCAL_RANK", "1")
+    src = MockSource("constant:100", gpus=4)
+    assert [d.key for d in src.devices] == ["gpu1"]
+    monkeypatch.setenv("GREENTRACK_ALL_GPUS", "1")
+    assert len(MockSource("constant:100", gpus=4).devices) == 4
+
+
+def test_ranks_of_one_job_add_up(monkeypatch, db_path):
+    """Two ranks on two mock GPUs: each run holds one GPU, both share the job id."""
+    import greentrack
+    from greentrack.store import Store
+
+    monkeypatch.setenv("GREENTRACK_MOCK", "constant:200")
+    monkeypatch.setenv("GREENTRACK_MOCK_GPUS", "2")
+    monkeypatch.setenv("GREENTRACK_JOB_ID", "job-42")
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    results = []
+    for rank in (0, 1):
+        monkeypatch.setenv("RANK", str(rank))
+        monkeypatch.setenv("LOCAL_RANK", str(rank))
+        with greentrack.session("ddp") as s:
+            pass
+        results.append(s.result)
+    assert [r.devices[0].key for r in results] == ["gpu0", "gpu1"]
+    rows = Store(db_path).list_runs(job_id="job-42")
+    assert sorted(r["rank"] for r in rows) == [0, 1] and {r["world_size"] for r in rows} == {2}

@@ -14,7 +14,9 @@ Select it with ``backend="mock"`` or ``GREENTRACK_BACKEND=mock``; ``GREENTRACK_M
 the trace (default ``load:70,600``), ``GREENTRACK_MOCK_GPUS`` the number of GPUs,
 ``GREENTRACK_MOCK_FEATURES`` what it offers (``counter,buffer`` by default; ``instant`` for a
 GPU without a sample buffer; leave out ``counter`` for one without an energy counter) and
-``GREENTRACK_MOCK_FAIL_AFTER`` makes its reads fail after that many seconds.
+``GREENTRACK_MOCK_FAIL_AFTER`` makes its reads fail after that many seconds. Like the NVML
+source, under torchrun (``LOCAL_RANK`` set) it measures only the rank's own GPU unless
+``GREENTRACK_ALL_GPUS=1``.
 """
 
 from __future__ import annotations
@@ -187,6 +189,10 @@ class MockSource:
             for i in range(gpus)
         ]
         self._last_seen = [-math.inf] * gpus
+        # like NVML under torchrun: a rank measures only its own GPU (LOCAL_RANK)
+        lr = os.environ.get("LOCAL_RANK")
+        if lr is not None and lr.isdigit() and gpus > 1 and os.environ.get("GREENTRACK_ALL_GPUS") != "1":
+            self.devices = [self.devices[int(lr) % gpus]]
 
     def bind(self, session: Any) -> None:
         """Let load-following traces see the session's step marks."""
