@@ -42,7 +42,12 @@ def greentrack_grid_intensity(region: str, at: float | None) -> Any:
 
 @hookspec
 def greentrack_register_scenarios(register: Callable[..., None]) -> None:
-    """Register cloud / on-prem scenarios: ``register(scenario)`` for each."""
+    """Register cloud / on-prem scenarios: ``register(scenario, name=None)`` for each.
+
+    *scenario* is a :class:`greentrack.carbon.scenarios.Scenario` or a dict of its fields (PUE,
+    grid region, prices, embodied carbon, each figure with its source and year); a registration
+    under an existing name overrides it key by key.
+    """
 
 
 @hookspec
