@@ -94,10 +94,11 @@ def register(cli: Any) -> None:
     import click
 
     @cli.command("jsonl-summary")
-    @click.argument("file", type=click.Path(dir_okay=False))
+    @click.argument("file")
     def jsonl_summary(file: str) -> None:
-        """Per run in a greentrack-jsonl FILE: name, id, status, energy, duration, flushes and samples seen.
+        """One row per run in a greentrack-jsonl FILE.
 
+        Shows name, id, status, energy, duration, and the flushes and samples seen.
         Energy and duration are the run's totals once its end line is written, else the energy
         so far (last flush) and the time since its start.
         """
