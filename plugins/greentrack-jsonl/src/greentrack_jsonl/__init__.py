@@ -15,6 +15,7 @@ Every line carries ``v`` (format version), ``event``, ``run_id``, ``t`` (unix ti
 
 from __future__ import annotations
 
+import os
 import time
 from typing import Any
 
@@ -27,8 +28,6 @@ __version__ = "0.1.0"
 
 
 def _line(event: str, session: Any, **fields: Any) -> dict[str, Any]:
-    import os
-
     return {"v": FORMAT_VERSION, "event": event, "run_id": session.id, "t": time.time(), "pid": os.getpid(),
             **fields}
 
@@ -44,7 +43,7 @@ def _devices(session: Any) -> list[dict[str, Any]]:
 
 @greentrack.hookimpl
 def greentrack_session_start(session: Any) -> None:
-    w = writer_for(session.id, start=True)
+    w = writer_for(session.id)
     if w is None:
         return
     it = session.intensity

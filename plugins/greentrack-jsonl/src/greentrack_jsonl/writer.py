@@ -120,10 +120,11 @@ class JsonlWriter:
         return False
 
 
-def writer_for(run_id: str, start: bool = False, end: bool = False) -> JsonlWriter | None:
-    """The writer of run *run_id* (made at its start, forgotten at its end); None: not exporting."""
+def writer_for(run_id: str, end: bool = False) -> JsonlWriter | None:
+    """The writer of run *run_id*, made at its first event (the path is read then) and forgotten
+    at its end (*end*); None when no path is configured."""
     with _lock:
-        if start or run_id not in _writers:
+        if run_id not in _writers:
             path = configured_path()
             _writers[run_id] = JsonlWriter(path) if path is not None else None
         return _writers.pop(run_id) if end else _writers[run_id]
