@@ -72,7 +72,7 @@ def test_run_is_streamed_and_summarised(site: Path, tmp_path: Path) -> None:
     run, _ = _run(env, tmp_path, "jl", "1e-6")  # 300 W crosses 1e-6 kWh (3.6 J) at the first flush
     recs = [json.loads(line) for line in live.read_text().splitlines()]
     assert {r["run_id"] for r in recs} == {run["id"]}
-    assert [r["event"] for r in recs][0] == "start" and recs[-1]["event"] == "end"
+    assert recs[0]["event"] == "start" and recs[-1]["event"] == "end"
     start = recs[0]
     assert start["name"] == "jl" and start["tags"] == {"model": "tiny"} and start["region"] == "FRA"
     assert [d["key"] for d in start["devices"]] == ["gpu0"]
@@ -100,8 +100,8 @@ def test_run_is_streamed_and_summarised(site: Path, tmp_path: Path) -> None:
 
     missing = _cli(env, tmp_path, "jsonl-summary", str(tmp_path / "nope.jsonl"))
     assert missing.returncode == 2 and missing.stdout == ""
-    assert missing.stderr.strip().splitlines() == [f"greentrack: error: cannot read {tmp_path / 'nope.jsonl'}: "
-                                                   "No such file or directory"]
+    expected = f"greentrack: error: cannot read {tmp_path / 'nope.jsonl'}: No such file or directory"
+    assert missing.stderr.strip().splitlines() == [expected]
     garbled = tmp_path / "garbled.jsonl"
     garbled.write_text(live.read_text().splitlines()[0] + "\n{oops\n")
     bad = _cli(env, tmp_path, "jsonl-summary", str(garbled))

@@ -25,7 +25,7 @@ FORMAT_VERSION = 1
 ENV_PATH = "GREENTRACK_JSONL"
 
 _lock = threading.Lock()
-_writers: dict[str, "JsonlWriter | None"] = {}
+_writers: dict[str, JsonlWriter | None] = {}
 _reported: set[str] = set()
 
 
