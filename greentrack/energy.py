@@ -11,7 +11,7 @@ loses no energy while a 50 Hz driver buffer is read underneath.
 from __future__ import annotations
 
 import math
-from bisect import bisect_left, bisect_right
+from bisect import bisect_right
 from dataclasses import dataclass
 from typing import Iterable, Sequence
 

@@ -155,7 +155,10 @@ def read_scenario_file(path: str | Path) -> dict[str, dict[str, Any]]:
         if p.suffix.lower() == ".json":
             data = json.loads(text)
         else:
-            import tomllib
+            try:
+                import tomllib
+            except ImportError:  # Python 3.10
+                import tomli as tomllib  # type: ignore[no-redef]
 
             data = tomllib.loads(text)
     except Exception as exc:
