@@ -1,0 +1,156 @@
+"""plugins/greentrack-hf installed for real (pip --target), measuring a real tiny transformers.Trainer on CPU."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from greentrack.store import Store
+
+PLUGIN_DIR = Path(__file__).resolve().parents[1] / "plugins" / "greentrack-hf"
+
+# three train() runs in one process (importing torch and transformers is most of the time):
+#   ok     - stored in GREENTRACK_DB, named and tagged by the callback, seq_len given
+#   nodb   - db inside a regular file: greentrack measures without storing; tokens counted by the Trainer
+#   strict - the same db with strict=True: the session cannot start, the callback reports it, training goes on
+TRAIN = """
+import json, sys, time
+import torch
+from transformers import GPT2Config, GPT2LMHeadModel, Trainer, TrainingArguments
+from greentrack_hf import GreentrackCallback
+
+def data(n, seed):
+    g = torch.Generator().manual_seed(seed)
+    return [{"input_ids": ids, "labels": ids.clone()} for ids in torch.randint(0, 50, (n, 8), generator=g)]
+
+def train(out, cb, **extra):
+    torch.manual_seed(0)
+    model = GPT2LMHeadModel(GPT2Config(n_layer=1, n_head=2, n_embd=16, vocab_size=50, n_positions=16,
+                                       bos_token_id=0, eos_token_id=0))
+    args = TrainingArguments(output_dir=out, max_steps=8, per_device_train_batch_size=2,
+                             per_device_eval_batch_size=2, eval_strategy="steps", eval_steps=4, logging_steps=4,
+                             report_to=[], use_cpu=True, save_strategy="no", disable_tqdm=True, **extra)
+    trainer = Trainer(model=model, args=args, train_dataset=data(32, 1), eval_dataset=data(200, 2), callbacks=[cb])
+    trainer.train()
+    r = cb.result
+    print("RESULT " + json.dumps({
+        "global_step": trainer.state.global_step, "errors": cb.errors,
+        "last_log": trainer.state.log_history[-1],
+        "run": None if r is None else {"id": r.run_id, "name": r.name, "status": r.status, "steps": r.steps,
+                                       "samples": r.samples, "tokens": r.tokens, "energy_j": r.energy_j,
+                                       "energy_kwh": r.energy_kwh, "co2e_kg": r.co2e_kg,
+                                       "phases": [[p.name, p.energy_j, p.duration_s] for p in r.phases]},
+    }), flush=True)
+
+tmp, blocked_db = sys.argv[1], sys.argv[2]
+train(tmp + "/out-ok", GreentrackCallback("tiny-gpt2", tags={"technique": "full"}, region="FR", seq_len=8))
+train(tmp + "/out-nodb", GreentrackCallback(db=blocked_db), include_num_input_tokens_seen=True)
+train(tmp + "/out-strict", GreentrackCallback("strict", db=blocked_db, strict=True))
+"""
+
+
+@pytest.fixture(scope="module")
+def site(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The plugin installed into its own folder, the way a user installs it."""
+    root = tmp_path_factory.mktemp("hf-install")
+    src = root / "greentrack-hf"  # a copy: the in-tree build leaves build/ and *.egg-info behind
+    shutil.copytree(PLUGIN_DIR, src, ignore=shutil.ignore_patterns("build", "*.egg-info", "__pycache__"))
+    target = root / "site"
+    pip = [sys.executable, "-m", "pip", "install", "-q", "--no-input", "--no-deps", "--target", str(target)]
+    first = subprocess.run(pip + ["--no-build-isolation", str(src)], capture_output=True, text=True, timeout=120)
+    if first.returncode != 0:
+        # without setuptools/wheel here pip fetches the build backend named in the plugin's pyproject.toml
+        again = subprocess.run(pip + [str(src)], capture_output=True, text=True, timeout=300)
+        assert again.returncode == 0, first.stderr[-1500:] + "\n---\n" + again.stderr[-1500:]
+    assert (target / "greentrack_hf" / "callback.py").is_file()
+    assert len(list(target.glob("greentrack_hf-*.dist-info"))) == 1
+    return target
+
+
+def _env(site: Path, tmp_path: Path) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("GREENTRACK_")}
+    env.update(PYTHONPATH=os.pathsep.join(p for p in (str(site), os.environ.get("PYTHONPATH", "")) if p),
+               GREENTRACK_BACKEND="mock", GREENTRACK_MOCK="constant:300", GREENTRACK_FLUSH_INTERVAL="0.1",
+               GREENTRACK_DB=str(tmp_path / "runs.db"), TRANSFORMERS_OFFLINE="1", HF_HUB_OFFLINE="1",
+               TOKENIZERS_PARALLELISM="false", OMP_NUM_THREADS="1")
+    return env
+
+
+@pytest.fixture(scope="module")
+def trained(site: Path, tmp_path_factory: pytest.TempPathFactory) -> dict:
+    pytest.importorskip("torch")
+    pytest.importorskip("transformers")
+    pytest.importorskip("accelerate")  # the Trainer needs it with PyTorch
+    tmp = tmp_path_factory.mktemp("hf-train")
+    blocker = tmp / "plain-file"
+    blocker.write_text("not a folder\n")
+    out = subprocess.run([sys.executable, "-c", TRAIN, str(tmp), str(blocker / "runs.db")], env=_env(site, tmp),
+                         cwd=tmp, capture_output=True, text=True, timeout=240)
+    assert out.returncode == 0, out.stderr[-3000:]
+    lines = [json.loads(x[7:]) for x in out.stdout.splitlines() if x.startswith("RESULT ")]
+    assert len(lines) == 3, out.stdout[-2000:]
+    return {"tmp": tmp, "blocker": blocker, "stderr": out.stderr, **dict(zip(("ok", "nodb", "strict"), lines))}
+
+
+def test_trainer_run_is_measured_and_stored(trained: dict) -> None:
+    ok = trained["ok"]
+    run = ok["run"]
+    assert ok["global_step"] == 8 and ok["errors"] == []
+    assert run["status"] == "finished" and run["steps"] == 8 and run["samples"] == 16 and run["tokens"] == 16 * 8
+    stored = Store(trained["tmp"] / "runs.db").get_run(run["id"])
+    assert stored["name"] == "tiny-gpt2" and stored["status"] == "finished"
+    assert stored["steps"] == 8 and stored["samples"] == 16 and stored["tokens"] == 128
+    assert stored["region"] == "FRA" and stored["energy_j"] == pytest.approx(run["energy_j"])
+    assert stored["tags"] == {"model": "GPT2LMHeadModel", "precision": "fp32", "technique": "full"}
+    # eval_steps=4 of max_steps=8: two evaluations, each a phase with its own energy
+    evals = [p for p in stored["phases"] if p["name"] == "eval"]
+    assert len(evals) == 2 and [p[0] for p in run["phases"]] == ["eval", "eval"]
+    for p, (_n, energy_j, duration_s) in zip(evals, run["phases"]):
+        assert p["energy_j"] > 0 and p["energy_j"] == pytest.approx(energy_j)
+        assert p["ended_at"] > p["started_at"] and duration_s > 0
+        # constant 300 W mock: a phase's energy is its duration times 300 W (reconciled to the 10 Hz counter)
+        assert p["energy_j"] == pytest.approx(300.0 * (p["ended_at"] - p["started_at"]), rel=0.2)
+    assert sum(p["energy_j"] for p in evals) < run["energy_j"]
+    # the totals are the last entry of the Trainer's log history
+    assert ok["last_log"] == {"greentrack/energy_kwh": run["energy_kwh"], "greentrack/co2e_kg": run["co2e_kg"],
+                              "step": 8}
+    assert run["energy_kwh"] > 0 and run["co2e_kg"] > 0
+
+
+def test_unstorable_db_measures_without_storing(trained: dict) -> None:
+    nodb = trained["nodb"]
+    run = nodb["run"]
+    assert nodb["global_step"] == 8 and nodb["errors"] == []
+    # no name given: the last part of output_dir; tokens counted by the Trainer (include_num_input_tokens_seen)
+    assert run["name"] == "out-nodb" and run["status"] == "finished"
+    assert run["steps"] == 8 and run["samples"] == 16 and run["tokens"] == 16 * 8
+    assert run["energy_j"] > 0 and nodb["last_log"]["greentrack/energy_kwh"] == run["energy_kwh"]
+    assert [s["name"] for s in Store(trained["tmp"] / "runs.db").list_runs(last=None)] == ["tiny-gpt2"]
+    assert "the run is measured but not stored" in trained["stderr"]
+
+
+def test_session_failure_does_not_break_training(trained: dict) -> None:
+    strict = trained["strict"]
+    assert strict["global_step"] == 8 and strict["run"] is None
+    assert len(strict["errors"]) == 1 and strict["errors"][0].startswith("on_train_begin: ")
+    said = [line for line in trained["stderr"].splitlines() if line.startswith("greentrack: hf:")]
+    assert len(said) == 1 and "training goes on" in said[0] and str(trained["blocker"]) in said[0]
+    assert "Traceback" not in trained["stderr"]
+    # training completed and logged as usual, with no greentrack entry
+    assert "train_runtime" in strict["last_log"] and not any(k.startswith("greentrack/") for k in strict["last_log"])
+
+
+def test_import_without_transformers_is_a_clear_error(site: Path, tmp_path: Path) -> None:
+    code = "import sys; sys.modules['transformers'] = None; import greentrack_hf"
+    out = subprocess.run([sys.executable, "-c", code], env=_env(site, tmp_path), capture_output=True, text=True,
+                         timeout=60)
+    assert out.returncode == 1
+    last = out.stderr.strip().splitlines()[-1]
+    assert last.startswith("ImportError: greentrack-hf needs the 'transformers' package")
+    assert last.endswith("install it with: pip install transformers")
