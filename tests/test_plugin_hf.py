@@ -23,7 +23,7 @@ TRAIN = """
 import json, sys, time
 import torch
 from transformers import GPT2Config, GPT2LMHeadModel, Trainer, TrainingArguments
-from greentrack_hf import GreentrackCallback
+from greentrack_hf import GreentrackCallback, precision_of
 
 def data(n, seed):
     g = torch.Generator().manual_seed(seed)
@@ -49,8 +49,13 @@ def train(out, cb, **extra):
     }), flush=True)
 
 tmp, blocked_db = sys.argv[1], sys.argv[2]
+tiny = GPT2LMHeadModel(GPT2Config(n_layer=1, n_head=2, n_embd=16, vocab_size=50, bos_token_id=0, eos_token_id=0))
+plain = TrainingArguments(output_dir=tmp + "/p", use_cpu=True, report_to=[])
+print("PRECISION " + json.dumps([precision_of(plain, tiny), precision_of(plain, tiny.to(torch.bfloat16)),
+                                 precision_of(TrainingArguments(output_dir=tmp + "/p", fp16=True, report_to=[]), tiny)]))
 train(tmp + "/out-ok", GreentrackCallback("tiny-gpt2", tags={"technique": "full"}, region="FR", seq_len=8))
-train(tmp + "/out-nodb", GreentrackCallback(db=blocked_db), include_num_input_tokens_seen=True)
+train(tmp + "/out-nodb", GreentrackCallback(db=blocked_db), include_num_input_tokens_seen=True,
+      gradient_accumulation_steps=2)
 train(tmp + "/out-strict", GreentrackCallback("strict", db=blocked_db, strict=True))
 """
 
@@ -95,7 +100,8 @@ def trained(site: Path, tmp_path_factory: pytest.TempPathFactory) -> dict:
     assert out.returncode == 0, out.stderr[-3000:]
     lines = [json.loads(x[7:]) for x in out.stdout.splitlines() if x.startswith("RESULT ")]
     assert len(lines) == 3, out.stdout[-2000:]
-    return {"tmp": tmp, "blocker": blocker, "stderr": out.stderr, **dict(zip(("ok", "nodb", "strict"), lines))}
+    precision = [json.loads(x[10:]) for x in out.stdout.splitlines() if x.startswith("PRECISION ")]
+    return {"tmp": tmp, "precision": precision, "blocker": blocker, "stderr": out.stderr, **dict(zip(("ok", "nodb", "strict"), lines))}
 
 
 def test_trainer_run_is_measured_and_stored(trained: dict) -> None:
@@ -127,9 +133,10 @@ def test_unstorable_db_measures_without_storing(trained: dict) -> None:
     nodb = trained["nodb"]
     run = nodb["run"]
     assert nodb["global_step"] == 8 and nodb["errors"] == []
-    # no name given: the last part of output_dir; tokens counted by the Trainer (include_num_input_tokens_seen)
+    # no name given: the last part of output_dir; tokens counted by the Trainer (include_num_input_tokens_seen);
+    # gradient_accumulation_steps=2: a step is 2 x 2 samples of 8 tokens
     assert run["name"] == "out-nodb" and run["status"] == "finished"
-    assert run["steps"] == 8 and run["samples"] == 16 and run["tokens"] == 16 * 8
+    assert run["steps"] == 8 and run["samples"] == 32 and run["tokens"] == 32 * 8
     assert run["energy_j"] > 0 and nodb["last_log"]["greentrack/energy_kwh"] == run["energy_kwh"]
     assert [s["name"] for s in Store(trained["tmp"] / "runs.db").list_runs(last=None)] == ["tiny-gpt2"]
     assert "the run is measured but not stored" in trained["stderr"]
@@ -144,6 +151,11 @@ def test_session_failure_does_not_break_training(trained: dict) -> None:
     assert "Traceback" not in trained["stderr"]
     # training completed and logged as usual, with no greentrack entry
     assert "train_runtime" in strict["last_log"] and not any(k.startswith("greentrack/") for k in strict["last_log"])
+
+
+def test_precision_tag(trained: dict) -> None:
+    # fp32 arguments: the model's dtype decides; fp16=True in the arguments wins over the dtype
+    assert trained["precision"] == [["fp32", "bf16", "fp16"]]
 
 
 def test_import_without_transformers_is_a_clear_error(site: Path, tmp_path: Path) -> None:
