@@ -51,8 +51,9 @@ def train(out, cb, **extra):
 tmp, blocked_db = sys.argv[1], sys.argv[2]
 tiny = GPT2LMHeadModel(GPT2Config(n_layer=1, n_head=2, n_embd=16, vocab_size=50, bos_token_id=0, eos_token_id=0))
 plain = TrainingArguments(output_dir=tmp + "/p", use_cpu=True, report_to=[])
+fp16 = TrainingArguments(output_dir=tmp + "/p", fp16=True, report_to=[])
 print("PRECISION " + json.dumps([precision_of(plain, tiny), precision_of(plain, tiny.to(torch.bfloat16)),
-                                 precision_of(TrainingArguments(output_dir=tmp + "/p", fp16=True, report_to=[]), tiny)]))
+                                 precision_of(fp16, tiny)]))
 train(tmp + "/out-ok", GreentrackCallback("tiny-gpt2", tags={"technique": "full"}, region="FR", seq_len=8))
 train(tmp + "/out-nodb", GreentrackCallback(db=blocked_db), include_num_input_tokens_seen=True,
       gradient_accumulation_steps=2)
@@ -101,7 +102,8 @@ def trained(site: Path, tmp_path_factory: pytest.TempPathFactory) -> dict:
     lines = [json.loads(x[7:]) for x in out.stdout.splitlines() if x.startswith("RESULT ")]
     assert len(lines) == 3, out.stdout[-2000:]
     precision = [json.loads(x[10:]) for x in out.stdout.splitlines() if x.startswith("PRECISION ")]
-    return {"tmp": tmp, "precision": precision, "blocker": blocker, "stderr": out.stderr, **dict(zip(("ok", "nodb", "strict"), lines))}
+    return {"tmp": tmp, "precision": precision,
+            "blocker": blocker, "stderr": out.stderr, **dict(zip(("ok", "nodb", "strict"), lines))}
 
 
 def test_trainer_run_is_measured_and_stored(trained: dict) -> None:
