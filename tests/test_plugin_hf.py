@@ -60,6 +60,23 @@ train(tmp + "/out-nodb", GreentrackCallback(db=blocked_db), include_num_input_to
 train(tmp + "/out-strict", GreentrackCallback("strict", db=blocked_db, strict=True))
 """
 
+# two ranks of CPU DDP (gloo) under torchrun: each process measures its own (mock) GPU
+DDP = """
+import sys
+import torch
+from transformers import GPT2Config, GPT2LMHeadModel, Trainer, TrainingArguments
+from greentrack_hf import GreentrackCallback
+
+g = torch.Generator().manual_seed(1)
+data = [{"input_ids": ids, "labels": ids.clone()} for ids in torch.randint(0, 50, (64, 8), generator=g)]
+torch.manual_seed(0)
+model = GPT2LMHeadModel(GPT2Config(n_layer=1, n_head=2, n_embd=16, vocab_size=50, n_positions=16,
+                                   bos_token_id=0, eos_token_id=0))
+args = TrainingArguments(output_dir=sys.argv[1], max_steps=4, per_device_train_batch_size=2, report_to=[],
+                         use_cpu=True, save_strategy="no", disable_tqdm=True, ddp_backend="gloo")
+Trainer(model=model, args=args, train_dataset=data, callbacks=[GreentrackCallback("ddp")]).train()
+"""
+
 
 @pytest.fixture(scope="module")
 def site(tmp_path_factory: pytest.TempPathFactory) -> Path:
@@ -89,10 +106,15 @@ def _env(site: Path, tmp_path: Path) -> dict[str, str]:
 
 
 @pytest.fixture(scope="module")
-def trained(site: Path, tmp_path_factory: pytest.TempPathFactory) -> dict:
+def trainer_deps() -> None:
+    """Skip without what a real Trainer run needs."""
     pytest.importorskip("torch")
     pytest.importorskip("transformers")
     pytest.importorskip("accelerate")  # the Trainer needs it with PyTorch
+
+
+@pytest.fixture(scope="module")
+def trained(trainer_deps: None, site: Path, tmp_path_factory: pytest.TempPathFactory) -> dict:
     tmp = tmp_path_factory.mktemp("hf-train")
     blocker = tmp / "plain-file"
     blocker.write_text("not a folder\n")
@@ -158,6 +180,31 @@ def test_session_failure_does_not_break_training(trained: dict) -> None:
 def test_precision_tag(trained: dict) -> None:
     # fp32 arguments: the model's dtype decides; fp16=True in the arguments wins over the dtype
     assert trained["precision"] == [["fp32", "bf16", "fp16"]]
+
+
+def test_each_rank_measures_its_own_gpu(trainer_deps: None, site: Path, tmp_path: Path) -> None:
+    pytest.importorskip("torch.distributed.run")
+    db = tmp_path / "runs.db"
+    # created first: two processes creating one new database at the same instant can collide on
+    # its switch to WAL (greentrack reports it and measures without storing; see the plugin's note)
+    Store(db).close()
+    script = tmp_path / "ddp.py"
+    script.write_text(DDP)
+    env = _env(site, tmp_path)
+    env.update(GREENTRACK_MOCK_GPUS="2")
+    out = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
+                          str(script), str(tmp_path / "out")], env=env, cwd=tmp_path, capture_output=True,
+                         text=True, timeout=180)
+    assert out.returncode == 0, out.stderr[-3000:]
+    runs = [Store(db).get_run(r["id"]) for r in Store(db).list_runs(last=None)]
+    assert sorted(r["rank"] for r in runs) == [0, 1] and {r["world_size"] for r in runs} == {2}
+    assert len({r["job_id"] for r in runs}) == 1 and runs[0]["job_id"]  # torchrun's run id
+    for r in runs:
+        # each rank: its own GPU only; 4 steps of the global batch 2 per device x 2 ranks
+        assert [d["key"] for d in r["devices"]] == [f"gpu{r['rank']}"]
+        assert r["status"] == "finished" and r["steps"] == 4 and r["samples"] == 16 and r["energy_j"] > 0
+        assert r["tags"] == {"model": "GPT2LMHeadModel", "precision": "fp32"}
+    assert "greentrack: hf:" not in out.stderr
 
 
 def test_import_without_transformers_is_a_clear_error(site: Path, tmp_path: Path) -> None:
