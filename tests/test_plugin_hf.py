@@ -77,6 +77,25 @@ args = TrainingArguments(output_dir=sys.argv[1], max_steps=4, per_device_train_b
 Trainer(model=model, args=args, train_dataset=data, callbacks=[GreentrackCallback("ddp")]).train()
 """
 
+# a LoRA adapter on the tiny GPT-2 (peft): tagged peft=lora, model = the base model's class
+PEFT = """
+import sys
+import torch
+from peft import LoraConfig, get_peft_model
+from transformers import GPT2Config, GPT2LMHeadModel, Trainer, TrainingArguments
+from greentrack_hf import GreentrackCallback
+
+g = torch.Generator().manual_seed(1)
+data = [{"input_ids": ids, "labels": ids.clone()} for ids in torch.randint(0, 50, (8, 8), generator=g)]
+torch.manual_seed(0)
+base = GPT2LMHeadModel(GPT2Config(n_layer=1, n_head=2, n_embd=16, vocab_size=50, n_positions=16,
+                                  bos_token_id=0, eos_token_id=0))
+model = get_peft_model(base, LoraConfig(r=2, lora_alpha=4, target_modules=["c_attn"], task_type="CAUSAL_LM"))
+args = TrainingArguments(output_dir=sys.argv[1], max_steps=2, per_device_train_batch_size=2, report_to=[],
+                         use_cpu=True, save_strategy="no", disable_tqdm=True)
+Trainer(model=model, args=args, train_dataset=data, callbacks=[GreentrackCallback("lora")]).train()
+"""
+
 
 @pytest.fixture(scope="module")
 def site(tmp_path_factory: pytest.TempPathFactory) -> Path:
@@ -205,6 +224,19 @@ def test_each_rank_measures_its_own_gpu(trainer_deps: None, site: Path, tmp_path
         assert r["status"] == "finished" and r["steps"] == 4 and r["samples"] == 16 and r["energy_j"] > 0
         assert r["tags"] == {"model": "GPT2LMHeadModel", "precision": "fp32"}
     assert "greentrack: hf:" not in out.stderr
+
+
+def test_peft_model_is_tagged(trainer_deps: None, site: Path, tmp_path: Path) -> None:
+    pytest.importorskip("peft")
+    script = tmp_path / "lora.py"
+    script.write_text(PEFT)
+    out = subprocess.run([sys.executable, str(script), str(tmp_path / "out")], env=_env(site, tmp_path),
+                         cwd=tmp_path, capture_output=True, text=True, timeout=180)
+    assert out.returncode == 0, out.stderr[-3000:]
+    (row,) = Store(tmp_path / "runs.db").list_runs(last=None)
+    run = Store(tmp_path / "runs.db").get_run(row["id"])
+    assert run["name"] == "lora" and run["steps"] == 2 and run["samples"] == 4
+    assert run["tags"] == {"model": "GPT2LMHeadModel", "precision": "fp32", "peft": "lora"}
 
 
 def test_import_without_transformers_is_a_clear_error(site: Path, tmp_path: Path) -> None:
