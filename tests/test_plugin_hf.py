@@ -54,6 +54,10 @@ plain = TrainingArguments(output_dir=tmp + "/p", use_cpu=True, report_to=[])
 fp16 = TrainingArguments(output_dir=tmp + "/p", fp16=True, report_to=[])
 print("PRECISION " + json.dumps([precision_of(plain, tiny), precision_of(plain, tiny.to(torch.bfloat16)),
                                  precision_of(fp16, tiny)]))
+try:
+    GreentrackCallback(seq_len="2048")
+except ValueError as exc:
+    print("SEQLEN " + json.dumps(str(exc)))
 train(tmp + "/out-ok", GreentrackCallback("tiny-gpt2", tags={"technique": "full"}, region="FR", seq_len=8))
 train(tmp + "/out-nodb", GreentrackCallback(db=blocked_db), include_num_input_tokens_seen=True,
       gradient_accumulation_steps=2)
@@ -143,7 +147,8 @@ def trained(trainer_deps: None, site: Path, tmp_path_factory: pytest.TempPathFac
     lines = [json.loads(x[7:]) for x in out.stdout.splitlines() if x.startswith("RESULT ")]
     assert len(lines) == 3, out.stdout[-2000:]
     precision = [json.loads(x[10:]) for x in out.stdout.splitlines() if x.startswith("PRECISION ")]
-    return {"tmp": tmp, "precision": precision,
+    seq_len_error = [json.loads(x[7:]) for x in out.stdout.splitlines() if x.startswith("SEQLEN ")]
+    return {"tmp": tmp, "precision": precision, "seq_len_error": seq_len_error,
             "blocker": blocker, "stderr": out.stderr, **dict(zip(("ok", "nodb", "strict"), lines))}
 
 
@@ -199,6 +204,10 @@ def test_session_failure_does_not_break_training(trained: dict) -> None:
 def test_precision_tag(trained: dict) -> None:
     # fp32 arguments: the model's dtype decides; fp16=True in the arguments wins over the dtype
     assert trained["precision"] == [["fp32", "bf16", "fp16"]]
+
+
+def test_bad_seq_len_is_refused_when_the_callback_is_made(trained: dict) -> None:
+    assert trained["seq_len_error"] == ["GreentrackCallback: seq_len must be a positive integer, got '2048'"]
 
 
 def test_each_rank_measures_its_own_gpu(trainer_deps: None, site: Path, tmp_path: Path) -> None:

@@ -97,7 +97,8 @@ class GreentrackCallback(TrainerCallback):
         name: the run's name (default: ``args.run_name``, else the last part of ``args.output_dir``).
         tags: extra ``key=value`` labels, added after (and overriding) ``model``, ``precision``, ``peft``.
         region, backend, db: passed to :class:`greentrack.Session` (None: greentrack's settings).
-        seq_len: tokens per sample; with it each step records ``global batch * seq_len`` tokens.
+        seq_len: tokens per sample; with it each step records ``global batch * seq_len`` tokens
+            (a positive integer, else ``ValueError`` when the callback is made).
         eval_phase: the name of the phase each evaluation is recorded as (default ``eval``).
         **session_kwargs: any other :class:`greentrack.Session` argument (``budget_kwh``, ``pue``...).
 
@@ -108,6 +109,8 @@ class GreentrackCallback(TrainerCallback):
     def __init__(self, name: str | None = None, *, tags: dict[str, Any] | None = None,
                  region: str | None = None, backend: str | None = None, db: str | None = None,
                  seq_len: int | None = None, eval_phase: str = "eval", **session_kwargs: Any) -> None:
+        if seq_len is not None and (isinstance(seq_len, bool) or not isinstance(seq_len, int) or seq_len <= 0):
+            raise ValueError(f"GreentrackCallback: seq_len must be a positive integer, got {seq_len!r}")
         self.name = name
         self.tags = dict(tags or {})
         self.seq_len = seq_len
@@ -162,7 +165,7 @@ class GreentrackCallback(TrainerCallback):
         self._samples = (int(args.per_device_train_batch_size) * int(args.gradient_accumulation_steps)
                          * int(getattr(args, "world_size", 1) or 1))
         self._tokens_seen = int(getattr(state, "num_input_tokens_seen", 0) or 0)
-        session = Session(name, tags=tags, command="transformers.Trainer.train", **self.session_kwargs)
+        session = Session(name, tags=tags, **self.session_kwargs)
         try:
             session.start()
         except BaseException:
@@ -178,7 +181,7 @@ class GreentrackCallback(TrainerCallback):
             return
         tokens: int | None = None
         if self.seq_len:
-            tokens = self._samples * int(self.seq_len)
+            tokens = self._samples * self.seq_len
         elif _counts_tokens(args):
             seen = int(getattr(state, "num_input_tokens_seen", 0) or 0)
             tokens, self._tokens_seen = seen - self._tokens_seen, seen
