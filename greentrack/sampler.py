@@ -25,6 +25,7 @@ class DeviceState:
     counter_last_j: float | None = None
     counter_last_t: float | None = None
     counter_first_t: float | None = None  # when the first counter value was read
+    start_dated: bool = False  # the first reading was dated at a counter refresh (sync_counters)
     counter_failed: bool = False
     counter_anomaly: bool = False
     counter_sum_j: float = 0.0  # accumulated deltas (survives resets)
@@ -43,12 +44,14 @@ class Sampler:
 
     def __init__(self, sources: Sequence[Source], flush_interval_s: float,
                  on_flush: Callable[[list[tuple], list[DeviceState]], None],
-                 on_start: Callable[[], None] | None = None, clock: Callable[[], float] = time.time) -> None:
+                 on_start: Callable[[], None] | None = None, clock: Callable[[], float] = time.time,
+                 sleep: Callable[[float], None] = time.sleep) -> None:
         self.sources = list(sources)
         self.flush_interval_s = flush_interval_s
         self.on_flush = on_flush
         self.on_start = on_start
         self.clock = clock
+        self.sleep = sleep  # with a virtual clock, a sleep that advances it
         self.states: list[DeviceState] = [
             DeviceState(source=s, device=d, acc=Accumulator()) for s in self.sources for d in s.devices
         ]
@@ -107,10 +110,12 @@ class Sampler:
                 base[id(st)] = (v, self.clock())
         deadline = self.clock() + timeout_s
         pending = [st for st in todo if id(st) in base]
-        while pending and self.clock() < deadline:
+        for _ in range(int(2 * timeout_s / every_s)):  # bounded even if the clock stands still
+            if not pending or self.clock() >= deadline:
+                break
             if first and self._stop.is_set():
                 return  # stopped while still starting: the readings taken at start() stand
-            time.sleep(every_s)
+            self.sleep(every_s)
             for st in list(pending):
                 try:
                     v = st.source.energy_j(st.device)
@@ -134,6 +139,7 @@ class Sampler:
             st.counter_start_j = st.counter_last_j = val
             st.counter_last_t = st.counter_first_t = t
             st.counter_sum_j = 0.0
+            st.start_dated = True
             return
         wrap = st.device.info.get("wrap_j") or getattr(st.source, "wrap_j", None)
         delta, anomaly = counter_delta_j(st.counter_last_j, val, wrap)

@@ -345,6 +345,12 @@ class Session:
                 if first_t is not None:
                     counter_j += acc.series_energy_j(t0, first_t)
                 counter_j += acc.series_energy_j(st.counter_last_t, t1)
+            if counter_j is not None and series_j is not None and not st.start_dated:
+                # stopped before the counter's first refresh: its start reading cannot be dated
+                # (up to one refresh, 0.1 s, stale), so the power series gives this short run's total
+                counter_j = None
+                self.notes.append(f"{st.device.key}: run shorter than the energy counter's first refresh; "
+                                  "total from the power series")
             if counter_j is not None:
                 dev_j, method = counter_j, "counter"
             else:

@@ -98,15 +98,27 @@ class Store:
                                        check_same_thread=False)
                 conn.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
                 conn.execute("PRAGMA synchronous=NORMAL")
-                mode = conn.execute("PRAGMA journal_mode").fetchone()[0]
-                if mode != "wal":
-                    conn.execute("PRAGMA journal_mode=WAL")
+                self._set_wal(conn)
             except sqlite3.DatabaseError as exc:
                 if "not a database" in str(exc):
                     raise SchemaError(f"{self.path} is not a greentrack database ({exc})") from None
                 raise ConfigError(f"cannot open database {self.path}: {exc}") from None
             self._local.conn = conn
         return conn
+
+    def _set_wal(self, conn: sqlite3.Connection) -> None:
+        """Switch to WAL; two processes creating the same new file can meet here, so retry
+        while the other holds the lock (the busy handler does not cover this switch)."""
+        for attempt in range(100):
+            try:
+                if conn.execute("PRAGMA journal_mode").fetchone()[0] != "wal":
+                    conn.execute("PRAGMA journal_mode=WAL")
+                return
+            except sqlite3.OperationalError as exc:
+                if "locked" not in str(exc) and "busy" not in str(exc):
+                    raise
+                time.sleep(0.01 * (1 + attempt % 10))
+        raise ConfigError(f"database {self.path} stayed locked for too long")
 
     @property
     def db(self) -> Any:

@@ -54,12 +54,14 @@ def replay(features: str = "counter,buffer", poll_s: float = 1.0, flush_s: float
     clk = VClock(base)
     src = MockSource(trace=f"replay:{CSV}", features=features, clock=clk, poll_interval_s=poll_s)
     s = Session("h200-replay", region="FR", sources=[src], store=False)
-    smp = Sampler([src], flush_s, lambda chunks, states: None, clock=clk)
+    smp = Sampler([src], flush_s, lambda chunks, states: None, clock=clk,
+                  sleep=lambda d: setattr(clk, "t", clk.t + d))
     s.sampler = smp
     s.sources = [src]
     start, end = base + META["session"]["started_at"], base + META["session"]["ended_at"]
     clk.t = start
     smp.read_counters(first=True)
+    smp.sync_counters(first=True)  # as the sampler thread does: date the first reading at a refresh
     next_poll, next_flush = start, start + flush_s
     while clk.t < end:
         clk.t = min(next_poll, next_flush, end)
@@ -70,7 +72,9 @@ def replay(features: str = "counter,buffer", poll_s: float = 1.0, flush_s: float
             smp.flush()
             next_flush += flush_s
     smp.poll(src)
-    smp.flush(final=True)
+    smp.sync_counters(first=False)  # as at stop: date the last reading at a refresh
+    smp.poll(src)
+    smp.flush(final=True, read_counters=False)
     s.started_at, s.ended_at, s.status = start, end, "running"
     s._phases = [(p["name"], base + p["t0"], base + p["t1"]) for p in META["phases"]]
     s._marks = [(base + t, n, None) for t, n in META["steps"]]

@@ -65,11 +65,12 @@ def test_phases_and_steps_follow_the_load(monkeypatch):
 def test_short_sessions_are_exact(monkeypatch):
     """A run shorter than the counter's refresh period: edges dated, filled from the series."""
     monkeypatch.setenv("GREENTRACK_MOCK", "constant:1000")
-    for sleep in (0.05, 0.21):
+    for sleep, method in ((0.0, "buffer"), (0.05, None), (0.21, "counter")):
         with greentrack.session("short", store=False) as s:
             time.sleep(sleep)
         assert s.result.energy_j == pytest.approx(1000 * s.result.duration_s, rel=0.03), sleep
-        assert s.result.devices[0].method == "counter"
+        # a run that ends before the counter's first refresh takes its total from the series
+        assert method is None or s.result.devices[0].method == method, sleep
 
 
 def test_decorator_and_explicit_start_stop(db_path):

@@ -176,3 +176,29 @@ def test_series_storage_per_gpu_hour(db_path):
     back = st.read_series("size")["gpu0"]
     assert len(back[0]) == 36_000
     assert codec.CODEC == "d1z"
+
+
+RACE = textwrap.dedent("""
+    import os, sys, time
+    from greentrack.store import Store
+    t = float(sys.argv[2])
+    while time.time() < t:
+        pass
+    st = Store(sys.argv[1])
+    st.begin_run({"id": "r%d" % os.getpid(), "name": "race", "started_at": time.time()}, {}, [])
+""")
+
+
+def test_processes_creating_one_new_database_at_once(tmp_path):
+    """Ranks of one job often create the database together: none may fail with 'locked'."""
+    script = tmp_path / "race.py"
+    script.write_text(RACE)
+    for trial in range(4):
+        db = tmp_path / f"race{trial}.db"
+        go = str(time.time() + 0.4)
+        procs = [subprocess.Popen([sys.executable, str(script), str(db), go], stderr=subprocess.PIPE, text=True)
+                 for _ in range(4)]
+        for p in procs:
+            _, err = p.communicate(timeout=60)
+            assert p.returncode == 0, err
+        assert Store(db).count_runs() == 4
