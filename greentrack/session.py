@@ -21,7 +21,7 @@ from typing import Any, Callable, Iterator, TypeVar
 
 from . import energy as E
 from .errors import GreentrackError
-from .result import DeviceResult, PhaseResult, RunResult
+from .result import PhaseResult, RunResult
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -327,111 +327,11 @@ class Session:
         plugins.call("greentrack_session_end", session=self, result=self.result)
         return self.result
 
-    # attribution -----------------------------------------------------------------------------------
+    # attribution (greentrack/attribution.py) ---------------------------------------------------------
     def _compute(self, status: str) -> RunResult:
-        t0, t1 = self.started_at, self.ended_at
-        devices: list[DeviceResult] = []
-        scales: list[tuple[float, Any]] = []
-        total: float | None = None
-        for st in self.sampler.states:
-            acc = st.acc
-            series_j = acc.series_energy_j(t0, t1) if acc.n_raw else None
-            counter_j = st.counter_energy_j() if (st.device.has_counter and not st.counter_failed) else None
-            if counter_j is not None and series_j is not None and st.counter_last_t is not None:
-                # the counter covers its first to its last read; the series fills the run's edges
-                # (the first read comes after start-up, the last after stop, or before a counter
-                # that stopped answering): signed, so energy read after t1 is taken off
-                first_t = getattr(st, "counter_first_t", None)
-                if first_t is not None:
-                    counter_j += acc.series_energy_j(t0, first_t)
-                counter_j += acc.series_energy_j(st.counter_last_t, t1)
-            if counter_j is not None and series_j is not None and not st.start_dated:
-                # stopped before the counter's first refresh: its start reading cannot be dated
-                # (up to one refresh, 0.1 s, stale), so the power series gives this short run's total
-                counter_j = None
-                self.notes.append(f"{st.device.key}: run shorter than the energy counter's first refresh; "
-                                  "total from the power series")
-            if counter_j is not None:
-                dev_j, method = counter_j, "counter"
-            else:
-                dev_j, method = series_j, (st.device.series_method if series_j is not None else "none")
-            if dev_j is not None:
-                total = (total or 0.0) + dev_j
-                scales.append((E.reconcile_scale(series_j or 0.0, dev_j) if series_j else 1.0, acc))
-            dur = t1 - t0
-            devices.append(DeviceResult(
-                key=st.device.key, kind=st.device.kind, index=st.device.index, name=st.device.name,
-                uuid=st.device.uuid, method=method, series_method=st.device.series_method, energy_j=dev_j,
-                series_energy_j=series_j, avg_power_w=(dev_j / dur) if (dev_j is not None and dur > 0) else None,
-                peak_power_w=acc.peak_w if acc.n_raw else None, n_samples=acc.n_raw, gaps=list(st.gaps),
-                info=dict(st.device.info, counter_anomaly=True) if st.counter_anomaly else dict(st.device.info)))
+        from .attribution import compute_result
 
-        def energy_at(t: float) -> float:
-            return sum(scale * E.cumulative_at(acc.times, acc.cums, t, acc.first_p, acc.last_p)
-                       for scale, acc in scales if acc.n_raw)
-
-        marks = self._marks
-        step_times = [m[0] for m in marks]
-        phases = []
-        for name, a, b in self._phases:
-            ej = (energy_at(b) - energy_at(a)) if scales else None
-            n = sum(1 for t in step_times if a <= t <= b)
-            phases.append(PhaseResult(name=name, started_at=a, ended_at=b, energy_j=ej, steps=n))
-        phases.sort(key=lambda p: p.started_at)
-        outside = None
-        if total is not None and phases and _disjoint(phases):
-            outside = total - sum(p.energy_j or 0.0 for p in phases)
-        samples, tokens = self._counts()
-        stats = None
-        if marks and scales:
-            energies = E.step_energies(step_times, t0, energy_at)
-            s = E.step_stats(energies, samples, tokens)
-            stats = s.as_dict() if s else None
-        co2 = None
-        if total is not None and self.intensity is not None:
-            co2 = total / 3.6e6 * self.pue * self.intensity.g_per_kwh / 1000.0
-        if self.sources and total is None:
-            self.notes.append("no power sample was read")
-        return RunResult(
-            run_id=self.id, name=self.name, status=status, started_at=t0, ended_at=t1, energy_j=total,
-            co2e_kg=co2, region=self.intensity.region if self.intensity else None,
-            intensity_g_per_kwh=self.intensity.g_per_kwh if self.intensity else None,
-            intensity_source=self.intensity.describe() if self.intensity else None, pue=self.pue,
-            devices=devices, phases=phases, outside_phases_j=outside, steps=len(marks), samples=samples,
-            tokens=tokens, step_stats=stats, notes=list(self.notes), budget=self._budget_outcome(total))
-
-    def _budget_outcome(self, total_j: float | None) -> dict[str, Any] | None:
-        """The live budget's outcome: crossed (as recorded when it was), or its final usage."""
-        if self.budget_exceeded is not None:
-            return dict(self.budget_exceeded, exceeded=True)
-        if total_j is None or self.intensity is None:
-            return None
-        kwh = total_j / 3.6e6
-        usage = {"energy_kwh": kwh, "co2e_kg": kwh * self.pue * self.intensity.g_per_kwh / 1000.0}
-        for key, limit in (("energy_kwh", self.budget_kwh), ("co2e_kg", self.budget_co2e_kg)):
-            if limit is not None:
-                return {"budget": key, "limit": limit, "usage": usage[key], "exceeded": usage[key] > limit}
-        return None
-
-    def _counts(self) -> tuple[float | None, float | None]:
-        samples = tokens = None
-        bad = False
-        for _t, s, k in self._marks:
-            if s is not None:
-                if isinstance(s, (int, float)) and not isinstance(s, bool) and s >= 0:
-                    samples = (samples or 0) + s
-                else:
-                    bad = True
-            if k is not None:
-                if isinstance(k, (int, float)) and not isinstance(k, bool) and k >= 0:
-                    tokens = (tokens or 0) + k
-                else:
-                    bad = True
-        if bad:
-            msg = "step(samples=..., tokens=...) got a value that is not a non-negative number; it was ignored"
-            _say_once(msg)
-            self.notes.append(msg)
-        return samples, tokens
+        return compute_result(self, status)
 
     def _finish_fields(self, error: str | None) -> dict[str, Any]:
         r = self.result
@@ -506,6 +406,11 @@ class Session:
         else:
             self.stop("failed", f"{et.__name__}: {str(ev).splitlines()[0] if str(ev) else ''}".rstrip(": "))
 
+    @staticmethod
+    def say_once(msg: str) -> None:
+        """One line on stderr, once per process (greentrack's way to report without breaking)."""
+        _say_once(msg)
+
     def __repr__(self) -> str:
         return f"<greentrack.Session {self.name!r} {self.id} {self.status}>"
 
@@ -518,15 +423,6 @@ def _live_cum(acc: Any, t: float) -> float:
         ta, ca = acc.times[-1], acc.cums[-1]
         return ca + (acc.cum_j - ca) * (t - ta) / (acc.last_t - ta)
     return E.cumulative_at(acc.times, acc.cums, t, acc.first_p, acc.last_p)
-
-
-def _disjoint(phases: list[PhaseResult]) -> bool:
-    end = -float("inf")
-    for p in phases:
-        if p.started_at < end:
-            return False
-        end = p.ended_at
-    return True
 
 
 def _int_env(name: str) -> int | None:
