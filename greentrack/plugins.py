@@ -62,12 +62,62 @@ def get_plugin_manager() -> pluggy.PluginManager:
                     warn_once(modname, "import", exc)
                     continue
                 pm.register(mod, name=modname)
-            try:
-                pm.load_setuptools_entrypoints(ENTRY_POINT_GROUP)
-            except Exception as exc:
-                warn_once("entry points", "load", exc)
+            for name, target in entry_points(ENTRY_POINT_GROUP):
+                if pm.is_blocked(name) or pm.get_plugin(name) is not None:
+                    continue
+                try:
+                    modname, _, attr = target.partition(":")
+                    obj = importlib.import_module(modname.strip())
+                    for part in filter(None, attr.strip().split(".")):
+                        obj = getattr(obj, part)
+                    pm.register(obj, name=name)
+                except Exception as exc:  # one broken plugin never stops the others
+                    warn_once(name, "import", exc)
             _pm = pm
     return _pm
+
+
+def entry_points(group: str) -> list[tuple[str, str]]:
+    """``(name, "module:attr")`` of the installed distributions' entry points in *group*.
+
+    Reads each distribution's ``entry_points.txt`` on ``sys.path`` directly (the first
+    distribution of a name wins, as with importlib.metadata), which costs a few milliseconds
+    where importing importlib.metadata costs about 15.
+    """
+    import os
+
+    found: list[tuple[str, str]] = []
+    seen: set[str] = set()
+    header = f"[{group}]"
+    for base in sys.path:
+        try:
+            entries = list(os.scandir(base or "."))
+        except OSError:
+            continue
+        for e in sorted(entries, key=lambda e: e.name):
+            n = e.name
+            if not (n.endswith(".dist-info") or n.endswith(".egg-info")):
+                continue
+            dist = n.rsplit(".", 1)[0].split("-")[0].lower().replace("_", "-")
+            if dist in seen:
+                continue
+            seen.add(dist)
+            try:
+                with open(os.path.join(e.path, "entry_points.txt"), encoding="utf-8") as fh:
+                    text = fh.read()
+            except OSError:
+                continue
+            if header not in text:
+                continue
+            in_group = False
+            for line in text.splitlines():
+                line = line.strip()
+                if line.startswith("["):
+                    in_group = line == header
+                elif in_group and "=" in line and not line.startswith(("#", ";")):
+                    name, _, target = line.partition("=")
+                    found.append((name.strip(), target.split("[")[0].strip()))
+    return found
 
 
 def reset() -> None:

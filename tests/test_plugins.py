@@ -143,3 +143,34 @@ def test_entry_point_plugin_is_loaded_and_can_be_blocked(tmp_path):
     env["GREENTRACK_DISABLE_PLUGINS"] = "hello"
     out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=60)
     assert out.returncode == 0 and "HELLO" not in out.stdout
+
+
+def test_a_broken_entry_point_plugin_does_not_stop_the_others(tmp_path):
+    site = tmp_path / "site"
+    info = site / "gt_two-0.1.dist-info"
+    info.mkdir(parents=True)
+    (info / "METADATA").write_text("Metadata-Version: 2.1\nName: gt-two\nVersion: 0.1\n")
+    (info / "entry_points.txt").write_text(
+        "[console_scripts]\nnot-ours = gt_ok:main\n\n[greentrack]\nbroken = gt_missing_module\nok = gt_ok:Plugin\n")
+    (site / "gt_ok.py").write_text(textwrap.dedent("""
+        import greentrack
+
+        class Plugin:
+            @staticmethod
+            @greentrack.hookimpl
+            def greentrack_session_end(session, result):
+                print("OK-PLUGIN", result.status)
+    """))
+    code = "import greentrack\nwith greentrack.session('ep2'):\n    pass\n"
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(site), os.environ.get("PYTHONPATH", "")]))
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stderr
+    assert "OK-PLUGIN finished" in out.stdout
+    assert out.stderr.count("broken failed in import") == 1
+    from greentrack.plugins import entry_points
+
+    sys.path.insert(0, str(site))
+    try:
+        assert entry_points("greentrack")[:2] == [("broken", "gt_missing_module"), ("ok", "gt_ok:Plugin")]
+    finally:
+        sys.path.remove(str(site))
