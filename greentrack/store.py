@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import sqlite3
 import sys
 import threading
@@ -202,7 +201,7 @@ class Store:
     def begin_run(self, row: dict[str, Any], tags: dict[str, str], devices: Sequence[dict[str, Any]]) -> None:
         row = dict(row)
         row.setdefault("status", "running")
-        row.setdefault("host", socket.gethostname())
+        row.setdefault("host", hostname())
         row.setdefault("pid", os.getpid())
         row["tags"] = json.dumps(tags, sort_keys=True)
         row["updated_at"] = time.time()
@@ -338,7 +337,7 @@ class Store:
                     row[k] = json.loads(row[k])
                 except ValueError:
                     pass
-        if row.get("status") == "running" and row.get("host") == socket.gethostname() and row.get("pid"):
+        if row.get("status") == "running" and row.get("host") == hostname() and row.get("pid"):
             if not _pid_alive(int(row["pid"])):
                 row["status"] = "lost"  # the process died without finishing the run (e.g. SIGKILL)
         row["energy_kwh"] = (row["energy_j"] or 0.0) / 3.6e6 if row.get("energy_j") is not None else None
@@ -402,6 +401,11 @@ class Store:
 
     def count_runs(self) -> int:
         return self.conn.execute("SELECT count(*) FROM runs").fetchone()[0]
+
+
+def hostname() -> str:
+    """This machine's name (what socket.gethostname() gives, without importing socket)."""
+    return os.uname().nodename
 
 
 def _pid_alive(pid: int) -> bool:
