@@ -53,8 +53,7 @@ def compute_result(session: Any, status: str) -> RunResult:
             info=dict(st.device.info, counter_anomaly=True) if st.counter_anomaly else dict(st.device.info)))
 
     def energy_at(t: float) -> float:
-        return sum(scale * E.cumulative_at(acc.times, acc.cums, t, acc.first_p, acc.last_p)
-                   for scale, acc in scales if acc.n_raw)
+        return sum(scale * acc.cumulative_j(t) for scale, acc in scales if acc.n_raw)
 
     marks = session._marks
     step_times = [m[0] for m in marks]
@@ -75,7 +74,7 @@ def compute_result(session: Any, status: str) -> RunResult:
         stats = s.as_dict() if s else None
     co2 = None
     if total is not None and session.intensity is not None:
-        co2 = total / 3.6e6 * session.pue * session.intensity.g_per_kwh / 1000.0
+        co2 = session.usage(total)["co2e_kg"]
     if session.sources and total is None:
         session.notes.append("no power sample was read")
     return RunResult(
@@ -92,12 +91,12 @@ def budget_outcome(session: Any, total_j: float | None) -> dict[str, Any] | None
         return dict(session.budget_exceeded, exceeded=True)
     if total_j is None or session.intensity is None:
         return None
-    kwh = total_j / 3.6e6
-    usage = {"energy_kwh": kwh, "co2e_kg": kwh * session.pue * session.intensity.g_per_kwh / 1000.0}
+    usage = session.usage(total_j)
     for key, limit in (("energy_kwh", session.budget_kwh), ("co2e_kg", session.budget_co2e_kg)):
         if limit is not None:
             return {"budget": key, "limit": limit, "usage": usage[key], "exceeded": usage[key] > limit}
     return None
+
 
 def step_counts(session: Any) -> tuple[float | None, float | None]:
     """Total samples and tokens given to ``step()``; non-numbers are left out, said once."""

@@ -157,12 +157,14 @@ class Accumulator:
         out, self.pending = self.pending, []
         return out
 
+    def cumulative_j(self, t: float) -> float:
+        """Cumulative energy at *t*, up to the newest raw sample (the first/last power held outside)."""
+        self._archive()
+        return cumulative_at(self.times, self.cums, t, self.first_p, self.last_p)
+
     def series_energy_j(self, t0: float, t1: float) -> float:
         """Energy over ``[t0, t1]``, holding the first/last power outside the sampled span."""
-        self._archive()
-        return cumulative_at(self.times, self.cums, t1, self.first_p, self.last_p) - cumulative_at(
-            self.times, self.cums, t0, self.first_p, self.last_p
-        )
+        return self.cumulative_j(t1) - self.cumulative_j(t0)
 
     @property
     def mean_power_w(self) -> float:

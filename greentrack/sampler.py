@@ -75,18 +75,8 @@ class Sampler:
                 if first:
                     st.counter_failed = True
                 continue
-            if val is None:
-                continue
-            if first or st.counter_start_j is None:
-                st.counter_start_j = st.counter_last_j = val
-                st.counter_last_t = st.counter_first_t = now
-                continue
-            wrap = st.device.info.get("wrap_j") or getattr(st.source, "wrap_j", None)  # per device (RAPL)
-            delta, anomaly = counter_delta_j(st.counter_last_j, val, wrap)
-            st.counter_sum_j += delta
-            st.counter_anomaly |= anomaly
-            st.counter_last_j = val
-            st.counter_last_t = now
+            if val is not None:
+                self._take_counter(st, val, now, first, dated=False)
 
     def sync_counters(self, first: bool, timeout_s: float = 0.15, every_s: float = 0.002) -> None:
         """Read each counter until its value changes, and date the reading at the change.
@@ -134,14 +124,18 @@ class Sampler:
             v0, t_prev = base[id(st)]
             self._take_counter(st, v0, t_prev, first)
 
-    def _take_counter(self, st: DeviceState, val: float, t: float, first: bool) -> None:
+    def _take_counter(self, st: DeviceState, val: float, t: float, first: bool, dated: bool = True) -> None:
+        """One counter reading at time *t*: the run's origin when *first*, else a delta added.
+
+        *dated*: *t* is when the counter refreshed (sync_counters), not merely when it was read.
+        """
         if first or st.counter_start_j is None:
             st.counter_start_j = st.counter_last_j = val
             st.counter_last_t = st.counter_first_t = t
             st.counter_sum_j = 0.0
-            st.start_dated = True
+            st.start_dated = dated
             return
-        wrap = st.device.info.get("wrap_j") or getattr(st.source, "wrap_j", None)
+        wrap = st.device.info.get("wrap_j") or getattr(st.source, "wrap_j", None)  # per device (RAPL)
         delta, anomaly = counter_delta_j(st.counter_last_j, val, wrap)
         st.counter_sum_j += delta
         st.counter_anomaly |= anomaly

@@ -18,7 +18,6 @@ import weakref
 from contextlib import contextmanager
 from typing import Any, Callable, Iterator, TypeVar
 
-from . import energy as E
 from .errors import GreentrackError
 from .result import PhaseResult, RunResult
 
@@ -253,7 +252,7 @@ class Session:
             if self.result is None:
                 for src in sampler.sources:
                     sampler.poll(src)
-            vals = [_live_cum(st.acc, t1) - _live_cum(st.acc, t0) for st in sampler.states if st.acc.n_raw]
+            vals = [st.acc.series_energy_j(t0, t1) for st in sampler.states if st.acc.n_raw]
         return sum(vals) if vals else None
 
     def mark_phase(self, name: str, t0: float, t1: float) -> None:
@@ -273,13 +272,17 @@ class Session:
             plugins.call("greentrack_samples", session=self, batch=[(k, t, p) for k, _s, _t0, t, p in chunks])
         self._check_budgets(total)
 
+    def usage(self, total_j: float) -> dict[str, float]:
+        """What *total_j* joules mean against the budgets: ``energy_kwh`` and ``co2e_kg`` (with PUE)."""
+        kwh = total_j / 3.6e6
+        return {"energy_kwh": kwh, "co2e_kg": kwh * self.pue * self.intensity.g_per_kwh / 1000.0}
+
     def _check_budgets(self, total_j: float | None) -> None:
         if total_j is None or self.budget_exceeded is not None:
             return
         from . import plugins
 
-        kwh = total_j / 3.6e6
-        usage = {"energy_kwh": kwh, "co2e_kg": kwh * self.pue * self.intensity.g_per_kwh / 1000.0}
+        usage = self.usage(total_j)
         for key, limit, unit in (("energy_kwh", self.budget_kwh, "kWh"), ("co2e_kg", self.budget_co2e_kg, "kgCO2e")):
             if limit is not None and usage[key] > limit:
                 self.budget_exceeded = {"budget": key, "limit": limit, "usage": usage[key]}
@@ -412,16 +415,6 @@ class Session:
 
     def __repr__(self) -> str:
         return f"<greentrack.Session {self.name!r} {self.id} {self.status}>"
-
-
-def _live_cum(acc: Any, t: float) -> float:
-    """Cumulative energy at *t*, using the raw samples newer than the last stored point too."""
-    if acc.times and acc.last_t is not None and acc.last_t > acc.times[-1] and t > acc.times[-1]:
-        if t >= acc.last_t:
-            return acc.cum_j + (t - acc.last_t) * acc.last_p
-        ta, ca = acc.times[-1], acc.cums[-1]
-        return ca + (acc.cum_j - ca) * (t - ta) / (acc.last_t - ta)
-    return E.cumulative_at(acc.times, acc.cums, t, acc.first_p, acc.last_p)
 
 
 def _int_env(name: str) -> int | None:

@@ -40,6 +40,23 @@ def _forget_said() -> None:
     greentrack.Session.stop.__globals__["_said"].clear()  # the module the class in use lives in
 
 
+def install_plugin(plugin_dir: Path, root: Path) -> Path:
+    """Install a plugin of ``plugins/`` into ``root/site`` with pip, as a user installs one; returns the folder."""
+    import shutil
+
+    src = root / plugin_dir.name  # a copy: the in-tree build leaves build/ and *.egg-info behind
+    shutil.copytree(plugin_dir, src, ignore=shutil.ignore_patterns("build", "*.egg-info", "__pycache__"))
+    target = root / "site"
+    pip = [sys.executable, "-m", "pip", "install", "-q", "--no-input", "--no-deps", "--target", str(target)]
+    first = subprocess.run(pip + ["--no-build-isolation", str(src)], capture_output=True, text=True, timeout=120)
+    if first.returncode != 0:
+        # setuptools older than 70.1 builds wheels only with the 'wheel' package; without it (or
+        # without setuptools) pip fetches the build backend declared in the plugin's pyproject.toml
+        again = subprocess.run(pip + [str(src)], capture_output=True, text=True, timeout=300)
+        assert again.returncode == 0, first.stderr[-1500:] + "\n---\n" + again.stderr[-1500:]
+    return target
+
+
 @pytest.fixture
 def db_path(tmp_path: Path) -> Path:
     return tmp_path / "greentrack.db"

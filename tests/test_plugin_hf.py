@@ -4,22 +4,19 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 
+from conftest import install_plugin
 from greentrack.store import Store
 
 PLUGIN_DIR = Path(__file__).resolve().parents[1] / "plugins" / "greentrack-hf"
 
-# three train() runs in one process (importing torch and transformers is most of the time):
-#   ok     - stored in GREENTRACK_DB, named and tagged by the callback, seq_len given
-#   nodb   - db inside a regular file: greentrack measures without storing; tokens counted by the Trainer
-#   strict - the same db with strict=True: the session cannot start, the callback reports it, training goes on
-TRAIN = """
+# shared by the scripts below: a tiny GPT-2 built from a config (no download) and random token data
+TINY = """
 import json, sys, time
 import torch
 from transformers import GPT2Config, GPT2LMHeadModel, Trainer, TrainingArguments
@@ -29,10 +26,19 @@ def data(n, seed):
     g = torch.Generator().manual_seed(seed)
     return [{"input_ids": ids, "labels": ids.clone()} for ids in torch.randint(0, 50, (n, 8), generator=g)]
 
-def train(out, cb, **extra):
+def tiny_gpt2(**config):
     torch.manual_seed(0)
-    model = GPT2LMHeadModel(GPT2Config(n_layer=1, n_head=2, n_embd=16, vocab_size=50, n_positions=16,
-                                       bos_token_id=0, eos_token_id=0))
+    return GPT2LMHeadModel(GPT2Config(n_layer=1, n_head=2, n_embd=16, vocab_size=50, bos_token_id=0,
+                                      eos_token_id=0, **config))
+"""
+
+# three train() runs in one process (importing torch and transformers is most of the time):
+#   ok     - stored in GREENTRACK_DB, named and tagged by the callback, seq_len given
+#   nodb   - db inside a regular file: greentrack measures without storing; tokens counted by the Trainer
+#   strict - the same db with strict=True: the session cannot start, the callback reports it, training goes on
+TRAIN = TINY + """
+def train(out, cb, **extra):
+    model = tiny_gpt2(n_positions=16)
     args = TrainingArguments(output_dir=out, max_steps=8, per_device_train_batch_size=2,
                              per_device_eval_batch_size=2, eval_strategy="steps", eval_steps=4, logging_steps=4,
                              report_to=[], use_cpu=True, save_strategy="no", disable_tqdm=True, **extra)
@@ -49,7 +55,7 @@ def train(out, cb, **extra):
     }), flush=True)
 
 tmp, blocked_db = sys.argv[1], sys.argv[2]
-tiny = GPT2LMHeadModel(GPT2Config(n_layer=1, n_head=2, n_embd=16, vocab_size=50, bos_token_id=0, eos_token_id=0))
+tiny = tiny_gpt2()
 plain = TrainingArguments(output_dir=tmp + "/p", use_cpu=True, report_to=[])
 fp16 = TrainingArguments(output_dir=tmp + "/p", fp16=True, report_to=[])
 print("PRECISION " + json.dumps([precision_of(plain, tiny), precision_of(plain, tiny.to(torch.bfloat16)),
@@ -65,55 +71,29 @@ train(tmp + "/out-strict", GreentrackCallback("strict", db=blocked_db, strict=Tr
 """
 
 # two ranks of CPU DDP (gloo) under torchrun: each process measures its own (mock) GPU
-DDP = """
-import sys
-import torch
-from transformers import GPT2Config, GPT2LMHeadModel, Trainer, TrainingArguments
-from greentrack_hf import GreentrackCallback
-
-g = torch.Generator().manual_seed(1)
-data = [{"input_ids": ids, "labels": ids.clone()} for ids in torch.randint(0, 50, (64, 8), generator=g)]
-torch.manual_seed(0)
-model = GPT2LMHeadModel(GPT2Config(n_layer=1, n_head=2, n_embd=16, vocab_size=50, n_positions=16,
-                                   bos_token_id=0, eos_token_id=0))
+DDP = TINY + """
+model = tiny_gpt2(n_positions=16)
 args = TrainingArguments(output_dir=sys.argv[1], max_steps=4, per_device_train_batch_size=2, report_to=[],
                          use_cpu=True, save_strategy="no", disable_tqdm=True, ddp_backend="gloo")
-Trainer(model=model, args=args, train_dataset=data, callbacks=[GreentrackCallback("ddp")]).train()
+Trainer(model=model, args=args, train_dataset=data(64, 1), callbacks=[GreentrackCallback("ddp")]).train()
 """
 
 # a LoRA adapter on the tiny GPT-2 (peft): tagged peft=lora, model = the base model's class
-PEFT = """
-import sys
-import torch
+PEFT = TINY + """
 from peft import LoraConfig, get_peft_model
-from transformers import GPT2Config, GPT2LMHeadModel, Trainer, TrainingArguments
-from greentrack_hf import GreentrackCallback
 
-g = torch.Generator().manual_seed(1)
-data = [{"input_ids": ids, "labels": ids.clone()} for ids in torch.randint(0, 50, (8, 8), generator=g)]
-torch.manual_seed(0)
-base = GPT2LMHeadModel(GPT2Config(n_layer=1, n_head=2, n_embd=16, vocab_size=50, n_positions=16,
-                                  bos_token_id=0, eos_token_id=0))
+base = tiny_gpt2(n_positions=16)
 model = get_peft_model(base, LoraConfig(r=2, lora_alpha=4, target_modules=["c_attn"], task_type="CAUSAL_LM"))
 args = TrainingArguments(output_dir=sys.argv[1], max_steps=2, per_device_train_batch_size=2, report_to=[],
                          use_cpu=True, save_strategy="no", disable_tqdm=True)
-Trainer(model=model, args=args, train_dataset=data, callbacks=[GreentrackCallback("lora")]).train()
+Trainer(model=model, args=args, train_dataset=data(8, 1), callbacks=[GreentrackCallback("lora")]).train()
 """
 
 
 @pytest.fixture(scope="module")
 def site(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The plugin installed into its own folder, the way a user installs it."""
-    root = tmp_path_factory.mktemp("hf-install")
-    src = root / "greentrack-hf"  # a copy: the in-tree build leaves build/ and *.egg-info behind
-    shutil.copytree(PLUGIN_DIR, src, ignore=shutil.ignore_patterns("build", "*.egg-info", "__pycache__"))
-    target = root / "site"
-    pip = [sys.executable, "-m", "pip", "install", "-q", "--no-input", "--no-deps", "--target", str(target)]
-    first = subprocess.run(pip + ["--no-build-isolation", str(src)], capture_output=True, text=True, timeout=120)
-    if first.returncode != 0:
-        # without setuptools/wheel here pip fetches the build backend named in the plugin's pyproject.toml
-        again = subprocess.run(pip + [str(src)], capture_output=True, text=True, timeout=300)
-        assert again.returncode == 0, first.stderr[-1500:] + "\n---\n" + again.stderr[-1500:]
+    target = install_plugin(PLUGIN_DIR, tmp_path_factory.mktemp("hf-install"))
     assert (target / "greentrack_hf" / "callback.py").is_file()
     assert len(list(target.glob("greentrack_hf-*.dist-info"))) == 1
     return target

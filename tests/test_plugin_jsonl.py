@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -12,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from greentrack.format import fmt_energy
+from conftest import install_plugin
 from greentrack.store import Store
 
 PLUGIN_DIR = Path(__file__).resolve().parents[1] / "plugins" / "greentrack-jsonl"
@@ -29,17 +29,7 @@ print(json.dumps({"id": s.id, "energy_j": s.result.energy_j, "status": s.result.
 @pytest.fixture(scope="module")
 def site(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The plugin installed into its own folder, the way a user installs a third-party plugin."""
-    root = tmp_path_factory.mktemp("jsonl-install")
-    src = root / "greentrack-jsonl"  # a copy: the in-tree build leaves build/ and *.egg-info behind
-    shutil.copytree(PLUGIN_DIR, src, ignore=shutil.ignore_patterns("build", "*.egg-info", "__pycache__"))
-    target = root / "site"
-    pip = [sys.executable, "-m", "pip", "install", "-q", "--no-input", "--no-deps", "--target", str(target)]
-    first = subprocess.run(pip + ["--no-build-isolation", str(src)], capture_output=True, text=True, timeout=120)
-    if first.returncode != 0:
-        # setuptools older than 70.1 builds wheels only with the 'wheel' package; without it (or
-        # without setuptools) pip fetches the build backend declared in the plugin's pyproject.toml
-        again = subprocess.run(pip + [str(src)], capture_output=True, text=True, timeout=300)
-        assert again.returncode == 0, first.stderr[-1500:] + "\n---\n" + again.stderr[-1500:]
+    target = install_plugin(PLUGIN_DIR, tmp_path_factory.mktemp("jsonl-install"))
     eps = list(target.glob("greentrack_jsonl-*.dist-info/entry_points.txt"))
     assert len(eps) == 1 and "jsonl = greentrack_jsonl" in eps[0].read_text()
     return target

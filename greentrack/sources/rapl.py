@@ -71,17 +71,7 @@ def find_zones(root: Path | None = None) -> list[Zone]:
             kind = "dram"
         else:
             continue
-        readable, err = True, None
-        try:
-            _read_int(d / "energy_uj")
-        except PermissionError:
-            readable, err = False, "energy_uj is readable by root only"
-        except (OSError, ValueError) as exc:
-            readable, err = False, f"energy_uj cannot be read ({exc})"
-        try:
-            max_range: int | None = _read_int(d / "max_energy_range_uj")
-        except (OSError, ValueError):
-            max_range = None
+        readable, err, max_range = _probe(d)
         zones.append(Zone(d, d.name[len("intel-rapl:"):], name, kind, int(parts[1]), readable, max_range, err))
     # sub-zones may also appear only nested inside the package folder
     for z in list(zones):
@@ -102,18 +92,24 @@ def find_zones_in(sub: Path) -> list[Zone]:
     except OSError:
         return []
     parts = sub.name.split(":")
+    readable, err, mr = _probe(sub)
+    return [Zone(sub, sub.name[len("intel-rapl:"):], "dram", "dram", int(parts[1]), readable, mr, err)]
+
+
+def _probe(zone: Path) -> tuple[bool, str | None, int | None]:
+    """Whether a zone's counter is readable (and why not), and its wrap range in µJ."""
     readable, err = True, None
     try:
-        _read_int(sub / "energy_uj")
+        _read_int(zone / "energy_uj")
     except PermissionError:
         readable, err = False, "energy_uj is readable by root only"
     except (OSError, ValueError) as exc:
         readable, err = False, f"energy_uj cannot be read ({exc})"
     try:
-        mr: int | None = _read_int(sub / "max_energy_range_uj")
+        max_range: int | None = _read_int(zone / "max_energy_range_uj")
     except (OSError, ValueError):
-        mr = None
-    return [Zone(sub, sub.name[len("intel-rapl:"):], "dram", "dram", int(parts[1]), readable, mr, err)]
+        max_range = None
+    return readable, err, max_range
 
 
 class RAPLSource:
