@@ -134,9 +134,9 @@ def storage() -> None:
     """A real session's sampler + store path fed a noisy 50 Hz trace: stored bytes per GPU-hour at 10 Hz."""
     import random
 
-    from greentrack.sampler import Sampler
-    from greentrack.sources.mock import MockSource
-    from greentrack.store import Store
+    from greentrack.measure.sampler import Sampler
+    from greentrack.measure.sources.mock import MockSource
+    from greentrack.store.sqlite import Store
 
     rnd = random.Random(1)
     walk = {"p": 400.0}

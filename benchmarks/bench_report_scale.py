@@ -29,9 +29,9 @@ from pathlib import Path
 
 import numpy as np
 
-from greentrack import codec
-from greentrack.report import query_runs, render_table
-from greentrack.store import Store
+from greentrack.store import codec
+from greentrack.views.runs import query_runs, render_table
+from greentrack.store.sqlite import Store
 
 SERIES_S = 120  # each bulk run carries a 2-minute 10 Hz series per device
 RUN_COLS = ("id, name, status, started_at, ended_at, duration_s, energy_j, co2e_kg, region, intensity_g_per_kwh, "
@@ -189,7 +189,7 @@ def main() -> None:
     rid = build_long_run(long_db)
     print(f"\n24-hour 8-GPU 10 Hz run built in {time.perf_counter() - t0:.1f}s "
           f"({long_db.stat().st_size / 1e6:.0f} MB, {8 * 864_000:,} points)")
-    from greentrack.run_view import load_view, render_show
+    from greentrack.views.show import load_view, render_show
 
     times = []
     for _ in range(a.reps):

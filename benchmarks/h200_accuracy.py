@@ -44,7 +44,7 @@ CONFIGS = [  # name, series method forced, counter used
 def make_sources(dry: bool) -> dict[str, Any]:
     out = {}
     if dry:
-        from greentrack.sources.mock import MockSource
+        from greentrack.measure.sources.mock import MockSource
 
         trace = "step:90,650,1.5"
         feats = {"counter": "counter,buffer", "buffer": "buffer", "instant": "instant", "average": "instant",
@@ -52,7 +52,7 @@ def make_sources(dry: bool) -> dict[str, Any]:
         for name, _series, _counter in CONFIGS:
             out[name] = MockSource(trace=trace, features=feats[name])
         return out
-    from greentrack.sources.nvml import NVMLSource
+    from greentrack.measure.sources.nvml import NVMLSource
 
     for name, series, counter in CONFIGS:
         out[name] = NVMLSource(series=series, counter=counter, poll_interval_s=0.02 if name == "instant20" else None)
@@ -194,7 +194,7 @@ def main() -> int:
     # buffer samples vs counter: the raw 50 Hz integration over the whole workload
     samples = ref.samples[0]
     if len(samples) > 2:
-        from greentrack.energy import trapezoid_j
+        from greentrack.measure.energy import trapezoid_j
 
         inside = [(t, p) for t, p in samples if t_work0 <= t <= t_work1]
         if len(inside) > 2:

@@ -119,7 +119,7 @@ def nvml_reference(indices: list[int]) -> tuple[RefCounter, Any]:
             vt, ss = nv.nvmlDeviceGetSamples(handles[i], nv.NVML_TOTAL_POWER_SAMPLES, last[i])
         except nv.NVMLError:
             return []
-        from greentrack.sources.nvml import value_of
+        from greentrack.measure.sources.nvml import value_of
 
         out = [(s.timeStamp / 1e6, value_of(vt, s.sampleValue) / 1000.0) for s in ss if s.timeStamp > last[i]]
         if out:

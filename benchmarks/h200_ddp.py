@@ -31,7 +31,7 @@ from h200_common import ROOT, dump, env_info, has_gpu, mock_reference, nvml_refe
 
 def worker(args: argparse.Namespace) -> int:
     """One rank: DDP training inside a greentrack session (and a CodeCarbon tracker)."""
-    from greentrack.session import Session
+    from greentrack.measure.tracker import Session
 
     rank = int(os.environ.get("RANK", "0"))
     local = int(os.environ.get("LOCAL_RANK", "0"))
@@ -124,7 +124,7 @@ def launch(args: argparse.Namespace) -> int:
     outdir.mkdir()
     n = args.nproc
     if dry:
-        from greentrack.sources.mock import MockSource
+        from greentrack.measure.sources.mock import MockSource
 
         ref = mock_reference(MockSource(trace="load:70,600", gpus=n))
     else:

@@ -120,7 +120,7 @@ def bound(step: Callable[[], None], seconds: float, dry: bool, db: str) -> dict[
     training, and the cost of one ``s.step()`` mark against the cost of one training step."""
     import threading
 
-    from greentrack.session import Session
+    from greentrack.measure.tracker import Session
 
     s = Session("overhead-bound", region="FR", db=db, backend="mock" if dry else "nvml")
     s.start()
@@ -183,7 +183,7 @@ def run_condition(cond: str, step: Callable[[], None], n: int, dry: bool, db: st
     if cond == "none":
         return timed_loop(step, n, dry)
     if cond == "greentrack":
-        from greentrack.session import Session
+        from greentrack.measure.tracker import Session
 
         t = time.perf_counter()
         s = Session("overhead", region="FR", db=db, backend="mock" if dry else "nvml")
@@ -245,7 +245,7 @@ def main() -> int:
     db = os.path.join(tempfile.mkdtemp(), "overhead.db")
     step = make_step(dry)
     import_s = {}
-    for mod, name in (("greentrack.session", "greentrack"), ("codecarbon", "codecarbon"), ("zeus.monitor", "zeus")):
+    for mod, name in (("greentrack.measure.tracker", "greentrack"), ("codecarbon", "codecarbon"), ("zeus.monitor", "zeus")):
         if not any(c.startswith(name) for c in conds):
             continue
         t = time.perf_counter()

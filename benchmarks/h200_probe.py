@@ -50,7 +50,7 @@ def changes_per_s(fn: Callable[[], Any], seconds: float) -> float:
 
 
 def probe_gpu(nv: Any, i: int) -> dict[str, Any]:
-    from greentrack.sources.nvml import value_of
+    from greentrack.measure.sources.nvml import value_of
 
     h = nv.nvmlDeviceGetHandleByIndex(i)
     g: dict[str, Any] = {"index": i, "name": str(nv.nvmlDeviceGetName(h)), "uuid": str(nv.nvmlDeviceGetUUID(h))}
@@ -103,7 +103,7 @@ def probe_gpu(nv: Any, i: int) -> dict[str, Any]:
     return g
 
 
-PICK = ("import json; from greentrack.sources.nvml import NVMLSource; s = NVMLSource(); "
+PICK = ("import json; from greentrack.measure.sources.nvml import NVMLSource; s = NVMLSource(); "
         "print(json.dumps([[d.key, d.uuid, d.method, d.series_method, d.info] for d in s.devices])); s.close()")
 
 
@@ -132,7 +132,7 @@ def picks(uuids: list[str]) -> dict[str, Any]:
 def session_cost(n: int = 5) -> dict[str, Any]:
     import tempfile
 
-    from greentrack.session import Session
+    from greentrack.measure.tracker import Session
 
     db = os.path.join(tempfile.mkdtemp(), "p.db")
     starts, stops = [], []
@@ -161,7 +161,7 @@ def import_cost() -> dict[str, float]:
 
     base = t("pass")
     return {"import_greentrack_ms": (t("import greentrack") - base) * 1e3,
-            "import_greentrack_session_ms": (t("import greentrack.session") - base) * 1e3}
+            "import_greentrack_session_ms": (t("import greentrack.measure.tracker") - base) * 1e3}
 
 
 def main() -> int:

@@ -96,8 +96,8 @@ def main() -> int:
     a = ap.parse_args()
     html_path = a.html
     if html_path is None:
-        from greentrack.html_report import render_html
-        from greentrack.report import query_runs
+        from greentrack.views.html import render_html
+        from greentrack.views.runs import query_runs
 
         work = Path(tempfile.mkdtemp(prefix="greentrack-html-"))
         db = work / "runs.db"

@@ -13,24 +13,26 @@ Importing greentrack is cheap: the public names load their modules on first use.
 
 from __future__ import annotations
 
-__version__ = "0.1.0"
+from ._version import __version__
 
-__all__ = ["session", "track", "Session", "runs", "load", "hookimpl", "GreentrackError", "__version__"]
+__all__ = ["session", "track", "Session", "RunView", "runs", "load", "hookimpl", "GreentrackError", "__version__"]
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:  # pragma: no cover
     from .errors import GreentrackError
     from .plugins import hookimpl
-    from .session import Session, session, track
+    from .measure.tracker import Session, session, track
+    from .measure.view import RunView
 
 _LAZY = {
-    "session": ("greentrack.session", "session"),
-    "track": ("greentrack.session", "track"),
-    "Session": ("greentrack.session", "Session"),
+    "session": ("greentrack.measure.tracker", "session"),
+    "track": ("greentrack.measure.tracker", "track"),
+    "Session": ("greentrack.measure.tracker", "Session"),
+    "RunView": ("greentrack.measure.view", "RunView"),
     "hookimpl": ("greentrack.plugins", "hookimpl"),
     "GreentrackError": ("greentrack.errors", "GreentrackError"),
-    "runs": ("greentrack.report", "runs"),
-    "load": ("greentrack.report", "load"),
+    "runs": ("greentrack.api", "runs"),
+    "load": ("greentrack.api", "load"),
 }
 
 

@@ -2,8 +2,10 @@
 
 A plugin is a module or object with functions marked ``@greentrack.hookimpl`` whose names
 match the specs below. Plugins are found through the ``greentrack`` entry-point group, or
-registered in code with ``greentrack.plugins.register(obj)``. Built-in behaviour (the NVML,
-RAPL and mock sources, the grid-intensity table, the built-in commands) is written as plugins
+registered in code with ``greentrack.plugins.register(obj)``. Hooks are called through
+pluggy (``pm.hook``), so ``firstresult``, ``tryfirst``/``trylast`` and ``wrapper=True`` work as
+pluggy documents. Built-in behaviour (the NVML,
+RAPL and mock sources, the grid-intensity table, the scenario catalogue) is written as plugins
 too, registered first, so a third-party plugin takes the same path and can override them.
 
 No hook runs per training step. A hook implementation that raises is reported once (one
@@ -24,8 +26,8 @@ def greentrack_register_sources(register: Callable[..., None]) -> None:
     """Register power sources.
 
     Call ``register(name, factory, priority=0)`` for each source. ``factory(settings)``
-    returns an object implementing :class:`greentrack.sources.base.Source`; it may raise
-    :class:`greentrack.sources.base.SourceUnavailable` when its hardware is absent. With
+    returns an object implementing :class:`greentrack.measure.sources.base.Source`; it may raise
+    :class:`greentrack.measure.sources.base.SourceUnavailable` when its hardware is absent. With
     ``backend="auto"`` every source with ``auto=True`` is tried, highest priority first.
     """
 
@@ -51,12 +53,16 @@ def greentrack_register_scenarios(register: Callable[..., None]) -> None:
 
 
 @hookspec
-def greentrack_session_start(session: Any) -> None:
-    """Called when a session starts, after its sources are open and its run id is known."""
+def greentrack_session_start(run: Any) -> None:
+    """Called when a session starts, after its sources are open and its run id is known.
+
+    *run* is a :class:`greentrack.measure.view.RunView`: a read-only view of the run (id, name,
+    tags, devices, live energy, phases so far), the same object in every hook of that run.
+    """
 
 
 @hookspec
-def greentrack_samples(session: Any, batch: Any) -> None:
+def greentrack_samples(run: Any, batch: Any) -> None:
     """Called from the sampler thread at each flush with the new samples.
 
     *batch* is a list of ``(device_key, times_s, powers_w)`` tuples. Exporters live here.
@@ -64,13 +70,20 @@ def greentrack_samples(session: Any, batch: Any) -> None:
 
 
 @hookspec
-def greentrack_session_end(session: Any, result: Any) -> None:
-    """Called when a session ends, after its totals are computed and stored."""
+def greentrack_session_end(run: Any, result: Any) -> None:
+    """Called when a session ends, after its totals are computed and stored.
+
+    *result* is the run's :class:`greentrack.measure.result.RunResult`.
+    """
 
 
 @hookspec
-def greentrack_budget_exceeded(session: Any, budget: Any, usage: Any) -> None:
-    """Called once when a live budget of *session* is crossed."""
+def greentrack_budget_exceeded(run: Any, budget: Any, usage: Any) -> None:
+    """Called once when a live budget of *run* is crossed.
+
+    *budget* is ``{"budget": "energy_kwh" | "co2e_kg", "limit": ..., "usage": ...}``; *usage* has
+    both ``energy_kwh`` and ``co2e_kg`` so far.
+    """
 
 
 @hookspec

@@ -1,58 +1,123 @@
-"""The plugin manager: built-in plugins first, then the ``greentrack`` entry-point group.
+"""The plugin manager: pluggy, used as pluggy documents it, plus per-plugin isolation.
 
-``GREENTRACK_DISABLE_PLUGINS=name1,name2`` blocks plugins by name (built-ins included, e.g.
-``greentrack.sources.nvml``). Hooks are called through :func:`call`, which isolates each
-implementation: one that raises is reported once and skipped.
+Hooks are called as ``plugins.hook().greentrack_<name>(...)`` (``pm.hook``), so ``firstresult``,
+``tryfirst``/``trylast``, new-style ``wrapper=True`` hooks and pluggy's call tracing
+(``pm.add_hookcall_monitoring``) all behave as pluggy's documentation says.
+
+Isolation sits on top: when a plugin registers, each of its hook implementations is wrapped so
+that an exception in it is reported once (one line on stderr) and the call goes on without that
+plugin's answer. A plugin that fails to import is reported once and the others still load.
+
+Built-in behaviour (the mock, NVML and RAPL sources, the grid table, the scenario catalogue)
+is registered first, as plugins; then the ``greentrack`` entry-point group.
+``GREENTRACK_DISABLE_PLUGINS=name1,name2`` blocks plugins by name, built-ins included. The
+plugin manager knows nothing of the CLI: the CLI registers its own commands when it is built.
 """
 
 from __future__ import annotations
 
+import functools
+import importlib
 import os
 import sys
 import threading
-from typing import Any
+from typing import Any, Iterator
 
 import pluggy
 
 from . import hookspecs
+from .settings import ENV_DISABLE_PLUGINS
 
 hookimpl = pluggy.HookimplMarker("greentrack")
 
 BUILTIN_PLUGINS = (
-    "greentrack.sources.mock",
-    "greentrack.sources.nvml",
-    "greentrack.sources.rapl",
+    "greentrack.measure.sources.mock",
+    "greentrack.measure.sources.nvml",
+    "greentrack.measure.sources.rapl",
     "greentrack.carbon.grid",
     "greentrack.carbon.scenarios",
-    "greentrack.commands",
 )
 ENTRY_POINT_GROUP = "greentrack"
-ENV_DISABLE = "GREENTRACK_DISABLE_PLUGINS"
 
-_pm: pluggy.PluginManager | None = None
+_pm: "PluginManager | None" = None
 _lock = threading.Lock()
 _reported: set[tuple[str, str]] = set()
+_origins: dict[str, str] = {}
+
+
+class PluginManager(pluggy.PluginManager):
+    """pluggy's manager whose registered hook implementations never raise into greentrack."""
+
+    def register(self, plugin: object, name: str | None = None) -> str | None:
+        plugin_name = super().register(plugin, name=name)
+        if plugin_name is not None:
+            for caller in self.get_hookcallers(plugin) or []:
+                for impl in caller.get_hookimpls():
+                    if impl.plugin is plugin and not getattr(impl.function, "_greentrack_guarded", False):
+                        _guard(impl, plugin_name, caller.name)
+        return plugin_name
+
+
+def _guard(impl: Any, plugin_name: str, hook_name: str) -> None:
+    fn = impl.function
+    if impl.hookwrapper:  # old-style wrappers see pluggy's Result object; left as pluggy runs them
+        return
+    if impl.wrapper:
+        def guarded_wrapper(*args: Any) -> Iterator[Any]:
+            gen = fn(*args)
+            try:
+                next(gen)
+            except Exception as exc:
+                warn_once(plugin_name, hook_name, exc)
+                return (yield)
+            try:
+                res = yield
+            except BaseException as exc:
+                try:
+                    gen.throw(exc)
+                except StopIteration as stop:
+                    return stop.value
+                raise RuntimeError(f"{plugin_name}: wrapper for {hook_name} yielded twice")
+            try:
+                gen.send(res)
+            except StopIteration as stop:
+                return stop.value
+            except Exception as exc:
+                warn_once(plugin_name, hook_name, exc)
+                return res
+            raise RuntimeError(f"{plugin_name}: wrapper for {hook_name} yielded twice")
+
+        impl.function = functools.wraps(fn)(guarded_wrapper)
+        impl.function._greentrack_guarded = True  # type: ignore[attr-defined]
+    else:
+        def guarded(*args: Any) -> Any:
+            try:
+                return fn(*args)
+            except Exception as exc:
+                warn_once(plugin_name, hook_name, exc)
+                return None
+
+        impl.function = functools.wraps(fn)(guarded)
+        impl.function._greentrack_guarded = True  # type: ignore[attr-defined]
 
 
 def _blocked() -> set[str]:
-    raw = os.environ.get(ENV_DISABLE, "")
+    raw = os.environ.get(ENV_DISABLE_PLUGINS, "")
     return {n.strip() for n in raw.split(",") if n.strip()}
 
 
-def get_plugin_manager() -> pluggy.PluginManager:
+def get_plugin_manager() -> PluginManager:
     """The process-wide plugin manager, built on first use."""
     global _pm
     if _pm is not None:
         return _pm
     with _lock:
         if _pm is None:
-            pm = pluggy.PluginManager("greentrack")
+            pm = PluginManager("greentrack")
             pm.add_hookspecs(hookspecs)
             blocked = _blocked()
             for name in blocked:
                 pm.set_blocked(name)
-            import importlib
-
             for modname in BUILTIN_PLUGINS:
                 if modname in blocked:
                     continue
@@ -62,31 +127,41 @@ def get_plugin_manager() -> pluggy.PluginManager:
                     warn_once(modname, "import", exc)
                     continue
                 pm.register(mod, name=modname)
-            for name, target in entry_points(ENTRY_POINT_GROUP):
+                _origins[modname] = "built-in"
+            for name, target, dist in _entry_points(ENTRY_POINT_GROUP):
                 if pm.is_blocked(name) or pm.get_plugin(name) is not None:
                     continue
                 try:
                     modname, _, attr = target.partition(":")
-                    obj = importlib.import_module(modname.strip())
+                    obj: Any = importlib.import_module(modname.strip())
                     for part in filter(None, attr.strip().split(".")):
                         obj = getattr(obj, part)
                     pm.register(obj, name=name)
+                    _origins[name] = f"entry point {dist}"
                 except Exception as exc:  # one broken plugin never stops the others
                     warn_once(name, "import", exc)
             _pm = pm
     return _pm
 
 
+def hook() -> Any:
+    """``pm.hook``: call a hook as ``plugins.hook().greentrack_samples(run=..., batch=...)``."""
+    return get_plugin_manager().hook
+
+
 def entry_points(group: str) -> list[tuple[str, str]]:
-    """``(name, "module:attr")`` of the installed distributions' entry points in *group*.
+    """``(name, "module:attr")`` of the installed distributions' entry points in *group*."""
+    return [(name, target) for name, target, _dist in _entry_points(group)]
+
+
+def _entry_points(group: str) -> list[tuple[str, str, str]]:
+    """``(name, "module:attr", "distribution version")`` of the entry points in *group*.
 
     Reads each distribution's ``entry_points.txt`` on ``sys.path`` directly (the first
     distribution of a name wins, as with importlib.metadata), which costs a few milliseconds
     where importing importlib.metadata costs about 15.
     """
-    import os
-
-    found: list[tuple[str, str]] = []
+    found: list[tuple[str, str, str]] = []
     seen: set[str] = set()
     header = f"[{group}]"
     for base in sys.path:
@@ -98,7 +173,8 @@ def entry_points(group: str) -> list[tuple[str, str]]:
             n = e.name
             if not (n.endswith(".dist-info") or n.endswith(".egg-info")):
                 continue
-            dist = n.rsplit(".", 1)[0].split("-")[0].lower().replace("_", "-")
+            stem = n.rsplit(".", 1)[0]
+            dist = stem.split("-")[0].lower().replace("_", "-")
             if dist in seen:
                 continue
             seen.add(dist)
@@ -109,6 +185,7 @@ def entry_points(group: str) -> list[tuple[str, str]]:
                 continue
             if header not in text:
                 continue
+            version = stem.split("-")[1] if "-" in stem else ""
             in_group = False
             for line in text.splitlines():
                 line = line.strip()
@@ -116,7 +193,8 @@ def entry_points(group: str) -> list[tuple[str, str]]:
                     in_group = line == header
                 elif in_group and "=" in line and not line.startswith(("#", ";")):
                     name, _, target = line.partition("=")
-                    found.append((name.strip(), target.split("[")[0].strip()))
+                    found.append((name.strip(), target.split("[")[0].strip(),
+                                  f"{dist} {version}".strip()))
     return found
 
 
@@ -126,11 +204,16 @@ def reset() -> None:
     with _lock:
         _pm = None
         _reported.clear()
+        _origins.clear()
 
 
-def register(plugin: object, name: str | None = None) -> str | None:
-    """Register a plugin object or module in this process."""
-    return get_plugin_manager().register(plugin, name=name)
+def register(plugin: object, name: str | None = None, origin: str = "registered in code") -> str | None:
+    """Register a plugin object or module in this process (its hooks isolated like any plugin's)."""
+    pm = get_plugin_manager()
+    registered = pm.register(plugin, name=name)
+    if registered is not None:
+        _origins.setdefault(registered, origin)
+    return registered
 
 
 def unregister(plugin: object | None = None, name: str | None = None) -> Any:
@@ -138,10 +221,22 @@ def unregister(plugin: object | None = None, name: str | None = None) -> Any:
     return get_plugin_manager().unregister(plugin=plugin, name=name)
 
 
-def list_plugins() -> list[str]:
-    """Names of the registered plugins, built-ins first."""
+def describe() -> list[dict[str, Any]]:
+    """Every registered plugin: name, version, the hooks it implements and where it came from."""
     pm = get_plugin_manager()
-    return [pm.get_name(p) or repr(p) for p in pm.get_plugins()]
+    out = []
+    for name, plugin in pm.list_name_plugin():
+        if plugin is None:  # a blocked name
+            continue
+        hooks = sorted({c.name for c in (pm.get_hookcallers(plugin) or [])})
+        origin = _origins.get(name, "registered in code")
+        version = origin.split(" ")[-1] if origin.startswith("entry point ") and " " in origin[12:] else None
+        if origin == "built-in":
+            from ._version import __version__
+
+            version = __version__
+        out.append({"name": name, "version": version, "hooks": hooks, "origin": origin})
+    return out
 
 
 def warn_once(plugin: str, hook: str, exc: BaseException) -> None:
@@ -153,28 +248,3 @@ def warn_once(plugin: str, hook: str, exc: BaseException) -> None:
     msg = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
     print(f"greentrack: {plugin} failed in {hook}: {type(exc).__name__}: {msg} (ignored; the run goes on)",
           file=sys.stderr)
-
-
-def call(hook_name: str, firstresult: bool = False, **kwargs: Any) -> Any:
-    """Call a hook, each implementation isolated.
-
-    Implementations run in pluggy's order (``tryfirst`` first, ``trylast`` last, later
-    registrations before earlier ones). Returns the list of non-None results, or with
-    *firstresult* the first non-None one.
-    """
-    pm = get_plugin_manager()
-    caller = getattr(pm.hook, hook_name)
-    results: list[Any] = []
-    for impl in reversed(caller.get_hookimpls()):
-        if getattr(impl, "hookwrapper", False) or getattr(impl, "wrapper", False):
-            continue
-        try:
-            res = impl.function(*[kwargs[a] for a in impl.argnames])
-        except Exception as exc:
-            warn_once(impl.plugin_name, hook_name, exc)
-            continue
-        if res is not None:
-            if firstresult:
-                return res
-            results.append(res)
-    return None if firstresult else results

@@ -10,7 +10,7 @@ import time
 import pytest
 
 import greentrack
-from greentrack.report import FIELD_NAMES
+from greentrack.views.runs import FIELD_NAMES
 
 
 def make_run(name: str, steps: int = 6, tags: dict | None = None, step_s: float = 0.03) -> str:
@@ -69,7 +69,7 @@ def test_report_on_an_empty_database(cli, db_path):
     assert "database is empty" in one_error_line(cli("report", "--format", "html"))
     assert "no greentrack database at" in one_error_line(cli("show"))
     assert not db_path.exists()  # reading never creates a database
-    from greentrack.store import Store
+    from greentrack.store.sqlite import Store
 
     Store(db_path).close()  # now a database with no runs
     assert "the database holds no runs yet" in one_error_line(cli("show"))

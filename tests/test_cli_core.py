@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import sqlite3
 
-from greentrack.store import Store
+from greentrack.store.sqlite import Store
 
 
 def test_demo_lands_a_run_and_prints_the_report(cli, db_path):

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from greentrack.store import Store
+from greentrack.store.sqlite import Store
 
 PY = sys.executable
 

@@ -8,11 +8,13 @@ import time
 import pytest
 
 import greentrack
+from greentrack import api
 from greentrack.carbon import compare as cmp
+from greentrack.views import compare as cmp_views
 from greentrack.carbon import grid
 from greentrack.carbon.scenarios import Catalogue
 from greentrack.errors import GreentrackError, NotFoundError
-from greentrack.store import open_store
+from greentrack.store.sqlite import open_store
 
 
 @pytest.fixture
@@ -57,11 +59,11 @@ def test_replay_follows_each_scenarios_figures(run_id: str):
 
 
 def test_compare_from_store_and_renderers(run_id: str):
-    c = cmp.compare(run_id[:6], ["onprem:DE", "azure:swedencentral"])
-    text = cmp.render_text(c)
+    c = api.compare(run_id[:6], ["onprem:DE", "azure:swedencentral"])
+    text = cmp_views.render_text(c)
     assert "cheapest: " in text and "cleanest" in text and "grid figures:" in text
     assert "onprem:DE" in text and "azure:swedencentral" in text
-    html = cmp.render_html(c)
+    html = cmp_views.render_html(c)
     assert html.startswith('<table class="greentrack-compare">') and "cheapest" in html
     d = c.as_dict()
     assert json.loads(json.dumps(d))["rows"][1]["scenario"] == "onprem:DE"
@@ -91,4 +93,4 @@ def test_a_run_without_energy_cannot_be_replayed(monkeypatch: pytest.MonkeyPatch
     with pytest.raises(GreentrackError, match="no measured energy"):
         cmp.compare_run(run, ["onprem"])
     with pytest.raises(NotFoundError):
-        cmp.compare(s.result.run_id, ["nope"])
+        api.compare(s.result.run_id, ["nope"])

@@ -11,7 +11,7 @@ from test_nvml import FakeNVML
 from test_rapl import make_tree
 
 import greentrack
-from greentrack.commands.doctor import diagnose, render
+from greentrack.cli.doctor import diagnose, render
 
 
 def test_doctor_without_gpu_or_rapl_says_so_and_exits_0(cli, tmp_path: Path, db_path: Path) -> None:

@@ -12,8 +12,8 @@ from pathlib import Path
 import pytest
 
 import greentrack
-from greentrack.html_report import render_html
-from greentrack.report import query_runs
+from greentrack.api import html_report as render_html
+from greentrack.api import query_runs
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -81,8 +81,8 @@ def test_without_matplotlib_the_report_has_tables(runs, monkeypatch):
 
 
 def test_heavy_imports_stay_lazy():
-    code = ("import sys, greentrack.report, greentrack.html_report, greentrack.run_view, greentrack.run_diff, "
-            "greentrack.importers\n"
+    code = ("import sys, greentrack.views.runs, greentrack.views.html, greentrack.views.show, greentrack.views.diff, "
+            "greentrack.store.transfer\n"
             "heavy = [m for m in ('matplotlib', 'pandas', 'numpy') if m in sys.modules]\n"
             "assert not heavy, heavy\n")
     p = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)

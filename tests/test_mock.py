@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from greentrack.errors import ConfigError
-from greentrack.sources.mock import MockSource, parse_trace
+from greentrack.measure.sources.mock import MockSource, parse_trace
 
 
 class Clock:
@@ -97,7 +97,7 @@ def test_each_rank_measures_only_its_gpu(monkeypatch):
 def test_ranks_of_one_job_add_up(monkeypatch, db_path):
     """Two ranks on two mock GPUs: each run holds one GPU, both share the job id."""
     import greentrack
-    from greentrack.store import Store
+    from greentrack.store.sqlite import Store
 
     monkeypatch.setenv("GREENTRACK_MOCK", "constant:200")
     monkeypatch.setenv("GREENTRACK_MOCK_GPUS", "2")

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from conftest import install_plugin
-from greentrack.store import Store
+from greentrack.store.sqlite import Store
 
 PLUGIN_DIR = Path(__file__).resolve().parents[1] / "plugins" / "greentrack-hf"
 

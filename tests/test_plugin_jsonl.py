@@ -10,9 +10,9 @@ from pathlib import Path
 
 import pytest
 
-from greentrack.format import fmt_energy
+from greentrack.units import fmt_energy
 from conftest import install_plugin
-from greentrack.store import Store
+from greentrack.store.sqlite import Store
 
 PLUGIN_DIR = Path(__file__).resolve().parents[1] / "plugins" / "greentrack-jsonl"
 

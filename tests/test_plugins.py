@@ -10,7 +10,7 @@ import time
 
 import greentrack
 from greentrack import plugins
-from greentrack.sources.base import Device
+from greentrack.measure.sources.base import Device
 
 
 class ConstantSource:
@@ -43,27 +43,27 @@ class ThrowAwayPlugin:
         register("fpga", lambda settings: ConstantSource(), priority=5)
 
     @greentrack.hookimpl
-    def greentrack_session_start(self, session):
-        self.events.append(f"start:{session.name}")
+    def greentrack_session_start(self, run):
+        self.events.append(f"start:{run.name}")
 
     @greentrack.hookimpl
-    def greentrack_samples(self, session, batch):
+    def greentrack_samples(self, run, batch):
         self.batches += 1
         for key, times, powers in batch:
             assert key == "fpga0" and len(times) == len(powers)
 
     @greentrack.hookimpl
-    def greentrack_session_end(self, session, result):
+    def greentrack_session_end(self, run, result):
         self.events.append(f"end:{result.name}:{result.status}")
 
 
 class BrokenPlugin:
     @greentrack.hookimpl
-    def greentrack_session_start(self, session):
+    def greentrack_session_start(self, run):
         raise RuntimeError("exporter offline")
 
     @greentrack.hookimpl
-    def greentrack_session_end(self, session, result):
+    def greentrack_session_end(self, run, result):
         raise RuntimeError("still offline")
 
 
@@ -91,11 +91,11 @@ def test_failing_plugin_is_reported_once_and_run_goes_on(capsys):
 
 
 def test_builtin_plugins_listed_and_blockable(monkeypatch):
-    names = plugins.list_plugins()
-    assert "greentrack.sources.mock" in names and "greentrack.carbon.grid" in names
-    monkeypatch.setenv("GREENTRACK_DISABLE_PLUGINS", "greentrack.sources.mock")
+    names = [p["name"] for p in plugins.describe()]
+    assert "greentrack.measure.sources.mock" in names and "greentrack.carbon.grid" in names
+    monkeypatch.setenv("GREENTRACK_DISABLE_PLUGINS", "greentrack.measure.sources.mock")
     plugins.reset()
-    assert "greentrack.sources.mock" not in plugins.list_plugins()
+    assert "greentrack.measure.sources.mock" not in [p["name"] for p in plugins.describe()]
     from greentrack.errors import ConfigError
     import pytest
 
@@ -132,7 +132,7 @@ def test_entry_point_plugin_is_loaded_and_can_be_blocked(tmp_path):
         import greentrack
 
         @greentrack.hookimpl
-        def greentrack_session_end(session, result):
+        def greentrack_session_end(run, result):
             print("HELLO", result.name, result.status)
     """))
     code = "import greentrack\nwith greentrack.session('ep'):\n    pass\n"
@@ -158,7 +158,7 @@ def test_a_broken_entry_point_plugin_does_not_stop_the_others(tmp_path):
         class Plugin:
             @staticmethod
             @greentrack.hookimpl
-            def greentrack_session_end(session, result):
+            def greentrack_session_end(run, result):
                 print("OK-PLUGIN", result.status)
     """))
     code = "import greentrack\nwith greentrack.session('ep2'):\n    pass\n"

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from greentrack.store import Store
+from greentrack.store.sqlite import Store
 
 SUITE = """
 import time
@@ -49,7 +49,7 @@ def test_inert_when_not_enabled(pytester: pytest.Pytester, monkeypatch: pytest.M
             assert request.config.pluginmanager.has_plugin("greentrack")
             assert not greentrack_energy.enabled and greentrack_energy.energy_j is None
             # nothing of the measuring machinery was imported
-            assert "greentrack.session" not in sys.modules and "greentrack.pytest_energy" in sys.modules
+            assert "greentrack.measure.tracker" not in sys.modules and "greentrack.pytest_plugin.energy" in sys.modules
             assert not request.config.pluginmanager.has_plugin("greentrack-energy")
     """)
     res = run(pytester, monkeypatch, "--strict-markers")

@@ -17,10 +17,10 @@ from pathlib import Path
 
 import pytest
 
-from greentrack.result import RunResult
-from greentrack.sampler import Sampler
-from greentrack.session import Session
-from greentrack.sources.mock import MockSource
+from greentrack.measure.result import RunResult
+from greentrack.measure.sampler import Sampler
+from greentrack.measure.tracker import Session
+from greentrack.measure.sources.mock import MockSource
 
 DATA = Path(__file__).resolve().parent / "data"
 CSV = DATA / "h200_trace.csv"
@@ -147,7 +147,8 @@ def test_attribution_keeps_a_power_step_where_it_happened() -> None:
     samples say, not smeared over 0.1 s: a 0.1 s resolution was off by several percent here."""
     import csv
 
-    from greentrack.energy import Accumulator, trapezoid_j
+    from greentrack.measure.energy import Accumulator
+    from oracles import trapezoid_j
 
     rows = [(float(t), float(p)) for t, p in list(csv.reader(CSV.open()))[1:]]
     acc = Accumulator()

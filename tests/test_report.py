@@ -12,11 +12,12 @@ import time
 import pytest
 
 import greentrack
-from greentrack import codec
+from greentrack.store import codec
 from greentrack.errors import GreentrackError, NotFoundError
-from greentrack.report import (FIELD_NAMES, query_runs, render, render_csv, render_json, render_markdown,
-                               run_record, write_output)
-from greentrack.store import Store
+from greentrack.api import query_runs
+from greentrack.cli.common import write_output
+from greentrack.views.runs import FIELD_NAMES, render, render_csv, render_json, render_markdown, run_record
+from greentrack.store.sqlite import Store
 
 
 def make_run(name: str, steps: int = 8, tags: dict | None = None, fail: bool = False, samples: int = 16,
@@ -139,7 +140,7 @@ def test_load_gives_series_phases_and_devices(three_runs, db_path):
 
 def test_numpy_decoder_matches_the_codec():
     np = pytest.importorskip("numpy")
-    from greentrack.series_arrays import decode_np
+    from greentrack.store.series import decode_np
 
     rng = random.Random(5)
     base = 1_790_000_000.25
@@ -154,7 +155,7 @@ def test_numpy_decoder_matches_the_codec():
 
 def test_bin_mean_averages_fills_sparse_bins_and_keeps_gaps():
     np = pytest.importorskip("numpy")
-    from greentrack.series_arrays import bin_mean
+    from greentrack.views.binning import bin_mean
 
     t = np.arange(1, 101, dtype=float)  # one sample per second, each the mean over the second before it
     p = np.where(t <= 50, 100.0, 300.0)
@@ -171,7 +172,7 @@ def test_bin_mean_averages_fills_sparse_bins_and_keeps_gaps():
 
 
 def test_sparkline_scales_and_shows_gaps():
-    from greentrack.sparkline import sparkline
+    from greentrack.views.sparkline import sparkline
 
     assert sparkline([0, 1, 2, 3, 4, 5, 6, 7]) == "▁▂▃▄▅▆▇█"
     assert sparkline([0, None, 7, float("nan")]) == "▁ █ "
@@ -181,9 +182,10 @@ def test_sparkline_scales_and_shows_gaps():
 
 
 def test_show_text_has_devices_power_phases_and_steps(three_runs, db_path):
-    from greentrack.run_view import load_view, render_show, show_json
+    from greentrack.api import show_view
+    from greentrack.views.show import render_show, show_json
 
-    view = load_view(Store(db_path), "llama-bf16", width=30)
+    view = show_view("llama-bf16", db=db_path, width=30)
     text = render_show(view)
     assert "llama-bf16" in text and "counter" in text and "buffer" in text
     assert "region FRA" in text and "France" in text
@@ -200,7 +202,7 @@ def test_show_text_has_devices_power_phases_and_steps(three_runs, db_path):
 
 
 def test_diff_normalises_per_unit_of_work():
-    from greentrack.run_diff import diff_runs, render_diff
+    from greentrack.views.diff import diff_runs, render_diff
 
     def run(rid, energy_j, tokens, dur):
         return {"id": rid, "name": rid, "status": "finished", "energy_j": energy_j, "co2e_kg": energy_j / 3.6e6 * 0.1,
@@ -232,7 +234,8 @@ def test_write_output_errors_are_one_line(tmp_path):
 
 
 def test_many_phases_are_summed_per_name(db_path):
-    from greentrack.run_view import load_view, render_show
+    from greentrack.api import show_view
+    from greentrack.views.show import render_show
 
     with greentrack.Session("epochs", region="FR", backend="mock", flush_interval_s=0.2) as s:
         for _ in range(7):
@@ -241,12 +244,12 @@ def test_many_phases_are_summed_per_name(db_path):
                 s.step()
             with s.phase("eval"):
                 time.sleep(0.01)
-    run = load_view(Store(db_path), "epochs", width=40)
+    run = show_view("epochs", db=db_path, width=40)
     text = render_show(run)
     assert "phases (14, summed per name)" in text
     rows = {ln.split()[0]: ln.split() for ln in text.splitlines() if ln.strip().startswith(("train ", "eval "))}
     assert rows["train"][1] == "7x" and rows["eval"][1] == "7x" and rows["train"][6] == "7"
-    from greentrack.format import fmt_energy
+    from greentrack.units import fmt_energy
 
     assert rows["train"][3] + " " + rows["train"][4] == fmt_energy(
         sum(p["energy_j"] for p in run["phases"] if p["name"] == "train"))

@@ -28,7 +28,7 @@ def test_every_shipped_figure_names_source_and_year():
 def test_every_shipped_scenario_builds_with_known_gpu_and_region():
     from greentrack.carbon.estimate import find_gpu
 
-    items = scenarios.list_scenarios()
+    items = scenarios.Catalogue.load().all()
     assert {"aws:us-east-1", "azure:eastus", "gcp:us-central1", "onprem:FR", "onprem"} <= {s.name for s in items}
     assert "embodied-bloom" not in {s.name for s in items}  # abstract: only shared figures
     for s in items:
@@ -82,10 +82,10 @@ def test_pyproject_adds_and_overrides_scenarios(tmp_path: Path):
     cat = Catalogue.load()
     fr = cat.get("onprem:FR")
     assert fr.value("electricity_usd_per_kwh") == 0.21 and fr.origin == "pyproject.toml"
-    assert fr.figure("electricity_usd_per_kwh").source == "our 2026 contract"
+    assert fr.figures["electricity_usd_per_kwh"].source == "our 2026 contract"
     assert fr.value("pue") == cat.get("onprem").value("pue")  # the other keys are kept
     lab = cat.get("lab")
-    assert lab.pue == 1.3 and lab.figure("pue").source == "set in pyproject.toml"
+    assert lab.pue == 1.3 and lab.figures["pue"].source == "set in pyproject.toml"
     assert lab.intensity().region == "CA-QC"
     assert lab.value("hardware_usd_per_gpu") == cat.get("onprem").value("hardware_usd_per_gpu")
 
@@ -130,7 +130,7 @@ def test_bad_scenario_files_give_one_clear_line(tmp_path: Path, body: str, messa
 def test_json_scenario_file(tmp_path: Path):
     f = tmp_path / "sc.json"
     f.write_text(json.dumps({"scenarios": {"cheap": {"extends": "gcp", "price_per_gpu_hour": 1.0}}}))
-    s = scenarios.get_scenario("cheap", files=[f])
+    s = scenarios.Catalogue.load([f]).get("cheap")
     assert s.value("price_per_gpu_hour") == 1.0 and s.origin == str(f)
 
 

@@ -8,7 +8,7 @@ import pytest
 
 import greentrack
 from greentrack.errors import ConfigError, UnknownRegionError
-from greentrack.store import Store
+from greentrack.store.sqlite import Store
 
 
 def _busy(seconds: float, s=None, step_every: float = 0.01, samples: int = 8) -> None:
@@ -142,7 +142,7 @@ def test_unknown_backend_never_breaks_the_loop(monkeypatch, capsys):
 
 def test_no_gpu_says_so_once_and_invents_nothing(monkeypatch, capsys):
     monkeypatch.setenv("GREENTRACK_BACKEND", "auto")
-    monkeypatch.setenv("GREENTRACK_DISABLE_PLUGINS", "greentrack.sources.nvml")
+    monkeypatch.setenv("GREENTRACK_DISABLE_PLUGINS", "greentrack.measure.sources.nvml")
     for _ in range(2):
         with greentrack.session("cpu-only") as s:
             time.sleep(0.05)
@@ -205,7 +205,7 @@ def test_live_budget_fires_hook_once(monkeypatch):
 
     class Watcher:
         @greentrack.hookimpl
-        def greentrack_budget_exceeded(self, session, budget, usage):
+        def greentrack_budget_exceeded(self, run, budget, usage):
             seen.append((budget["budget"], usage["energy_kwh"]))
 
     from greentrack import plugins
@@ -226,7 +226,7 @@ def test_forked_child_does_not_finish_the_parents_run(db_path):
 
     # the globals of the module the public function lives in (pytester may have dropped it from
     # sys.modules); nothing is imported in the child: another thread may hold the import lock
-    gs = greentrack.Session.stop.__globals__
+    gs = greentrack.Session.stop.__globals__["lifecycle"].__dict__
     with greentrack.session("parent") as s:
         pid = os.fork()
         if pid == 0:  # child: what the interpreter's exit would run

@@ -15,7 +15,7 @@ import pytest
 
 import greentrack
 from greentrack.errors import SchemaError, NotFoundError
-from greentrack.store import SCHEMA_VERSION, Store
+from greentrack.store.sqlite import SCHEMA_VERSION, Store
 
 
 def test_schema_version_wal_and_migrations_are_idempotent(db_path):
@@ -152,7 +152,7 @@ def test_series_storage_per_gpu_hour(db_path):
     """10 Hz for an hour of a busy, noisy GPU stays under 100 KB (issue target)."""
     import random
 
-    from greentrack import codec
+    from greentrack.store import codec
 
     rnd = random.Random(7)
     st = Store(db_path)
@@ -180,7 +180,7 @@ def test_series_storage_per_gpu_hour(db_path):
 
 RACE = textwrap.dedent("""
     import os, sys, time
-    from greentrack.store import Store
+    from greentrack.store.sqlite import Store
     t = float(sys.argv[2])
     while time.time() < t:
         pass
@@ -201,4 +201,4 @@ def test_processes_creating_one_new_database_at_once(tmp_path):
         for p in procs:
             _, err = p.communicate(timeout=60)
             assert p.returncode == 0, err
-        assert Store(db).count_runs() == 4
+        assert len(Store(db).list_runs(last=None)) == 4

@@ -21,10 +21,10 @@ from pathlib import Path
 from typing import Any, Iterable, Mapping, Sequence
 
 from ..errors import GreentrackError
-from ..format import table
+from ..units import J_PER_KWH
+from .footprint import operational
 from .scenarios import Catalogue, Scenario
 
-J_PER_KWH = 3.6e6
 
 
 @dataclass
@@ -108,7 +108,7 @@ def compare_run(run: Mapping[str, Any], scenario_names: Sequence[str | Scenario]
         g = run.get("intensity_g_per_kwh")
         op = run.get("co2e_kg")
         if op is None and g is not None:
-            op = it_kwh * pue * float(g) / 1000.0
+            op = operational(float(energy_j), pue, float(g)).co2e_kg
         rows.append(Row("measured", "measured", f"as recorded (region {run.get('region') or 'none'})", gpu_hours,
                         it_kwh, pue, it_kwh * pue, float(g or 0.0), str(run.get("intensity_source") or "-"),
                         float(op or 0.0), None, None))
@@ -119,13 +119,14 @@ def compare_run(run: Mapping[str, Any], scenario_names: Sequence[str | Scenario]
     for name in scenario_names:
         sc = name if isinstance(name, Scenario) else cat.get(name)  # type: ignore[union-attr]
         it = sc.intensity()
-        facility = it_kwh * sc.pue
+        op_fp = operational(float(energy_j), sc.pue, it.g_per_kwh)
+        facility = op_fp.facility_kwh
         row_notes: list[str] = []
         if sc.gpu and names and not any(_gpu_family(sc.gpu) in n.upper() for n in names):
             mismatch.append(f"{sc.name} ({sc.gpu})")
         cost = sc.cost_usd(facility, gpu_hours)
         rows.append(Row(sc.name, sc.kind, sc.description, gpu_hours, it_kwh, sc.pue, facility, it.g_per_kwh,
-                        it.describe(), facility * it.g_per_kwh / 1000.0, gpu_hours * sc.embodied_kg_per_gpu_hour(),
+                        it.describe(), op_fp.co2e_kg, gpu_hours * sc.embodied_kg_per_gpu_hour(),
                         cost["total"], {k: v for k, v in cost.items() if k != "total"}, row_notes))
     if mismatch:
         notes.append(f"the run used {', '.join(sorted(set(names)))}; these scenarios price another GPU: "
@@ -135,94 +136,3 @@ def compare_run(run: Mapping[str, Any], scenario_names: Sequence[str | Scenario]
     cleanest = min(scen, key=lambda r: r.total_kg).scenario if scen else None
     return Comparison(rid, run.get("name"), float(energy_j), duration_s, n_gpus, names, rows, cheapest, cleanest,
                       notes)
-
-
-def compare(ref: str, scenario_names: Sequence[str], db: str | None = None,
-            files: Iterable[str | Path] = ()) -> Comparison:
-    """Load run *ref* (id, prefix, ``last``) from the store and :func:`compare_run` it."""
-    from ..store import open_store
-
-    if not scenario_names:
-        raise GreentrackError("name at least one scenario (--scenario NAME); 'greentrack compare --list' lists them")
-    cat = Catalogue.load(files)
-    resolved = [cat.get(n) for n in scenario_names]  # bad scenarios are reported before the run is read
-    store = open_store(db, create=False)
-    try:
-        run = store.get_run(ref)
-    finally:
-        close = getattr(store, "close", None)
-        if close:
-            close()
-    return compare_run(run, resolved)
-
-
-def _num(v: float | None, big: str = ",.3f") -> str:
-    if v is None:
-        return "-"
-    if v == 0:
-        return "0"
-    return format(v, big) if abs(v) >= 1 else f"{v:.3g}"
-
-
-def _kwh(v: float) -> str:
-    return _num(v)
-
-
-def _kg(v: float | None) -> str:
-    return _num(v)
-
-
-def _usd(v: float | None) -> str:
-    return _num(v, ",.2f")
-
-
-HEADERS = ["scenario", "kind", "PUE", "kWh", "gCO2e/kWh", "kgCO2e op", "kgCO2e emb", "kgCO2e total", "cost USD"]
-
-
-def table_rows(c: Comparison) -> list[list[str]]:
-    """The comparison as rows of strings under :data:`HEADERS`."""
-    return [[r.scenario, r.kind, f"{r.pue:.2f}", _kwh(r.facility_kwh), f"{r.intensity_g_per_kwh:.0f}",
-             _kg(r.operational_kg), _kg(r.embodied_kg), _kg(r.total_kg if r.kind != "measured" else r.operational_kg),
-             _usd(r.cost_usd)] for r in c.rows]
-
-
-def render_text(c: Comparison, sources: bool = True) -> str:
-    """A plain-text table plus cheapest / cleanest and, with *sources*, where each grid figure comes from."""
-    from ..format import fmt_duration
-
-    head = (f"run {c.run_id or '-'} {c.run_name or ''}: {_kwh(c.energy_j / J_PER_KWH)} kWh measured over "
-            f"{fmt_duration(c.duration_s)} on {c.n_gpus} GPU(s) = {c.rows[0].gpu_hours if c.rows else 0:.4g} GPU-hours")
-    out = [head, "", table(HEADERS, table_rows(c), right=set(range(2, len(HEADERS))))]
-    out.append("")
-    out.append(f"cheapest: {c.cheapest or '-'}    cleanest (operational + embodied): {c.cleanest or '-'}")
-    for n in c.notes:
-        out.append(f"note: {n}")
-    for r in c.rows:
-        for n in r.notes:
-            out.append(f"note: {r.scenario}: {n}")
-    if sources:
-        out.append("")
-        out.append("grid figures:")
-        for r in c.rows:
-            out.append(f"  {r.scenario}: {r.intensity_source}")
-    return "\n".join(out)
-
-
-def render_html(c: Comparison) -> str:
-    """An HTML ``<table>`` fragment (class ``greentrack-compare``), cheapest and cleanest marked."""
-    e = html.escape
-    cells = "".join(f"<th>{e(h)}</th>" for h in HEADERS)
-    body = []
-    for r, cols in zip(c.rows, table_rows(c)):
-        mark = []
-        if r.scenario == c.cheapest:
-            mark.append("cheapest")
-        if r.scenario == c.cleanest:
-            mark.append("cleanest")
-        cls = f' class="{" ".join(mark)}"' if mark else ""
-        tds = "".join(f'<td title="{e(r.intensity_source)}">{e(v)}</td>' if i == 4 else f"<td>{e(v)}</td>"
-                      for i, v in enumerate(cols))
-        body.append(f"<tr{cls}>{tds}</tr>")
-    caption = f"cheapest: {e(c.cheapest or '-')}; cleanest: {e(c.cleanest or '-')}"
-    return (f'<table class="greentrack-compare"><caption>{caption}</caption><thead><tr>{cells}</tr></thead>'
-            f"<tbody>{''.join(body)}</tbody></table>")

@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any, Iterable
 
 from ..errors import NotFoundError, suggest
+from .footprint import from_kwh
 from .grid import DATA_DIR, Intensity
 from .memory import GB, EstimateError, MemoryBreakdown, gpus_to_fit, gpus_to_store, memory, norm_precision
 
@@ -91,8 +92,8 @@ def footprint(gpu_hours: float, gpu_power_w: float, pue: float, intensity_g_per_
     if not isinstance(intensity_g_per_kwh, (int, float)) or intensity_g_per_kwh < 0:
         raise EstimateError(f"grid intensity must be a number >= 0, got {intensity_g_per_kwh!r}")
     it = gpu_hours * gpu_power_w / 1000.0
-    kwh = it * pue
-    return Footprint(gpu_hours, gpu_power_w, it, pue, kwh, intensity_g_per_kwh, kwh * intensity_g_per_kwh / 1000.0,
+    op = from_kwh(it, pue, intensity_g_per_kwh)
+    return Footprint(gpu_hours, gpu_power_w, it, pue, op.facility_kwh, intensity_g_per_kwh, op.co2e_kg,
                      gpu_hours * embodied_kg_per_gpu_hour,
                      None if price_per_gpu_hour is None else gpu_hours * price_per_gpu_hour)
 
@@ -313,7 +314,7 @@ def estimate(params: float, tokens: float | None = None, *, precision: str = "bf
 
 def render_text(e: Estimate) -> str:
     """The estimate as a person reads it: memory, compute, energy, carbon, cost, then assumptions."""
-    from ..format import fmt_duration
+    from ..units import fmt_duration
 
     m, fp = e.memory, e.footprint
     bpp = m.bytes_per_param()

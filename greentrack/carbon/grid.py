@@ -330,7 +330,7 @@ def lookup(region: str | None, at: float | None = None) -> Intensity:
         return world_average()
     from .. import plugins
 
-    res = plugins.call("greentrack_grid_intensity", firstresult=True, region=str(region), at=at)
+    res = plugins.hook().greentrack_grid_intensity(region=str(region), at=at)
     if res is None:
         raise UnknownRegionError(f"unknown region {region!r}" + (suggest(str(region), known_regions())
                                  or "; see 'greentrack regions'"))

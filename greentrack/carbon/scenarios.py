@@ -70,7 +70,7 @@ class Figure:
 
 @dataclass(frozen=True)
 class Scenario:
-    """A place to run GPU work, with every figure sourced. Build through :func:`get_scenario`."""
+    """A place to run GPU work, with every figure sourced. Build through :meth:`Catalogue.get`."""
 
     name: str
     kind: str
@@ -80,9 +80,6 @@ class Scenario:
     gpu: str | None = None
     origin: str = "built-in"
     template: bool = False
-
-    def figure(self, name: str) -> Figure | None:
-        return self.figures.get(name)
 
     def value(self, name: str, default: float | None = None) -> float | None:
         f = self.figures.get(name)
@@ -188,8 +185,9 @@ def definitions(files: Iterable[str | Path] = (), conf: Mapping[str, Any] | None
 
     out: dict[str, tuple[dict[str, Any], str]] = {}
     pm = plugins.get_plugin_manager()
-    for impl in reversed(pm.hook.greentrack_register_scenarios.get_hookimpls()):
-        origin = "built-in" if impl.plugin_name == __name__ else f"plugin {impl.plugin_name}"
+    names = [impl.plugin_name for impl in reversed(pm.hook.greentrack_register_scenarios.get_hookimpls())]
+    for plugin_name in names:  # one plugin at a time, through pluggy, so each change keeps its origin
+        origin = "built-in" if plugin_name == __name__ else f"plugin {plugin_name}"
 
         def register(scenario: Any, name: str | None = None, _origin: str = origin) -> None:
             if isinstance(scenario, Scenario):
@@ -207,12 +205,10 @@ def definitions(files: Iterable[str | Path] = (), conf: Mapping[str, Any] | None
             raw.pop("name", None)
             _merge(out, str(nm), {k: v for k, v in raw.items() if v is not None}, _origin)
 
-        try:
-            impl.function(register=register)
-        except Exception as exc:
-            plugins.warn_once(impl.plugin_name, "greentrack_register_scenarios", exc)
+        others = [p for n, p in pm.list_name_plugin() if n != plugin_name]
+        pm.subset_hook_caller("greentrack_register_scenarios", remove_plugins=others)(register=register)
     if conf is None:
-        from ..config import load_tool_config
+        from ..settings import load_tool_config
 
         conf = load_tool_config()
     root = Path(str(conf.get("_root", ".")))
@@ -344,13 +340,3 @@ class Catalogue:
                 if strict:
                     raise
         return out
-
-
-def get_scenario(name: str, files: Iterable[str | Path] = ()) -> Scenario:
-    """A scenario by name (built-in, plugin, ``[tool.greentrack.scenarios]``, *files*, or a template)."""
-    return Catalogue.load(files).get(name)
-
-
-def list_scenarios(files: Iterable[str | Path] = ()) -> list[Scenario]:
-    """Every usable scenario (templates as themselves, on their default region)."""
-    return Catalogue.load(files).all()

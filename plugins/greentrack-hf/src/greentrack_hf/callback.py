@@ -16,7 +16,7 @@ What it does, event by event:
   phase runs from that moment to ``on_evaluate`` and is recorded with
   :meth:`greentrack.Session.mark_phase` (energy is attributed when the session stops).
 - ``on_train_end``: stops the session; :attr:`GreentrackCallback.result` holds the
-  :class:`greentrack.result.RunResult`, and ``greentrack/energy_kwh`` and ``greentrack/co2e_kg``
+  :class:`greentrack.measure.result.RunResult`, and ``greentrack/energy_kwh`` and ``greentrack/co2e_kg``
   are appended to ``state.log_history``.
 
 Every event body is guarded: a failure of greentrack is reported once on stderr and the
@@ -154,7 +154,7 @@ class GreentrackCallback(TrainerCallback):
 
     @_guarded
     def _train_begin(self, args: Any, state: Any, model: Any) -> None:
-        from greentrack.session import Session
+        from greentrack.measure.tracker import Session
 
         tags = {"precision": precision_of(args, model), **_model_tags(model)}
         tags.update({str(k): str(v) for k, v in self.tags.items()})

@@ -27,37 +27,32 @@ __all__ = ["FORMAT_VERSION"]
 __version__ = "0.1.0"
 
 
-def _line(event: str, session: Any, **fields: Any) -> dict[str, Any]:
-    return {"v": FORMAT_VERSION, "event": event, "run_id": session.id, "t": time.time(), "pid": os.getpid(),
+def _line(event: str, run: Any, **fields: Any) -> dict[str, Any]:
+    return {"v": FORMAT_VERSION, "event": event, "run_id": run.id, "t": time.time(), "pid": os.getpid(),
             **fields}
 
 
-def _devices(session: Any) -> list[dict[str, Any]]:
-    out = []
-    for st in getattr(session.sampler, "states", None) or []:
-        d = st.device
-        out.append({"key": d.key, "kind": d.kind, "index": d.index, "name": d.name, "uuid": d.uuid,
-                    "method": d.method})
-    return out
+def _devices(run: Any) -> list[dict[str, Any]]:
+    return [{"key": d.key, "kind": d.kind, "index": d.index, "name": d.name, "uuid": d.uuid, "method": d.method}
+            for d in run.devices]
 
 
 @greentrack.hookimpl
-def greentrack_session_start(session: Any) -> None:
-    w = writer_for(session.id)
+def greentrack_session_start(run: Any) -> None:
+    w = writer_for(run.id)
     if w is None:
         return
-    it = session.intensity
     w.write(_line(
-        "start", session, name=session.name, tags=dict(session.tags),
-        region=getattr(it, "region", None), intensity_g_per_kwh=getattr(it, "g_per_kwh", None),
-        intensity_source=it.describe() if it is not None else None, pue=session.pue,
-        backend=session.backend, started_at=session.started_at, rank=session.rank,
-        world_size=session.world_size, job_id=session.job_id, devices=_devices(session)))
+        "start", run, name=run.name, tags=dict(run.tags),
+        region=run.region, intensity_g_per_kwh=run.intensity_g_per_kwh,
+        intensity_source=run.intensity_source, pue=run.pue,
+        backend=run.backend, started_at=run.started_at, rank=run.rank,
+        world_size=run.world_size, job_id=run.job_id, devices=_devices(run)))
 
 
 @greentrack.hookimpl
-def greentrack_samples(session: Any, batch: Any) -> None:
-    w = writer_for(session.id)
+def greentrack_samples(run: Any, batch: Any) -> None:
+    w = writer_for(run.id)
     if w is None:
         return
     w.flushes += 1
@@ -65,24 +60,24 @@ def greentrack_samples(session: Any, batch: Any) -> None:
     for key, times, powers in batch:
         devices.append({"key": key, "t": [round(float(x), 6) for x in times],
                         "w": [round(float(x), 3) for x in powers]})
-    w.write(_line("samples", session, flush=w.flushes, energy_j=session.live_energy_j(),
+    w.write(_line("samples", run, flush=w.flushes, energy_j=run.live_energy_j,
                   devices=devices))
 
 
 @greentrack.hookimpl
-def greentrack_budget_exceeded(session: Any, budget: Any, usage: Any) -> None:
-    w = writer_for(session.id)
+def greentrack_budget_exceeded(run: Any, budget: Any, usage: Any) -> None:
+    w = writer_for(run.id)
     if w is None:
         return
-    w.write(_line("budget_exceeded", session, name=session.name, budget=dict(budget), usage=dict(usage)))
+    w.write(_line("budget_exceeded", run, name=run.name, budget=dict(budget), usage=dict(usage)))
 
 
 @greentrack.hookimpl
-def greentrack_session_end(session: Any, result: Any) -> None:
-    w = writer_for(session.id, end=True)
+def greentrack_session_end(run: Any, result: Any) -> None:
+    w = writer_for(run.id, end=True)
     if w is None:
         return
-    w.write(_line("end", session, name=result.name, status=result.status, flushes=w.flushes,
+    w.write(_line("end", run, name=result.name, status=result.status, flushes=w.flushes,
                   result=result.as_dict()))
 
 

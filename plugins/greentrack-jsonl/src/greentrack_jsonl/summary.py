@@ -82,7 +82,7 @@ def _apply(r: RunSummary, rec: dict[str, Any]) -> None:
 
 def render(runs: list[RunSummary]) -> str:
     """An aligned text table, one row per run in file order."""
-    from greentrack.format import fmt_duration, fmt_energy, table
+    from greentrack.units import fmt_duration, fmt_energy, table
 
     rows = [[r.name or "?", r.run_id, r.status + (" (budget exceeded)" if r.budget_exceeded else ""),
              fmt_energy(r.energy_j), fmt_duration(r.duration_s), str(r.flushes), str(r.samples)] for r in runs]

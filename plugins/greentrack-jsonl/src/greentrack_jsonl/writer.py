@@ -41,7 +41,7 @@ def configured_path() -> Path | None:
     env = os.environ.get(ENV_PATH, "").strip()
     if env:
         return Path(env).expanduser()
-    from greentrack.config import load_tool_config
+    from greentrack.settings import load_tool_config
     from greentrack.errors import GreentrackError
 
     try:

@@ -1,0 +1,137 @@
+"""Reading runs back as a library: rows for the CLI and views, DataFrames for notebooks.
+
+This is the layer between the store and its users: it resolves the database from the
+settings and loads what the views render. pandas is imported only by :func:`runs` and :func:`load`.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any, Iterable, Sequence
+
+from .errors import GreentrackError, suggest
+from .store import Store, open_store
+from .views.runs import STATUSES
+
+
+def query_runs(db: str | os.PathLike[str] | None = None, last: int | None = 10, **filters: Any) -> list[dict[str, Any]]:
+    """Runs as dicts, newest first (see :meth:`Store.list_runs` for the filters).
+
+    A database that does not exist yet holds no runs: the answer is ``[]``.
+    """
+    from .settings import resolve_db_path
+
+    status = filters.get("status")
+    if status is not None and status not in STATUSES:
+        raise GreentrackError(f"bad status {status!r}: use one of {', '.join(STATUSES)}" + suggest(status, STATUSES))
+    if last is not None and last < 1:
+        raise GreentrackError(f"--last must be at least 1, got {last}")
+    path = resolve_db_path(db)
+    if not path.exists():
+        return []
+    return Store(path).list_runs(last=last, **filters)
+
+
+def runs(last: int | None = None, db: str | os.PathLike[str] | None = None, **filters: Any) -> Any:
+    """A pandas DataFrame of runs, newest first, indexed by run id.
+
+    ``greentrack.runs(name="llama-*", tags={"precision": "bf16"}, status="finished", since=ts)``.
+    Times are pandas timestamps (UTC); ``tags``, ``stats`` and ``notes`` are Python objects;
+    ``energy_kwh`` and ``avg_power_w`` are added. An empty or missing database gives an empty frame
+    with the same columns.
+    """
+    import pandas as pd
+
+    rows = query_runs(db=db, last=last, **filters)
+    for r in rows:
+        dur, ej = r.get("duration_s"), r.get("energy_j")
+        r["avg_power_w"] = (ej / dur) if (ej is not None and dur) else None
+    df = pd.DataFrame(rows)
+    if df.empty:
+        df = pd.DataFrame(columns=["id", "name", "status", "started_at", "ended_at", "duration_s", "energy_j",
+                                   "energy_kwh", "co2e_kg", "avg_power_w", "region", "tags", "devices"])
+    for c in ("started_at", "ended_at", "updated_at"):
+        if c in df:
+            df[c] = pd.to_datetime(df[c], unit="s", utc=True)
+    return df.set_index("id")
+
+
+def load(run: str, db: str | os.PathLike[str] | None = None) -> dict[str, Any]:
+    """One run for a notebook: its fields, plus ``devices`` and ``phases`` DataFrames and ``series``.
+
+    ``series`` maps each device key (``gpu0``...) to a DataFrame with ``time`` (UTC timestamps)
+    and ``power_w`` (average power over the interval ending at that time). *run* is an id, an id
+    prefix, a run name (its newest run) or ``last``; an unknown one raises NotFoundError with
+    close matches.
+    """
+    import pandas as pd
+
+    from .store.series import read_series_np
+
+    store = open_store(db, create=False)
+    r = store.get_run(run)
+    series = read_series_np(store, r["id"])
+    r["series"] = {k: pd.DataFrame({"time": pd.to_datetime(t, unit="s", utc=True), "power_w": p})
+                   for k, (t, p) in series.items()}
+    r["devices"] = pd.DataFrame(r["devices"])
+    phases = pd.DataFrame(r["phases"])
+    if not phases.empty:
+        phases["duration_s"] = phases["ended_at"] - phases["started_at"]
+    r["phases"] = phases
+    return r
+
+
+def run_with_series(store: Store, ref: str) -> tuple[dict[str, Any], dict[str, tuple[Any, Any]]]:
+    """One run (``Store.get_run``) and its power series as numpy arrays."""
+    from .store.series import read_series_np
+
+    run = store.get_run(ref)
+    return run, read_series_np(store, run["id"])
+
+
+def show_view(ref: str, db: str | os.PathLike[str] | None = None, width: int = 60) -> dict[str, Any]:
+    """What ``greentrack show`` prints: the run with its power binned into *width* columns."""
+    from .views.show import build_view
+
+    return build_view(*run_with_series(open_store(db, create=False), ref), width=width)
+
+
+def compare(ref: str, scenario_names: Sequence[str], db: str | os.PathLike[str] | None = None,
+            files: Iterable[str | Path] = ()) -> Any:
+    """Load run *ref* (id, prefix, ``last``) from the store and compare it under each scenario."""
+    if not scenario_names:
+        raise GreentrackError("name at least one scenario (--scenario NAME); 'greentrack compare --list' lists them")
+    from .carbon.compare import compare_run
+    from .carbon.scenarios import Catalogue
+
+    cat = Catalogue.load(files)
+    resolved = [cat.get(n) for n in scenario_names]  # bad scenarios are reported before the run is read
+    store = open_store(db, create=False)
+    try:
+        run = store.get_run(ref)
+    finally:
+        close = getattr(store, "close", None)
+        if close:
+            close()
+    return compare_run(run, resolved)
+
+
+
+
+def html_report(rows: list[dict[str, Any]], db: str | os.PathLike[str] | None = None, detail: int = 5,
+                scenarios: Sequence[str] | None = None, title: str = "greentrack report") -> str:
+    """The HTML report of *rows*: the table, the first *detail* runs in detail, the newest under *scenarios*."""
+    from .carbon.compare import compare_run
+    from .carbon.scenarios import Catalogue
+    from .views.html import render_html
+
+    if not rows:
+        return render_html(rows, title=title)
+    store = open_store(db, create=False)
+    comparison = None
+    if scenarios:
+        cat = Catalogue.load(())
+        comparison = compare_run(store.get_run(rows[0]["id"]), [cat.get(n) for n in scenarios])
+    details = [run_with_series(store, r["id"]) for r in rows[:max(0, detail)]]
+    return render_html(rows, details, comparison=comparison, source=str(store.path), title=title)

@@ -1,0 +1,42 @@
+"""``greentrack diff <run-a> <run-b>``: energy, duration, CO2e and cost, in total and per unit of work."""
+
+from __future__ import annotations
+
+import os
+
+import click
+
+from .common import db_option
+from ..settings import env as settings_env
+
+
+@click.command("diff", context_settings={"ignore_unknown_options": True})
+@click.argument("run_a")
+@click.argument("run_b")
+@click.option("--price-per-kwh", type=float, default=None,
+              help="Electricity price per kWh for the cost rows (default: GREENTRACK_PRICE_PER_KWH).")
+@click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text", show_default=True)
+@db_option
+def diff_cmd(run_a: str, run_b: str, price_per_kwh: float | None, fmt: str, db: str | None) -> None:
+    """Compare RUN_B against RUN_A (ids, id prefixes, names, 'last', -2): e.g. a bf16 run against an
+    fp32 run. Per-step, per-sample and per-token rows appear where both runs recorded them."""
+    from ..errors import GreentrackError
+    from ..store import open_store
+    from ..views.diff import diff_json, diff_runs, render_diff
+
+    if price_per_kwh is None and settings_env("GREENTRACK_PRICE_PER_KWH"):
+        raw = settings_env("GREENTRACK_PRICE_PER_KWH")
+        try:
+            price_per_kwh = float(raw)
+        except ValueError:
+            raise GreentrackError(f"GREENTRACK_PRICE_PER_KWH={raw!r} is not a number") from None
+    if price_per_kwh is not None and not price_per_kwh >= 0:
+        raise GreentrackError(f"--price-per-kwh must be a number >= 0, got {price_per_kwh}")
+    store = open_store(db, create=False)
+    a, b = store.get_run(run_a), store.get_run(run_b)
+    d = diff_runs(a, b, price_per_kwh)
+    click.echo(diff_json(d) if fmt == "json" else render_diff(d))
+
+
+def register(cli: click.Group) -> None:
+    cli.add_command(diff_cmd)

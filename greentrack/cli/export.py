@@ -1,0 +1,58 @@
+"""``greentrack export``: runs with devices, phases and (optionally) power series, as JSON or CSV."""
+
+from __future__ import annotations
+
+import click
+
+from .common import db_option, parse_since, parse_tags
+
+
+@click.command("export")
+@click.argument("runs", nargs=-1)
+@click.option("--last", "-n", type=int, default=None, help="Only the newest N runs (default: all).")
+@click.option("--name", default=None, help="Only runs of this name (glob patterns allowed).")
+@click.option("--since", default=None, help="Only runs started since: 7d, 12h, today, 2026-11-01.")
+@click.option("--tag", "tags", multiple=True, help="Only runs with this tag (key=value); repeatable.")
+@click.option("--status", default=None, help="running, finished, failed, interrupted or lost.")
+@click.option("--format", "fmt", type=click.Choice(["json", "csv"]), default="json", show_default=True,
+              help="json: the full export (greentrack.export v1); csv: the report's run table (greentrack.runs v1).")
+@click.option("--series", is_flag=True, help="json: include each device's power series.")
+@click.option("--output", "-o", default=None, type=click.Path(dir_okay=False), help="File (default: stdout).")
+@db_option
+def export_cmd(runs: tuple[str, ...], last: int | None, name: str | None, since: str | None, tags: tuple[str, ...],
+               status: str | None, fmt: str, series: bool, output: str | None, db: str | None) -> None:
+    """Export RUNS (ids, prefixes, names; default: every run matching the filters).
+
+    Read a JSON export back with 'greentrack import greentrack FILE'."""
+    import json
+
+    from ..errors import GreentrackError
+    from ..store.transfer import export_runs
+    from ..api import query_runs
+    from ..store import open_store
+    from ..views.runs import render_csv
+    from .common import write_output
+
+    if last is not None and last < 1:
+        raise GreentrackError(f"--last must be at least 1, got {last}")
+    store = open_store(db, create=False)
+    if runs:
+        ids = [store.resolve_id(r) for r in runs]
+        rows = [store.get_run(i) for i in ids]
+    else:
+        rows = query_runs(db=store.path, last=last, name=name, since=parse_since(since), tags=parse_tags(tags),
+                          status=status)
+        ids = [r["id"] for r in rows]
+    if fmt == "csv":
+        text = render_csv(rows)
+    else:
+        text = json.dumps(export_runs(store, ids, series=series), indent=1, default=str) + "\n"
+    if output:
+        write_output(text, output)
+        click.echo(f"wrote {output} ({len(ids)} runs)", err=True)
+    else:
+        click.echo(text, nl=False)
+
+
+def register(cli: click.Group) -> None:
+    cli.add_command(export_cmd)

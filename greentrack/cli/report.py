@@ -1,0 +1,71 @@
+"""``greentrack report``: the newest runs as a table, CSV, JSON, Markdown or a self-contained HTML file."""
+
+from __future__ import annotations
+
+import click
+
+from .common import db_option, parse_since, parse_tags
+
+
+@click.command("report")
+@click.option("--last", "-n", type=int, default=10, show_default=True, help="How many runs.")
+@click.option("--name", default=None, help="Only runs of this name (glob patterns allowed: 'llama-*').")
+@click.option("--since", default=None, help="Only runs started since: 7d, 12h, today, 2026-11-01.")
+@click.option("--until", default=None, help="Only runs started before: 1d, yesterday, 2026-11-15.")
+@click.option("--tag", "tags", multiple=True, help="Only runs with this tag (key=value); repeatable.")
+@click.option("--status", default=None, help="running, finished, failed, interrupted or lost.")
+@click.option("--job", "job_id", default=None, help="Only runs of this job id (GREENTRACK_JOB_ID, torchrun, SLURM).")
+@click.option("--format", "fmt", default="table", show_default=True,
+              help="table, csv, json, markdown or html.")
+@click.option("--output", "-o", default=None, type=click.Path(dir_okay=False),
+              help="Write to this file (html default: reports/greentrack-report-<time>.html).")
+@click.option("--detail", type=click.IntRange(min=0), default=5, show_default=True,
+              help="html: how many of the runs get power plots and phase charts.")
+@click.option("--scenario", "scenarios", multiple=True,
+              help="html: compare the newest run under these scenarios (needs greentrack.carbon.compare).")
+@db_option
+def report_cmd(last: int, name: str | None, since: str | None, until: str | None, tags: tuple[str, ...],
+               status: str | None, job_id: str | None, fmt: str, output: str | None, detail: int,
+               scenarios: tuple[str, ...], db: str | None) -> None:
+    """The newest runs, newest first."""
+    from ..errors import GreentrackError, suggest
+    from ..api import html_report, query_runs
+    from ..views.runs import FORMATS, render
+    from .common import write_output
+
+    fmt = fmt.strip().lower()
+    if fmt not in FORMATS:
+        raise GreentrackError(f"unknown format {fmt!r}: use one of {', '.join(FORMATS)}" + suggest(fmt, FORMATS))
+    if last < 1:
+        raise GreentrackError(f"--last must be at least 1, got {last}")
+    t_since, t_until = parse_since(since), parse_since(until)
+    if t_since is not None and t_until is not None and t_until <= t_since:
+        raise GreentrackError(f"--until ({until}) is not after --since ({since})")
+    rows = query_runs(db=db, last=last, name=name, since=t_since, until=t_until, tags=parse_tags(tags),
+                      status=status, job_id=job_id)
+    if fmt == "table" and not rows and any(v for v in (name, since, until, tags, status, job_id)):
+        click.echo("no runs match these filters")
+        return
+    if fmt == "html":
+        from ..views.html import default_report_path
+
+        if not rows:
+            raise GreentrackError("no runs to report" + (" match these filters" if any(
+                (name, since, until, tags, status, job_id)) else " (the database is empty)"))
+        text = html_report(rows, db=db, detail=detail, scenarios=list(scenarios))
+        path = output or default_report_path()
+        write_output(text, path)
+        click.echo(f"wrote {path} ({len(rows)} runs)")
+        return
+    if scenarios:
+        raise GreentrackError("--scenario is for --format html; for a table use 'greentrack compare'")
+    text = render(rows, fmt)
+    if output:
+        write_output(text if text.endswith("\n") else text + "\n", output)
+        click.echo(f"wrote {output} ({len(rows)} runs)", err=True)
+    else:
+        click.echo(text.rstrip("\n"))
+
+
+def register(cli: click.Group) -> None:
+    cli.add_command(report_cmd)

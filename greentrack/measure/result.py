@@ -1,0 +1,112 @@
+"""What a finished session reports: totals, per device, per phase, per step."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from ..units import J_PER_KWH
+
+
+@dataclass
+class DeviceResult:
+    key: str
+    kind: str
+    index: int
+    name: str
+    uuid: str | None
+    method: str  # counter | buffer | instant | average | none
+    series_method: str
+    energy_j: float | None
+    series_energy_j: float | None
+    avg_power_w: float | None
+    peak_power_w: float | None
+    n_samples: int = 0
+    gaps: list[tuple[float, float]] = field(default_factory=list)
+    info: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class PhaseResult:
+    name: str
+    started_at: float
+    ended_at: float
+    energy_j: float | None
+    steps: int = 0
+
+    @property
+    def duration_s(self) -> float:
+        return self.ended_at - self.started_at
+
+    @property
+    def energy_kwh(self) -> float | None:
+        return None if self.energy_j is None else self.energy_j / J_PER_KWH
+
+
+@dataclass
+class RunResult:
+    """Totals of one run. Energies in joules, with ``*_kwh`` views; None where unmeasured."""
+
+    run_id: str
+    name: str
+    status: str
+    started_at: float
+    ended_at: float
+    energy_j: float | None
+    co2e_kg: float | None
+    region: str | None
+    intensity_g_per_kwh: float | None
+    intensity_source: str | None
+    pue: float = 1.0
+    devices: list[DeviceResult] = field(default_factory=list)
+    phases: list[PhaseResult] = field(default_factory=list)
+    outside_phases_j: float | None = None
+    steps: int = 0
+    samples: float | None = None
+    tokens: float | None = None
+    step_stats: dict[str, Any] | None = None
+    notes: list[str] = field(default_factory=list)
+    budget: dict[str, Any] | None = None
+
+    @property
+    def duration_s(self) -> float:
+        return self.ended_at - self.started_at
+
+    @property
+    def energy_kwh(self) -> float | None:
+        return None if self.energy_j is None else self.energy_j / J_PER_KWH
+
+    @property
+    def co2e_g(self) -> float | None:
+        return None if self.co2e_kg is None else self.co2e_kg * 1000.0
+
+    @property
+    def avg_power_w(self) -> float | None:
+        if self.energy_j is None or self.duration_s <= 0:
+            return None
+        return self.energy_j / self.duration_s
+
+    @property
+    def peak_power_w(self) -> float | None:
+        peaks = [d.peak_power_w for d in self.devices if d.peak_power_w is not None]
+        return sum(peaks) if peaks else None
+
+    def phase(self, name: str) -> PhaseResult:
+        """The (last) phase of that name."""
+        for p in reversed(self.phases):
+            if p.name == name:
+                return p
+        raise KeyError(name)
+
+    def as_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        d.update(duration_s=self.duration_s, energy_kwh=self.energy_kwh, avg_power_w=self.avg_power_w,
+                 peak_power_w=self.peak_power_w)
+        return d
+
+    def summary(self) -> str:
+        """One line for people."""
+        from ..units import fmt_energy, fmt_co2, fmt_duration
+
+        return (f"{self.name} [{self.run_id}] {self.status}: {fmt_duration(self.duration_s)}, "
+                f"{fmt_energy(self.energy_j)}, {fmt_co2(self.co2e_kg)}")

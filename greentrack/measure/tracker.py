@@ -1,0 +1,423 @@
+"""Session: the lifecycle of one measured run, its step and phase marks, live budgets.
+
+The training thread only appends timestamps (``step``) and phase bounds (``phase``). The
+sampler thread reads the sources and writes the store; energy is attributed to steps and
+phases afterwards, from the time series, reconciled to the hardware counter's total.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+import sys
+import threading
+import time
+from contextlib import contextmanager
+from typing import Any, Callable, Iterator, TypeVar
+
+from . import lifecycle
+from ..errors import GreentrackError
+from .result import PhaseResult, RunResult
+from .view import RunView
+from ..settings import env as settings_env
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+_said: set[str] = set()
+
+
+def _say_once(msg: str) -> None:
+    if msg not in _said:
+        _said.add(msg)
+        print(f"greentrack: {msg}", file=sys.stderr)
+
+
+def _new_id() -> str:
+    return os.urandom(6).hex()  # 48 random bits, like the first 12 hex digits of a uuid4
+
+
+class Session:
+    """One measured run. Use as a context manager, a decorator (:func:`track`) or start/stop.
+
+    Args:
+        name: what the run is called in reports.
+        region: grid region for CO2e (``FR``, ``DEU``, ...); None uses ``GREENTRACK_REGION``,
+            ``[tool.greentrack] region``, or else a labelled world average.
+        tags: free ``key=value`` labels (precision, technique, model...), filterable in reports.
+        db: database file (else ``GREENTRACK_DB``, ``[tool.greentrack] db``, the default).
+        backend: ``auto`` (default), ``nvml``, ``mock``, ``none`` or a plugin source.
+        budget_kwh / budget_co2e_kg: live budgets, checked at each flush; crossing one warns
+            once and calls ``greentrack_budget_exceeded``.
+        store: keep the run in the database (default True).
+        strict: raise configuration errors instead of reporting them and measuring less.
+        exact_edges: at stop, wait for the energy counter's next refresh (at most 0.1 s on NVML)
+            so the run's end is dated exactly. Default (None): only for runs shorter than 100 s,
+            where a stale reading could be more than 0.1 % of the run.
+    """
+
+    def __init__(self, name: str = "run", *, region: str | None = None, tags: dict[str, Any] | None = None,
+                 db: str | os.PathLike[str] | None = None, backend: str | None = None,
+                 budget_kwh: float | None = None, budget_co2e_kg: float | None = None,
+                 store: bool = True, strict: bool = False, pue: float = 1.0,
+                 sample_interval_s: float | None = None, flush_interval_s: float | None = None,
+                 exact_edges: bool | None = None,
+                 command: str | None = None, sources: list[Any] | None = None) -> None:
+        self.name = str(name)
+        self.id = _new_id()
+        self.tags = {str(k): str(v) for k, v in (tags or {}).items()}
+        self.region = region
+        self.pue = float(pue)
+        self.budget_kwh = budget_kwh
+        self.budget_co2e_kg = budget_co2e_kg
+        self.command = command
+        self.strict = strict
+        self.exact_edges = exact_edges
+        self._want_store = store
+        self._kw = dict(db=db, backend=backend, sample_interval_s=sample_interval_s,
+                        flush_interval_s=flush_interval_s)
+        self._given_sources = sources
+        self._marks: list[tuple[float, Any, Any]] = []
+        self.step = self._marks_step  # bound fast path, replaced at start
+        self._phases: list[tuple[str, float, float]] = []
+        self._open_phases: list[tuple[str, float]] = []
+        self.started_at: float | None = None
+        self.ended_at: float | None = None
+        self.status = "new"
+        self.result: RunResult | None = None
+        self.notes: list[str] = []
+        self.intensity: Any = None
+        self.store: Any = None
+        self.sampler: Any = None
+        self.sources: list[Any] = []
+        self.backend = "none"
+        self.budget_exceeded: dict[str, Any] | None = None
+        self._sigterm = False
+        self._prev_sigterm: Any = None
+        self._lock = threading.Lock()
+        self.view = RunView(self)
+        self.job_id = settings_env("GREENTRACK_JOB_ID") or os.environ.get("TORCHELASTIC_RUN_ID") \
+            or os.environ.get("SLURM_JOB_ID")
+        self.rank = _int_env("RANK")
+        self.world_size = _int_env("WORLD_SIZE")
+
+    # the hot path -------------------------------------------------------------------------------
+    def _marks_step(self, samples: Any = None, tokens: Any = None, _t: Callable[[], float] = time.time,
+                    ) -> None:
+        """Mark the end of a training step (about 0.2 µs: a timestamp appended to a list)."""
+        self._marks.append((_t(), samples, tokens))
+
+    @contextmanager
+    def phase(self, name: str) -> Iterator[None]:
+        """Mark a phase (``with s.phase("eval"):``); phases may nest. Energy is attributed later."""
+        t0 = time.time()
+        self._open_phases.append((name, t0))
+        try:
+            yield
+        finally:
+            self._open_phases.remove((name, t0))
+            self._phases.append((str(name), t0, time.time()))
+
+    # lifecycle -----------------------------------------------------------------------------------
+    def start(self) -> "Session":
+        """Open the sources, write the run row (status ``running``) and start sampling."""
+        if self.status != "new":
+            raise GreentrackError(f"session {self.name!r} was already started")
+        from .. import settings as config, plugins
+        from ..carbon import grid
+        from .sources import build_sources
+
+        self.started_at = time.time()
+        self.status = "running"
+        try:
+            settings = config.resolve(region=self.region, **self._kw)
+        except GreentrackError as exc:
+            if self.strict:
+                raise
+            _say_once(f"{exc} (using defaults)")
+            settings = config.Settings(db_path=config.default_db_path())
+        self.settings = settings
+        self.region = settings.region
+        try:
+            self.intensity = grid.lookup(self.region)
+        except GreentrackError as exc:
+            if self.strict:
+                raise
+            _say_once(f"{exc}; CO2e uses the world average")
+            self.notes.append(str(exc))
+            self.intensity = grid.world_average()
+        if self.intensity.fallback:
+            self.notes.append(f"no region given: CO2e uses the {self.intensity.describe()}")
+        # sources
+        if self._given_sources is not None:
+            self.sources, notes = list(self._given_sources), []
+            self.backend = ",".join(s.name for s in self.sources) or "none"
+        else:
+            try:
+                self.sources, notes = build_sources(settings)
+                self.backend = ",".join(s.name for s in self.sources) or "none"
+            except GreentrackError as exc:
+                if self.strict:
+                    raise
+                _say_once(f"{exc}; nothing is measured")
+                self.sources, notes = [], [str(exc)]
+            else:
+                if notes and not any(s.kind == "gpu" for s in self.sources):
+                    _say_once(notes[0])
+        self.notes += notes
+        for s in self.sources:
+            bind = getattr(s, "bind", None)
+            if bind is not None:
+                bind(self)
+        # store
+        if self._want_store:
+            from ..store.sqlite import Store
+
+            try:
+                self.store = Store(settings.db_path)
+            except GreentrackError as exc:
+                if self.strict:
+                    raise
+                _say_once(f"{exc}; the run is measured but not stored")
+                self.notes.append(str(exc))
+                self.store = None
+        from .sampler import Sampler
+
+        self.sampler = Sampler(self.sources, settings.flush_interval_s, self._on_flush, self._on_start)
+        self.sampler.start()
+        lifecycle.track(self)
+        lifecycle.install_sigterm(self)
+        plugins.hook().greentrack_session_start(run=self.view)
+        return self
+
+    def _device_rows(self, final: bool = False) -> list[dict[str, Any]]:
+        rows = []
+        for st in (self.sampler.states if self.sampler else []):
+            d = st.device
+            rows.append({"key": d.key, "kind": d.kind, "idx": d.index, "name": d.name, "uuid": d.uuid,
+                         "method": d.method, "series_method": d.series_method,
+                         "energy_j": self._device_energy_so_far(st), "n_samples": st.acc.n_raw,
+                         "peak_power_w": st.acc.peak_w if st.acc.n_raw else None,
+                         "info": _json(d.info)})
+        return rows
+
+    @staticmethod
+    def _device_energy_so_far(st: Any) -> float | None:
+        c = st.counter_energy_j() if st.device.has_counter and not st.counter_failed else None
+        if c is not None:
+            return c
+        return st.acc.cum_j if st.acc.n_raw else None
+
+    def _on_start(self) -> None:
+        if self.store is None:
+            return
+        try:
+            self.store.begin_run(self._run_row(), self.tags, self._device_rows())
+        except GreentrackError as exc:
+            _say_once(f"{exc}; the run is measured but not stored")
+            self.store = None
+
+    def _run_row(self) -> dict[str, Any]:
+        from .._version import __version__
+
+        return {"id": self.id, "name": self.name, "status": "running", "started_at": self.started_at,
+                "region": self.intensity.region if self.intensity else None,
+                "intensity_g_per_kwh": self.intensity.g_per_kwh if self.intensity else None,
+                "intensity_source": self.intensity.describe() if self.intensity else None,
+                "pue": self.pue, "backend": self.backend, "command": self.command, "job_id": self.job_id,
+                "rank": self.rank, "world_size": self.world_size, "version": __version__}
+
+    def live_energy_j(self) -> float | None:
+        """Energy measured so far (as of the last flush); no hardware read on this thread."""
+        if self.sampler is None:
+            return None
+        vals = [self._device_energy_so_far(st) for st in self.sampler.states]
+        vals = [v for v in vals if v is not None]
+        return sum(vals) if vals else None
+
+    def energy_between(self, t0: float, t1: float | None = None) -> float | None:
+        """Energy in joules of all devices over ``[t0, t1]`` (wall-clock seconds; *t1*: now).
+
+        While the session runs, the sources are polled first on the calling thread (under the
+        sampler's lock), so a window that has just ended, such as one test, gets its energy at
+        once from the power series, even one shorter than the counter's update period. It is
+        not reconciled to the hardware counter (the phases of :attr:`result` are), so the two
+        may differ by the counter/series ratio. None when no power sample was read.
+        """
+        sampler = self.sampler
+        if sampler is None:
+            return None
+        t1 = time.time() if t1 is None else t1
+        with sampler.lock:
+            if self.result is None:
+                for src in sampler.sources:
+                    sampler.poll(src)
+            vals = [st.acc.series_energy_j(t0, t1) for st in sampler.states if st.acc.n_raw]
+        return sum(vals) if vals else None
+
+    def mark_phase(self, name: str, t0: float, t1: float) -> None:
+        """Record a phase that already happened, from its wall-clock bounds (attributed at stop)."""
+        self._phases.append((str(name), float(t0), float(t1)))
+
+    def _on_flush(self, chunks: list[tuple], states: list[Any]) -> None:
+        from .. import plugins
+
+        total = self.live_energy_j()
+        if self.store is not None:
+            try:
+                self.store.progress(self.id, total, self._device_rows(), chunks, self.started_at)
+            except Exception as exc:  # disk full, locked too long: report once, keep measuring
+                _say_once(f"cannot write run {self.id} to {self.store.path}: {exc}")
+        if chunks:
+            plugins.hook().greentrack_samples(run=self.view, batch=[(k, t, p) for k, _s, _t0, t, p in chunks])
+        self._check_budgets(total)
+
+    def usage(self, total_j: float) -> dict[str, float]:
+        """What *total_j* joules mean against the budgets: ``energy_kwh`` and ``co2e_kg`` (with PUE)."""
+        from ..carbon.footprint import operational
+
+        op = operational(total_j, self.pue, self.intensity.g_per_kwh)
+        return {"energy_kwh": op.it_kwh, "co2e_kg": op.co2e_kg}
+
+    def _check_budgets(self, total_j: float | None) -> None:
+        if total_j is None or self.budget_exceeded is not None:
+            return
+        from .. import plugins
+
+        usage = self.usage(total_j)
+        for key, limit, unit in (("energy_kwh", self.budget_kwh, "kWh"), ("co2e_kg", self.budget_co2e_kg, "kgCO2e")):
+            if limit is not None and usage[key] > limit:
+                self.budget_exceeded = {"budget": key, "limit": limit, "usage": usage[key]}
+                _say_once(f"run {self.name!r} exceeded its budget: {usage[key]:.6g} {unit} > {limit:.6g} {unit}")
+                plugins.hook().greentrack_budget_exceeded(run=self.view, budget=dict(self.budget_exceeded),
+                             usage=usage)
+                return
+
+    def stop(self, status: str | None = None, error: str | None = None) -> RunResult:
+        """Stop sampling, attribute energy, complete the run row; returns :attr:`result`."""
+        with self._lock:
+            if self.result is not None:
+                return self.result
+            if getattr(self, "_forked", False):
+                raise GreentrackError(f"session {self.name!r} belongs to the parent process")
+            if self.status != "running":
+                raise GreentrackError(f"session {self.name!r} was never started")
+            self.ended_at = time.time()
+            lifecycle.restore_sigterm(self)
+            for name, t0 in list(self._open_phases):
+                self._phases.append((name, t0, self.ended_at))
+            self._open_phases.clear()
+            # a stale counter reading (<= 0.1 s) matters below ~100 s; for long runs skip the wait
+            sync = self.exact_edges if self.exact_edges is not None else (self.ended_at - self.started_at) < 100.0
+            self.sampler.stop(sync=sync)
+            if status is None:
+                status = "interrupted" if self._sigterm else "finished"
+            self.status = status
+            self.result = self._compute(status)
+            if self.store is not None:
+                try:
+                    self.store.finish_run(self.id, self._finish_fields(error), self._final_device_rows(),
+                                          [self._phase_row(i, p) for i, p in enumerate(self.result.phases)])
+                except Exception as exc:
+                    _say_once(f"cannot complete run {self.id} in {self.store.path}: {exc}")
+            for s in self.sources:
+                try:
+                    s.close()
+                except Exception:
+                    pass
+            lifecycle.forget(self)
+        from .. import plugins
+
+        plugins.hook().greentrack_session_end(run=self.view, result=self.result)
+        return self.result
+
+    # attribution (greentrack/attribution.py) ---------------------------------------------------------
+    def _compute(self, status: str) -> RunResult:
+        from .attribution import compute_result
+
+        return compute_result(self, status)
+
+    def _finish_fields(self, error: str | None) -> dict[str, Any]:
+        r = self.result
+        return {"status": r.status, "ended_at": r.ended_at, "duration_s": r.duration_s, "energy_j": r.energy_j,
+                "co2e_kg": r.co2e_kg, "steps": r.steps, "samples": r.samples, "tokens": r.tokens,
+                "error": error, "notes": r.notes, "budget": r.budget,
+                "stats": {"step": r.step_stats, "outside_phases_j": r.outside_phases_j}}
+
+    def _final_device_rows(self) -> list[dict[str, Any]]:
+        return [{"key": d.key, "kind": d.kind, "idx": d.index, "name": d.name, "uuid": d.uuid, "method": d.method,
+                 "series_method": d.series_method, "energy_j": d.energy_j, "series_energy_j": d.series_energy_j,
+                 "avg_power_w": d.avg_power_w, "peak_power_w": d.peak_power_w, "n_samples": d.n_samples,
+                 "info": _json(dict(d.info, gaps=d.gaps) if d.gaps else d.info)}
+                for d in self.result.devices]
+
+    @staticmethod
+    def _phase_row(i: int, p: PhaseResult) -> dict[str, Any]:
+        return {"seq": i, "name": p.name, "started_at": p.started_at, "ended_at": p.ended_at,
+                "energy_j": p.energy_j, "steps": p.steps}
+
+    # context manager ---------------------------------------------------------------------------------
+    def __enter__(self) -> "Session":
+        return self.start()
+
+    def __exit__(self, et: Any, ev: Any, tb: Any) -> None:
+        if et is None:
+            self.stop()
+        elif issubclass(et, KeyboardInterrupt):
+            self.stop("interrupted", "KeyboardInterrupt")
+        elif issubclass(et, SystemExit) and ev is not None and ev.code in (0, None):
+            self.stop()
+        else:
+            self.stop("failed", f"{et.__name__}: {str(ev).splitlines()[0] if str(ev) else ''}".rstrip(": "))
+
+    @staticmethod
+    def say_once(msg: str) -> None:
+        """One line on stderr, once per process (greentrack's way to report without breaking)."""
+        _say_once(msg)
+
+    def __repr__(self) -> str:
+        return f"<greentrack.Session {self.name!r} {self.id} {self.status}>"
+
+
+def _int_env(name: str) -> int | None:
+    v = os.environ.get(name)
+    return int(v) if v is not None and v.isdigit() else None
+
+
+def _json(obj: Any) -> str:
+    import json
+
+    return json.dumps(obj, sort_keys=True, default=str)
+
+
+def session(name: str = "run", **kwargs: Any) -> Session:
+    """A new :class:`Session`; ``with greentrack.session("llama-ft", region="FR") as s:``."""
+    return Session(name, **kwargs)
+
+
+def track(name: str | Callable[..., Any] | None = None, **kwargs: Any) -> Any:
+    """Decorator measuring each call of a function as a run: ``@greentrack.track("train")``.
+
+    The session is passed to the function as ``greentrack_session`` when it accepts it.
+    """
+    if callable(name):
+        return track(None)(name)
+
+    def deco(fn: F) -> F:
+        run_name = name or fn.__name__
+        import inspect
+
+        wants = "greentrack_session" in inspect.signature(fn).parameters
+
+        @functools.wraps(fn)
+        def wrapper(*a: Any, **kw: Any) -> Any:
+            with Session(run_name, **kwargs) as s:
+                if wants:
+                    kw["greentrack_session"] = s
+                out = fn(*a, **kw)
+            wrapper.last_result = s.result  # type: ignore[attr-defined]
+            return out
+
+        wrapper.last_result = None  # type: ignore[attr-defined]
+        return wrapper  # type: ignore[return-value]
+
+    return deco

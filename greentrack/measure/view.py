@@ -1,0 +1,148 @@
+"""The read-only view of a run that hook implementations receive (never the Session itself).
+
+Everything here is a copy or a read of what the session already holds: no hardware is read,
+nothing can be changed. Exporters and integrations build on this, so its names are stable.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from types import MappingProxyType
+from typing import Any, Mapping
+
+
+@dataclass(frozen=True)
+class DeviceInfo:
+    """A measured device: ``gpu0``/``cpu0`` key, kind, index, model name, UUID, how its total is measured."""
+
+    key: str
+    kind: str
+    index: int
+    name: str
+    uuid: str | None
+    method: str
+    series_method: str
+
+
+@dataclass(frozen=True)
+class PhaseMark:
+    """A phase so far: *ended_at* is None while it is open."""
+
+    name: str
+    started_at: float
+    ended_at: float | None
+
+
+class RunView:
+    """A read-only view of one running (or just ended) session.
+
+    Attributes are plain values; :attr:`live_energy_j` and :attr:`phases` are read when asked.
+    """
+
+    __slots__ = ("_s",)
+
+    def __init__(self, session: Any) -> None:
+        object.__setattr__(self, "_s", session)
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        raise AttributeError("RunView is read-only")
+
+    # identity -------------------------------------------------------------------------------------
+    @property
+    def id(self) -> str:
+        return str(self._s.id)
+
+    @property
+    def name(self) -> str:
+        return str(self._s.name)
+
+    @property
+    def tags(self) -> Mapping[str, str]:
+        return MappingProxyType(dict(self._s.tags))
+
+    @property
+    def status(self) -> str:
+        return str(self._s.status)
+
+    @property
+    def started_at(self) -> float | None:
+        return self._s.started_at  # type: ignore[no-any-return]
+
+    @property
+    def ended_at(self) -> float | None:
+        return self._s.ended_at  # type: ignore[no-any-return]
+
+    @property
+    def job_id(self) -> str | None:
+        return self._s.job_id  # type: ignore[no-any-return]
+
+    @property
+    def rank(self) -> int | None:
+        return self._s.rank  # type: ignore[no-any-return]
+
+    @property
+    def world_size(self) -> int | None:
+        return self._s.world_size  # type: ignore[no-any-return]
+
+    @property
+    def backend(self) -> str:
+        return str(self._s.backend)
+
+    # carbon ---------------------------------------------------------------------------------------
+    @property
+    def region(self) -> str | None:
+        it = self._s.intensity
+        return None if it is None else it.region  # type: ignore[no-any-return]
+
+    @property
+    def intensity_g_per_kwh(self) -> float | None:
+        it = self._s.intensity
+        return None if it is None else float(it.g_per_kwh)
+
+    @property
+    def intensity_source(self) -> str | None:
+        it = self._s.intensity
+        return None if it is None else str(it.describe())
+
+    @property
+    def pue(self) -> float:
+        return float(self._s.pue)
+
+    # measurement ----------------------------------------------------------------------------------
+    @property
+    def devices(self) -> tuple[DeviceInfo, ...]:
+        sampler = self._s.sampler
+        return tuple(DeviceInfo(st.device.key, st.device.kind, st.device.index, st.device.name, st.device.uuid,
+                                st.device.method, st.device.series_method)
+                     for st in (sampler.states if sampler is not None else []))
+
+    @property
+    def live_energy_j(self) -> float | None:
+        """Energy of all devices so far, as of the sampler's last flush (no hardware read)."""
+        return self._s.live_energy_j()  # type: ignore[no-any-return]
+
+    @property
+    def steps(self) -> int:
+        return len(self._s._marks)
+
+    @property
+    def phases(self) -> tuple[PhaseMark, ...]:
+        """Ended phases, then the open ones (``ended_at`` None), in start order."""
+        done = [PhaseMark(n, a, b) for n, a, b in list(self._s._phases)]
+        open_ = [PhaseMark(n, a, None) for n, a in list(self._s._open_phases)]
+        return tuple(sorted(done + open_, key=lambda p: p.started_at))
+
+    @property
+    def current_phase(self) -> str | None:
+        """The innermost open phase, or None."""
+        open_ = list(self._s._open_phases)
+        return open_[-1][0] if open_ else None
+
+    @property
+    def elapsed_s(self) -> float:
+        t0 = self._s.started_at
+        return 0.0 if t0 is None else (self._s.ended_at or time.time()) - t0
+
+    def __repr__(self) -> str:
+        return f"<greentrack.RunView {self.name!r} {self.id} {self.status}>"

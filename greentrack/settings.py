@@ -1,0 +1,181 @@
+"""Every setting greentrack reads, in one place: ``GREENTRACK_*`` variables and ``[tool.greentrack]`` keys.
+
+Precedence, highest first: an explicit argument (``Session(db=...)``, ``--db``), the
+environment variable, the ``[tool.greentrack]`` table of the nearest ``pyproject.toml``,
+then the default. :data:`SETTINGS` lists each one with its meaning; ``greentrack doctor``
+and the docs list them from it, and a test fails when the code reads one that is not here.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from .errors import ConfigError
+
+
+@dataclass(frozen=True)
+class Setting:
+    """One setting: its environment variable, its ``[tool.greentrack]`` key (if any), its meaning."""
+
+    env: str
+    key: str | None
+    default: str
+    help: str
+
+
+SETTINGS: tuple[Setting, ...] = (
+    Setting("GREENTRACK_DB", "db", "$XDG_DATA_HOME/greentrack/greentrack.db",
+            "database file (a relative pyproject value is relative to the pyproject's folder)"),
+    Setting("GREENTRACK_BACKEND", "backend", "auto",
+            "power source: auto, nvml, mock, rapl, none, or a plugin's source; several with commas"),
+    Setting("GREENTRACK_REGION", "region", "(world average, labelled)", "grid region used when a session names none"),
+    Setting("GREENTRACK_SAMPLE_INTERVAL", "sample_interval_s", "(per source)", "seconds between power polls"),
+    Setting("GREENTRACK_FLUSH_INTERVAL", "flush_interval_s", "2", "seconds between writes of the series to the store"),
+    Setting("GREENTRACK_DISABLE_PLUGINS", None, "", "comma-separated plugin names not to load (built-ins included)"),
+    Setting("GREENTRACK_MOCK", "mock_trace", "load:60,300",
+            "mock trace: constant:W, step:LOW,HIGH,PERIOD, load:IDLE,BUSY, replay:FILE.csv"),
+    Setting("GREENTRACK_MOCK_GPUS", "mock_gpus", "1", "number of simulated GPUs"),
+    Setting("GREENTRACK_MOCK_FEATURES", None, "counter,buffer",
+            "what the mock GPU offers: counter, buffer, instant (comma-separated)"),
+    Setting("GREENTRACK_MOCK_FAIL_AFTER", None, "", "the mock GPU's reads fail after this many seconds (fault tests)"),
+    Setting("GREENTRACK_ALL_GPUS", None, "", "1: under torchrun, measure every visible GPU, not only the rank's own"),
+    Setting("GREENTRACK_NVML_COUNTER", None, "on", "off: ignore NVML's energy counter (totals from the power series)"),
+    Setting("GREENTRACK_NVML_SERIES", None, "(best available)", "force NVML's series method: buffer, instant or average"),
+    Setting("GREENTRACK_RAPL_ROOT", None, "/sys/class/powercap", "where the RAPL powercap tree is mounted"),
+    Setting("GREENTRACK_JOB_ID", None, "(TORCHELASTIC_RUN_ID, SLURM_JOB_ID)",
+            "job id shared by the runs of one job; greentrack run sets it for its child"),
+    Setting("GREENTRACK_PARENT_RUN_ID", None, "", "set by greentrack run for its child: the wrapper's run id"),
+    Setting("GREENTRACK_PRICE_PER_KWH", None, "", "electricity price per kWh for the cost rows of greentrack diff"),
+    Setting("GREENTRACK_DEBUG", None, "", "1: the CLI shows the traceback of an unexpected error"),
+    Setting("", "scenarios", "", "[tool.greentrack.scenarios.NAME] tables: your own scenarios (see docs/carbon.md)"),
+    Setting("", "scenario_files", "", "list of scenario TOML/JSON files to load"),
+)
+BY_ENV = {s.env: s for s in SETTINGS if s.env}
+
+ENV_DB = "GREENTRACK_DB"
+ENV_BACKEND = "GREENTRACK_BACKEND"
+ENV_REGION = "GREENTRACK_REGION"
+ENV_DISABLE_PLUGINS = "GREENTRACK_DISABLE_PLUGINS"
+
+
+def env(name: str) -> str | None:
+    """The value of a registered ``GREENTRACK_*`` variable (None when unset or empty)."""
+    if name not in BY_ENV:  # a typo here would silently read nothing: fail loudly in development
+        raise KeyError(f"{name} is not a registered setting (add it to greentrack.settings.SETTINGS)")
+    return os.environ.get(name) or None
+
+
+
+def default_db_path() -> Path:
+    """``$XDG_DATA_HOME/greentrack/greentrack.db``, else ``~/.local/share/greentrack/greentrack.db``."""
+    base = os.environ.get("XDG_DATA_HOME") or os.path.join(os.path.expanduser("~"), ".local", "share")
+    return Path(base) / "greentrack" / "greentrack.db"
+
+
+def find_pyproject(start: Path | None = None) -> Path | None:
+    """The nearest ``pyproject.toml`` at or above *start* (the working directory)."""
+    here = (start or Path.cwd()).resolve()
+    for d in (here, *here.parents):
+        p = d / "pyproject.toml"
+        if p.is_file():
+            return p
+    return None
+
+
+_toml_cache: dict[Path, tuple[float, dict[str, Any]]] = {}
+
+
+def load_tool_config(start: Path | None = None) -> dict[str, Any]:
+    """The ``[tool.greentrack]`` table of the nearest pyproject.toml, or ``{}``.
+
+    Relative paths in it are resolved against the pyproject's folder (key ``_root``).
+    """
+    p = find_pyproject(start)
+    if p is None:
+        return {}
+    try:
+        mtime = p.stat().st_mtime
+        cached = _toml_cache.get(p)
+        if cached and cached[0] == mtime:
+            return cached[1]
+        if sys.version_info >= (3, 11):
+            import tomllib
+        else:  # pragma: no cover
+            import tomli as tomllib  # type: ignore[no-redef]
+        with open(p, "rb") as fh:
+            data = tomllib.load(fh)
+    except Exception as exc:  # a broken pyproject must not stop a training run
+        raise ConfigError(f"cannot read {p}: {exc}") from None
+    conf = dict(data.get("tool", {}).get("greentrack", {}) or {})
+    conf["_root"] = str(p.parent)
+    _toml_cache[p] = (mtime, conf)
+    return conf
+
+
+@dataclass
+class Settings:
+    """Resolved settings for one session or command."""
+
+    db_path: Path
+    backend: str = "auto"
+    region: str | None = None
+    sample_interval_s: float | None = None
+    flush_interval_s: float = 2.0
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+def _float_env(name: str, default: float | None) -> float | None:
+    raw = os.environ.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        val = float(raw)
+    except ValueError:
+        raise ConfigError(f"{name}={raw!r} is not a number") from None
+    if val <= 0:
+        raise ConfigError(f"{name}={raw!r} must be positive")
+    return val
+
+
+def resolve_db_path(db: str | os.PathLike[str] | None = None, conf: dict[str, Any] | None = None) -> Path:
+    """Database path: argument > ``GREENTRACK_DB`` > ``[tool.greentrack] db`` > default."""
+    if db:
+        return Path(db).expanduser()
+    env = os.environ.get(ENV_DB)
+    if env:
+        return Path(env).expanduser()
+    conf = load_tool_config() if conf is None else conf
+    if conf.get("db"):
+        p = Path(str(conf["db"])).expanduser()
+        return p if p.is_absolute() else Path(conf["_root"]) / p
+    return default_db_path()
+
+
+def resolve(
+    db: str | os.PathLike[str] | None = None,
+    backend: str | None = None,
+    region: str | None = None,
+    sample_interval_s: float | None = None,
+    flush_interval_s: float | None = None,
+) -> Settings:
+    """Resolve every setting with the documented precedence."""
+    conf = load_tool_config()
+    backend = backend or os.environ.get(ENV_BACKEND) or conf.get("backend") or "auto"
+    region = region or os.environ.get(ENV_REGION) or conf.get("region")
+    si = sample_interval_s or _float_env("GREENTRACK_SAMPLE_INTERVAL", None) or conf.get("sample_interval_s")
+    fi = flush_interval_s or _float_env("GREENTRACK_FLUSH_INTERVAL", None) or conf.get("flush_interval_s") or 2.0
+    for label, v in (("sample_interval_s", si), ("flush_interval_s", fi)):
+        if v is not None and (not isinstance(v, (int, float)) or v <= 0):
+            raise ConfigError(f"{label} must be a positive number, got {v!r}")
+    return Settings(
+        db_path=resolve_db_path(db, conf),
+        backend=str(backend).strip().lower(),
+        region=str(region) if region else None,
+        sample_interval_s=float(si) if si else None,
+        flush_interval_s=float(fi),
+        extra=conf,
+    )

@@ -1,0 +1,185 @@
+"""``greentrack show``: one run in the terminal, with its power over time as sparklines."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from ..units import fmt_co2, fmt_duration, fmt_energy, fmt_time, fmt_watts, table
+from .runs import _iso, run_record
+from .sparkline import sparkline
+
+MAX_PHASE_ROWS = 12
+
+
+def build_view(run: dict[str, Any], series: dict[str, tuple[Any, Any]], width: int = 60) -> dict[str, Any]:
+    """*run* (``Store.get_run``) with its power *series* binned: ``width`` bins per device."""
+    from .binning import bin_mean, total_power
+
+    t0 = run["started_at"]
+    t1 = run.get("ended_at") or max((float(t[-1]) for t, _p in series.values() if len(t)), default=t0)
+    power: dict[str, Any] = {}
+    for key, (t, p) in series.items():
+        _c, mean, lo, hi = bin_mean(t, p, t0, t1, width)
+        power[key] = {"mean": mean, "min": float(p.min()) if len(p) else None,
+                      "max": float(p.max()) if len(p) else None, "points": int(len(t))}
+    run["power"] = power
+    run["power_total"] = total_power([v["mean"] for v in power.values()]) if len(power) > 1 else None
+    run["span"] = (t0, t1)
+    return run
+
+
+def _phase_ruler(phases: list[dict[str, Any]], t0: float, t1: float, width: int) -> str:
+    """A line under the sparklines naming the phases in their columns: ``[train.....][eval]``."""
+    cells = [" "] * width
+    span = max(t1 - t0, 1e-9)
+    for p in phases:
+        a = int((p["started_at"] - t0) / span * width)
+        b = int((p["ended_at"] - t0) / span * width)
+        a, b = max(0, min(width - 1, a)), max(0, min(width - 1, max(a, b - 1)))
+        if b - a < 1:
+            cells[a] = "|"
+            continue
+        if b - a + 1 < 4:  # too narrow for brackets: the phase's initial in each of its columns
+            seg = (p["name"][:1] or "?") * (b - a + 1)
+        else:
+            label = p["name"][: max(0, b - a - 1)]
+            seg = "[" + label + "·" * (b - a - 1 - len(label)) + "]"
+        cells[a:b + 1] = list(seg[: b - a + 1])
+    return "".join(cells).rstrip()
+
+
+def render_show(run: dict[str, Any], unicode: bool = True) -> str:
+    """The text of ``greentrack show``."""
+    rec = run_record(run)
+    out: list[str] = []
+    out.append(f"{run['name']}  [{run['id']}]  {run['status']}")
+    started = fmt_time(run.get("started_at"))
+    out.append(f"  started    {started}   duration {fmt_duration(run.get('duration_s'))}"
+               + (f"   host {run['host']}" if run.get("host") else ""))
+    if run.get("command"):
+        out.append(f"  command    {run['command']}")
+    if run.get("job_id"):
+        out.append(f"  job        {run['job_id']}" + (f"  rank {run['rank']}/{run['world_size']}"
+                                                      if run.get("rank") is not None else ""))
+    peak = sum(d["peak_power_w"] for d in run["devices"] if d.get("peak_power_w") is not None) or None
+    out.append(f"  energy     {fmt_energy(run.get('energy_j'))}"
+               + (f" ({rec['energy_kwh']:.6f} kWh)" if rec["energy_kwh"] is not None and rec["energy_kwh"] < 1 else "")
+               + f"   avg {fmt_watts(rec['avg_power_w'])} W   peak {fmt_watts(peak)} W   backend {run.get('backend') or '-'}")
+    out.append(f"  CO2e       {fmt_co2(run.get('co2e_kg'))}   region {run.get('region') or '-'}"
+               f"   PUE {run.get('pue') if run.get('pue') is not None else '-'}")
+    out.append(f"  intensity  {run.get('intensity_source') or '-'}")
+    budget = run.get("budget")
+    if budget and budget.get("exceeded", True):
+        out.append(f"  budget     EXCEEDED: {budget.get('budget')} {budget.get('usage'):.6g} > limit {budget.get('limit'):.6g}")
+    elif budget:
+        out.append(f"  budget     within: {budget.get('budget')} {budget.get('usage'):.6g} <= limit {budget.get('limit'):.6g}")
+    else:
+        out.append("  budget     none set")
+    if run.get("tags"):
+        out.append("  tags       " + " ".join(f"{k}={v}" for k, v in sorted(run["tags"].items())))
+    if run.get("error"):
+        out.append(f"  error      {run['error']}")
+
+    if run["devices"]:
+        out += ["", "devices"]
+        rows = [[d["key"], d.get("name") or "-", d.get("method") or "-", d.get("series_method") or "-",
+                 fmt_energy(d.get("energy_j")), fmt_watts(d.get("avg_power_w")), fmt_watts(d.get("peak_power_w")),
+                 str(d.get("n_samples") or 0)] for d in run["devices"]]
+        out += ["  " + ln for ln in table(["key", "name", "method", "series", "energy", "avg W", "peak W", "samples"],
+                                          rows, right={4, 5, 6, 7}).splitlines()]
+
+    power = run.get("power") or {}
+    t0, t1 = run["span"]
+    if power:
+        width = len(next(iter(power.values()))["mean"])
+        lo = min((v["min"] for v in power.values() if v["min"] is not None), default=0.0)
+        hi = max((v["max"] for v in power.values() if v["max"] is not None), default=0.0)
+        col = (t1 - t0) / width
+        out += ["", f"power over time (W; each column {fmt_duration(col) if col >= 1 else f'{col * 1000:.0f} ms'}, "
+                    f"one scale {min(lo, 0.0):.0f}-{hi:.0f} W for all devices)"]
+        label_w = max(5, *(len(k) for k in power))
+        for key, v in sorted(power.items()):
+            rng = "-" if v["min"] is None else f"{v['min']:.0f}-{v['max']:.0f} W"
+            out.append(f"  {key:<{label_w}} {sparkline(v['mean'], lo=min(lo, 0.0), hi=hi, unicode=unicode)}  {rng}")
+        total = run.get("power_total")
+        if total is not None:
+            import numpy as np
+
+            tmax = float(np.nanmax(total)) if np.isfinite(total).any() else 0.0
+            out.append(f"  {'total':<{label_w}} {sparkline(total, lo=0.0, hi=tmax, unicode=unicode)}  peak {tmax:.0f} W")
+        ruler = _phase_ruler(run["phases"], t0, t1, width)
+        if ruler.strip():
+            out.append(f"  {'':<{label_w}} {ruler}")
+        out.append(f"  {'':<{label_w}} 0s{' ' * max(1, width - 2 - len(fmt_duration(t1 - t0)))}{fmt_duration(t1 - t0)}")
+
+    if run["phases"]:
+        total_j = run.get("energy_j")
+        rows = []
+        phases, grouped = run["phases"], len(run["phases"]) > MAX_PHASE_ROWS
+        if grouped:  # many phases (an eval every epoch): one row per phase name
+            by: dict[str, dict[str, Any]] = {}
+            for p in phases:
+                g = by.setdefault(p["name"], {"name": p["name"], "n": 0, "dur": 0.0, "energy_j": None, "steps": 0,
+                                              "started_at": p["started_at"]})
+                g["n"] += 1
+                g["dur"] += p["ended_at"] - p["started_at"]
+                g["steps"] += p.get("steps") or 0
+                if p.get("energy_j") is not None:
+                    g["energy_j"] = (g["energy_j"] or 0.0) + p["energy_j"]
+            phases = list(by.values())
+        for p in phases:
+            dur = p["dur"] if grouped else p["ended_at"] - p["started_at"]
+            share = f"{p['energy_j'] / total_j * 100:.1f}%" if (p.get("energy_j") is not None and total_j) else "-"
+            per_step = fmt_energy(p["energy_j"] / p["steps"]) if (p.get("energy_j") is not None and p.get("steps")) else "-"
+            start = f"{p['n']}x" if grouped else f"+{fmt_duration(p['started_at'] - t0)}"
+            rows.append([p["name"], start, fmt_duration(dur),
+                         fmt_energy(p.get("energy_j")), share, str(p.get("steps") or 0), per_step])
+        stats = run.get("stats") if isinstance(run.get("stats"), dict) else {}
+        outside = (stats or {}).get("outside_phases_j")
+        if outside is not None:
+            rows.append(["(outside phases)", "", "", fmt_energy(outside),
+                         f"{outside / total_j * 100:.1f}%" if total_j else "-", "", ""])
+        out += ["", f"phases ({len(run['phases'])}, summed per name)" if grouped else "phases"]
+        out += ["  " + ln for ln in table(["phase", "times" if grouped else "start", "duration", "energy", "share",
+                                           "steps", "per step"],
+                                          rows, right={1, 2, 3, 4, 5, 6}).splitlines()]
+
+    stats = run.get("stats") if isinstance(run.get("stats"), dict) else {}
+    st = (stats or {}).get("step")
+    if st:
+        line = (f"  {st.get('steps', run.get('steps'))} steps: mean {st['mean_j']:.3f} J, p50 {st['p50_j']:.3f} J, "
+                f"p95 {st['p95_j']:.3f} J")
+        if st.get("j_per_sample") is not None:
+            line += f"; {st['j_per_sample']:.4g} J/sample"
+        if st.get("j_per_token") is not None:
+            line += f"; {st['j_per_token']:.4g} J/token"
+        out += ["", "per step", line]
+    elif run.get("steps"):
+        out += ["", "per step", f"  {run['steps']} steps (no per-step energy: nothing was measured)"]
+    if run.get("notes"):
+        out += ["", "notes"] + [f"  - {n}" for n in run["notes"]]
+    return "\n".join(out)
+
+
+def show_json(run: dict[str, Any]) -> str:
+    """``show --format json``: the stable run record plus devices, phases, step stats and binned power."""
+    rec = run_record(run)
+    t0, t1 = run["span"]
+    width = len(next(iter(run["power"].values()))["mean"]) if run.get("power") else 0
+
+    def clean(a: Any) -> list[float | None]:
+        return [None if x != x else round(float(x), 2) for x in a]
+
+    rec.update(
+        devices=[{k: d.get(k) for k in ("key", "kind", "idx", "name", "uuid", "method", "series_method", "energy_j",
+                                        "avg_power_w", "peak_power_w", "n_samples")} for d in run["devices"]],
+        phases=[{"name": p["name"], "started_at": _iso(p["started_at"]), "ended_at": _iso(p["ended_at"]),
+                 "duration_s": p["ended_at"] - p["started_at"], "energy_j": p.get("energy_j"), "steps": p.get("steps")}
+                for p in run["phases"]],
+        step_stats=(run.get("stats") or {}).get("step") if isinstance(run.get("stats"), dict) else None,
+        budget=run.get("budget"), notes=run.get("notes") or [],
+        power={"bin_s": (t1 - t0) / width if width else None,
+               "devices": {k: clean(v["mean"]) for k, v in sorted((run.get("power") or {}).items())}},
+    )
+    return json.dumps(rec, indent=2, default=str)
