@@ -26,6 +26,8 @@ from typing import Any, Iterator
 import pluggy
 
 from . import hookspecs
+from .notify import forget as _forget_reports
+from .notify import warn_once
 from .settings import ENV_DISABLE_PLUGINS
 
 hookimpl = pluggy.HookimplMarker("greentrack")
@@ -41,7 +43,6 @@ ENTRY_POINT_GROUP = "greentrack"
 
 _pm: "PluginManager | None" = None
 _lock = threading.Lock()
-_reported: set[tuple[str, str]] = set()
 _origins: dict[str, str] = {}
 
 
@@ -203,7 +204,7 @@ def reset() -> None:
     global _pm
     with _lock:
         _pm = None
-        _reported.clear()
+        _forget_reports()
         _origins.clear()
 
 
@@ -237,14 +238,3 @@ def describe() -> list[dict[str, Any]]:
             version = __version__
         out.append({"name": name, "version": version, "hooks": hooks, "origin": origin})
     return out
-
-
-def warn_once(plugin: str, hook: str, exc: BaseException) -> None:
-    """Report a failing plugin or sensor once per (plugin, hook) on stderr."""
-    key = (plugin, hook)
-    if key in _reported:
-        return
-    _reported.add(key)
-    msg = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-    print(f"greentrack: {plugin} failed in {hook}: {type(exc).__name__}: {msg} (ignored; the run goes on)",
-          file=sys.stderr)

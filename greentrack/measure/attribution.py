@@ -2,24 +2,63 @@
 
 Totals come from each device's energy counter, its edges (before the first dated reading and
 after the last) filled from the power series; phases and steps get their energy from the series,
-scaled per device so that they add up to the counter's total. No I/O here.
+scaled per device so that they add up to the counter's total. No I/O, and no session: the
+input is a plain :class:`RunRecord` of what was marked and measured.
 """
 
 from __future__ import annotations
 
-from typing import Any
+from dataclasses import dataclass, field
+from typing import Any, Sequence
 
+from ..carbon.footprint import operational
+from ..notify import say_once
 from . import energy as E
 from .result import DeviceResult, PhaseResult, RunResult
 
 
-def compute_result(session: Any, status: str) -> RunResult:
+@dataclass
+class RunRecord:
+    """Everything attribution needs of a stopped session, and nothing else.
+
+    *states* are the sampler's per-device states (their accumulators hold the power series and
+    their counter readings); *marks* are ``(time, samples, tokens)`` of each ``step()``; *phases*
+    ``(name, start, end)``; *notes* the session's notes so far (attribution adds its own).
+    """
+
+    run_id: str
+    name: str
+    started_at: float
+    ended_at: float
+    states: Sequence[Any]
+    marks: Sequence[tuple[float, Any, Any]]
+    phases: Sequence[tuple[str, float, float]]
+    intensity: Any
+    pue: float
+    measured: bool  # whether any source was open
+    budget_kwh: float | None = None
+    budget_co2e_kg: float | None = None
+    budget_exceeded: dict[str, Any] | None = None
+    notes: list[str] = field(default_factory=list)
+
+    def usage(self, total_j: float) -> dict[str, float]:
+        """What *total_j* joules mean against the budgets: ``energy_kwh`` and ``co2e_kg`` (with PUE)."""
+        return usage(total_j, self.pue, self.intensity.g_per_kwh)
+
+
+def usage(total_j: float, pue: float, g_per_kwh: float) -> dict[str, float]:
+    """``{"energy_kwh": ..., "co2e_kg": ...}`` of *total_j* joules (kWh before PUE, CO2e with it)."""
+    op = operational(total_j, pue, g_per_kwh)
+    return {"energy_kwh": op.it_kwh, "co2e_kg": op.co2e_kg}
+
+
+def compute_result(session: RunRecord, status: str) -> RunResult:
     """Totals per device (counter, edges from the series), phases, steps, CO2e, budget outcome."""
     t0, t1 = session.started_at, session.ended_at
     devices: list[DeviceResult] = []
     scales: list[tuple[float, Any]] = []
     total: float | None = None
-    for st in session.sampler.states:
+    for st in session.states:
         acc = st.acc
         series_j = acc.series_energy_j(t0, t1) if acc.n_raw else None
         counter_j = st.counter_energy_j() if (st.device.has_counter and not st.counter_failed) else None
@@ -55,10 +94,10 @@ def compute_result(session: Any, status: str) -> RunResult:
     def energy_at(t: float) -> float:
         return sum(scale * acc.cumulative_j(t) for scale, acc in scales if acc.n_raw)
 
-    marks = session._marks
+    marks = session.marks
     step_times = [m[0] for m in marks]
     phases = []
-    for name, a, b in session._phases:
+    for name, a, b in session.phases:
         ej = (energy_at(b) - energy_at(a)) if scales else None
         n = sum(1 for t in step_times if a <= t <= b)
         phases.append(PhaseResult(name=name, started_at=a, ended_at=b, energy_j=ej, steps=n))
@@ -75,17 +114,17 @@ def compute_result(session: Any, status: str) -> RunResult:
     co2 = None
     if total is not None and session.intensity is not None:
         co2 = session.usage(total)["co2e_kg"]
-    if session.sources and total is None:
+    if session.measured and total is None:
         session.notes.append("no power sample was read")
     return RunResult(
-        run_id=session.id, name=session.name, status=status, started_at=t0, ended_at=t1, energy_j=total,
+        run_id=session.run_id, name=session.name, status=status, started_at=t0, ended_at=t1, energy_j=total,
         co2e_kg=co2, region=session.intensity.region if session.intensity else None,
         intensity_g_per_kwh=session.intensity.g_per_kwh if session.intensity else None,
         intensity_source=session.intensity.describe() if session.intensity else None, pue=session.pue,
         devices=devices, phases=phases, outside_phases_j=outside, steps=len(marks), samples=samples,
         tokens=tokens, step_stats=stats, notes=list(session.notes), budget=budget_outcome(session, total))
 
-def budget_outcome(session: Any, total_j: float | None) -> dict[str, Any] | None:
+def budget_outcome(session: RunRecord, total_j: float | None) -> dict[str, Any] | None:
     """The live budget's outcome: crossed (as recorded when it was), or its final usage."""
     if session.budget_exceeded is not None:
         return dict(session.budget_exceeded, exceeded=True)
@@ -98,11 +137,11 @@ def budget_outcome(session: Any, total_j: float | None) -> dict[str, Any] | None
     return None
 
 
-def step_counts(session: Any) -> tuple[float | None, float | None]:
+def step_counts(session: RunRecord) -> tuple[float | None, float | None]:
     """Total samples and tokens given to ``step()``; non-numbers are left out, said once."""
     samples = tokens = None
     bad = False
-    for _t, s, k in session._marks:
+    for _t, s, k in session.marks:
         if s is not None:
             if isinstance(s, (int, float)) and not isinstance(s, bool) and s >= 0:
                 samples = (samples or 0) + s
@@ -115,7 +154,7 @@ def step_counts(session: Any) -> tuple[float | None, float | None]:
                 bad = True
     if bad:
         msg = "step(samples=..., tokens=...) got a value that is not a non-negative number; it was ignored"
-        session.say_once(msg)
+        say_once(msg)
         session.notes.append(msg)
     return samples, tokens
 

@@ -17,19 +17,13 @@ from typing import Any, Callable, Iterator, TypeVar
 
 from . import lifecycle
 from ..errors import GreentrackError
+from ..notify import say_once as _say_once
 from .result import PhaseResult, RunResult
 from .view import RunView
 from ..settings import env as settings_env
 
 F = TypeVar("F", bound=Callable[..., Any])
 
-_said: set[str] = set()
-
-
-def _say_once(msg: str) -> None:
-    if msg not in _said:
-        _said.add(msg)
-        print(f"greentrack: {msg}", file=sys.stderr)
 
 
 def _new_id() -> str:
@@ -273,10 +267,9 @@ class Session:
 
     def usage(self, total_j: float) -> dict[str, float]:
         """What *total_j* joules mean against the budgets: ``energy_kwh`` and ``co2e_kg`` (with PUE)."""
-        from ..carbon.footprint import operational
+        from .attribution import usage
 
-        op = operational(total_j, self.pue, self.intensity.g_per_kwh)
-        return {"energy_kwh": op.it_kwh, "co2e_kg": op.co2e_kg}
+        return usage(total_j, self.pue, self.intensity.g_per_kwh)
 
     def _check_budgets(self, total_j: float | None) -> None:
         if total_j is None or self.budget_exceeded is not None:
@@ -332,9 +325,14 @@ class Session:
 
     # attribution (greentrack/attribution.py) ---------------------------------------------------------
     def _compute(self, status: str) -> RunResult:
-        from .attribution import compute_result
+        from .attribution import RunRecord, compute_result
 
-        return compute_result(self, status)
+        record = RunRecord(
+            run_id=self.id, name=self.name, started_at=self.started_at, ended_at=self.ended_at,
+            states=list(self.sampler.states), marks=self._marks, phases=list(self._phases),
+            intensity=self.intensity, pue=self.pue, measured=bool(self.sources), budget_kwh=self.budget_kwh,
+            budget_co2e_kg=self.budget_co2e_kg, budget_exceeded=self.budget_exceeded, notes=self.notes)
+        return compute_result(record, status)
 
     def _finish_fields(self, error: str | None) -> dict[str, Any]:
         r = self.result

@@ -123,6 +123,17 @@ class RunView:
         return self._s.live_energy_j()  # type: ignore[no-any-return]
 
     @property
+    def device_energy_j(self) -> Mapping[str, float]:
+        """Energy so far per device key (as of the last flush; devices not yet read are left out)."""
+        sampler = self._s.sampler
+        out: dict[str, float] = {}
+        for st in (sampler.states if sampler is not None else []):
+            e = self._s._device_energy_so_far(st)
+            if e is not None:
+                out[st.device.key] = float(e)
+        return MappingProxyType(out)
+
+    @property
     def steps(self) -> int:
         return len(self._s._marks)
 

@@ -1,0 +1,37 @@
+"""How greentrack reports without breaking anything: one line on stderr, once per process."""
+
+from __future__ import annotations
+
+import sys
+import threading
+
+_said: set[str] = set()
+_reported: set[tuple[str, str]] = set()
+_lock = threading.Lock()
+
+
+def say_once(msg: str) -> None:
+    """``greentrack: <msg>`` on stderr, the first time this message is said in this process."""
+    with _lock:
+        if msg in _said:
+            return
+        _said.add(msg)
+    print(f"greentrack: {msg}", file=sys.stderr)
+
+
+def warn_once(plugin: str, hook: str, exc: BaseException) -> None:
+    """Report a failing plugin or sensor once per (plugin, hook)."""
+    with _lock:
+        if (plugin, hook) in _reported:
+            return
+        _reported.add((plugin, hook))
+    msg = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+    print(f"greentrack: {plugin} failed in {hook}: {type(exc).__name__}: {msg} (ignored; the run goes on)",
+          file=sys.stderr)
+
+
+def forget() -> None:
+    """Forget what was said (tests)."""
+    with _lock:
+        _said.clear()
+        _reported.clear()
