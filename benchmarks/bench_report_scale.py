@@ -30,8 +30,8 @@ from pathlib import Path
 import numpy as np
 
 from greentrack.store import codec
-from greentrack.views.runs import query_runs, render_table
 from greentrack.store.sqlite import Store
+from greentrack.views.runs import query_runs, render_table
 
 SERIES_S = 120  # each bulk run carries a 2-minute 10 Hz series per device
 RUN_COLS = ("id, name, status, started_at, ended_at, duration_s, energy_j, co2e_kg, region, intensity_g_per_kwh, "

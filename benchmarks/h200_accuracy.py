@@ -29,8 +29,7 @@ from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from h200_common import (MultiPhase, Workload, dump, env_info, has_gpu, mock_reference, nvml_reference,  # noqa: E402
-                         pct, run_phases)
+from h200_common import MultiPhase, Workload, dump, env_info, has_gpu, mock_reference, nvml_reference, pct, run_phases  # noqa: E402
 
 CONFIGS = [  # name, series method forced, counter used
     ("counter", None, True),

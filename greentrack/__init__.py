@@ -20,9 +20,9 @@ __all__ = ["session", "track", "Session", "RunView", "runs", "load", "hookimpl",
 TYPE_CHECKING = False
 if TYPE_CHECKING:  # pragma: no cover
     from .errors import GreentrackError
-    from .plugins import hookimpl
     from .measure.tracker import Session, session, track
     from .measure.view import RunView
+    from .plugins import hookimpl
 
 _LAZY = {
     "session": ("greentrack.measure.tracker", "session"),

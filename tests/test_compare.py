@@ -10,11 +10,11 @@ import pytest
 import greentrack
 from greentrack import api
 from greentrack.carbon import compare as cmp
-from greentrack.views import compare as cmp_views
 from greentrack.carbon import grid
 from greentrack.carbon.scenarios import Catalogue
 from greentrack.errors import GreentrackError, NotFoundError
 from greentrack.store.sqlite import open_store
+from greentrack.views import compare as cmp_views
 
 
 @pytest.fixture

@@ -5,11 +5,10 @@ from __future__ import annotations
 import math
 
 import pytest
-
-from greentrack.store import codec
-from greentrack.measure import energy as E
-
 from oracles import trapezoid_j
+
+from greentrack.measure import energy as E
+from greentrack.store import codec
 
 
 def test_trapezoid_hand_computed():

@@ -17,9 +17,9 @@ import pynvml as real
 import pytest
 
 from greentrack.errors import ConfigError
-from greentrack.measure.tracker import Session
 from greentrack.measure.sources import SourceUnavailable
 from greentrack.measure.sources.nvml import NVMLSource, parse_visible, select_indices, value_of
+from greentrack.measure.tracker import Session
 
 TICK = 0.02
 

@@ -9,8 +9,8 @@ import sys
 from pathlib import Path
 
 import pytest
-
 from conftest import install_plugin
+
 from greentrack.store.sqlite import Store
 
 PLUGIN_DIR = Path(__file__).resolve().parents[1] / "plugins" / "greentrack-hf"

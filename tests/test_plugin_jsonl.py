@@ -9,10 +9,10 @@ import sys
 from pathlib import Path
 
 import pytest
-
-from greentrack.units import fmt_energy
 from conftest import install_plugin
+
 from greentrack.store.sqlite import Store
+from greentrack.units import fmt_energy
 
 PLUGIN_DIR = Path(__file__).resolve().parents[1] / "plugins" / "greentrack-jsonl"
 

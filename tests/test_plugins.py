@@ -96,8 +96,9 @@ def test_builtin_plugins_listed_and_blockable(monkeypatch):
     monkeypatch.setenv("GREENTRACK_DISABLE_PLUGINS", "greentrack.measure.sources.mock")
     plugins.reset()
     assert "greentrack.measure.sources.mock" not in [p["name"] for p in plugins.describe()]
-    from greentrack.errors import ConfigError
     import pytest
+
+    from greentrack.errors import ConfigError
 
     with pytest.raises(ConfigError, match="unknown backend 'mock'"):
         greentrack.Session("x", backend="mock", strict=True).start()

@@ -9,9 +9,9 @@ from pathlib import Path
 import pytest
 
 from greentrack.measure.sampler import Sampler
-from greentrack.measure.tracker import Session
 from greentrack.measure.sources import SourceUnavailable
 from greentrack.measure.sources.rapl import RAPLSource, find_zones
+from greentrack.measure.tracker import Session
 
 MAX_UJ = 262143328850  # a real package's max_energy_range_uj
 
@@ -119,8 +119,8 @@ def test_session_on_rapl_records_cpu_and_dram(tmp_path: Path, monkeypatch: pytes
 
 def test_auto_backend_skips_rapl_where_unreadable(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     from greentrack import plugins
-    from greentrack.settings import Settings
     from greentrack.measure.sources import build_sources
+    from greentrack.settings import Settings
 
     monkeypatch.setenv("GREENTRACK_RAPL_ROOT", str(tmp_path / "nothing"))
     monkeypatch.setenv("GREENTRACK_DISABLE_PLUGINS", "greentrack.measure.sources.nvml")

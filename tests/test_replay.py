@@ -19,8 +19,8 @@ import pytest
 
 from greentrack.measure.result import RunResult
 from greentrack.measure.sampler import Sampler
-from greentrack.measure.tracker import Session
 from greentrack.measure.sources.mock import MockSource
+from greentrack.measure.tracker import Session
 
 DATA = Path(__file__).resolve().parent / "data"
 CSV = DATA / "h200_trace.csv"
@@ -147,8 +147,9 @@ def test_attribution_keeps_a_power_step_where_it_happened() -> None:
     samples say, not smeared over 0.1 s: a 0.1 s resolution was off by several percent here."""
     import csv
 
-    from greentrack.measure.energy import Accumulator
     from oracles import trapezoid_j
+
+    from greentrack.measure.energy import Accumulator
 
     rows = [(float(t), float(p)) for t, p in list(csv.reader(CSV.open()))[1:]]
     acc = Accumulator()

@@ -12,12 +12,12 @@ import time
 import pytest
 
 import greentrack
-from greentrack.store import codec
-from greentrack.errors import GreentrackError, NotFoundError
 from greentrack.api import query_runs
 from greentrack.cli.common import write_output
-from greentrack.views.runs import FIELD_NAMES, render, render_csv, render_json, render_markdown, run_record
+from greentrack.errors import GreentrackError, NotFoundError
+from greentrack.store import codec
 from greentrack.store.sqlite import Store
+from greentrack.views.runs import FIELD_NAMES, render, render_csv, render_json, render_markdown, run_record
 
 
 def make_run(name: str, steps: int = 8, tags: dict | None = None, fail: bool = False, samples: int = 16,

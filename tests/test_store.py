@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 import greentrack
-from greentrack.errors import SchemaError, NotFoundError
+from greentrack.errors import NotFoundError, SchemaError
 from greentrack.store.sqlite import SCHEMA_VERSION, Store
 
 

@@ -15,7 +15,6 @@ each scenario supplies its PUE, grid, prices and embodied carbon::
 
 from __future__ import annotations
 
-import html
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Iterable, Mapping, Sequence
@@ -24,7 +23,6 @@ from ..errors import GreentrackError
 from ..units import J_PER_KWH
 from .footprint import operational
 from .scenarios import Catalogue, Scenario
-
 
 
 @dataclass

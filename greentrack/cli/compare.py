@@ -24,9 +24,9 @@ def compare_cmd(run: str | None, scenarios: tuple[str, ...], files: tuple[str, .
     """Replay RUN (id, id prefix or 'last') under each scenario: kWh with PUE, kgCO2e operational
     and embodied, cost; says which is cheapest and which is cleanest."""
     from ..api import compare
-    from ..views import compare as cmp
     from ..carbon.scenarios import Catalogue
     from ..errors import GreentrackError
+    from ..views import compare as cmp
 
     if list_:
         cat = Catalogue.load(files)

@@ -19,8 +19,8 @@ from .common import db_option
 @db_option
 def demo_cmd(steps: int, step_time: float, eval_time: float, name: str, region: str, backend: str, db: str | None) -> None:
     """Run a small simulated training loop, store it, print the result and the report."""
-    from ..measure.demo import run_demo
     from ..api import query_runs
+    from ..measure.demo import run_demo
     from ..views.runs import render_table
 
     result = run_demo(steps=steps, step_time=step_time, eval_time=eval_time, name=name, region=region, backend=backend, db=db)

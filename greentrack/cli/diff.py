@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-import os
-
 import click
 
-from .common import db_option
 from ..settings import env as settings_env
+from .common import db_option
 
 
 @click.command("diff", context_settings={"ignore_unknown_options": True})

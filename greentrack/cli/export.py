@@ -26,10 +26,10 @@ def export_cmd(runs: tuple[str, ...], last: int | None, name: str | None, since:
     Read a JSON export back with 'greentrack import greentrack FILE'."""
     import json
 
-    from ..errors import GreentrackError
-    from ..store.transfer import export_runs
     from ..api import query_runs
+    from ..errors import GreentrackError
     from ..store import open_store
+    from ..store.transfer import export_runs
     from ..views.runs import render_csv
     from .common import write_output
 

@@ -18,8 +18,8 @@ def import_group() -> None:
 def import_codecarbon_cmd(csv_file: str, db: str | None) -> None:
     """Import CodeCarbon's emissions.csv: one finished run per CodeCarbon run, with its energy, emissions,
     region and CPU/GPU/RAM split. Importing the same file again adds only new runs."""
-    from ..store.transfer import import_codecarbon
     from ..store import open_store
+    from ..store.transfer import import_codecarbon
 
     done, skipped = import_codecarbon(open_store(db), csv_file)
     click.echo(f"imported {done} runs from {csv_file}" + (f" ({skipped} already there)" if skipped else ""))
@@ -30,8 +30,8 @@ def import_codecarbon_cmd(csv_file: str, db: str | None) -> None:
 @db_option
 def import_greentrack_cmd(json_file: str, db: str | None) -> None:
     """Import a 'greentrack export' JSON file (runs already present are skipped)."""
-    from ..store.transfer import import_export
     from ..store import open_store
+    from ..store.transfer import import_export
 
     done, skipped = import_export(open_store(db), json_file)
     click.echo(f"imported {done} runs from {json_file}" + (f" ({skipped} already there)" if skipped else ""))

@@ -28,8 +28,8 @@ def report_cmd(last: int, name: str | None, since: str | None, until: str | None
                status: str | None, job_id: str | None, fmt: str, output: str | None, detail: int,
                scenarios: tuple[str, ...], db: str | None) -> None:
     """The newest runs, newest first."""
-    from ..errors import GreentrackError, suggest
     from ..api import html_report, query_runs
+    from ..errors import GreentrackError, suggest
     from ..views.runs import FORMATS, render
     from .common import write_output
 

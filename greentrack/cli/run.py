@@ -29,8 +29,8 @@ def run_cmd(name: str | None, region: str | None, tags: tuple[str, ...], backend
     \b
     greentrack run --name llama-ft --tag precision=bf16 -- python train.py --epochs 3
     """
-    from ..units import fmt_co2, fmt_duration, fmt_energy
     from ..measure.wrap import run_command
+    from ..units import fmt_co2, fmt_duration, fmt_energy
 
     code, result = run_command(list(command), name=name, region=region, tags=parse_tags(tags), backend=backend,
                                db=db, live=live, pue=pue)

@@ -13,8 +13,7 @@ from __future__ import annotations
 import math
 from bisect import bisect_right
 from dataclasses import dataclass
-from typing import Iterable, Sequence
-
+from typing import Sequence
 
 
 def counter_delta_j(start_j: float, end_j: float, wrap_j: float | None = None) -> tuple[float, bool]:

@@ -11,8 +11,8 @@ import time
 from dataclasses import dataclass, field
 from typing import Callable, Sequence
 
-from .energy import Accumulator, counter_delta_j
 from ..plugins import warn_once
+from .energy import Accumulator, counter_delta_j
 from .sources.base import Device, Source
 
 

@@ -9,18 +9,17 @@ from __future__ import annotations
 
 import functools
 import os
-import sys
 import threading
 import time
 from contextlib import contextmanager
 from typing import Any, Callable, Iterator, TypeVar
 
-from . import lifecycle
 from ..errors import GreentrackError
 from ..notify import say_once as _say_once
+from ..settings import env as settings_env
+from . import lifecycle
 from .result import PhaseResult, RunResult
 from .view import RunView
-from ..settings import env as settings_env
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -116,7 +115,8 @@ class Session:
         """Open the sources, write the run row (status ``running``) and start sampling."""
         if self.status != "new":
             raise GreentrackError(f"session {self.name!r} was already started")
-        from .. import settings as config, plugins
+        from .. import plugins
+        from .. import settings as config
         from ..carbon import grid
         from .sources import build_sources
 

@@ -16,10 +16,10 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Iterator, Sequence
 
+from ..errors import ConfigError, NotFoundError, SchemaError, suggest
+from ..units import J_PER_KWH
 from . import codec
 from .records import summarise_devices
-from ..errors import NotFoundError, SchemaError, ConfigError, suggest
-from ..units import J_PER_KWH
 
 BUSY_TIMEOUT_MS = 60_000
 SCHEMA_VERSION = 1

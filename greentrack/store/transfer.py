@@ -21,10 +21,10 @@ import sqlite3
 from pathlib import Path
 from typing import Any, Iterable
 
-from . import codec
 from ..errors import GreentrackError
-from .sqlite import Store
 from ..units import J_PER_KWH
+from . import codec
+from .sqlite import Store
 
 EXPORT_SCHEMA = "greentrack.export"
 EXPORT_VERSION = 1

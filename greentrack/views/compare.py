@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import html
-from typing import Any
 
 from ..carbon.compare import Comparison
 from ..units import J_PER_KWH, table

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from ..units import J_PER_KWH, fmt_co2, fmt_duration, fmt_energy, fmt_time, fmt_watts
-from .runs import run_record, run_row, REPORT_COLUMNS
+from .runs import REPORT_COLUMNS, run_record, run_row
 
 PLOT_POINTS = 600  # bins per device line: enough for a 1200-pixel-wide chart
 

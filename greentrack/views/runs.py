@@ -11,7 +11,6 @@ import csv
 import datetime as _dt
 import io
 import json
-import os
 from typing import Any
 
 from ..errors import GreentrackError, suggest

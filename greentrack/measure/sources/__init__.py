@@ -1,6 +1,6 @@
 """Power sources. Each vendor has its own module; all implement :class:`base.Source`."""
 
-from .base import Device, Source, SourceUnavailable, NullSource, Reading
+from .base import Device, NullSource, Reading, Source, SourceUnavailable
 
 __all__ = ["Device", "Source", "SourceUnavailable", "NullSource", "Reading", "build_sources", "available_sources"]
 

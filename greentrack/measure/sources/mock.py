@@ -31,8 +31,8 @@ from typing import Any, Callable, Sequence
 
 from ...errors import ConfigError
 from ...plugins import hookimpl
-from .base import Device, SourceUnavailable
 from ...settings import env as settings_env
+from .base import Device, SourceUnavailable
 
 TICK_S = 0.02  # driver sample buffer period (50 Hz)
 UPDATE_TICKS = 5  # counter and instant power update every 5 ticks (10 Hz)

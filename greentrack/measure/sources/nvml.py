@@ -26,8 +26,8 @@ from typing import Any, Callable
 
 from ...errors import ConfigError
 from ...plugins import hookimpl
-from .base import Device, SourceUnavailable
 from ...settings import env as settings_env
+from .base import Device, SourceUnavailable
 
 _pynvml: Any = None
 

@@ -13,15 +13,14 @@ source is unavailable (``greentrack doctor`` says why) and nothing is recorded: 
 
 from __future__ import annotations
 
-import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
 from ...plugins import hookimpl
-from .base import Device, SourceUnavailable
 from ...settings import env as settings_env
+from .base import Device, SourceUnavailable
 
 DEFAULT_ROOT = "/sys/class/powercap"
 ENV_ROOT = "GREENTRACK_RAPL_ROOT"

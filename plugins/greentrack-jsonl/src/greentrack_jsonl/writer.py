@@ -41,8 +41,8 @@ def configured_path() -> Path | None:
     env = os.environ.get(ENV_PATH, "").strip()
     if env:
         return Path(env).expanduser()
-    from greentrack.settings import load_tool_config
     from greentrack.errors import GreentrackError
+    from greentrack.settings import load_tool_config
 
     try:
         conf = load_tool_config()
