@@ -50,6 +50,8 @@ SETTINGS: tuple[Setting, ...] = (
             "job id shared by the runs of one job; greentrack run sets it for its child"),
     Setting("GREENTRACK_PARENT_RUN_ID", None, "", "set by greentrack run for its child: the wrapper's run id"),
     Setting("GREENTRACK_PRICE_PER_KWH", None, "", "electricity price per kWh for the cost rows of greentrack diff"),
+    Setting("GREENTRACK_GPU_STATE", None, "$XDG_STATE_HOME/greentrack/gpu-settings.json",
+            "where greentrack tune records a GPU's original power limit and clocks until they are restored"),
     Setting("GREENTRACK_DEBUG", None, "", "1: the CLI shows the traceback of an unexpected error"),
     Setting("", "scenarios", "", "[tool.greentrack.scenarios.NAME] tables: your own scenarios (see docs/carbon.md)"),
     Setting("", "scenario_files", "", "list of scenario TOML/JSON files to load"),
