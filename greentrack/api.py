@@ -120,8 +120,10 @@ def compare(ref: str, scenario_names: Sequence[str], db: str | os.PathLike[str] 
 
 
 def html_report(rows: list[dict[str, Any]], db: str | os.PathLike[str] | None = None, detail: int = 5,
-                scenarios: Sequence[str] | None = None, title: str = "greentrack report") -> str:
-    """The HTML report of *rows*: the table, the first *detail* runs in detail, the newest under *scenarios*."""
+                scenarios: Sequence[str] | None = None, title: str = "greentrack report",
+                study: str | None = None) -> str:
+    """The HTML report of *rows*: the table, the first *detail* runs in detail, the newest under *scenarios*,
+    and a study or tuning sweep compared setting by setting."""
     from .carbon.compare import compare_run
     from .carbon.scenarios import Catalogue
     from .views.html import render_html
@@ -134,4 +136,51 @@ def html_report(rows: list[dict[str, Any]], db: str | os.PathLike[str] | None = 
         cat = Catalogue.load(())
         comparison = compare_run(store.get_run(rows[0]["id"]), [cat.get(n) for n in scenarios])
     details = [run_with_series(store, r["id"]) for r in rows[:max(0, detail)]]
-    return render_html(rows, details, comparison=comparison, source=str(store.path), title=title)
+    st = (study, study_comparison(study, db=db)) if study else None
+    return render_html(rows, details, comparison=comparison, source=str(store.path), title=title, study=st)
+
+
+def study_comparison(study_id: str, db: str | os.PathLike[str] | None = None) -> list[dict[str, Any]]:
+    """The stored runs of a study or tuning sweep (tag ``study=ID``), one row per setting.
+
+    Each row: ``setting``, ``runs``, medians of ``j_per_step``, ``s_per_step``, ``j_per_sample``,
+    ``avg_power_w``, and ``saving_pct`` / ``slowdown_pct`` against the setting tagged ``baseline=yes``.
+    """
+    import statistics
+
+    rows = query_runs(db=db, last=None, tags={"study": study_id}, status="finished")
+    if not rows:
+        raise GreentrackError(f"no finished runs of study {study_id!r} (runs are tagged study=ID by "
+                              "greentrack study and greentrack tune)")
+    groups: dict[str, list[dict[str, Any]]] = {}
+    for r in sorted(rows, key=lambda r: r["started_at"]):
+        groups.setdefault((r.get("tags") or {}).get("setting", r["name"]), []).append(r)
+
+    def med(vals: list[Any]) -> float | None:
+        v = [x for x in vals if x is not None]
+        return statistics.median(v) if v else None
+
+    out = []
+    for setting, rs in groups.items():
+        steps = [((r.get("stats") or {}).get("step") or {}) for r in rs]
+        out.append({"setting": setting, "runs": len(rs),
+                    "baseline": any((r.get("tags") or {}).get("baseline") == "yes" for r in rs),
+                    "j_per_step": med([s.get("mean_j") for s in steps]),
+                    "j_per_sample": med([s.get("j_per_sample") for s in steps]),
+                    "s_per_step": med([(r["duration_s"] / r["steps"]) if r.get("steps") and r.get("duration_s")
+                                       else None for r in rs]),
+                    "avg_power_w": med([(r["energy_j"] / r["duration_s"]) if r.get("energy_j") is not None
+                                        and r.get("duration_s") else None for r in rs]),
+                    "task": (rs[0].get("tags") or {}).get("task", "train")})
+    base = {r["task"]: r for r in out if r["baseline"]}
+    for r in out:
+        b = base.get(r["task"]) or base.get("train")
+        r["saving_pct"] = r["slowdown_pct"] = None
+        if b is None:
+            continue
+        unit = "j_per_sample" if r["j_per_sample"] is not None and b["j_per_sample"] else "j_per_step"
+        if r[unit] is not None and b[unit]:
+            r["saving_pct"] = (1.0 - r[unit] / b[unit]) * 100.0
+        if r["s_per_step"] and b["s_per_step"]:
+            r["slowdown_pct"] = (r["s_per_step"] / b["s_per_step"] - 1.0) * 100.0
+    return out

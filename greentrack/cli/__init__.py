@@ -48,7 +48,7 @@ def cli() -> None:
 
 
 COMMAND_MODULES = ("compare", "demo", "diff", "doctor", "estimate", "export", "importer", "plugins_cmd", "regions",
-                   "report", "run", "show", "study")
+                   "report", "run", "show", "study", "tune")
 
 
 class BuiltinCommands:

@@ -23,10 +23,13 @@ from .common import db_option, parse_since, parse_tags
               help="html: how many of the runs get power plots and phase charts.")
 @click.option("--scenario", "scenarios", multiple=True,
               help="html: compare the newest run under these scenarios (needs greentrack.carbon.compare).")
+@click.option("--study", "study_id", default=None,
+              help="html: compare the settings of this study or tuning sweep (table and chart); "
+                   "selects its runs unless other filters are given.")
 @db_option
 def report_cmd(last: int, name: str | None, since: str | None, until: str | None, tags: tuple[str, ...],
                status: str | None, job_id: str | None, fmt: str, output: str | None, detail: int,
-               scenarios: tuple[str, ...], db: str | None) -> None:
+               scenarios: tuple[str, ...], study_id: str | None, db: str | None) -> None:
     """The newest runs, newest first."""
     from ..api import html_report, query_runs
     from ..errors import GreentrackError, suggest
@@ -41,7 +44,10 @@ def report_cmd(last: int, name: str | None, since: str | None, until: str | None
     t_since, t_until = parse_since(since), parse_since(until)
     if t_since is not None and t_until is not None and t_until <= t_since:
         raise GreentrackError(f"--until ({until}) is not after --since ({since})")
-    rows = query_runs(db=db, last=last, name=name, since=t_since, until=t_until, tags=parse_tags(tags),
+    tag_filter = parse_tags(tags)
+    if study_id and not tag_filter:
+        tag_filter = {"study": study_id}
+    rows = query_runs(db=db, last=last, name=name, since=t_since, until=t_until, tags=tag_filter,
                       status=status, job_id=job_id)
     if fmt == "table" and not rows and any(v for v in (name, since, until, tags, status, job_id)):
         click.echo("no runs match these filters")
@@ -52,13 +58,19 @@ def report_cmd(last: int, name: str | None, since: str | None, until: str | None
         if not rows:
             raise GreentrackError("no runs to report" + (" match these filters" if any(
                 (name, since, until, tags, status, job_id)) else " (the database is empty)"))
-        text = html_report(rows, db=db, detail=detail, scenarios=list(scenarios))
+        text = html_report(rows, db=db, detail=detail, scenarios=list(scenarios), study=study_id)
         path = output or default_report_path()
         write_output(text, path)
         click.echo(f"wrote {path} ({len(rows)} runs)")
         return
     if scenarios:
         raise GreentrackError("--scenario is for --format html; for a table use 'greentrack compare'")
+    if study_id and fmt == "table":
+        from ..api import study_comparison
+        from ..views.study import render_comparison
+
+        click.echo(render_comparison(study_id, study_comparison(study_id, db=db)))
+        return
     text = render(rows, fmt)
     if output:
         write_output(text if text.endswith("\n") else text + "\n", output)

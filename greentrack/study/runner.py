@@ -235,7 +235,8 @@ def run_study(settings: Sequence[Setting], *, size: str = "small", batch_size: i
                     import torch
 
                     torch.cuda.reset_peak_memory_stats(dev)
-                tags = dict(st.tags(), study=study_id, setting=st.name, rep=str(r), size=size)
+                tags = dict(st.tags(), study=study_id, setting=st.name, rep=str(r), size=size,
+                            baseline="yes" if st.name == base else "no")
                 with session(f"{study_id}:{st.name}", tags=tags, backend=backend, region=region, db=db) as s:
                     t0 = time.perf_counter()
                     n = samples = tokens = 0

@@ -116,7 +116,8 @@ def tune(step: Step, *, control: GPUControl, device_index: int = 0, limits: Sequ
         nonlocal used_backend
         apply(p)
         tags = {"study": study_id, "setting": p.label, "rep": str(rep), "phase": phase,
-                "power_limit_w": f"{p.power_limit_w:g}", "technique": "power-limit"}
+                "power_limit_w": f"{p.power_limit_w:g}", "technique": "power-limit",
+                "baseline": "yes" if p.clock_mhz is None and abs(p.power_limit_w - default) < 0.5 else "no"}
         if p.clock_mhz is not None:
             tags["sm_clock_mhz"] = str(p.clock_mhz)
         j, sps, w, rid, used_backend = _measure(step, p.label, tags, seconds, warmup_steps, session_kw)

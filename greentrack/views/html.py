@@ -220,12 +220,14 @@ def scenario_section(comparison: Any) -> str:
 
 
 def render_html(rows: list[dict[str, Any]], details: Sequence[tuple[dict[str, Any], dict[str, Any]]] = (),
-                comparison: Any = None, source: str | None = None, title: str = "greentrack report") -> str:
+                comparison: Any = None, source: str | None = None, title: str = "greentrack report",
+                study: tuple[str, list[dict[str, Any]]] | None = None) -> str:
     """The whole report as one HTML document.
 
     *rows* are the table's runs (``greentrack.api.query_runs``); *details* the ``(run, series)``
     pairs drawn in detail (``Store.get_run`` and ``read_series_np``); *comparison* the newest
-    run under scenarios; *source* names where the runs come from.
+    run under scenarios; *source* names where the runs come from; *study* ``(id, rows)`` a study or
+    tuning sweep (``greentrack.api.study_comparison``) shown as one table and chart.
     """
     Figure = _matplotlib()
     now = _dt.datetime.now().astimezone().strftime("%Y-%m-%d %H:%M:%S %Z")
@@ -239,6 +241,12 @@ def render_html(rows: list[dict[str, Any]], details: Sequence[tuple[dict[str, An
         parts.append("<p class=note>charts need matplotlib: pip install 'greentrack[html]'</p>")
     if comparison is not None and rows:
         parts += [f"<h2>Scenarios for {_e(rows[0]['name'])} [{_e(rows[0]['id'])}]</h2>", scenario_section(comparison)]
+    if study is not None:
+        from .study import comparison_chart, render_comparison
+
+        parts += [f"<h2>Study {_e(study[0])}</h2>", f"<pre>{_e(render_comparison(*study))}</pre>"]
+        if Figure is not None:
+            parts.append(f"<div class='chart study'>{comparison_chart(Figure, *study)}</div>")
     if details:
         parts.append("<h2>Runs in detail</h2>")
         parts += [_run_section(Figure, run, series) for run, series in details]

@@ -39,3 +39,58 @@ def render_study(study: Any) -> str:
         if r.skipped:
             out.append(f"{r.setting}: not run: {r.skipped}")
     return "\n".join(out)
+
+
+def render_tune(res: Any) -> str:
+    """The frontier table ``greentrack tune`` prints, and the choice."""
+    head = (f"{res.study_id}: GPU {res.device_index}, default power limit {res.default_limit_w:g} W, "
+            f"power from {res.backend}; allowed slowdown {res.max_slowdown_pct:g}%")
+    rows = []
+    for p in sorted(res.points, key=lambda q: (q.clock_mhz is not None, -q.power_limit_w)):
+        rows.append([p.label, _n(p.j_per_step, ".4g"), _n(None if p.s_per_step is None else p.s_per_step * 1e3, ".2f"),
+                     _n(p.avg_power_w, ".1f"), "-" if p.saving_pct is None else f"{p.saving_pct:+.1f}%",
+                     "-" if p.slowdown_pct is None else f"{p.slowdown_pct:+.1f}%",
+                     ("*" if p.on_frontier else "") + (" chosen" if p.label == res.chosen else "")])
+    out = [head, "", table(["setting", "J/step", "ms/step", "avg W", "energy saved", "slowdown", "frontier"], rows,
+                           right={1, 2, 3, 4, 5})]
+    if res.chosen is not None and res.measured_saving_pct is not None:
+        out.append("")
+        out.append(f"chosen: {res.chosen}: {res.predicted_saving_pct:.1f}% less energy per step predicted by the "
+                   f"sweep, {res.measured_saving_pct:.1f}% measured again in separate runs "
+                   f"(slowdown {res.measured_slowdown_pct:+.1f}%).")
+    for n in res.notes:
+        out.append(n)
+    out.append("frontier (*): no other setting is both faster and cheaper. Medians of the repetitions.")
+    return "\n".join(out)
+
+
+def render_comparison(study_id: str, rows: list[dict[str, Any]]) -> str:
+    """A stored study or sweep (:func:`greentrack.api.study_comparison`) as one table."""
+    body = [[r["setting"] + (" (baseline)" if r["baseline"] else ""), str(r["runs"]), _n(r["j_per_step"], ".4g"),
+             _n(None if r["s_per_step"] is None else r["s_per_step"] * 1e3, ".2f"), _n(r["j_per_sample"], ".4g"),
+             _n(r["avg_power_w"], ".1f"), "-" if r["saving_pct"] is None else f"{r['saving_pct']:+.1f}%",
+             "-" if r["slowdown_pct"] is None else f"{r['slowdown_pct']:+.1f}%"] for r in rows]
+    return "\n".join([f"study {study_id}: medians of its stored runs",
+                      table(["setting", "runs", "J/step", "ms/step", "J/sample", "avg W", "energy saved", "slowdown"],
+                            body, right={1, 2, 3, 4, 5, 6, 7})])
+
+
+def comparison_chart(Figure: Any, study_id: str, rows: list[dict[str, Any]]) -> str:
+    """An SVG scatter of energy per step against time per step, one labelled point per setting."""
+    import io
+
+    fig = Figure(figsize=(7.5, 4.2))
+    ax = fig.subplots()
+    for r in rows:
+        if r["j_per_step"] is None or r["s_per_step"] is None:
+            continue
+        x, y = r["s_per_step"] * 1e3, r["j_per_step"]
+        ax.scatter([x], [y], s=40, marker="s" if r["baseline"] else "o")
+        ax.annotate(r["setting"], (x, y), textcoords="offset points", xytext=(5, 4), fontsize=8, parse_math=False)
+    ax.set_xlabel("time per step (ms)")
+    ax.set_ylabel("energy per step (J)")
+    ax.set_title(f"study {study_id}: energy against time per setting", fontsize=10, parse_math=False)
+    ax.grid(alpha=0.3)
+    buf = io.StringIO()
+    fig.savefig(buf, format="svg", bbox_inches="tight")
+    return buf.getvalue()[buf.getvalue().find("<svg"):]
