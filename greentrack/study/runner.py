@@ -204,7 +204,6 @@ def run_study(settings: Sequence[Setting], *, size: str = "small", batch_size: i
               baseline: str | None = None, backend: str | None = None, region: str | None = None,
               db: str | None = None, gen_tokens: int = 16, progress: Callable[[str], None] | None = None) -> Study:
     """Run *settings* interleaved, *reps* times each for at least *seconds*; returns the study."""
-    from .. import session
     from ..errors import GreentrackError
     from .models import SIZES
 
@@ -226,48 +225,69 @@ def run_study(settings: Sequence[Setting], *, size: str = "small", batch_size: i
     for r in range(reps):
         order = todo[r % len(todo):] + todo[: r % len(todo)] if todo else []
         for st in order:
-            wl = _Workload(st, size, batch_size, seq_len, dev, gen_tokens, seed=1234 + r)
-            params[st.name] = wl.trainable
+            if st.name in skipped:
+                continue
             try:
-                for _ in range(warmup_steps):
-                    wl.step()
-                if wl.cuda:
-                    import torch
-
-                    torch.cuda.reset_peak_memory_stats(dev)
-                tags = dict(st.tags(), study=study_id, setting=st.name, rep=str(r), size=size,
-                            baseline="yes" if st.name == base else "no")
-                with session(f"{study_id}:{st.name}", tags=tags, backend=backend, region=region, db=db) as s:
-                    t0 = time.perf_counter()
-                    n = samples = tokens = 0
-                    while True:
-                        a, b = wl.step()
-                        s.step(samples=a, tokens=b)
-                        n, samples, tokens = n + 1, samples + a, tokens + b
-                        if time.perf_counter() - t0 >= seconds:
-                            break
-                    dt = time.perf_counter() - t0
-                res = s.result
-                backend_used = s.backend
-                peak = None
-                if wl.cuda:
-                    import torch
-
-                    peak = torch.cuda.max_memory_allocated(dev) / 1e9
-                stats = res.step_stats or {}
-                rep = Rep(st.name, r, res.run_id, n, dt, res.energy_j, stats.get("mean_j"), stats.get("j_per_sample"),
-                          stats.get("j_per_token"), res.avg_power_w, n / dt, samples / dt, tokens / dt, peak,
-                          ",".join(sorted({d.method for d in res.devices})) or "none")
-                results.append(rep)
+                rep, backend_used = _one_rep(st, r, study_id, base, size, batch_size, seq_len, dev, gen_tokens,
+                                             warmup_steps, seconds, {"backend": backend, "region": region, "db": db},
+                                             params)
+            except Exception as exc:  # one setting that cannot run (a library, an OOM) never stops the study
+                first = str(exc).splitlines()[0] if str(exc) else ""
+                skipped[st.name] = f"failed: {type(exc).__name__}: {first}"[:300]
                 if progress:
-                    jps = "-" if rep.j_per_step is None else f"{rep.j_per_step:.3f} J/step"
-                    progress(f"rep {r + 1}/{reps} {st.name}: {n} steps in {dt:.1f}s, {jps}")
-            finally:
-                wl.close()
+                    progress(f"rep {r + 1}/{reps} {st.name}: {skipped[st.name]}")
+                continue
+            results.append(rep)
+            if progress:
+                jps = "-" if rep.j_per_step is None else f"{rep.j_per_step:.3f} J/step"
+                progress(f"rep {r + 1}/{reps} {st.name}: {rep.steps} steps in {rep.seconds:.1f}s, {jps}")
+    todo = [s for s in todo if s.name not in skipped]
+    results = [r for r in results if r.setting not in skipped]
     rows = summarise(todo, results, base)
     rows += [Row(name, task_of[name], 0, *([None] * 9), skipped=why) for name, why in skipped.items()]
     return Study(study_id, size, params, batch_size, seq_len or SIZES[size].seq_len, seconds, str(dev), backend_used,
                  base, rows, results, environment(dev))
+
+
+def _one_rep(st: Setting, r: int, study_id: str, base: str, size: str, batch_size: int, seq_len: int | None,
+             dev: Any, gen_tokens: int, warmup_steps: int, seconds: float, session_kw: dict[str, Any],
+             params: dict[str, int]) -> tuple[Rep, str]:
+    """Build, warm up and measure one repetition of one setting; returns it and the power source's name."""
+    from .. import session
+
+    wl = _Workload(st, size, batch_size, seq_len, dev, gen_tokens, seed=1234 + r)
+    params[st.name] = wl.trainable
+    try:
+        for _ in range(warmup_steps):
+            wl.step()
+        if wl.cuda:
+            import torch
+
+            torch.cuda.reset_peak_memory_stats(dev)
+        tags = dict(st.tags(), study=study_id, setting=st.name, rep=str(r), size=size,
+                    baseline="yes" if st.name == base else "no")
+        with session(f"{study_id}:{st.name}", tags=tags, **session_kw) as s:
+            t0 = time.perf_counter()
+            n = samples = tokens = 0
+            while True:
+                a, b = wl.step()
+                s.step(samples=a, tokens=b)
+                n, samples, tokens = n + 1, samples + a, tokens + b
+                if time.perf_counter() - t0 >= seconds:
+                    break
+            dt = time.perf_counter() - t0
+        res = s.result
+        peak = None
+        if wl.cuda:
+            import torch
+
+            peak = torch.cuda.max_memory_allocated(dev) / 1e9
+        stats = res.step_stats or {}
+        return Rep(st.name, r, res.run_id, n, dt, res.energy_j, stats.get("mean_j"), stats.get("j_per_sample"),
+                   stats.get("j_per_token"), res.avg_power_w, n / dt, samples / dt, tokens / dt, peak,
+                   ",".join(sorted({d.method for d in res.devices})) or "none"), s.backend
+    finally:
+        wl.close()
 
 
 def _med(vals: Sequence[float | None]) -> float | None:
