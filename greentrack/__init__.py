@@ -15,11 +15,12 @@ from __future__ import annotations
 
 from ._version import __version__
 
-__all__ = ["session", "track", "Session", "RunView", "runs", "load", "hookimpl", "GreentrackError", "__version__"]
+__all__ = ["session", "track", "live", "Session", "RunView", "runs", "load", "hookimpl", "GreentrackError", "__version__"]
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:  # pragma: no cover
     from .errors import GreentrackError
+    from .measure.live import live
     from .measure.tracker import Session, session, track
     from .measure.view import RunView
     from .plugins import hookimpl
@@ -27,6 +28,7 @@ if TYPE_CHECKING:  # pragma: no cover
 _LAZY = {
     "session": ("greentrack.measure.tracker", "session"),
     "track": ("greentrack.measure.tracker", "track"),
+    "live": ("greentrack.measure.live", "live"),
     "Session": ("greentrack.measure.tracker", "Session"),
     "RunView": ("greentrack.measure.view", "RunView"),
     "hookimpl": ("greentrack.plugins", "hookimpl"),
