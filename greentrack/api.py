@@ -135,3 +135,12 @@ def html_report(rows: list[dict[str, Any]], db: str | os.PathLike[str] | None = 
         comparison = compare_run(store.get_run(rows[0]["id"]), [cat.get(n) for n in scenarios])
     details = [run_with_series(store, r["id"]) for r in rows[:max(0, detail)]]
     return render_html(rows, details, comparison=comparison, source=str(store.path), title=title)
+
+
+def run_html_report(ref: str, db: str | os.PathLike[str] | None = None, title: str | None = None) -> str:
+    """The HTML report of one run (an id, an id prefix or ``last``): its row and its detail.
+
+    What the logger integrations (greentrack-mlflow, greentrack-wandb) attach to a tracked run.
+    """
+    run = open_store(db, create=False).get_run(ref)
+    return html_report([run], db=db, detail=1, title=title or f"greentrack: {run['name']} [{run['id']}]")
