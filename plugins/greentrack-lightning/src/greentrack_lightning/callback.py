@@ -108,6 +108,7 @@ class GreentrackCallback(Callback):
         self.job: JobMeter | None = None
         self.errors: list[str] = []
         self.last_logged: dict[str, float] = {}
+        self.collectives = 0  # all-reduces the last run made (under DDP: one per logging step, one at the end)
         self._stage: str | None = None
         self._step_seen = 0
         self._samples = 0
@@ -188,6 +189,7 @@ class GreentrackCallback(Callback):
             return
         self._guard("teardown", lambda: self._stop())
         reading = self._read("teardown")  # the closing read: every rank takes part
+        self.collectives = self.job.collectives if self.job is not None else self.collectives
         if reading is None:
             self.job = None
             return
