@@ -15,7 +15,8 @@ from __future__ import annotations
 
 from ._version import __version__
 
-__all__ = ["session", "track", "live", "Session", "RunView", "runs", "load", "hookimpl", "GreentrackError", "__version__"]
+__all__ = ["session", "track", "live", "Session", "RunView", "runs", "load", "hookimpl", "GreentrackError",
+           "__version__"]
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:  # pragma: no cover
