@@ -208,10 +208,9 @@ class Meter:
             total_j=total_j, co2e_g=co2e_g, steps=steps - p_steps,
             samples=(samples - p_samples) if samples else None, tokens=(tokens - p_tokens) if tokens else None,
             phase=open_[-1][0] if open_ else None, total_steps=steps, final=final)
-        self._prev_t = t
-        if total_j is not None:
-            self._prev_j = total_j
-        self._prev_counts = (steps, samples, tokens)
+        if total_j is not None:  # nothing measured yet: the next interval still starts where this one did
+            self._prev_t, self._prev_j = t, total_j
+            self._prev_counts = (steps, samples, tokens)
         if final:
             self._closed = figures
         return figures
