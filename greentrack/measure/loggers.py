@@ -123,4 +123,5 @@ class LiveLogger:
             self.finish()
         else:  # the run ends with the error, as the session's own ``with`` would record it
             status = "interrupted" if issubclass(et, KeyboardInterrupt) else "failed"
-            self.finish(status=status, error=f"{et.__name__}: {str(ev).splitlines()[0] if str(ev) else ''}".rstrip(": "))
+            first = str(ev).splitlines()[0] if str(ev) else ""
+            self.finish(status=status, error=f"{et.__name__}: {first}".rstrip(": "))

@@ -22,7 +22,8 @@ class WandbEnergy(LiveLogger):
 
     :meth:`log` calls ``run.log(figures, step=step)`` (``step=None``: W&B's own next step), so the
     figures join the history row of that step. :meth:`finish` stops the session, logs the last
-    interval (at the step after the last one logged when *step* was logged already), and puts the reconciled totals, the energy of each phase and ``greentrack/run_id``
+    interval (at the step after the last one logged when *step* was logged already), and puts the
+    reconciled totals, the energy of each phase and ``greentrack/run_id``
     into ``run.summary``. Works in every W&B mode, ``offline`` included.
     """
 
