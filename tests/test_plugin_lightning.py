@@ -250,3 +250,21 @@ def test_import_without_lightning_is_a_clear_error(site: Path, tmp_path: Path) -
     assert out.returncode == 1
     last = out.stderr.strip().splitlines()[-1]
     assert last.startswith("ImportError: greentrack-lightning needs the 'lightning' package")
+
+
+def test_gpu_benchmark_dry_run(tmp_path: Path) -> None:
+    """benchmarks/gpu_lightning.py (to run on a GPU machine) runs end to end on CPU with the mock GPU."""
+    script = Path(__file__).resolve().parents[1] / "benchmarks" / "gpu_lightning.py"
+    env = {k: v for k, v in os.environ.items() if not k.startswith("GREENTRACK_")}
+    env.update(OMP_NUM_THREADS="1", PYTHONWARNINGS="ignore", GREENTRACK_DB=str(tmp_path / "unused.db"))
+    out = subprocess.run([sys.executable, str(script), "--dry-run", "--reps", "1", "--steps", "60", "--log-every", "20",
+                          "--out", str(tmp_path / "out.json")], env=env, cwd=tmp_path, capture_output=True, text=True,
+                         timeout=300)
+    assert out.returncode == 0, out.stderr[-3000:]
+    res = json.loads((tmp_path / "out.json").read_text())
+    assert res["dry_run"] is True and res["reps"] == 1 and res["device"] == "cpu (mock GPU)"
+    (row,) = res["rows"]
+    assert row["bare"]["steps"] == row["greentrack"]["steps"] == 60
+    assert row["greentrack"]["logged_intervals"] == 4 and row["greentrack"]["errors"] == []  # 3 logging steps + closing
+    assert row["greentrack"]["logged_sum_j"] == pytest.approx(row["greentrack"]["stored_total_j"], rel=0.05)
+    assert res["logged_vs_stored_pct"] == [row["greentrack"]["logged_vs_stored_pct"]]
