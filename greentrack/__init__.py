@@ -13,12 +13,14 @@ Importing greentrack is cheap: the public names load their modules on first use.
 
 from __future__ import annotations
 
-__all__ = ["session", "track", "Session", "RunView", "runs", "load", "hookimpl", "GreentrackError", "__version__"]
+__all__ = ["session", "track", "live", "Session", "RunView", "runs", "load", "hookimpl", "GreentrackError",
+           "__version__"]
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:  # pragma: no cover
     from ._version import __version__
     from .errors import GreentrackError
+    from .measure.live import live
     from .measure.tracker import Session, session, track
     from .measure.view import RunView
     from .plugins import hookimpl
@@ -27,6 +29,7 @@ _LAZY = {
     "__version__": ("greentrack._version", "__version__"),
     "session": ("greentrack.measure.tracker", "session"),
     "track": ("greentrack.measure.tracker", "track"),
+    "live": ("greentrack.measure.live", "live"),
     "Session": ("greentrack.measure.tracker", "Session"),
     "RunView": ("greentrack.measure.view", "RunView"),
     "hookimpl": ("greentrack.plugins", "hookimpl"),

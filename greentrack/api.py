@@ -184,3 +184,12 @@ def study_comparison(study_id: str, db: str | os.PathLike[str] | None = None) ->
         if r["s_per_step"] and b["s_per_step"]:
             r["slowdown_pct"] = (r["s_per_step"] / b["s_per_step"] - 1.0) * 100.0
     return out
+
+
+def run_html_report(ref: str, db: str | os.PathLike[str] | None = None, title: str | None = None) -> str:
+    """The HTML report of one run (an id, an id prefix or ``last``): its row and its detail.
+
+    What the logger integrations (greentrack-mlflow, greentrack-wandb) attach to a tracked run.
+    """
+    run = open_store(db, create=False).get_run(ref)
+    return html_report([run], db=db, detail=1, title=title or f"greentrack: {run['name']} [{run['id']}]")

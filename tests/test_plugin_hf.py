@@ -17,7 +17,7 @@ PLUGIN_DIR = Path(__file__).resolve().parents[1] / "plugins" / "greentrack-hf"
 
 # shared by the scripts below: a tiny GPT-2 built from a config (no download) and random token data
 TINY = """
-import json, sys, time
+import json, os, sys, time
 import torch
 from transformers import GPT2Config, GPT2LMHeadModel, Trainer, TrainingArguments
 from greentrack_hf import GreentrackCallback, precision_of
@@ -37,17 +37,18 @@ def tiny_gpt2(**config):
 #   nodb   - db inside a regular file: greentrack measures without storing; tokens counted by the Trainer
 #   strict - the same db with strict=True: the session cannot start, the callback reports it, training goes on
 TRAIN = TINY + """
-def train(out, cb, **extra):
+def train(out, cb, slow=None, **extra):
     model = tiny_gpt2(n_positions=16)
     args = TrainingArguments(output_dir=out, max_steps=8, per_device_train_batch_size=2,
                              per_device_eval_batch_size=2, eval_strategy="steps", eval_steps=4, logging_steps=4,
-                             report_to=[], use_cpu=True, save_strategy="no", disable_tqdm=True, **extra)
-    trainer = Trainer(model=model, args=args, train_dataset=data(32, 1), eval_dataset=data(200, 2), callbacks=[cb])
+                             use_cpu=True, save_strategy="no", disable_tqdm=True, **{"report_to": [], **extra})
+    trainer = Trainer(model=model, args=args, train_dataset=data(32, 1), eval_dataset=data(200, 2),
+                      callbacks=[cb] + ([slow] if slow else []))
     trainer.train()
     r = cb.result
     print("RESULT " + json.dumps({
         "global_step": trainer.state.global_step, "errors": cb.errors,
-        "last_log": trainer.state.log_history[-1],
+        "last_log": trainer.state.log_history[-1], "history": trainer.state.log_history,
         "run": None if r is None else {"id": r.run_id, "name": r.name, "status": r.status, "steps": r.steps,
                                        "samples": r.samples, "tokens": r.tokens, "energy_j": r.energy_j,
                                        "energy_kwh": r.energy_kwh, "co2e_kg": r.co2e_kg,
@@ -64,7 +65,17 @@ try:
     GreentrackCallback(seq_len="2048")
 except ValueError as exc:
     print("SEQLEN " + json.dumps(str(exc)))
-train(tmp + "/out-ok", GreentrackCallback("tiny-gpt2", tags={"technique": "full"}, region="FR", seq_len=8))
+# TensorBoard as the report_to integration: the live figures added at on_log must reach it
+os.environ["TENSORBOARD_LOGGING_DIR"] = tmp + "/tb"
+from transformers import TrainerCallback
+
+class Slow(TrainerCallback):  # 0.3 s a step: a run of a few seconds, against which the edges of the run are small
+    def on_step_end(self, *a, **k):
+        time.sleep(0.3)
+
+train(tmp + "/out-ok", GreentrackCallback("tiny-gpt2", tags={"technique": "full"}, region="FR", seq_len=8),
+      report_to=["tensorboard"], slow=Slow())
+del os.environ["TENSORBOARD_LOGGING_DIR"]
 train(tmp + "/out-nodb", GreentrackCallback(db=blocked_db), include_num_input_tokens_seen=True,
       gradient_accumulation_steps=2)
 train(tmp + "/out-strict", GreentrackCallback("strict", db=blocked_db, strict=True))
@@ -74,8 +85,11 @@ train(tmp + "/out-strict", GreentrackCallback("strict", db=blocked_db, strict=Tr
 DDP = TINY + """
 model = tiny_gpt2(n_positions=16)
 args = TrainingArguments(output_dir=sys.argv[1], max_steps=4, per_device_train_batch_size=2, report_to=[],
-                         use_cpu=True, save_strategy="no", disable_tqdm=True, ddp_backend="gloo")
-Trainer(model=model, args=args, train_dataset=data(64, 1), callbacks=[GreentrackCallback("ddp")]).train()
+                         use_cpu=True, save_strategy="no", disable_tqdm=True, ddp_backend="gloo", logging_steps=2)
+trainer = Trainer(model=model, args=args, train_dataset=data(64, 1), callbacks=[GreentrackCallback("ddp")])
+trainer.train()
+with open(f"{sys.argv[1]}/history-{trainer.args.process_index}.json", "w") as fh:
+    json.dump(trainer.state.log_history, fh)
 """
 
 # a LoRA adapter on the tiny GPT-2 (peft): tagged peft=lora, model = the base model's class
@@ -213,6 +227,53 @@ def test_each_rank_measures_its_own_gpu(trainer_deps: None, site: Path, tmp_path
         assert r["status"] == "finished" and r["steps"] == 4 and r["samples"] == 16 and r["energy_j"] > 0
         assert r["tags"] == {"model": "GPT2LMHeadModel", "precision": "fp32"}
     assert "greentrack: hf:" not in out.stderr
+    # rank 0 logs the job's figures (one all-reduce per log); its last log holds the job's totals
+    history = [json.loads((tmp_path / "out" / f"history-{r}.json").read_text()) for r in (0, 1)]
+    job = [h for h in history[0] if "greentrack/energy_j" in h]
+    assert [h["step"] for h in job][-2:] == [4, 4] and "train_loss" in job[-1]
+    total = sum(r["energy_j"] for r in runs)
+    assert job[-1]["greentrack/total_energy_j"] == pytest.approx(total, rel=0.01)
+    # the interval energies add up to the two runs' power series (a run this short is too short for its
+    # counter-reconciled total to be within 1 % of the series on a loaded machine: see test_plugin_lightning)
+    series = sum(d["series_energy_j"] for r in runs for d in r["devices"])
+    assert sum(h["greentrack/energy_j"] for h in job) == pytest.approx(series, rel=1e-6)
+    # the samples of a step are already the global batch on each rank: J/sample uses rank 0's count
+    spans = job[-2]["greentrack/energy_j"] / job[-2]["greentrack/j_per_step"]  # steps 3-4, or 1-4 (see above)
+    assert job[-2]["greentrack/j_per_sample"] == pytest.approx(job[-2]["greentrack/energy_j"] / (4 * spans))
+    assert not any(k.startswith("greentrack/") for h in history[1] for k in h if h is not history[1][-1])
+
+
+def test_live_figures_reach_report_to_integrations(trained: dict) -> None:
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    ok = trained["ok"]
+    run = ok["run"]
+    live = [h for h in ok["history"] if "greentrack/energy_j" in h]
+    # logging_steps=4 and eval_steps=4 of 8 steps: loss logs at 4 and 8, evaluation logs at 4 and 8, then the
+    # Trainer's last log (train_loss), which ends the run and carries the closing interval and the totals; a log
+    # taken before the sampler's first power sample (the first, on a fast machine) has no figure to add
+    assert [h["step"] for h in live][-3:] == [8, 8, 8] and len(live) >= 4
+    assert "train_loss" in live[-1] and live[-1]["greentrack/total_energy_j"] == pytest.approx(run["energy_j"])
+    assert live[-1]["greentrack/total_co2e_kg"] == pytest.approx(run["co2e_kg"])
+    # the interval energies add up to the run's power series exactly, and to its (counter) total within 1 %
+    (device,) = Store(trained["tmp"] / "runs.db").get_run(run["id"])["devices"]
+    assert sum(h["greentrack/energy_j"] for h in live) == pytest.approx(device["series_energy_j"], rel=1e-6)
+    assert sum(h["greentrack/energy_j"] for h in live) == pytest.approx(run["energy_j"], rel=0.01)
+    kwh = [h["greentrack/energy_kwh"] for h in live]
+    assert kwh == sorted(kwh)
+    # the interval up to the loss log at step 8 holds 4 steps (or 8 when nothing was measured at step 4)
+    # of the global batch 2, 8 tokens a sample
+    (at8,) = [h for h in live if h["step"] == 8 and "loss" in h]
+    steps = at8["greentrack/energy_j"] / at8["greentrack/j_per_step"]
+    assert round(steps) in (4, 8) and steps == pytest.approx(round(steps), rel=1e-6)
+    assert at8["greentrack/j_per_token"] == pytest.approx(at8["greentrack/energy_j"] / (16 * round(steps)), rel=1e-6)
+    # report_to=["tensorboard"]: the Trainer's TensorBoard writer got every figure (as train/<name>)
+    acc = EventAccumulator(str(trained["tmp"] / "tb"), size_guidance={"scalars": 0})
+    acc.Reload()
+    logged = [e.value for e in acc.Scalars("train/greentrack/energy_j")]
+    assert len(logged) == len(live)
+    assert sum(logged) == pytest.approx(sum(h["greentrack/energy_j"] for h in live), rel=1e-5)
+    assert acc.Scalars("train/greentrack/total_energy_kwh")[-1].value == pytest.approx(run["energy_kwh"], rel=1e-5)
 
 
 def test_peft_model_is_tagged(trainer_deps: None, site: Path, tmp_path: Path) -> None:

@@ -39,7 +39,7 @@ class Accumulator:
 
     __slots__ = ("resolution_s", "last_t", "last_p", "cum_j", "bucket_t", "bucket_j",
                  "times", "cums", "pending", "peak_w", "n_raw", "first_t", "first_p",
-                 "tolerance_j", "_anchor_t", "_anchor_j", "_lo", "_hi", "_cand")
+                 "tolerance_j", "_anchor_t", "_anchor_j", "_lo", "_hi", "_cand", "head")
 
     def __init__(self, resolution_s: float = 0.1, tolerance_j: float = 0.1) -> None:
         from array import array
@@ -67,6 +67,9 @@ class Accumulator:
         self.pending: list[tuple[float, float]] = []
         self.peak_w = 0.0
         self.n_raw = 0
+        # (t, cumulative J, power W) of the newest raw sample, published as one tuple so that another
+        # thread (the live figures, greentrack.measure.live) reads a consistent triple without a lock
+        self.head: tuple[float, float, float] | None = None
 
     def add(self, t: float, p: float) -> None:
         """One raw sample; out-of-order or duplicate timestamps are ignored."""
@@ -81,6 +84,7 @@ class Accumulator:
             self._anchor_t, self._anchor_j = t, 0.0
             self.peak_w = p
             self.n_raw = 1
+            self.head = (t, 0.0, p)
             return
         if t <= self.last_t:
             return
@@ -92,6 +96,7 @@ class Accumulator:
         self._door(t, self.cum_j)
         if t - self.bucket_t >= self.resolution_s * 0.999:
             self._emit(t)
+        self.head = (t, self.cum_j, p)
 
     def _door(self, t: float, c: float) -> None:
         cand = self._cand

@@ -61,6 +61,8 @@ class Sampler:
         # held while a source is polled, so another thread may poll synchronously (Session.energy_between)
         self.lock = threading.Lock()
         self.sync_at_stop = True
+        # while live figures are read (greentrack.measure.live), sources are polled at least this often
+        self.max_poll_s: float | None = None
 
     # counters ----------------------------------------------------------------------------------
     def read_counters(self, first: bool = False) -> None:
@@ -204,7 +206,8 @@ class Sampler:
                 if now >= next_poll[id(s)]:
                     with self.lock:
                         self.poll(s)
-                    next_poll[id(s)] = max(next_poll[id(s)] + s.poll_interval_s, now + s.poll_interval_s / 4)
+                    iv = s.poll_interval_s if self.max_poll_s is None else min(s.poll_interval_s, self.max_poll_s)
+                    next_poll[id(s)] = max(next_poll[id(s)] + iv, now + iv / 4)
             if now >= next_flush:
                 self.flush()
                 next_flush = max(next_flush + self.flush_interval_s, now + self.flush_interval_s / 4)

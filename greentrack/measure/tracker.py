@@ -70,6 +70,7 @@ class Session:
                         flush_interval_s=flush_interval_s)
         self._given_sources = sources
         self._marks: list[tuple[float, Any, Any]] = []
+        self._counted: tuple[int, float, float] = (0, 0.0, 0.0)  # step_counts(): marks added up so far
         self.step = self._marks_step  # bound fast path, replaced at start
         self._phases: list[tuple[str, float, float]] = []
         self._open_phases: list[tuple[str, float]] = []
@@ -109,6 +110,29 @@ class Session:
         finally:
             self._open_phases.remove((name, t0))
             self._phases.append((str(name), t0, time.time()))
+
+    def step_counts(self) -> tuple[int, float, float]:
+        """Steps marked so far and the samples and tokens given to them (non-numbers left out).
+
+        A running sum: each call adds only the marks made since the previous one.
+        """
+        n, samples, tokens = self._counted
+        marks = self._marks
+        m = len(marks)
+        for i in range(n, m):
+            _t, a, b = marks[i]
+            if isinstance(a, (int, float)) and not isinstance(a, bool) and a >= 0:
+                samples += a
+            if isinstance(b, (int, float)) and not isinstance(b, bool) and b >= 0:
+                tokens += b
+        self._counted = (m, samples, tokens)
+        return self._counted
+
+    def meter(self) -> Any:
+        """A new live-figures :class:`~greentrack.measure.live.Meter` on this session (see greentrack.live)."""
+        from .live import Meter
+
+        return Meter(self)
 
     # lifecycle -----------------------------------------------------------------------------------
     def start(self) -> "Session":

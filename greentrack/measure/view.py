@@ -150,6 +150,12 @@ class RunView:
         open_ = list(self._s._open_phases)
         return open_[-1][0] if open_ else None
 
+    def meter(self) -> Any:
+        """A new live-figures meter on this run (:class:`greentrack.measure.live.Meter`); reads no hardware."""
+        from .live import Meter
+
+        return Meter(self._s)
+
     @property
     def elapsed_s(self) -> float:
         t0 = self._s.started_at

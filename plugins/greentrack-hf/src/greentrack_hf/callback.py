@@ -15,7 +15,17 @@ What it does, event by event:
   starts right after the step (or save, or previous evaluation) that triggered it, so the
   phase runs from that moment to ``on_evaluate`` and is recorded with
   :meth:`greentrack.Session.mark_phase` (energy is attributed when the session stops).
-- ``on_train_end``: stops the session; :attr:`GreentrackCallback.result` holds the
+- ``on_log`` (every ``logging_steps``, and each evaluation's metrics): the live figures since
+  the previous log (``greentrack/energy_j``, ``power_w``, ``energy_kwh``, ``co2e_g``,
+  ``j_per_step``, ``j_per_sample``, ``j_per_token``; see :mod:`greentrack.measure.live`) are
+  added to the Trainer's ``logs``, so every ``report_to`` integration (TensorBoard, W&B,
+  MLflow...) receives them: the callback moves itself before those integrations in the
+  Trainer's callback list when training begins. Under torchrun they are the job's figures
+  (one all-reduce per log, :mod:`greentrack.measure.jobs`), on rank 0. The Trainer's last log
+  (``train_loss``, ``total_flos``...) ends the run: the session stops there and that log also gets the last
+  interval and the reconciled ``greentrack/total_energy_kwh``, ``total_energy_j`` and
+  ``total_co2e_kg``.
+- ``on_train_end``: stops the session if still running; :attr:`GreentrackCallback.result` holds the
   :class:`greentrack.measure.result.RunResult`, and ``greentrack/energy_kwh`` and ``greentrack/co2e_kg``
   are appended to ``state.log_history``.
 
@@ -33,6 +43,8 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from transformers import TrainerCallback
+
+from greentrack.measure.jobs import JobMeter
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -100,6 +112,8 @@ class GreentrackCallback(TrainerCallback):
         seq_len: tokens per sample; with it each step records ``global batch * seq_len`` tokens
             (a positive integer, else ``ValueError`` when the callback is made).
         eval_phase: the name of the phase each evaluation is recorded as (default ``eval``).
+        live: add the live figures to each ``on_log`` (default True).
+        per_rank: under torchrun, rank 0 also logs each rank's own ``greentrack/rank<N>/...`` figures.
         **session_kwargs: any other :class:`greentrack.Session` argument (``budget_kwh``, ``pue``...).
 
     After training, :attr:`result` is the run's ``RunResult`` (None if nothing was measured),
@@ -108,13 +122,17 @@ class GreentrackCallback(TrainerCallback):
 
     def __init__(self, name: str | None = None, *, tags: dict[str, Any] | None = None,
                  region: str | None = None, backend: str | None = None, db: str | None = None,
-                 seq_len: int | None = None, eval_phase: str = "eval", **session_kwargs: Any) -> None:
+                 seq_len: int | None = None, eval_phase: str = "eval", live: bool = True, per_rank: bool = False,
+                 **session_kwargs: Any) -> None:
         if seq_len is not None and (isinstance(seq_len, bool) or not isinstance(seq_len, int) or seq_len <= 0):
             raise ValueError(f"GreentrackCallback: seq_len must be a positive integer, got {seq_len!r}")
         self.name = name
         self.tags = dict(tags or {})
         self.seq_len = seq_len
         self.eval_phase = eval_phase
+        self.live = live
+        self.per_rank = per_rank
+        self.job: JobMeter | None = None
         self.session_kwargs = dict(session_kwargs, region=region, backend=backend, db=db)
         self.session: Any = None
         self.result: Any = None
@@ -127,6 +145,8 @@ class GreentrackCallback(TrainerCallback):
     # failures ------------------------------------------------------------------------------------
     def _fail(self, event: str, exc: BaseException) -> None:
         self._broken = True
+        if self.job is not None:
+            self.job.meter = None  # keeps taking part in the collective reads (torchrun), with an empty row
         msg = f"{event}: {type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}".rstrip(": ")
         self.errors.append(msg)
         print(f"greentrack: hf: {msg} (measurement stopped; training goes on)", file=sys.stderr)
@@ -150,7 +170,13 @@ class GreentrackCallback(TrainerCallback):
                 pass
         self._broken = False
         self.session = self.result = None
+        self.job = JobMeter(None, counts_are_global=True) if self.live else None  # on every rank
         self._train_begin(args, state, model)
+        if self.live:
+            try:
+                _move_before_reporters(self)
+            except Exception:  # the figures still reach state.log_history and later callbacks
+                pass
 
     @_guarded
     def _train_begin(self, args: Any, state: Any, model: Any) -> None:
@@ -173,6 +199,8 @@ class GreentrackCallback(TrainerCallback):
                 session.stop("failed", "start failed")
             raise
         self.session = session
+        if self.job is not None:
+            self.job.meter = session.meter()
         self._boundary_t = time.time()
 
     @_guarded
@@ -200,6 +228,32 @@ class GreentrackCallback(TrainerCallback):
         self.session.mark_phase(self.eval_phase, self._boundary_t, t1)
         self._boundary_t = t1
 
+    def on_log(self, args: Any, state: Any, control: Any, logs: dict[str, Any] | None = None,
+               **kwargs: Any) -> None:
+        job = self.job
+        if job is None or logs is None:
+            return
+        if "train_loss" in logs and "total_flos" in logs and self._running():  # the Trainer's last log: the run ends
+            try:
+                self.result = self.session.stop()
+            except Exception as exc:
+                self._fail("on_log", exc)
+        try:
+            reading = job.read()  # every rank, at every log (one all-reduce under torchrun)
+        except Exception as exc:
+            self._fail("on_log", exc)
+            self.job = None
+            return
+        if reading.local is not None and reading.local.final:
+            self.job = None  # the closing read was taken
+        try:
+            metrics = reading.metrics(per_rank=self.per_rank)
+            logs.update(metrics)
+            if metrics and state.log_history:  # the Trainer stored its copy of logs just before on_log
+                state.log_history[-1].update(metrics)
+        except Exception as exc:
+            self._fail("on_log", exc)
+
     def on_train_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
         # runs even after a failure, so that a started session is not left open
         if self._running():
@@ -217,3 +271,31 @@ class GreentrackCallback(TrainerCallback):
                                       "step": state.global_step})
         except Exception as exc:
             self._fail("on_train_end", exc)
+
+
+def _move_before_reporters(callback: GreentrackCallback) -> None:
+    """Put *callback* before the ``report_to`` integrations in the Trainer's callback list.
+
+    The Trainer calls callbacks in list order with one ``logs`` dict, and adds user callbacks
+    after its reporting ones, so figures added in ``on_log`` would reach none of them. The
+    handler is the caller of this event (``CallbackHandler.call_event``); the list is replaced,
+    not changed in place, so the event being dispatched is not disturbed.
+    """
+    frame = sys._getframe(1)
+    handler = None
+    while frame is not None:
+        obj = frame.f_locals.get("self")
+        if type(obj).__name__ == "CallbackHandler" and callback in getattr(obj, "callbacks", ()):
+            handler = obj
+            break
+        frame = frame.f_back
+    del frame
+    if handler is None:
+        return
+    cbs = list(handler.callbacks)
+    first = next((i for i, cb in enumerate(cbs) if type(cb).__module__.startswith("transformers.integrations")), None)
+    if first is None or cbs.index(callback) < first:
+        return
+    cbs.remove(callback)
+    cbs.insert(first, callback)
+    handler.callbacks = cbs
