@@ -36,7 +36,7 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("GREENTRACK_SAMPLE_INTERVAL", "sample_interval_s", "(per source)", "seconds between power polls"),
     Setting("GREENTRACK_FLUSH_INTERVAL", "flush_interval_s", "2", "seconds between writes of the series to the store"),
     Setting("GREENTRACK_DISABLE_PLUGINS", None, "", "comma-separated plugin names not to load (built-ins included)"),
-    Setting("GREENTRACK_MOCK", "mock_trace", "load:60,300",
+    Setting("GREENTRACK_MOCK", "mock_trace", "load:70,600",
             "mock trace: constant:W, step:LOW,HIGH,PERIOD, load:IDLE,BUSY, replay:FILE.csv"),
     Setting("GREENTRACK_MOCK_GPUS", "mock_gpus", "1", "number of simulated GPUs"),
     Setting("GREENTRACK_MOCK_FEATURES", None, "counter,buffer",
