@@ -223,3 +223,14 @@ def test_the_scenario_examples_in_carbon_md_load(tmp_path: Path):
         assert sc.pue >= 1.0 and sc.embodied_kg_per_gpu_hour() > 0, name
     assert cat.get("campus").figures["pue"].describe() == "facility meter, 2025 annual average, 2025"
     assert cat.get("onprem:FR").value("electricity_usd_per_kwh") == 0.21
+
+
+def test_the_runs_json_fields_in_reports_md_are_the_schemas_fields():
+    """The field table of the greentrack.runs schema lists exactly FIELD_NAMES, in order."""
+    from greentrack.views.runs import FIELD_NAMES
+
+    text = _read("reports.md")
+    table = text[text.index("| field | meaning |"):]
+    table = table[:table.index("\n\n")]
+    names = [n for row in table.splitlines()[2:] for n in re.findall(r"`(\w+)`", row.split("|")[1])]
+    assert names == FIELD_NAMES
