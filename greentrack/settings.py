@@ -44,7 +44,8 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("GREENTRACK_MOCK_FAIL_AFTER", None, "", "the mock GPU's reads fail after this many seconds (fault tests)"),
     Setting("GREENTRACK_ALL_GPUS", None, "", "1: under torchrun, measure every visible GPU, not only the rank's own"),
     Setting("GREENTRACK_NVML_COUNTER", None, "on", "off: ignore NVML's energy counter (totals from the power series)"),
-    Setting("GREENTRACK_NVML_SERIES", None, "(best available)", "force NVML's series method: buffer, instant or average"),
+    Setting("GREENTRACK_NVML_SERIES", None, "(best available)",
+            "force NVML's series method: buffer, instant or average"),
     Setting("GREENTRACK_RAPL_ROOT", None, "/sys/class/powercap", "where the RAPL powercap tree is mounted"),
     Setting("GREENTRACK_JOB_ID", None, "(TORCHELASTIC_RUN_ID, SLURM_JOB_ID)",
             "job id shared by the runs of one job; greentrack run sets it for its child"),
@@ -105,7 +106,7 @@ def load_tool_config(start: Path | None = None) -> dict[str, Any]:
         if sys.version_info >= (3, 11):
             import tomllib
         else:  # pragma: no cover
-            import tomli as tomllib  # type: ignore[no-redef]
+            import tomli as tomllib  # type: ignore[no-redef, unused-ignore]
         with open(p, "rb") as fh:
             data = tomllib.load(fh)
     except Exception as exc:  # a broken pyproject must not stop a training run
