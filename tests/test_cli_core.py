@@ -8,7 +8,7 @@ from greentrack.store.sqlite import Store
 
 
 def test_demo_lands_a_run_and_prints_the_report(cli, db_path):
-    out = cli("demo", "--steps", "10", "--step-time", "0.01")
+    out = cli("demo", "--steps", "10", "--step-time", "0.01", "--eval-time", "0.2")
     assert out.returncode == 0, out.stderr
     assert "demo-train" in out.stdout and "finished" in out.stdout
     assert "phase train" in out.stdout and "per step" in out.stdout
