@@ -95,9 +95,10 @@ def cli_md() -> str:
         "Every command's `--help`, as printed by this version of greentrack. What the commands are for, with",
         "examples, is in the guides: [reports](reports.md) (`report`, `show`, `diff`, `run`, `export`,",
         "`import`), [carbon](carbon.md) (`regions`, `compare`, `estimate`), [power sources](sources.md)",
-        "(`doctor`), [plugins](plugins.md) (`plugins`). Errors in any command are one line on stderr",
-        "(`greentrack: error: ...`) and exit status 2; `GREENTRACK_DEBUG=1` shows the traceback of an",
-        "unexpected error ([settings](settings.md)).",
+        "(`doctor`), [plugins](plugins.md) (`plugins`). Bad input to any command is one line on stderr",
+        "(`greentrack: error: ...`) and exit status 2; an unexpected error is one line and exit status 1",
+        "(`GREENTRACK_DEBUG=1` shows its traceback, [settings](settings.md)). `greentrack run` exits",
+        "with its command's status.",
         "",
     ]
     walked = _walk(group, ctx)
