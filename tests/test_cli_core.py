@@ -73,7 +73,8 @@ def test_db_setting_precedence(cli, tmp_path, monkeypatch):
     out = cli("demo", "--steps", "1", "--step-time", "0", "--eval-time", "0", env=env, cwd=proj)
     assert out.returncode == 0, out.stderr
     assert (proj / "runs" / "project.db").exists()
-    out = cli("demo", "--steps", "1", "--step-time", "0", "--eval-time", "0", env={"GREENTRACK_DB": str(tmp_path / "env.db")}, cwd=proj)
+    out = cli("demo", "--steps", "1", "--step-time", "0", "--eval-time", "0",
+              env={"GREENTRACK_DB": str(tmp_path / "env.db")}, cwd=proj)
     assert (tmp_path / "env.db").exists()
     out = cli("demo", "--steps", "1", "--step-time", "0", "--eval-time", "0", "--db", str(tmp_path / "arg.db"),
               env={"GREENTRACK_DB": str(tmp_path / "env.db")}, cwd=proj)
