@@ -25,10 +25,11 @@ hookspec = pluggy.HookspecMarker("greentrack")
 def greentrack_register_sources(register: Callable[..., None]) -> None:
     """Register power sources.
 
-    Call ``register(name, factory, priority=0)`` for each source. ``factory(settings)``
+    Call ``register(name, factory, priority=0, auto=True)`` for each source. ``factory(settings)``
     returns an object implementing :class:`greentrack.measure.sources.base.Source`; it may raise
     :class:`greentrack.measure.sources.base.SourceUnavailable` when its hardware is absent. With
-    ``backend="auto"`` every source with ``auto=True`` is tried, highest priority first.
+    ``backend="auto"`` every source with ``auto=True`` is tried, highest priority first; a source
+    named in the backend setting is used whatever its ``auto``.
     """
 
 

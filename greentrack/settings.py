@@ -36,7 +36,7 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("GREENTRACK_SAMPLE_INTERVAL", "sample_interval_s", "(per source)", "seconds between power polls"),
     Setting("GREENTRACK_FLUSH_INTERVAL", "flush_interval_s", "2", "seconds between writes of the series to the store"),
     Setting("GREENTRACK_DISABLE_PLUGINS", None, "", "comma-separated plugin names not to load (built-ins included)"),
-    Setting("GREENTRACK_MOCK", "mock_trace", "load:60,300",
+    Setting("GREENTRACK_MOCK", "mock_trace", "load:70,600",
             "mock trace: constant:W, step:LOW,HIGH,PERIOD, load:IDLE,BUSY, replay:FILE.csv"),
     Setting("GREENTRACK_MOCK_GPUS", "mock_gpus", "1", "number of simulated GPUs"),
     Setting("GREENTRACK_MOCK_FEATURES", None, "counter,buffer",
@@ -44,7 +44,8 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("GREENTRACK_MOCK_FAIL_AFTER", None, "", "the mock GPU's reads fail after this many seconds (fault tests)"),
     Setting("GREENTRACK_ALL_GPUS", None, "", "1: under torchrun, measure every visible GPU, not only the rank's own"),
     Setting("GREENTRACK_NVML_COUNTER", None, "on", "off: ignore NVML's energy counter (totals from the power series)"),
-    Setting("GREENTRACK_NVML_SERIES", None, "(best available)", "force NVML's series method: buffer, instant or average"),
+    Setting("GREENTRACK_NVML_SERIES", None, "(best available)",
+            "force NVML's series method: buffer, instant or average"),
     Setting("GREENTRACK_RAPL_ROOT", None, "/sys/class/powercap", "where the RAPL powercap tree is mounted"),
     Setting("GREENTRACK_JOB_ID", None, "(TORCHELASTIC_RUN_ID, SLURM_JOB_ID)",
             "job id shared by the runs of one job; greentrack run sets it for its child"),
@@ -107,7 +108,7 @@ def load_tool_config(start: Path | None = None) -> dict[str, Any]:
         if sys.version_info >= (3, 11):
             import tomllib
         else:  # pragma: no cover
-            import tomli as tomllib  # type: ignore[no-redef]
+            import tomli as tomllib  # type: ignore[no-redef, unused-ignore]
         with open(p, "rb") as fh:
             data = tomllib.load(fh)
     except Exception as exc:  # a broken pyproject must not stop a training run

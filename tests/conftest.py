@@ -5,9 +5,13 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any, Callable, TypeVar, cast
 
 import pytest
+
+T = TypeVar("T")
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -63,6 +67,49 @@ def db_path(tmp_path: Path) -> Path:
     return tmp_path / "greentrack.db"
 
 
+def _copy_db(src: Path, dst: Path) -> None:
+    """A consistent copy of a SQLite file through SQLite's own backup API (WAL contents included)."""
+    import sqlite3
+
+    a, b = sqlite3.connect(src), sqlite3.connect(dst)
+    try:
+        a.backup(b)
+    finally:
+        a.close()
+        b.close()
+
+
+class RunCache:
+    """Runs measured once per test session, then copied into each test's own database.
+
+    ``run_cache("key", build)`` calls *build()* (which measures real sessions into the test's
+    database) the first time and keeps a copy of the database; later calls with the same key
+    copy that database into the calling test's ``db_path`` and return what *build* returned.
+    Each test still gets its own file, so what one test writes never reaches another.
+    """
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        self.built: dict[str, tuple[Path, Any]] = {}
+
+    def __call__(self, key: str, build: Callable[[], T]) -> T:
+        db = Path(os.environ["GREENTRACK_DB"])
+        if key in self.built:
+            template, value = self.built[key]
+            _copy_db(template, db)
+            return cast(T, value)
+        value = build()
+        template = self.root / f"{key}.db"
+        _copy_db(db, template)
+        self.built[key] = (template, value)
+        return value
+
+
+@pytest.fixture(scope="session")
+def run_cache(tmp_path_factory: pytest.TempPathFactory) -> RunCache:
+    return RunCache(tmp_path_factory.mktemp("run-cache"))
+
+
 def run_cli(*args: str, env: dict[str, str] | None = None, cwd: str | os.PathLike[str] | None = None,
             timeout: float = 120, input: str | None = None) -> subprocess.CompletedProcess[str]:
     """Run ``python -m greentrack ARGS`` in a real subprocess with the test's environment."""
@@ -72,7 +119,59 @@ def run_cli(*args: str, env: dict[str, str] | None = None, cwd: str | os.PathLik
                           env=full_env, cwd=cwd, timeout=timeout, input=input)
 
 
+@dataclass
+class CliResult:
+    """What :func:`invoke_cli` gives: the fields of a ``CompletedProcess`` the tests read."""
+
+    args: list[str]
+    returncode: int
+    stdout: str
+    stderr: str
+
+
+def invoke_cli(*args: str, env: dict[str, str] | None = None, cwd: str | os.PathLike[str] | None = None,
+               input: str | None = None) -> CliResult:
+    """Run ``greentrack ARGS`` in this process with click's CliRunner, as a fresh process would see it.
+
+    Each call starts from a new plugin manager and no "said once" messages (as a new process
+    does), with *env* set and *cwd* as the working directory for the call only. An exception
+    that escapes the command's own error handling is raised here, with its traceback, instead
+    of becoming an exit status.
+    """
+    from click.testing import CliRunner
+
+    from greentrack import plugins
+    from greentrack.cli import load_commands
+
+    plugins.reset()
+    _forget_said()
+    try:
+        runner = CliRunner(mix_stderr=False)  # type: ignore[call-arg]  # click < 8.2
+    except TypeError:
+        runner = CliRunner()  # click >= 8.2 keeps stderr apart by itself
+    old_cwd = os.getcwd()
+    if cwd is not None:
+        os.chdir(cwd)
+    try:
+        res = runner.invoke(load_commands(), list(args), input=input, env=env, catch_exceptions=False,
+                            prog_name="greentrack")
+    finally:
+        os.chdir(old_cwd)
+        plugins.reset()
+    return CliResult(["greentrack", *args], res.exit_code, res.stdout, res.stderr)
+
+
 @pytest.fixture
 def cli():
-    """``cli("report", "--last", "3")`` -> CompletedProcess of a real ``greentrack`` subprocess."""
+    """``cli("report", "--last", "3")`` -> a CliResult of ``greentrack`` run in process (click's CliRunner).
+
+    For what needs a real process (signals, a child's exit code, a crash, output written by a
+    child), use :func:`run_cli` (the ``cli_process`` fixture).
+    """
+    return invoke_cli
+
+
+@pytest.fixture
+def cli_process():
+    """``cli_process("run", "--", ...)`` -> CompletedProcess of a real ``greentrack`` subprocess."""
     return run_cli

@@ -34,8 +34,10 @@ def one_error_line(p) -> str:
 
 
 @pytest.fixture
-def two_runs(db_path):
-    return make_run("ft-fp32", tags={"precision": "fp32"}, step_s=0.05), make_run("ft-bf16", tags={"precision": "bf16"})
+def two_runs(db_path, run_cache):
+    """Two measured runs, built once and copied into each test's database."""
+    return run_cache("cli-two-runs", lambda: (make_run("ft-fp32", tags={"precision": "fp32"}, step_s=0.05),
+                                              make_run("ft-bf16", tags={"precision": "bf16"})))
 
 
 def test_report_formats(cli, two_runs, tmp_path):

@@ -8,7 +8,7 @@ from greentrack.store.sqlite import Store
 
 
 def test_demo_lands_a_run_and_prints_the_report(cli, db_path):
-    out = cli("demo", "--steps", "10", "--step-time", "0.01")
+    out = cli("demo", "--steps", "10", "--step-time", "0.01", "--eval-time", "0.2")
     assert out.returncode == 0, out.stderr
     assert "demo-train" in out.stdout and "finished" in out.stdout
     assert "phase train" in out.stdout and "per step" in out.stdout
@@ -73,7 +73,8 @@ def test_db_setting_precedence(cli, tmp_path, monkeypatch):
     out = cli("demo", "--steps", "1", "--step-time", "0", "--eval-time", "0", env=env, cwd=proj)
     assert out.returncode == 0, out.stderr
     assert (proj / "runs" / "project.db").exists()
-    out = cli("demo", "--steps", "1", "--step-time", "0", "--eval-time", "0", env={"GREENTRACK_DB": str(tmp_path / "env.db")}, cwd=proj)
+    out = cli("demo", "--steps", "1", "--step-time", "0", "--eval-time", "0",
+              env={"GREENTRACK_DB": str(tmp_path / "env.db")}, cwd=proj)
     assert (tmp_path / "env.db").exists()
     out = cli("demo", "--steps", "1", "--step-time", "0", "--eval-time", "0", "--db", str(tmp_path / "arg.db"),
               env={"GREENTRACK_DB": str(tmp_path / "env.db")}, cwd=proj)

@@ -1,4 +1,7 @@
-"""``greentrack run -- <command>``: exit codes, signals, the stored command line, job linking, live display."""
+"""``greentrack run -- <command>``: exit codes, signals, the stored command line, job linking, live display.
+
+Real processes throughout: what is tested is a child's exit code, its output, signals and a terminal.
+"""
 
 from __future__ import annotations
 
@@ -36,9 +39,9 @@ def last_run(db_path: Path) -> dict:
     return Store(db_path).get_run("last")
 
 
-def test_exit_code_and_command_line_pass_through(cli, db_path, tmp_path):
-    p = cli("run", "--name", "train", "--tag", "precision=bf16", "--region", "FR", "--",
-            PY, "-c", "import sys; print('child out'); sys.exit(3)", "arg with space")
+def test_exit_code_and_command_line_pass_through(cli_process, db_path, tmp_path):
+    p = cli_process("run", "--name", "train", "--tag", "precision=bf16", "--region", "FR", "--",
+                    PY, "-c", "import sys; print('child out'); sys.exit(3)", "arg with space")
     assert p.returncode == 3
     assert "child out" in p.stdout
     run = last_run(db_path)
@@ -49,24 +52,24 @@ def test_exit_code_and_command_line_pass_through(cli, db_path, tmp_path):
     assert f"[{run['id']}] failed" in p.stderr
 
 
-def test_child_sees_job_and_run_ids(cli, db_path, tmp_path):
+def test_child_sees_job_and_run_ids(cli_process, db_path, tmp_path):
     out = tmp_path / "env.json"
     code = ("import json, os; json.dump({k: os.environ.get(k) for k in "
             "('GREENTRACK_JOB_ID', 'GREENTRACK_PARENT_RUN_ID')}, open(%r, 'w'))" % str(out))
-    p = cli("run", "--", PY, "-c", code)
+    p = cli_process("run", "--", PY, "-c", code)
     assert p.returncode == 0, p.stderr
     env = json.loads(out.read_text())
     run = last_run(db_path)
     assert run["status"] == "finished" and run["name"] == Path(PY).name
     assert env == {"GREENTRACK_JOB_ID": run["job_id"], "GREENTRACK_PARENT_RUN_ID": run["id"]}
     # an outer job id (a scheduler's) is kept and handed down
-    p = cli("run", "--", PY, "-c", code, env={"GREENTRACK_JOB_ID": "job-42"})
+    p = cli_process("run", "--", PY, "-c", code, env={"GREENTRACK_JOB_ID": "job-42"})
     assert json.loads(out.read_text())["GREENTRACK_JOB_ID"] == "job-42" == last_run(db_path)["job_id"]
 
 
-def test_a_child_session_is_linked_to_the_wrapper(cli, db_path):
+def test_a_child_session_is_linked_to_the_wrapper(cli_process, cli, db_path):
     code = ("import greentrack\nwith greentrack.session('inner', backend='mock') as s:\n    s.step()\n")
-    p = cli("run", "--name", "outer", "--", PY, "-c", code)
+    p = cli_process("run", "--name", "outer", "--", PY, "-c", code)
     assert p.returncode == 0, p.stderr
     p = cli("report", "--format", "json", "--job", last_run(db_path)["job_id"])
     names = sorted(r["name"] for r in json.loads(p.stdout)["runs"])
@@ -101,18 +104,18 @@ def test_signals_reach_the_child(db_path, tmp_path, sig, handled):
     assert "greentrack/" not in err  # a child's own KeyboardInterrupt traceback is fine; none of ours
 
 
-def test_command_not_found(cli, db_path):
-    p = cli("run", "--", "no-such-program-xyz")
+def test_command_not_found(cli_process, db_path):
+    p = cli_process("run", "--", "no-such-program-xyz")
     assert p.returncode == 127
     assert p.stderr.strip().splitlines()[-1].startswith("greentrack: error: command not found: no-such-program-xyz")
     assert last_run(db_path)["status"] == "failed"
-    p = cli("run", "--tag", "oops", "--", "true")
+    p = cli_process("run", "--tag", "oops", "--", "true")
     assert p.returncode == 2 and "bad tag" in p.stderr
 
 
-def test_bad_configuration_stops_before_the_command(cli, tmp_path):
+def test_bad_configuration_stops_before_the_command(cli_process, tmp_path):
     marker = tmp_path / "ran"
-    p = cli("run", "--region", "Atlantis", "--", PY, "-c", f"open({str(marker)!r}, 'w')")
+    p = cli_process("run", "--region", "Atlantis", "--", PY, "-c", f"open({str(marker)!r}, 'w')")
     assert p.returncode == 2 and p.stderr.startswith("greentrack: error:") and "Atlantis" in p.stderr
     assert not marker.exists()
 

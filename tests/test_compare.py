@@ -18,16 +18,20 @@ from greentrack.views import compare as cmp_views
 
 
 @pytest.fixture
-def run_id(monkeypatch: pytest.MonkeyPatch) -> str:
-    """A finished run on two mock GPUs at a constant 300 W, on the aws:us-east-1 grid."""
+def run_id(monkeypatch: pytest.MonkeyPatch, run_cache) -> str:
+    """A finished run on two mock GPUs at a constant 300 W, on the aws:us-east-1 grid (built once, copied)."""
     monkeypatch.setenv("GREENTRACK_MOCK", "constant:300")
     monkeypatch.setenv("GREENTRACK_MOCK_GPUS", "2")
-    with greentrack.session("cmp-train", region="aws:us-east-1", backend="mock") as s:
-        for _ in range(5):
-            time.sleep(0.06)
-            s.step(samples=8)
-    assert s.result.energy_j and s.result.energy_j > 0
-    return s.result.run_id
+
+    def build() -> str:
+        with greentrack.session("cmp-train", region="aws:us-east-1", backend="mock") as s:
+            for _ in range(5):
+                time.sleep(0.06)
+                s.step(samples=8)
+        assert s.result.energy_j and s.result.energy_j > 0
+        return s.result.run_id
+
+    return run_cache("compare-run", build)
 
 
 def test_replay_follows_each_scenarios_figures(run_id: str):

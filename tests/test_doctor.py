@@ -81,3 +81,59 @@ def test_doctor_bad_setting_is_one_line(monkeypatch: pytest.MonkeyPatch) -> None
     monkeypatch.setenv("GREENTRACK_NVML_SERIES", "psychic")
     d = diagnose(nv=FakeNVML())
     assert d["gpus"]["available"] is False and "GREENTRACK_NVML_SERIES" in d["gpus"]["why"]
+
+
+def test_doctor_lists_the_settings_in_force_and_where_they_come_from(cli, tmp_path: Path, db_path: Path) -> None:
+    """Each setting of greentrack.settings.SETTINGS: set or not, its value, from the environment or pyproject."""
+    from greentrack.settings import SETTINGS
+
+    proj = tmp_path / "proj"
+    proj.mkdir()
+    (proj / "pyproject.toml").write_text(
+        '[tool.greentrack]\nregion = "DE"\nbackend = "rapl"\nflush_interval_s = 5\nregoin = "FR"\n'
+        '[tool.greentrack.scenarios.lab]\nextends = "onprem"\npue = 1.3\n'
+        '[tool.greentrack.jsonl]\npath = "runs.jsonl"\n')
+    env = {"GREENTRACK_RAPL_ROOT": str(tmp_path / "none"), "GREENTRACK_REGION": "FR", "GREENTRACK_BACKEND": "",
+           "GREENTRACK_FLUSH_INTERVAL": ""}
+    p = cli("doctor", "--json", env=env, cwd=proj)
+    assert p.returncode == 0, p.stderr
+    st = json.loads(p.stdout)["settings"]
+    assert st["pyproject"] == str(proj / "pyproject.toml")
+    assert [(x["env"], x["key"]) for x in st["items"]] == [(s.env or None, s.key) for s in SETTINGS]
+    items = {x["env"] or x["key"]: x for x in st["items"]}
+    assert items["GREENTRACK_REGION"] == {**items["GREENTRACK_REGION"], "set": True, "value": "FR", "from": "env",
+                                          "overrides": "[tool.greentrack] region"}
+    assert (items["GREENTRACK_BACKEND"]["value"], items["GREENTRACK_BACKEND"]["from"]) == ("rapl", "pyproject")
+    assert (items["GREENTRACK_FLUSH_INTERVAL"]["value"], items["GREENTRACK_FLUSH_INTERVAL"]["from"]) == (5, "pyproject")
+    assert (items["GREENTRACK_DB"]["value"], items["GREENTRACK_DB"]["from"]) == (str(db_path), "env")
+    assert items["scenarios"]["set"] and items["scenarios"]["value"] == {"lab": {"extends": "onprem", "pue": 1.3}}
+    assert items["GREENTRACK_MOCK"] == {**items["GREENTRACK_MOCK"], "set": False, "value": None, "from": None}
+    assert all(x["help"] and "default" in x for x in st["items"])
+    assert st["unknown_keys"] == [{"key": "regoin", "hint": " (did you mean: region?)"}]  # jsonl is a plugin's table
+
+    text = cli("doctor", env=env, cwd=proj).stdout
+    settings_part = text[text.index("Settings (environment, then [tool.greentrack] of "):]
+    assert "GREENTRACK_REGION" in settings_part and "= FR  (environment; overrides [tool.greentrack] region)" in text
+    assert "[tool.greentrack] backend" in settings_part and "= rapl  (pyproject.toml)" in settings_part
+    assert "[tool.greentrack] scenarios" in settings_part and "= table: lab  (pyproject.toml)" in settings_part
+    assert f"= {db_path}  (environment)" in settings_part
+    unset = len(SETTINGS) - 6  # region, backend, flush interval, db, RAPL root, scenarios
+    assert f"{unset} other(s) at their defaults" in settings_part
+    assert "unknown key in [tool.greentrack]: 'regoin' (did you mean: region?)" in settings_part
+    assert "Backend: rapl ([tool.greentrack] backend)." in text
+
+
+def test_doctor_settings_without_pyproject_and_with_a_broken_one(cli, tmp_path: Path) -> None:
+    env = {"GREENTRACK_DB": "", "GREENTRACK_BACKEND": ""}  # an empty variable counts as unset
+    p = cli("doctor", env=env)  # tmp_path has no pyproject.toml above it
+    assert p.returncode == 0, p.stderr
+    assert "a pyproject.toml: none found here" in p.stdout and "none set: all" in p.stdout
+    broken = tmp_path / "broken"
+    broken.mkdir()
+    (broken / "pyproject.toml").write_text("[tool.greentrack\nregion = 'FR'\n")
+    p = cli("doctor", "--json", env=env, cwd=broken)
+    assert p.returncode == 0, p.stderr  # doctor reports a broken file instead of failing on it
+    d = json.loads(p.stdout)
+    assert "cannot read" in d["settings"]["pyproject_error"] and "cannot read" in d["database"]["error"]
+    text = cli("doctor", env=env, cwd=broken).stdout
+    assert "Database: unknown (cannot read" in text and text.count("Expected ']'") == 2

@@ -49,8 +49,10 @@ class Inventory(HTMLParser):
 
 
 @pytest.fixture
-def runs(db_path):
-    return [make_run("ft-fp32", {"precision": "fp32"}), make_run("ft-bf16", {"precision": "bf16"})]
+def runs(db_path, run_cache):
+    """Two measured runs, built once and copied into each test's database."""
+    return run_cache("html-runs", lambda: [make_run("ft-fp32", {"precision": "fp32"}),
+                                           make_run("ft-bf16", {"precision": "bf16"})])
 
 
 def test_report_holds_table_charts_and_phases(runs, db_path):

@@ -40,11 +40,15 @@ def make_run(name: str, steps: int = 8, tags: dict | None = None, fail: bool = F
 
 
 @pytest.fixture
-def three_runs(db_path):
-    a = make_run("llama-fp32", tags={"precision": "fp32"}, step_s=0.04)
-    b = make_run("llama-bf16", tags={"precision": "bf16"})
-    c = make_run("other", fail=True)
-    return a, b, c
+def three_runs(db_path, run_cache):
+    """Three measured runs (one failed), built once and copied into each test's database."""
+    def build():
+        a = make_run("llama-fp32", tags={"precision": "fp32"}, step_s=0.04)
+        b = make_run("llama-bf16", tags={"precision": "bf16"})
+        c = make_run("other", fail=True)
+        return a, b, c
+
+    return run_cache("report-three-runs", build)
 
 
 def test_json_report_follows_the_documented_schema(three_runs, db_path):

@@ -8,7 +8,6 @@ this module, when it builds the group: the plugin manager knows nothing of the C
 
 from __future__ import annotations
 
-import os
 import sys
 from typing import Any
 
@@ -62,18 +61,22 @@ class BuiltinCommands:
             importlib.import_module(f"{__name__}.{name}").register(cli)
 
 
-_loaded = False
+_loaded_into: Any = None  # the plugin manager whose plugins last added their commands
 
 
 def load_commands() -> click.Group:
-    """Let every plugin (the built-in commands first) add its commands; returns the group."""
-    global _loaded
-    if not _loaded:
-        pm = plugins.get_plugin_manager()
+    """Let every plugin (the built-in commands first) add its commands; returns the group.
+
+    Done once per plugin manager: after ``plugins.reset()`` the next call registers the
+    built-in commands with the new manager and asks its plugins again.
+    """
+    global _loaded_into
+    pm = plugins.get_plugin_manager()
+    if _loaded_into is not pm:
         if pm.get_plugin(__name__) is None:
             plugins.register(BuiltinCommands(), name=__name__, origin="built-in")
         pm.hook.greentrack_register_commands(cli=cli)
-        _loaded = True
+        _loaded_into = pm
     return cli
 
 

@@ -2,7 +2,9 @@
 
 It opens each source the way a session would and says, per device, what greentrack will use
 for the run total and for the time series (and so for per-step and per-phase energy), what
-is missing and why, and where runs are stored. It never writes anything.
+is missing and why, where runs are stored, and which settings of
+:data:`greentrack.settings.SETTINGS` are set, to what, and where (the environment or the
+``[tool.greentrack]`` table of the nearest pyproject.toml). It never writes anything.
 """
 
 from __future__ import annotations
@@ -10,6 +12,7 @@ from __future__ import annotations
 import json
 import os
 import sqlite3
+from pathlib import Path
 from typing import Any
 
 import click
@@ -60,8 +63,12 @@ def _rapl() -> dict[str, Any]:
 
 def _database(db: str | None) -> dict[str, Any]:
     from .. import settings as config
+    from ..errors import GreentrackError
 
-    path = config.resolve_db_path(db)
+    try:
+        path = config.resolve_db_path(db)
+    except GreentrackError as exc:  # e.g. a pyproject.toml that does not parse: say so, diagnose the rest
+        return {"path": None, "exists": False, "writable": False, "error": str(exc)}
     out: dict[str, Any] = {"path": str(path), "exists": path.exists()}
     parent = path.parent
     while not parent.exists() and parent != parent.parent:
@@ -85,12 +92,74 @@ def _scope() -> dict[str, Any]:
     return {k: os.environ[k] for k in keys if k in os.environ}
 
 
+def _settings() -> dict[str, Any]:
+    """Each registered setting: whether it is set, its value and where it came from (env > pyproject)."""
+    from ..errors import GreentrackError, suggest
+    from ..settings import SETTINGS, load_tool_config
+
+    out: dict[str, Any] = {"pyproject": None, "items": [], "unknown_keys": []}
+    try:
+        conf = dict(load_tool_config())
+    except GreentrackError as exc:  # a broken pyproject.toml is reported, not raised
+        conf = {}
+        out["pyproject_error"] = str(exc)
+    root = conf.pop("_root", None)
+    if root is not None:
+        out["pyproject"] = str(Path(root) / "pyproject.toml")
+    for st in SETTINGS:
+        item: dict[str, Any] = {"env": st.env or None, "key": st.key, "set": False, "value": None, "from": None,
+                                "default": st.default, "help": st.help}
+        env_value = os.environ.get(st.env) if st.env else None
+        if env_value:  # an empty variable counts as unset, as everywhere in greentrack
+            item.update(set=True, value=env_value, **{"from": "env"})
+            if st.key and st.key in conf:
+                item["overrides"] = f"[tool.greentrack] {st.key}"
+        elif st.key and st.key in conf:
+            item.update(set=True, value=conf[st.key], **{"from": "pyproject"})
+        out["items"].append(item)
+    known = {st.key for st in SETTINGS if st.key}
+    for key, value in conf.items():
+        if key not in known and not isinstance(value, dict):  # tables belong to plugins ([tool.greentrack.jsonl])
+            out["unknown_keys"].append({"key": key, "hint": suggest(key, sorted(known))})
+    return out
+
+
 def diagnose(db: str | None = None, nv: Any = None) -> dict[str, Any]:
     """Everything ``greentrack doctor`` reports, as a dict (``nv``: a pynvml stand-in, for tests)."""
     from .. import __version__
 
     return {"greentrack": __version__, "gpus": _gpus(nv), "rapl": _rapl(), "database": _database(db),
-            "environment": _scope()}
+            "environment": _scope(), "settings": _settings()}
+
+
+def _show_value(value: Any) -> str:
+    if isinstance(value, dict):
+        return "table: " + (", ".join(str(k) for k in value) or "(empty)")
+    if isinstance(value, list):
+        return ", ".join(str(v) for v in value) or "(empty list)"
+    return str(value)
+
+
+def _render_settings(st: dict[str, Any]) -> list[str]:
+    where = st.get("pyproject")
+    lines = ["Settings (environment, then [tool.greentrack] of "
+             + (f"{where}" if where else "a pyproject.toml: none found here") + "; docs/settings.md lists all):"]
+    if st.get("pyproject_error"):
+        lines.append(f"  {st['pyproject_error']}")
+    chosen = [x for x in st["items"] if x["set"]]
+    width = max((len(x["env"] if x["from"] == "env" else f"[tool.greentrack] {x['key']}") for x in chosen),
+                default=0)
+    for x in chosen:
+        name = x["env"] if x["from"] == "env" else f"[tool.greentrack] {x['key']}"
+        origin = "environment" if x["from"] == "env" else "pyproject.toml"
+        extra = f"; overrides {x['overrides']}" if x.get("overrides") else ""
+        lines.append(f"  {name:<{width}}  = {_show_value(x['value'])}  ({origin}{extra})")
+    others = len(st["items"]) - len(chosen)
+    lead = f"  none set: all {others} at their defaults" if not chosen else f"  {others} other(s) at their defaults"
+    lines.append(lead + " (greentrack doctor --json lists every setting with its default).")
+    for u in st.get("unknown_keys", []):
+        lines.append(f"  unknown key in [tool.greentrack]: {u['key']!r}{u['hint']} (greentrack ignores it)")
+    return lines
 
 
 _SERIES_WORDS = {
@@ -162,12 +231,25 @@ def render(d: dict[str, Any]) -> str:
             lines.append(f"  {z['zone']}  {z['name']:<10} {state}")
     lines.append("")
     db = d["database"]
-    state = f"{db['runs']} runs" if "runs" in db else ("not created yet" if not db["exists"] else db.get("error", ""))
-    lines.append(f"Database: {db['path']} ({state}; {'writable' if db['writable'] else 'NOT writable'}).")
+    if db["path"] is None:
+        lines.append(f"Database: unknown ({db.get('error')}).")
+    else:
+        state = f"{db['runs']} runs" if "runs" in db else ("not created yet" if not db["exists"]
+                                                           else db.get("error", ""))
+        lines.append(f"Database: {db['path']} ({state}; {'writable' if db['writable'] else 'NOT writable'}).")
     lines.append("  Set GREENTRACK_DB or [tool.greentrack] db in pyproject.toml to use another file.")
-    backend = env.get("GREENTRACK_BACKEND", "auto")
-    lines.append(f"Backend: {backend}" + (" (GREENTRACK_BACKEND)" if "GREENTRACK_BACKEND" in env else
-                                          " (default: NVML when a GPU answers, plus RAPL where readable)") + ".")
+    chosen = {x["env"]: x for x in d.get("settings", {}).get("items", []) if x["set"] and x["env"]}
+    b = chosen.get("GREENTRACK_BACKEND")
+    if b is None and "settings" not in d and "GREENTRACK_BACKEND" in env:  # a diagnosis without its settings
+        b = {"value": env["GREENTRACK_BACKEND"], "from": "env"}
+    if b is None:
+        lines.append("Backend: auto (default: NVML when a GPU answers, plus RAPL where readable).")
+    else:
+        named = "GREENTRACK_BACKEND" if b["from"] == "env" else "[tool.greentrack] backend"
+        lines.append(f"Backend: {b['value']} ({named}).")
+    if "settings" in d:
+        lines.append("")
+        lines += _render_settings(d["settings"])
     return "\n".join(lines)
 
 
@@ -175,7 +257,7 @@ def render(d: dict[str, Any]) -> str:
 @click.option("--json", "as_json", is_flag=True, help="Print the diagnosis as JSON.")
 @click.option("--db", type=click.Path(dir_okay=False), default=None, help="Database file to check.")
 def doctor_cmd(as_json: bool, db: str | None) -> None:
-    """What this machine can measure: GPUs, counters, sample buffers, RAPL, the database."""
+    """What this machine can measure: GPUs, counters, sample buffers, RAPL, the database, the settings in force."""
     d = diagnose(db)
     click.echo(json.dumps(d, indent=1, default=str) if as_json else render(d))
 
