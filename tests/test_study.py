@@ -51,7 +51,7 @@ def test_the_whole_study_runs_on_the_mock_backend(cli, tmp_path, monkeypatch):
     r = cli("study", "--size", "tiny", "--reps", "2", "--seconds", "0.2", "--json", str(out))
     elapsed = time.perf_counter() - t0
     assert r.returncode == 0, r.stderr
-    assert elapsed < 60, f"the CI study took {elapsed:.0f} s"
+    assert elapsed < 120, f"the CI study took {elapsed:.0f} s"  # a guard against blow-ups; figures in docs/study.md
     assert "SIMULATED power" in r.stdout
     doc = json.loads(out.read_text())
     ran = {row["setting"] for row in doc["rows"] if not row["skipped"]}
