@@ -48,6 +48,25 @@ def fmt_time(ts: float | None) -> str:
     return _dt.datetime.fromtimestamp(ts).strftime("%Y-%m-%d %H:%M:%S")
 
 
+def plural(n: float, word: str, many: str | None = None) -> str:
+    """``plural(1, "step")`` -> ``1 step``; ``plural(3, "run")`` -> ``3 runs``; counts with thousands separators."""
+    shown = f"{n:,}" if isinstance(n, int) else f"{n:,.4g}"
+    return f"{shown} {word if n == 1 else (many or word + 's')}"
+
+
+def article(word: str) -> str:
+    """``a`` or ``an`` for *word* as it is said: an on-prem, an H100, a cloud, a US region."""
+    w = word.strip().lower()
+    if not w:
+        return "a"
+    if w[0].isdigit():
+        return "an" if w[0] == "8" or w.startswith(("11", "18")) else "a"
+    letter_said_with_vowel = "fhlmnrsx"  # an F..., an H100, an L4, an M..., an S3, an X
+    if len(w) > 1 and (w[1].isdigit() or w[1] in "-_" or w.isupper() or word.strip()[:2].isupper()):
+        return "an" if w[0] in "aeio" + letter_said_with_vowel else "a"
+    return "an" if w[0] in "aeio" or (w[0] == "u" and not w.startswith(("uni", "use", "usu", "uti"))) else "a"
+
+
 def fmt_watts(w: float | None) -> str:
     return "-" if w is None else f"{w:.1f}"
 
