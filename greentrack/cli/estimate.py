@@ -83,7 +83,9 @@ def estimate_cmd(params: str, tokens: str | None, precision: str | None, mode: s
     from ..carbon import estimate as est
     from ..views.estimate import render_text
 
-    e = est.estimate(parse_size("--params", params), parse_size("--tokens", tokens), precision=precision, gpu=gpu,
+    n_params = parse_size("--params", params)
+    assert n_params is not None  # --params is required
+    e = est.estimate(n_params, parse_size("--tokens", tokens), precision=precision, gpu=gpu,
                      mfu=mfu, gpus=gpus, scenario=scenario, region=region, pue=pue, intensity_g_per_kwh=intensity,
                      gpu_power_w=gpu_power_w, peak_tflops=peak_tflops, gpu_hours=parse_size("--gpu-hours", gpu_hours),
                      price_per_gpu_hour=price_per_gpu_hour, optimizer=optimizer, states=states, seq_len=seq_len,
