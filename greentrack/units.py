@@ -67,6 +67,21 @@ def article(word: str) -> str:
     return "an" if w[0] in "aeio" or (w[0] == "u" and not w.startswith(("uni", "use", "usu", "uti"))) else "a"
 
 
+def fmt_money(v: float | None, currency: str = "USD") -> str:
+    """``0.0000484 USD``, ``12.35 EUR``: three significant digits for small sums, never an exponent."""
+    if v is None:
+        return "-"
+    a = abs(v)
+    if a >= 1 or a == 0:
+        text = f"{v:,.2f}"
+    else:
+        import math
+
+        digits = min(12, 2 - math.floor(math.log10(a)))
+        text = f"{v:.{digits}f}"
+    return f"{text} {currency}"
+
+
 def fmt_watts(w: float | None) -> str:
     return "-" if w is None else f"{w:.1f}"
 

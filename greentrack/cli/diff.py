@@ -13,12 +13,16 @@ from .common import db_option
 @click.argument("run_b")
 @click.option("--price-per-kwh", type=float, default=None,
               help="Electricity price per kWh for the cost rows (default: GREENTRACK_PRICE_PER_KWH).")
+@click.option("--currency", default=None,
+              help="Currency of the price (default: GREENTRACK_CURRENCY, [tool.greentrack] currency, else USD).")
 @click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text", show_default=True)
 @db_option
-def diff_cmd(run_a: str, run_b: str, price_per_kwh: float | None, fmt: str, db: str | None) -> None:
+def diff_cmd(run_a: str, run_b: str, price_per_kwh: float | None, currency: str | None, fmt: str,
+             db: str | None) -> None:
     """Compare RUN_B against RUN_A (ids, id prefixes, names, 'last', -2): e.g. a bf16 run against an
     fp32 run. Per-step, per-sample and per-token rows appear where both runs recorded them."""
     from ..errors import GreentrackError
+    from ..settings import currency as resolve_currency
     from ..store import open_store
     from ..views.diff import diff_json, diff_runs, render_diff
 
@@ -32,7 +36,7 @@ def diff_cmd(run_a: str, run_b: str, price_per_kwh: float | None, fmt: str, db: 
         raise GreentrackError(f"--price-per-kwh must be a number >= 0, got {price_per_kwh}")
     store = open_store(db, create=False)
     a, b = store.get_run(run_a), store.get_run(run_b)
-    d = diff_runs(a, b, price_per_kwh)
+    d = diff_runs(a, b, price_per_kwh, currency=resolve_currency(currency))
     click.echo(diff_json(d) if fmt == "json" else render_diff(d))
 
 

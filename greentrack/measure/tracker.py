@@ -137,10 +137,13 @@ class Session:
             if self.strict:
                 raise
             _say_once(f"{exc}; CO2e uses the world average")
-            self.notes.append(str(exc))
             self.intensity = grid.world_average()
-        if self.intensity.fallback:
-            self.notes.append(f"no region given: CO2e uses the {self.intensity.describe()}")
+            hint = str(exc).removeprefix(f"unknown region {self.region!r}").strip()
+            self.notes.append(f"region {self.region!r} was not recognised{' ' + hint if hint else ''}: CO2e uses "
+                              f"the {self.intensity.describe()}")
+        else:
+            if self.intensity.fallback:
+                self.notes.append(f"no region given: CO2e uses the {self.intensity.describe()}")
         # sources
         if self._given_sources is not None:
             self.sources, notes = list(self._given_sources), []

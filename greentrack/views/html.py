@@ -15,7 +15,8 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from ..units import J_PER_KWH, fmt_co2, fmt_duration, fmt_energy, fmt_time, fmt_watts
-from .runs import REPORT_COLUMNS, run_record, run_row
+from .runs import REPORT_COLUMNS, co2e_kg, run_record, run_row
+from .show import budget_text
 
 PLOT_POINTS = 600  # bins per device line: enough for a 1200-pixel-wide chart
 
@@ -149,7 +150,7 @@ def _run_table(rows: list[dict[str, Any]]) -> str:
         tds = tds.replace(f"<td>{_e(r['id'])}</td>", f"<td>{anchor}</td>", 1)
         out.append(f"<tr class={_e(r['status'])}>{tds}</tr>")
     tot_j = sum(r["energy_j"] for r in rows if r.get("energy_j") is not None)
-    tot_c = sum(r["co2e_kg"] for r in rows if r.get("co2e_kg") is not None)
+    tot_c = sum(c for c in (co2e_kg(r) for r in rows) if c is not None)
     out.append(f"<tr class=totals><td colspan=5>total of {len(rows)} runs</td><td class=num>{tot_j / J_PER_KWH:.6f}</td>"
                f"<td class=num>{_e(fmt_co2(tot_c))}</td><td colspan={len(cols) - 7}></td></tr>")
     out.append("</tbody></table>")
@@ -162,9 +163,9 @@ def _run_section(Figure: Any, run: dict[str, Any], series: dict[str, tuple[Any, 
         ("status", run["status"] + (f" ({run['error']})" if run.get("error") else "")),
         ("started", fmt_time(run.get("started_at"))), ("duration", fmt_duration(run.get("duration_s"))),
         ("energy", fmt_energy(run.get("energy_j"))), ("average power", f"{fmt_watts(rec['avg_power_w'])} W"),
-        ("CO2e", fmt_co2(run.get("co2e_kg"))), ("region", run.get("region") or "-"),
+        ("CO2e", fmt_co2(co2e_kg(run))), ("region", run.get("region") or "-"),
         ("grid intensity", run.get("intensity_source") or "-"), ("PUE", run.get("pue")),
-        ("budget", "EXCEEDED: " + str(run["budget"]) if run.get("budget") else "no live budget was crossed"),
+        ("budget", budget_text(run.get("budget"))),
     ]
     if run.get("command"):
         facts.append(("command", run["command"]))

@@ -5,8 +5,8 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from ..units import fmt_co2, fmt_duration, fmt_energy, fmt_time, fmt_watts, table
-from .runs import _iso, run_record
+from ..units import fmt_co2, fmt_duration, fmt_energy, fmt_time, fmt_watts, plural, table
+from .runs import _iso, co2e_kg, run_record
 from .sparkline import sparkline
 
 MAX_PHASE_ROWS = 12
@@ -49,6 +49,26 @@ def _phase_ruler(phases: list[dict[str, Any]], t0: float, t1: float, width: int)
     return "".join(cells).rstrip()
 
 
+# budget key -> (what, unit) for the budget line
+BUDGET_UNITS = {"energy_kwh": ("energy", "kWh"), "co2e_kg": ("CO2e", "kg"),
+                "energy_budget_kwh": ("energy (pytest session budget)", "kWh"),
+                "energy_budget_co2e_g": ("CO2e (pytest session budget)", "g"),
+                "energy_budget_regression": ("energy change against the last run (pytest)", "%")}
+
+
+def budget_text(budget: Any) -> str:
+    """``within: energy 0.0012 kWh of 0.05 kWh (2.4%)``, ``EXCEEDED: ...`` or ``none set``."""
+    if not isinstance(budget, dict) or budget.get("limit") is None or budget.get("usage") is None:
+        return "none set"
+    what, unit = BUDGET_UNITS.get(str(budget.get("budget")), (str(budget.get("budget")), ""))
+    usage, limit = float(budget["usage"]), float(budget["limit"])
+    sep = "" if unit == "%" else " "
+    if budget.get("exceeded", True):
+        return f"EXCEEDED: {what} {usage:.6g}{sep}{unit} > limit {limit:.6g}{sep}{unit}".rstrip()
+    share = f" ({usage / limit * 100:.1f}% of it)" if limit > 0 and unit != "%" else ""
+    return f"within: {what} {usage:.6g}{sep}{unit} <= limit {limit:.6g}{sep}{unit}{share}".rstrip()
+
+
 def render_show(run: dict[str, Any], unicode: bool = True) -> str:
     """The text of ``greentrack show``."""
     rec = run_record(run)
@@ -65,17 +85,17 @@ def render_show(run: dict[str, Any], unicode: bool = True) -> str:
     peak = sum(d["peak_power_w"] for d in run["devices"] if d.get("peak_power_w") is not None) or None
     out.append(f"  energy     {fmt_energy(run.get('energy_j'))}"
                + (f" ({rec['energy_kwh']:.6f} kWh)" if rec["energy_kwh"] is not None and rec["energy_kwh"] < 1 else "")
-               + f"   avg {fmt_watts(rec['avg_power_w'])} W   peak {fmt_watts(peak)} W   backend {run.get('backend') or '-'}")
-    out.append(f"  CO2e       {fmt_co2(run.get('co2e_kg'))}   region {run.get('region') or '-'}"
+               + f"   avg {fmt_watts(rec['avg_power_w'])} W   peak {fmt_watts(peak)} W"
+               + f"   backend {run.get('backend') or '-'}")
+    co2 = co2e_kg(run)
+    so_far = ""
+    if run.get("co2e_kg") is None and co2 is not None:
+        so_far = (" (from the energy measured until the run was lost)" if run.get("status") == "lost"
+                  else " (so far)")
+    out.append(f"  CO2e       {fmt_co2(co2)}{so_far}   region {run.get('region') or '-'}"
                f"   PUE {run.get('pue') if run.get('pue') is not None else '-'}")
     out.append(f"  intensity  {run.get('intensity_source') or '-'}")
-    budget = run.get("budget")
-    if budget and budget.get("exceeded", True):
-        out.append(f"  budget     EXCEEDED: {budget.get('budget')} {budget.get('usage'):.6g} > limit {budget.get('limit'):.6g}")
-    elif budget:
-        out.append(f"  budget     within: {budget.get('budget')} {budget.get('usage'):.6g} <= limit {budget.get('limit'):.6g}")
-    else:
-        out.append("  budget     none set")
+    out.append(f"  budget     {budget_text(run.get('budget'))}")
     if run.get("tags"):
         out.append("  tags       " + " ".join(f"{k}={v}" for k, v in sorted(run["tags"].items())))
     if run.get("error"):
@@ -107,7 +127,8 @@ def render_show(run: dict[str, Any], unicode: bool = True) -> str:
             import numpy as np
 
             tmax = float(np.nanmax(total)) if np.isfinite(total).any() else 0.0
-            out.append(f"  {'total':<{label_w}} {sparkline(total, lo=0.0, hi=tmax, unicode=unicode)}  peak {tmax:.0f} W")
+            line = sparkline(total, lo=0.0, hi=tmax, unicode=unicode)
+            out.append(f"  {'total':<{label_w}} {line}  peak {tmax:.0f} W")
         ruler = _phase_ruler(run["phases"], t0, t1, width)
         if ruler.strip():
             out.append(f"  {'':<{label_w}} {ruler}")
@@ -131,7 +152,8 @@ def render_show(run: dict[str, Any], unicode: bool = True) -> str:
         for p in phases:
             dur = p["dur"] if grouped else p["ended_at"] - p["started_at"]
             share = f"{p['energy_j'] / total_j * 100:.1f}%" if (p.get("energy_j") is not None and total_j) else "-"
-            per_step = fmt_energy(p["energy_j"] / p["steps"]) if (p.get("energy_j") is not None and p.get("steps")) else "-"
+            per_step = (fmt_energy(p["energy_j"] / p["steps"]) if (p.get("energy_j") is not None and p.get("steps"))
+                        else "-")
             start = f"{p['n']}x" if grouped else f"+{fmt_duration(p['started_at'] - t0)}"
             rows.append([p["name"], start, fmt_duration(dur),
                          fmt_energy(p.get("energy_j")), share, str(p.get("steps") or 0), per_step])
@@ -148,7 +170,8 @@ def render_show(run: dict[str, Any], unicode: bool = True) -> str:
     stats = run.get("stats") if isinstance(run.get("stats"), dict) else {}
     st = (stats or {}).get("step")
     if st:
-        line = (f"  {st.get('steps', run.get('steps'))} steps: mean {st['mean_j']:.3f} J, p50 {st['p50_j']:.3f} J, "
+        line = (f"  {plural(st.get('steps', run.get('steps')) or 0, 'step')}: mean {st['mean_j']:.3f} J, "
+                f"p50 {st['p50_j']:.3f} J, "
                 f"p95 {st['p95_j']:.3f} J")
         if st.get("j_per_sample") is not None:
             line += f"; {st['j_per_sample']:.4g} J/sample"
@@ -156,7 +179,7 @@ def render_show(run: dict[str, Any], unicode: bool = True) -> str:
             line += f"; {st['j_per_token']:.4g} J/token"
         out += ["", "per step", line]
     elif run.get("steps"):
-        out += ["", "per step", f"  {run['steps']} steps (no per-step energy: nothing was measured)"]
+        out += ["", "per step", f"  {plural(run['steps'], 'step')} (no per-step energy: nothing was measured)"]
     if run.get("notes"):
         out += ["", "notes"] + [f"  - {n}" for n in run["notes"]]
     return "\n".join(out)
