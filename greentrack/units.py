@@ -43,9 +43,25 @@ def fmt_duration(s: float | None) -> str:
 
 
 def fmt_time(ts: float | None) -> str:
+    """Local time with its zone: ``2026-12-05 13:48:45 CET`` (``UTC+05:30`` where the zone has no name).
+
+    Tables show local time and say which; JSON and CSV carry ISO 8601 UTC instead.
+    """
     if ts is None:
         return "-"
-    return _dt.datetime.fromtimestamp(ts).strftime("%Y-%m-%d %H:%M:%S")
+    local = _dt.datetime.fromtimestamp(ts).astimezone()
+    return f"{local.strftime('%Y-%m-%d %H:%M:%S')} {zone_name(local)}"
+
+
+def zone_name(local: _dt.datetime) -> str:
+    """The zone of an aware datetime as people read it: its abbreviation, else ``UTC+HH:MM``."""
+    name = local.tzname() or ""
+    if name and name[0] not in "+-" and not name.startswith("UTC+") and not name.startswith("UTC-"):
+        return name
+    off = local.utcoffset() or _dt.timedelta(0)
+    minutes = int(off.total_seconds() // 60)
+    sign = "+" if minutes >= 0 else "-"
+    return f"UTC{sign}{abs(minutes) // 60:02d}:{abs(minutes) % 60:02d}"
 
 
 def plural(n: float, word: str, many: str | None = None) -> str:
@@ -86,16 +102,60 @@ def fmt_watts(w: float | None) -> str:
     return "-" if w is None else f"{w:.1f}"
 
 
-def table(headers: list[str], rows: list[list[str]], right: set[int] | None = None) -> str:
-    """A plain aligned text table."""
+_ESCAPES = {"\n": "\\n", "\r": "\\r", "\t": "\\t"}
+NAME_WIDTH = 40  #: run and phase names in tables are cut to this many columns (the stored name is kept)
+CELL_WIDTH = 80  #: any table cell is cut to this many columns
+
+
+def printable(text: object) -> str:
+    """*text* with newlines, tabs and other control characters escaped (``\\n``, ``\\t``, ``\\x1b``), so a
+    name cannot break a table or send terminal escape sequences. Other characters are kept as they are."""
+    s = "" if text is None else str(text)
+    if s.isprintable():
+        return s
+    return "".join(c if c.isprintable() else _ESCAPES.get(c) or repr(c)[1:-1] for c in s)
+
+
+def width(text: str) -> int:
+    """Terminal columns of *text*: East Asian wide and full-width characters take two, combining marks none."""
+    if text.isascii():
+        return len(text)
+    import unicodedata
+
+    return sum(0 if unicodedata.combining(c) else 2 if unicodedata.east_asian_width(c) in "WF" else 1 for c in text)
+
+
+def shorten(text: object, limit: int | None = NAME_WIDTH) -> str:
+    """:func:`printable` *text*, cut to *limit* columns with an ellipsis when longer (None: no limit)."""
+    s = printable(text)
+    if limit is None or width(s) <= limit:
+        return s
+    out, used = [], 0
+    for c in s:
+        w = width(c)
+        if used + w > limit - 1:
+            break
+        out.append(c)
+        used += w
+    return "".join(out) + "…"
+
+
+def table(headers: list[str], rows: list[list[str]], right: set[int] | None = None,
+          max_width: int | None = CELL_WIDTH) -> str:
+    """A plain aligned text table; cells are made :func:`printable` and cut to *max_width* columns."""
     right = right or set()
-    widths = [len(h) for h in headers]
+    rows = [[shorten(c, max_width) for c in r] for r in rows]
+    widths = [width(h) for h in headers]
     for r in rows:
         for i, c in enumerate(r):
-            widths[i] = max(widths[i], len(c))
+            widths[i] = max(widths[i], width(c))
+
+    def pad(c: str, i: int) -> str:
+        fill = " " * (widths[i] - width(c))
+        return fill + c if i in right else c + fill
 
     def line(cells: list[str]) -> str:
-        return "  ".join(c.rjust(widths[i]) if i in right else c.ljust(widths[i]) for i, c in enumerate(cells)).rstrip()
+        return "  ".join(pad(c, i) for i, c in enumerate(cells)).rstrip()
 
     out = [line(headers), line(["-" * w for w in widths])]
     out += [line(r) for r in rows]

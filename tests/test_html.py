@@ -70,7 +70,7 @@ def test_report_holds_table_charts_and_phases(runs, db_path):
 
 def test_detail_limits_the_charts(runs):
     html = render_html(query_runs(last=10), detail=1)
-    assert html.count("<section class=run") == 1 and "1 more runs in the table only" in html
+    assert html.count("<section class=run") == 1 and "1 more run in the table only" in html
 
 
 def test_without_matplotlib_the_report_has_tables(runs, monkeypatch):

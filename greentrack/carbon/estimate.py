@@ -31,6 +31,7 @@ from pathlib import Path
 from typing import Any, Iterable
 
 from ..errors import NotFoundError, suggest
+from ..units import plural
 from .footprint import from_kwh
 from .grid import DATA_DIR, Intensity
 from .memory import (
@@ -428,7 +429,7 @@ def estimate(params: float, tokens: float | None = None, *, precision: str | Non
             hours = gpu_hours if gpu_hours is not None else flops / (peak_tflops * 1e12 * mfu) / 3600.0  # type: ignore
             gpus = max(math.ceil(hours / (max_days * 24.0)), fit)
             A.append(Assumption("GPUs", gpus, f"the fewest that fit the training state and finish within "
-                                f"{max_days:g} days", "--gpus / --days"))
+                                f"{plural(max_days, 'day')}", "--gpus / --days"))
         else:
             gpus = fit
     elif gpus is None:

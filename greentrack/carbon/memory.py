@@ -44,6 +44,7 @@ import math
 from dataclasses import asdict, dataclass
 
 from ..errors import GreentrackError, suggest
+from ..units import article
 
 GB = 1e9
 BYTES_PER_PARAM = {"fp32": 4.0, "fp16": 2.0, "bf16": 2.0, "fp8": 1.0, "int8": 1.0, "4bit": 0.5}
@@ -227,7 +228,7 @@ def memory(params: float, precision: str | None = None, *, optimizer: str = "ada
     md = md or default_mode(prec)
     if md == "qlora" and prec != "4bit":
         raise EstimateError(f"QLoRA keeps the frozen base in 4-bit, not {prec}: use --precision 4bit, or --mode lora "
-                            f"for adapters on a {prec} base")
+                            f"for adapters on {article(prec)} {prec} base")
     if md == "full" and prec == "4bit":
         raise EstimateError("4bit weights cannot be trained directly: they are a frozen base for adapters; use "
                             "--mode qlora, or a 16-bit --precision for full training")

@@ -14,6 +14,8 @@ from typing import Any
 
 import click
 
+from ..units import plural
+
 
 def _gpus(nv: Any = None) -> dict[str, Any]:
     from ..measure.sources import SourceUnavailable
@@ -156,13 +158,14 @@ def render(d: dict[str, Any]) -> str:
                   "  Run as root, or allow reading: sudo chmod o+r /sys/class/powercap/intel-rapl:*/energy_uj "
                   "(Linux >= 5.10 restricts it). Nothing is recorded for the CPU: no estimate."]
     else:
-        lines.append(f"CPU and memory (RAPL): {len(readable)} zone(s) measured with their energy counters.")
+        lines.append(f"CPU and memory (RAPL): {plural(len(readable), 'zone')} measured with their energy counters.")
         for z in zones:
             state = "readable" if z["readable"] else "not readable: " + str(z["why"])
             lines.append(f"  {z['zone']}  {z['name']:<10} {state}")
     lines.append("")
     db = d["database"]
-    state = f"{db['runs']} runs" if "runs" in db else ("not created yet" if not db["exists"] else db.get("error", ""))
+    state = (plural(db["runs"], "run") if "runs" in db else
+             ("not created yet" if not db["exists"] else db.get("error", "")))
     lines.append(f"Database: {db['path']} ({state}; {'writable' if db['writable'] else 'NOT writable'}).")
     lines.append("  Set GREENTRACK_DB or [tool.greentrack] db in pyproject.toml to use another file.")
     backend = env.get("GREENTRACK_BACKEND", "auto")

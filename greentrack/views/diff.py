@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from ..units import J_PER_KWH, fmt_co2, fmt_duration, fmt_energy, fmt_money, table
+from ..units import J_PER_KWH, fmt_co2, fmt_duration, fmt_energy, fmt_money, shorten, table
 from .runs import co2e_kg, run_record
 
 
@@ -145,7 +145,7 @@ def render_diff(d: dict[str, Any]) -> str:
 
     def ident(x: dict[str, Any]) -> str:
         tags = " ".join(f"{k}={v}" for k, v in sorted(x["tags"].items()))
-        return f"{x['name']} [{x['id']}] {x['status']}" + (f"  {tags}" if tags else "")
+        return f"{shorten(x['name'], 80)} [{x['id']}] {x['status']}" + (f"  {shorten(tags, 200)}" if tags else "")
 
     notes = list(d.get("notes") or [])
     out = [f"A  {ident(a)}", f"B  {ident(b)}", ""]
@@ -154,7 +154,7 @@ def render_diff(d: dict[str, Any]) -> str:
     rows = []
     for r in d["rows"]:
         m = r["metric"]
-        label = LABELS.get(m, m.replace("phase:", "phase ") + " energy" if m.startswith("phase:") else m)
+        label = LABELS.get(m, "phase " + shorten(m[6:]) + " energy" if m.startswith("phase:") else m)
         ch = "-"
         if r["change"] is not None:
             ch = _fmt(m, r["unit"], abs(r["change"]))

@@ -14,7 +14,7 @@ import os
 from pathlib import Path
 from typing import Any, Sequence
 
-from ..units import J_PER_KWH, fmt_co2, fmt_duration, fmt_energy, fmt_time, fmt_watts
+from ..units import J_PER_KWH, fmt_co2, fmt_duration, fmt_energy, fmt_time, fmt_watts, plural
 from .runs import REPORT_COLUMNS, co2e_kg, run_record, run_row
 from .show import budget_text
 
@@ -151,7 +151,8 @@ def _run_table(rows: list[dict[str, Any]]) -> str:
         out.append(f"<tr class={_e(r['status'])}>{tds}</tr>")
     tot_j = sum(r["energy_j"] for r in rows if r.get("energy_j") is not None)
     tot_c = sum(c for c in (co2e_kg(r) for r in rows) if c is not None)
-    out.append(f"<tr class=totals><td colspan=5>total of {len(rows)} runs</td><td class=num>{tot_j / J_PER_KWH:.6f}</td>"
+    out.append(f"<tr class=totals><td colspan=5>total of {plural(len(rows), 'run')}</td>"
+               f"<td class=num>{tot_j / J_PER_KWH:.6f}</td>"
                f"<td class=num>{_e(fmt_co2(tot_c))}</td><td colspan={len(cols) - 7}></td></tr>")
     out.append("</tbody></table>")
     return "<div class=wide>" + "\n".join(out) + "</div>"
@@ -173,7 +174,8 @@ def _run_section(Figure: Any, run: dict[str, Any], series: dict[str, tuple[Any, 
     if st:
         extra = "".join(f", {st[k]:.4g} J/{u}" for k, u in (("j_per_sample", "sample"), ("j_per_token", "token"))
                         if st.get(k) is not None)
-        facts.append(("per step", f"{st.get('steps')} steps: mean {st['mean_j']:.3f} J, p50 {st['p50_j']:.3f} J, "
+        facts.append(("per step", f"{plural(st.get('steps') or 0, 'step')}: mean {st['mean_j']:.3f} J, "
+                                  f"p50 {st['p50_j']:.3f} J, "
                                   f"p95 {st['p95_j']:.3f} J{extra}"))
     out = [f"<section class=run id='run-{_e(run['id'])}'><h3>{_e(run['name'])} <small>[{_e(run['id'])}]</small></h3>",
            "<dl>" + "".join(f"<dt>{_e(k)}</dt><dd>{_e(v)}</dd>" for k, v in facts) + "</dl>"]
@@ -234,7 +236,8 @@ def render_html(rows: list[dict[str, Any]], details: Sequence[tuple[dict[str, An
              "<meta name=viewport content='width=device-width, initial-scale=1'>",
              f"<title>{_e(title)}</title><style>{CSS}</style></head><body>",
              f"<h1>{_e(title)}</h1>",
-             f"<p class=meta>generated {_e(now)} · {len(rows)} runs" + (f" · {_e(source)}" if source else "") + "</p>",
+             f"<p class=meta>generated {_e(now)} · {plural(len(rows), 'run')}"
+             + (f" · {_e(source)}" if source else "") + "</p>",
              "<h2>Runs</h2>", _run_table(rows) if rows else "<p>no runs</p>"]
     if Figure is None:
         parts.append("<p class=note>charts need matplotlib: pip install 'greentrack[html]'</p>")
@@ -244,7 +247,8 @@ def render_html(rows: list[dict[str, Any]], details: Sequence[tuple[dict[str, An
         parts.append("<h2>Runs in detail</h2>")
         parts += [_run_section(Figure, run, series) for run, series in details]
         if len(rows) > len(details):
-            parts.append(f"<p class=meta>{len(rows) - len(details)} more runs in the table only (--detail N)</p>")
+            parts.append(f"<p class=meta>{plural(len(rows) - len(details), 'more run', 'more runs')} in the table "
+                         "only (--detail N)</p>")
     parts.append("<p class=meta>energy is measured energy before PUE; CO2e = energy × PUE × grid intensity "
                   "(source per run above).</p></body></html>")
     return "\n".join(parts) + "\n"

@@ -16,7 +16,7 @@ from typing import Any
 from ..carbon.footprint import operational
 from ..errors import GreentrackError, suggest
 from ..store.records import summarise_devices
-from ..units import J_PER_KWH, fmt_co2, fmt_duration, fmt_kwh, fmt_time, fmt_watts, table
+from ..units import J_PER_KWH, fmt_co2, fmt_duration, fmt_kwh, fmt_time, fmt_watts, shorten, table
 
 REPORT_COLUMNS = ["id", "name", "started", "duration", "status", "kWh", "CO2e", "avg W", "devices"]
 FORMATS = ("table", "csv", "json", "markdown", "html")
@@ -79,7 +79,7 @@ def co2e_kg(r: dict[str, Any]) -> float | None:
 def run_row(r: dict[str, Any]) -> list[str]:
     dur = r.get("duration_s")
     avg = (r["energy_j"] / dur) if (r.get("energy_j") is not None and dur) else None
-    return [r["id"], r["name"], fmt_time(r.get("started_at")), fmt_duration(dur), r["status"],
+    return [r["id"], shorten(r["name"]), fmt_time(r.get("started_at")), fmt_duration(dur), r["status"],
             fmt_kwh(r.get("energy_j")), fmt_co2(co2e_kg(r)), fmt_watts(avg), r.get("devices") or "-"]
 
 

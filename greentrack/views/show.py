@@ -5,11 +5,14 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from ..units import fmt_co2, fmt_duration, fmt_energy, fmt_time, fmt_watts, plural, table
+from ..units import fmt_co2, fmt_duration, fmt_energy, fmt_time, fmt_watts, plural, printable, shorten, table
+from ..units import width as text_width
 from .runs import _iso, co2e_kg, run_record
 from .sparkline import sparkline
 
 MAX_PHASE_ROWS = 12
+SHOW_NAME_WIDTH = 120  # the run's name on show's first line (the stored name is kept whole)
+SHOW_TEXT_WIDTH = 400  # command, tags, error, notes
 
 
 def build_view(run: dict[str, Any], series: dict[str, tuple[Any, Any]], width: int = 60) -> dict[str, Any]:
@@ -41,9 +44,9 @@ def _phase_ruler(phases: list[dict[str, Any]], t0: float, t1: float, width: int)
             cells[a] = "|"
             continue
         if b - a + 1 < 4:  # too narrow for brackets: the phase's initial in each of its columns
-            seg = (p["name"][:1] or "?") * (b - a + 1)
+            seg = (printable(p["name"])[:1] or "?") * (b - a + 1)
         else:
-            label = p["name"][: max(0, b - a - 1)]
+            label = printable(p["name"])[: max(0, b - a - 1)]
             seg = "[" + label + "·" * (b - a - 1 - len(label)) + "]"
         cells[a:b + 1] = list(seg[: b - a + 1])
     return "".join(cells).rstrip()
@@ -73,12 +76,15 @@ def render_show(run: dict[str, Any], unicode: bool = True) -> str:
     """The text of ``greentrack show``."""
     rec = run_record(run)
     out: list[str] = []
-    out.append(f"{run['name']}  [{run['id']}]  {run['status']}")
+    name = shorten(run["name"], SHOW_NAME_WIDTH)
+    if name.endswith("…") and text_width(run["name"]) > SHOW_NAME_WIDTH:
+        name += f" ({len(run['name']):,} characters; --format json has it whole)"
+    out.append(f"{name}  [{run['id']}]  {run['status']}")
     started = fmt_time(run.get("started_at"))
     out.append(f"  started    {started}   duration {fmt_duration(run.get('duration_s'))}"
                + (f"   host {run['host']}" if run.get("host") else ""))
     if run.get("command"):
-        out.append(f"  command    {run['command']}")
+        out.append(f"  command    {shorten(run['command'], SHOW_TEXT_WIDTH)}")
     if run.get("job_id"):
         out.append(f"  job        {run['job_id']}" + (f"  rank {run['rank']}/{run['world_size']}"
                                                       if run.get("rank") is not None else ""))
@@ -97,9 +103,10 @@ def render_show(run: dict[str, Any], unicode: bool = True) -> str:
     out.append(f"  intensity  {run.get('intensity_source') or '-'}")
     out.append(f"  budget     {budget_text(run.get('budget'))}")
     if run.get("tags"):
-        out.append("  tags       " + " ".join(f"{k}={v}" for k, v in sorted(run["tags"].items())))
+        out.append("  tags       " + shorten(" ".join(f"{k}={v}" for k, v in sorted(run["tags"].items())),
+                                              SHOW_TEXT_WIDTH))
     if run.get("error"):
-        out.append(f"  error      {run['error']}")
+        out.append(f"  error      {shorten(run['error'], SHOW_TEXT_WIDTH)}")
 
     if run["devices"]:
         out += ["", "devices"]
@@ -155,7 +162,7 @@ def render_show(run: dict[str, Any], unicode: bool = True) -> str:
             per_step = (fmt_energy(p["energy_j"] / p["steps"]) if (p.get("energy_j") is not None and p.get("steps"))
                         else "-")
             start = f"{p['n']}x" if grouped else f"+{fmt_duration(p['started_at'] - t0)}"
-            rows.append([p["name"], start, fmt_duration(dur),
+            rows.append([shorten(p["name"]), start, fmt_duration(dur),
                          fmt_energy(p.get("energy_j")), share, str(p.get("steps") or 0), per_step])
         stats = run.get("stats") if isinstance(run.get("stats"), dict) else {}
         outside = (stats or {}).get("outside_phases_j")
@@ -181,7 +188,7 @@ def render_show(run: dict[str, Any], unicode: bool = True) -> str:
     elif run.get("steps"):
         out += ["", "per step", f"  {plural(run['steps'], 'step')} (no per-step energy: nothing was measured)"]
     if run.get("notes"):
-        out += ["", "notes"] + [f"  - {n}" for n in run["notes"]]
+        out += ["", "notes"] + [f"  - {shorten(n, SHOW_TEXT_WIDTH)}" for n in run["notes"]]
     return "\n".join(out)
 
 
