@@ -40,7 +40,8 @@ class Session:
         db: database file (else ``GREENTRACK_DB``, ``[tool.greentrack] db``, the default).
         backend: ``auto`` (default), ``nvml``, ``mock``, ``none`` or a plugin source.
         budget_kwh / budget_co2e_kg: live budgets, checked at each flush; crossing one warns
-            once and calls ``greentrack_budget_exceeded``.
+            once and calls ``greentrack_budget_exceeded``. A budget that is not a finite number
+            >= 0 (negative, NaN, infinite, text) raises :class:`~greentrack.errors.ConfigError` at once.
         store: keep the run in the database (default True).
         strict: raise configuration errors instead of reporting them and measuring less.
         exact_edges: at stop, wait for the energy counter's next refresh (at most 0.1 s on NVML)
@@ -60,8 +61,8 @@ class Session:
         self.tags = {str(k): str(v) for k, v in (tags or {}).items()}
         self.region = region
         self.pue = float(pue)
-        self.budget_kwh = budget_kwh
-        self.budget_co2e_kg = budget_co2e_kg
+        self.budget_kwh = _budget("budget_kwh", budget_kwh, "kWh")
+        self.budget_co2e_kg = _budget("budget_co2e_kg", budget_co2e_kg, "kg CO2e")
         self.command = command
         self.strict = strict
         self.exact_edges = exact_edges
@@ -379,6 +380,23 @@ class Session:
         return f"<greentrack.Session {self.name!r} {self.id} {self.status}>"
 
 
+def _budget(label: str, value: Any, unit: str) -> float | None:
+    """A live budget as a float; anything but a finite number >= 0 is a one-line ConfigError (as on the CLI)."""
+    if value is None:
+        return None
+    import math
+
+    from ..errors import ConfigError
+
+    try:
+        v = float(value) if not isinstance(value, bool) else math.nan
+    except (TypeError, ValueError):
+        v = math.nan
+    if not (math.isfinite(v) and v >= 0):
+        raise ConfigError(f"{label} must be a finite number >= 0 ({unit}), got {value!r}")
+    return v
+
+
 def _int_env(name: str) -> int | None:
     v = os.environ.get(name)
     return int(v) if v is not None and v.isdigit() else None
@@ -398,10 +416,15 @@ def session(name: str = "run", **kwargs: Any) -> Session:
 def track(name: str | Callable[..., Any] | None = None, **kwargs: Any) -> Any:
     """Decorator measuring each call of a function as a run: ``@greentrack.track("train")``.
 
-    The session is passed to the function as ``greentrack_session`` when it accepts it.
+    The session is passed to the function as ``greentrack_session`` when it accepts it. After
+    each call, ``fn.last_result`` holds that call's :class:`RunResult` (None before the first
+    call), also when the call raised (the run is then ``failed`` or ``interrupted``). Keyword
+    arguments are those of :class:`Session`; bad budgets are reported when decorating.
     """
     if callable(name):
         return track(None)(name)
+    _budget("budget_kwh", kwargs.get("budget_kwh"), "kWh")
+    _budget("budget_co2e_kg", kwargs.get("budget_co2e_kg"), "kg CO2e")
 
     def deco(fn: F) -> F:
         run_name = name or fn.__name__
@@ -411,12 +434,15 @@ def track(name: str | Callable[..., Any] | None = None, **kwargs: Any) -> Any:
 
         @functools.wraps(fn)
         def wrapper(*a: Any, **kw: Any) -> Any:
-            with Session(run_name, **kwargs) as s:
-                if wants:
-                    kw["greentrack_session"] = s
-                out = fn(*a, **kw)
-            wrapper.last_result = s.result  # type: ignore[attr-defined]
-            return out
+            s = Session(run_name, **kwargs)
+            try:
+                with s:
+                    if wants:
+                        kw["greentrack_session"] = s
+                    return fn(*a, **kw)
+            finally:
+                if s.result is not None:
+                    wrapper.last_result = s.result  # type: ignore[attr-defined]
 
         wrapper.last_result = None  # type: ignore[attr-defined]
         return wrapper  # type: ignore[return-value]
