@@ -47,6 +47,9 @@ class Session:
         exact_edges: at stop, wait for the energy counter's next refresh (at most 0.1 s on NVML)
             so the run's end is dated exactly. Default (None): only for runs shorter than 100 s,
             where a stale reading could be more than 0.1 % of the run.
+        progress: show a live status line (elapsed time, power, energy, CO2e, steps, phase) at the
+            bottom of the terminal while the session runs; the program's output, tqdm bars and rich
+            progress bars included, scrolls above it. Off when stderr is not a terminal.
     """
 
     def __init__(self, name: str = "run", *, region: str | None = None, tags: dict[str, Any] | None = None,
@@ -54,7 +57,7 @@ class Session:
                  budget_kwh: float | None = None, budget_co2e_kg: float | None = None,
                  store: bool = True, strict: bool = False, pue: float = 1.0,
                  sample_interval_s: float | None = None, flush_interval_s: float | None = None,
-                 exact_edges: bool | None = None,
+                 exact_edges: bool | None = None, progress: bool = False,
                  command: str | None = None, sources: list[Any] | None = None) -> None:
         self.name = str(name)
         self.id = _new_id()
@@ -66,6 +69,8 @@ class Session:
         self.command = command
         self.strict = strict
         self.exact_edges = exact_edges
+        self.progress = bool(progress)
+        self._display: Any = None
         self._want_store = store
         self._kw = dict(db=db, backend=backend, sample_interval_s=sample_interval_s,
                         flush_interval_s=flush_interval_s)
@@ -185,6 +190,10 @@ class Session:
         lifecycle.track(self)
         lifecycle.install_sigterm(self)
         plugins.hook().greentrack_session_start(run=self.view)
+        if self.progress:
+            from .progress import LiveStatus
+
+            self._display = LiveStatus(self, capture=True).start()
         return self
 
     def _device_rows(self, final: bool = False) -> list[dict[str, Any]]:
@@ -299,6 +308,8 @@ class Session:
             if self.status != "running":
                 raise GreentrackError(f"session {self.name!r} was never started")
             self.ended_at = time.time()
+            if self._display is not None:
+                self._display.stop()
             lifecycle.restore_sigterm(self)
             for name, t0 in list(self._open_phases):
                 self._phases.append((name, t0, self.ended_at))
