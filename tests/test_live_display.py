@@ -56,6 +56,8 @@ def test_snapshot_energy_is_as_of_now_and_reads_no_hardware(monkeypatch):
         # the counter started at the first refresh after start (<= 0.1 s late): 100 W since then
         assert f.energy_j == pytest.approx(100 * f.elapsed_s, abs=100 * 0.15)
         assert f.co2e_kg is not None and f.devices == 1
+        again = s.live()
+        assert again.energy_j >= f.energy_j and again.elapsed_s >= f.elapsed_s
     finally:
         s.stop()
 

@@ -201,7 +201,7 @@ class LiveStatus:
             import rich
 
             console = rich.get_console()
-            # rich >= 14 nests a second Live on the same console; an older rich would raise instead
+            # rich >= 14.1 nests a second Live on the same console; an older rich would raise instead
             if console.is_terminal and hasattr(console, "_live_stack"):
                 return console
         return Console(file=self.stream, force_terminal=True if self.force else None)

@@ -241,6 +241,13 @@ class Session:
         vals = [v for v in vals if v is not None]
         return sum(vals) if vals else None
 
+    def live(self) -> Any:
+        """Elapsed time, power, energy and CO2e as of now (a :class:`~greentrack.measure.live.LiveFigures`),
+        from the sampler's latest readings brought up to now: no hardware read, a few microseconds."""
+        from .live import snapshot
+
+        return snapshot(self)
+
     def energy_between(self, t0: float, t1: float | None = None) -> float | None:
         """Energy in joules of all devices over ``[t0, t1]`` (wall-clock seconds; *t1*: now).
 
