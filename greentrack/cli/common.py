@@ -88,7 +88,7 @@ def format_for_output(fmt: str | None, output: str | os.PathLike[str] | None, de
 
         kind = {"html": "HTML", "csv": "CSV", "json": "JSON", "markdown": "Markdown"}.get(implied, implied)
         raise GreentrackError(f"--format {fmt} contradicts --output {output} ({article(kind)} {kind} file): drop "
-                              f"--format, or name the file {Path(output).with_suffix(_suffix(fmt)).name}")
+                              f"--format, or name the file {Path(str(output)).with_suffix(_suffix(fmt)).name}")
     return fmt
 
 

@@ -70,7 +70,7 @@ def diff_runs(a: dict[str, Any], b: dict[str, Any], price_per_kwh: float | None 
         pct = (change / va * 100.0) if (change is not None and va) else None
         rows.append({"metric": k, "unit": unit, "a": va, "b": vb, "change": change, "pct": pct})
     for r in rows:
-        if r["metric"].startswith("cost"):
+        if str(r["metric"]).startswith("cost"):
             r["unit"] = currency
     same = a["id"] == b["id"]
     return {"a": _ident(a), "b": _ident(b), "price_per_kwh": price_per_kwh, "currency": currency, "rows": rows,
