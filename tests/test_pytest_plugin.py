@@ -121,7 +121,7 @@ def test_per_test_budget_fails_that_test(pytester: pytest.Pytester, monkeypatch:
     assert re.search(r"energy budget exceeded: [\d.e-]+ kWh > 1e-12 kWh \(kwh=1e-12\)", out)
     assert re.search(r"energy budget exceeded: [\d.e-]+ gCO2e > 1e-12 gCO2e \(co2e_g=1e-12\)", out)
     assert "FAILED test_over.py::TestClassBudget::test_in_class" in out
-    assert "4 test(s) over their energy_budget marker" in out
+    assert "4 tests over their energy_budget marker" in out
     # measured at 1000 W for about 10 ms: about 10 J, never zero
     m = re.search(r"^energy budget exceeded: ([\d.]+) J > 0.001 J", out, re.M)
     assert 5 < float(m.group(1)) < 500
@@ -303,7 +303,7 @@ def test_nothing_measured_leaves_budgets_unchecked(pytester: pytest.Pytester, mo
     assert res.ret == 0
     out = res.stdout.str()
     assert "nothing was measured: backend 'none': no power is measured" in out
-    assert "1 energy_budget marker(s) not checked: no power was measured" in out
+    assert "1 energy_budget marker not checked: no power was measured" in out
     assert "greentrack: energy_budget_kwh not checked: no power was measured" in out
 
 
