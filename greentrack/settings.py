@@ -53,6 +53,7 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("GREENTRACK_PRICE_PER_KWH", None, "", "electricity price per kWh for the cost rows of greentrack diff"),
     Setting("GREENTRACK_GPU_STATE", None, "$XDG_STATE_HOME/greentrack/gpu-settings.json",
             "where greentrack tune records a GPU's original power limit and clocks until they are restored"),
+    Setting("GREENTRACK_CURRENCY", "currency", "USD", "currency of GREENTRACK_PRICE_PER_KWH, shown with every cost"),
     Setting("GREENTRACK_DEBUG", None, "", "1: the CLI shows the traceback of an unexpected error"),
     Setting("", "scenarios", "", "[tool.greentrack.scenarios.NAME] tables: your own scenarios (see docs/carbon.md)"),
     Setting("", "scenario_files", "", "list of scenario TOML/JSON files to load"),
@@ -142,6 +143,18 @@ def _float_env(name: str, default: float | None) -> float | None:
     if val <= 0:
         raise ConfigError(f"{name}={raw!r} must be positive")
     return val
+
+
+def currency(given: str | None = None) -> str:
+    """The currency costs are shown in: *given* > ``GREENTRACK_CURRENCY`` > ``[tool.greentrack] currency`` > USD.
+
+    A code like USD or EUR, or a symbol; anything with spaces or control characters is a one-line error.
+    """
+    value = given or env("GREENTRACK_CURRENCY") or load_tool_config().get("currency") or "USD"
+    text = str(value).strip()
+    if not text or len(text) > 8 or any(c.isspace() or not c.isprintable() for c in text):
+        raise ConfigError(f"bad currency {value!r}: use a code such as USD or EUR")
+    return text.upper() if text.isalpha() else text
 
 
 def resolve_db_path(db: str | os.PathLike[str] | None = None, conf: dict[str, Any] | None = None) -> Path:

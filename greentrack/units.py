@@ -43,25 +43,119 @@ def fmt_duration(s: float | None) -> str:
 
 
 def fmt_time(ts: float | None) -> str:
+    """Local time with its zone: ``2026-12-05 13:48:45 CET`` (``UTC+05:30`` where the zone has no name).
+
+    Tables show local time and say which; JSON and CSV carry ISO 8601 UTC instead.
+    """
     if ts is None:
         return "-"
-    return _dt.datetime.fromtimestamp(ts).strftime("%Y-%m-%d %H:%M:%S")
+    local = _dt.datetime.fromtimestamp(ts).astimezone()
+    return f"{local.strftime('%Y-%m-%d %H:%M:%S')} {zone_name(local)}"
+
+
+def zone_name(local: _dt.datetime) -> str:
+    """The zone of an aware datetime as people read it: its abbreviation, else ``UTC+HH:MM``."""
+    name = local.tzname() or ""
+    if name and name[0] not in "+-" and not name.startswith("UTC+") and not name.startswith("UTC-"):
+        return name
+    off = local.utcoffset() or _dt.timedelta(0)
+    minutes = int(off.total_seconds() // 60)
+    sign = "+" if minutes >= 0 else "-"
+    return f"UTC{sign}{abs(minutes) // 60:02d}:{abs(minutes) % 60:02d}"
+
+
+def plural(n: float, word: str, many: str | None = None) -> str:
+    """``plural(1, "step")`` -> ``1 step``; ``plural(3, "run")`` -> ``3 runs``; counts with thousands separators."""
+    shown = f"{n:,}" if isinstance(n, int) else f"{n:,.4g}"
+    return f"{shown} {word if n == 1 else (many or word + 's')}"
+
+
+def article(word: str) -> str:
+    """``a`` or ``an`` for *word* as it is said: an on-prem, an H100, a cloud, a US region."""
+    w = word.strip().lower()
+    if not w:
+        return "a"
+    if w[0].isdigit():
+        return "an" if w[0] == "8" or w.startswith(("11", "18")) else "a"
+    letter_said_with_vowel = "fhlmnrsx"  # an F..., an H100, an L4, an M..., an S3, an X
+    if len(w) > 1 and (w[1].isdigit() or w[1] in "-_" or w.isupper() or word.strip()[:2].isupper()):
+        return "an" if w[0] in "aeio" + letter_said_with_vowel else "a"
+    return "an" if w[0] in "aeio" or (w[0] == "u" and not w.startswith(("uni", "use", "usu", "uti"))) else "a"
+
+
+def fmt_money(v: float | None, currency: str = "USD") -> str:
+    """``0.0000484 USD``, ``12.35 EUR``: three significant digits for small sums, never an exponent."""
+    if v is None:
+        return "-"
+    a = abs(v)
+    if a >= 1 or a == 0:
+        text = f"{v:,.2f}"
+    else:
+        import math
+
+        digits = min(12, 2 - math.floor(math.log10(a)))
+        text = f"{v:.{digits}f}"
+    return f"{text} {currency}"
 
 
 def fmt_watts(w: float | None) -> str:
     return "-" if w is None else f"{w:.1f}"
 
 
-def table(headers: list[str], rows: list[list[str]], right: set[int] | None = None) -> str:
-    """A plain aligned text table."""
+_ESCAPES = {"\n": "\\n", "\r": "\\r", "\t": "\\t"}
+NAME_WIDTH = 40  #: run and phase names in tables are cut to this many columns (the stored name is kept)
+CELL_WIDTH = 80  #: any table cell is cut to this many columns
+
+
+def printable(text: object) -> str:
+    """*text* with newlines, tabs and other control characters escaped (``\\n``, ``\\t``, ``\\x1b``), so a
+    name cannot break a table or send terminal escape sequences. Other characters are kept as they are."""
+    s = "" if text is None else str(text)
+    if s.isprintable():
+        return s
+    return "".join(c if c.isprintable() else _ESCAPES.get(c) or repr(c)[1:-1] for c in s)
+
+
+def width(text: str) -> int:
+    """Terminal columns of *text*: East Asian wide and full-width characters take two, combining marks none."""
+    if text.isascii():
+        return len(text)
+    import unicodedata
+
+    return sum(0 if unicodedata.combining(c) else 2 if unicodedata.east_asian_width(c) in "WF" else 1 for c in text)
+
+
+def shorten(text: object, limit: int | None = NAME_WIDTH) -> str:
+    """:func:`printable` *text*, cut to *limit* columns with an ellipsis when longer (None: no limit)."""
+    s = printable(text)
+    if limit is None or width(s) <= limit:
+        return s
+    out, used = [], 0
+    for c in s:
+        w = width(c)
+        if used + w > limit - 1:
+            break
+        out.append(c)
+        used += w
+    return "".join(out) + "…"
+
+
+def table(headers: list[str], rows: list[list[str]], right: set[int] | None = None,
+          max_width: int | None = CELL_WIDTH) -> str:
+    """A plain aligned text table; cells are made :func:`printable` and cut to *max_width* columns."""
     right = right or set()
-    widths = [len(h) for h in headers]
+    rows = [[shorten(c, max_width) for c in r] for r in rows]
+    widths = [width(h) for h in headers]
     for r in rows:
         for i, c in enumerate(r):
-            widths[i] = max(widths[i], len(c))
+            widths[i] = max(widths[i], width(c))
+
+    def pad(c: str, i: int) -> str:
+        fill = " " * (widths[i] - width(c))
+        return fill + c if i in right else c + fill
 
     def line(cells: list[str]) -> str:
-        return "  ".join(c.rjust(widths[i]) if i in right else c.ljust(widths[i]) for i, c in enumerate(cells)).rstrip()
+        return "  ".join(pad(c, i) for i, c in enumerate(cells)).rstrip()
 
     out = [line(headers), line(["-" * w for w in widths])]
     out += [line(r) for r in rows]

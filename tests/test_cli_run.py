@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import os
 import pty
+import re
 import select
 import signal
 import subprocess
@@ -145,7 +146,8 @@ def test_live_display_on_a_terminal(db_path):
         os.close(master)
     text = buf.decode("utf-8", "replace")
     assert p.returncode == 0
-    frames = [f for f in text.split("\r\x1b[2K") if f.startswith("greentrack live:")]
+    plain = re.sub(r"\x1b\[[0-9;?]*[A-Za-z]", "\n", text)  # each redraw moves the cursor and clears the line
+    frames = [f.strip() for f in re.split(r"[\r\n]", plain) if f.strip().startswith("greentrack live:")]
     assert len(frames) >= 2, text
     assert " W " in frames[-1] and ("J" in frames[-1] or "Wh" in frames[-1])
     assert "[" in text and "finished" in text  # the summary line after the display is cleared

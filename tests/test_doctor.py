@@ -37,7 +37,7 @@ def test_doctor_json_reports_readable_rapl_and_the_database(cli, tmp_path: Path,
     assert d["database"] == {"path": str(db_path), "exists": True, "writable": True, "runs": 1}
     assert d["gpus"]["available"] is False
     text = cli("doctor", env={"GREENTRACK_RAPL_ROOT": str(root)}).stdout
-    assert "CPU and memory (RAPL): 4 zone(s) measured" in text
+    assert "CPU and memory (RAPL): 4 zones measured" in text
 
 
 def test_doctor_names_unreadable_rapl(tmp_path: Path) -> None:

@@ -82,9 +82,11 @@ def test_flops_6nd_and_chinchilla_tokens():
 
 
 def test_store_rule_of_thumb_is_bytes_per_parameter():
-    # 1B parameters take 4 / 2 / 2 / 1 GB in fp32 / fp16 / bf16 / int8 (and 0.5 GB in 4-bit)
-    got = {p: memory(1e9, p).weights / GB for p in ("fp32", "fp16", "bf16", "int8", "4bit")}
-    assert got == {"fp32": 4.0, "fp16": 2.0, "bf16": 2.0, "int8": 1.0, "4bit": 0.5}
+    # 1B parameters take 4 / 2 / 2 / 1 GB in fp32 / fp16 / bf16 / int8; 4-bit NF4 takes 0.5 GB plus its
+    # double-quantised constants, 0.127 bits per parameter (Dettmers et al. 2023, section 3)
+    got = {p: memory(1e9, p).weights / GB for p in ("fp32", "fp16", "bf16", "int8")}
+    assert got == {"fp32": 4.0, "fp16": 2.0, "bf16": 2.0, "int8": 1.0}
+    assert memory(1e9, "4bit").weights / GB == pytest.approx(0.5 + 0.127 / 8, abs=1e-4)
 
 
 def test_train_rule_of_thumb_explained_part_by_part():
@@ -120,7 +122,7 @@ def test_gpus_to_fit_and_to_store():
     room = 80 * GB * 0.9 - e.memory.activations
     assert e.gpus_to_fit == -(-e.memory.model_states // room)
     assert e.gpus == e.gpus_to_fit
-    assert est.estimate(70e9, precision="4bit", gpu="H100").gpus_to_store == 1  # 35 GB of weights
+    assert est.estimate(70e9, precision="4bit", gpu="H100").gpus_to_store == 1  # 36 GB of weights
     assert est.estimate(70e9, precision="bf16", gpu="H100").gpus_to_store == 2  # 140 GB
     assert est.estimate(70e9, precision="bf16", gpu="H200").gpus_to_store == 2
     e = est.estimate(7e9, 1.4e12, gpu="H100", max_days=10)
@@ -152,7 +154,15 @@ def test_scenario_and_overrides_flow_through():
     ({"params": 7e9, "tokens": 0}, "tokens must be a positive number"),
     ({"params": 7e9, "precision": "fp9"}, "unknown precision 'fp9'"),
     ({"params": 7e9, "gpu": "H1000"}, "unknown GPU 'H1000'"),
-    ({"params": 7e9, "gpu": "V100", "precision": "bf16"}, "no bf16 peak"),
+    ({"params": 7e9, "gpu": "V100", "precision": "bf16"}, "the V100-SXM2-32GB has no bf16"),
+    ({"params": 7e9, "gpu": "A100", "precision": "fp8"}, "the A100-SXM4-80GB has no fp8"),
+    ({"params": 7e9, "mode": "qlora", "precision": "bf16"}, "QLoRA keeps the frozen base in 4-bit"),
+    ({"params": 7e9, "mode": "full", "precision": "4bit"}, "4bit weights cannot be trained directly"),
+    ({"params": 7e9, "gpu": "V100", "precision": "int8"}, "the V100-SXM2-32GB has no int8"),
+    ({"params": 7e9, "mode": "lora", "target_modules": "q,vv"}, "unknown target module 'vv'"),
+    ({"params": 7e9, "mode": "lora", "lora_rank": 0}, "LoRA rank must be a positive integer"),
+    ({"params": 7e9, "mode": "fine"}, "unknown mode 'fine'"),
+    ({"params": 7e9, "lora_rank": 8}, "--lora-rank and --target-modules are for --mode lora or qlora"),
     ({"params": 7e9, "mfu": 1.5}, "MFU must be between 0 and 1"),
     ({"params": 7e9, "gpus": 0}, "GPUs must be a positive integer"),
     ({"params": 7e9, "scenario": "onprme"}, "unknown scenario 'onprme'"),
@@ -184,7 +194,8 @@ def test_estimate_cli(cli, tmp_path):
                       (["--params", "7B", "--precision", "int3"], "unknown precision"),
                       (["--params", "7B", "--gpu", "B300"], "unknown GPU"),
                       (["--params", "7B", "-s", "nowhere"], "unknown scenario"),
-                      (["--params", "7B", "--scenarios", str(bad), "-s", "mine"], "missing field 'price_per_gpu_hour'")):
+                      (["--params", "7B", "--scenarios", str(bad), "-s", "mine"],
+                       "missing field 'price_per_gpu_hour'")):
         r = cli("estimate", *args)
         assert r.returncode == 2, args
         assert msg in r.stderr and r.stderr.count("\n") == 1 and "Traceback" not in r.stderr, (args, r.stderr)

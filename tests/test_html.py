@@ -72,7 +72,7 @@ def test_report_holds_table_charts_and_phases(runs, db_path):
 
 def test_detail_limits_the_charts(runs):
     html = render_html(query_runs(last=10), detail=1)
-    assert html.count("<section class=run") == 1 and "1 more runs in the table only" in html
+    assert html.count("<section class=run") == 1 and "1 more run in the table only" in html
 
 
 def test_without_matplotlib_the_report_has_tables(runs, monkeypatch):
@@ -111,7 +111,7 @@ def test_scenario_comparison_section(cli, runs, tmp_path):
     assert p.returncode == 2 and p.stderr.startswith("greentrack: error:")
 
 
-def test_renders_in_headless_chromium(tmp_path):
+def test_renders_in_headless_chromium(tmp_path, monkeypatch):
     sys.path.insert(0, str(ROOT / "benchmarks"))
     try:
         import html_screenshot as hs
@@ -121,20 +121,104 @@ def test_renders_in_headless_chromium(tmp_path):
         pytest.skip("chromium is not installed")
     pytest.importorskip("PIL")
     db = tmp_path / "shot.db"
-    make_run_db = greentrack.session("shot", region="FR", backend="mock", db=db, flush_interval_s=0.2)
-    with make_run_db as s:
-        with s.phase("train"):
-            for _ in range(10):
-                time.sleep(0.03)
-                s.step()
+    make_2gpu_run(UNICODE_NAME, monkeypatch, db=db)
     page = tmp_path / "page.html"
     page.write_text(render_html(query_runs(db=db), db=db))
-    png = hs.screenshot(page, tmp_path / "page.png", width=1000, height=1200)
+    png = hs.screenshot(page, tmp_path / "page.png", width=1280, height=1200)
     size, colours = hs.colour_count(png)
-    assert size == (1000, 1200)
+    assert size == (1280, 1200)
     assert colours > 50  # text, table shading and a chart; a blank or error page has a handful
     from PIL import Image
 
     with Image.open(png) as im:  # the title's green is drawn near the top left
         top = im.convert("RGB").crop((0, 0, 500, 120))
         assert any(g > r + 40 and g > b + 20 for _n, (r, g, b) in top.getcolors(1 << 16))
+
+
+# what a new user saw at 1280 px: a 2-GPU run, a non-Latin name, long tags ------------------------------
+UNICODE_NAME = "微调-llama · Ωmega"
+
+
+def make_2gpu_run(name: str, monkeypatch, db=None) -> str:
+    monkeypatch.setenv("GREENTRACK_MOCK_GPUS", "2")
+    with greentrack.session(name, region="FR", backend="mock", db=db, flush_interval_s=0.2,
+                            tags={"precision": "bf16", "technique": "full-fine-tune-with-a-long-tag-value",
+                                  "dataset": "the-pile-deduplicated-shard-0001", "owner": "research-team"}) as s:
+        with s.phase("warmup"):
+            time.sleep(0.2)
+        with s.phase("train"):
+            for _ in range(8):
+                time.sleep(0.03)
+                s.step()
+        with s.phase("eval"):
+            time.sleep(0.2)
+    monkeypatch.delenv("GREENTRACK_MOCK_GPUS")
+    return s.id
+
+
+def test_two_gpu_lines_are_distinct_and_the_legend_clears_the_phase_names(monkeypatch):
+    pytest.importorskip("matplotlib")
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+
+    from greentrack.store import open_store
+    from greentrack.store.series import read_series_np
+    from greentrack.views.charts import matplotlib_figure, power_figure, text_fonts
+
+    rid = make_2gpu_run("two-gpus", monkeypatch)
+    store = open_store(None, create=False)
+    run, series = store.get_run(rid), read_series_np(store, rid)
+    assert sorted(series) == ["gpu0", "gpu1"]
+    with text_fonts([run["name"]]):
+        fig = power_figure(matplotlib_figure(), run, series)
+        FigureCanvasAgg(fig)
+        fig.canvas.draw()
+        renderer = fig.canvas.get_renderer()
+        ax = fig.axes[0]
+        lines = [ln for ln in ax.get_lines() if ln.get_label() in ("gpu0", "gpu1")]
+        assert len(lines) == 2
+        a, b = lines
+        assert a.get_color() != b.get_color() and a.get_linestyle() != b.get_linestyle()
+        assert a.get_linewidth() > b.get_linewidth() and b.get_zorder() > a.get_zorder()  # the wide one underneath
+        legend = ax.get_legend().get_window_extent(renderer)
+        labels = [t.get_window_extent(renderer) for t in ax.texts if t.get_gid() == "phase-label"]
+        assert len(labels) == 3
+        assert not any(legend.overlaps(lb) for lb in labels)
+        assert legend.x0 >= ax.get_window_extent(renderer).x1  # outside the plot: it hides no line either
+
+
+def test_non_latin_names_draw_without_warnings(monkeypatch, cli, tmp_path):
+    pytest.importorskip("matplotlib")
+    import warnings
+
+    make_2gpu_run(UNICODE_NAME, monkeypatch)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        html = render_html(query_runs(last=10))
+    assert not [w for w in caught if issubclass(w.category, UserWarning)], [str(w.message) for w in caught]
+    assert UNICODE_NAME in html
+    out = tmp_path / "r.html"
+    p = cli("report", "-o", str(out))
+    assert p.returncode == 0 and p.stderr == "" and p.stdout == f"wrote {out} (1 run)\n", p.stderr
+
+
+def test_runs_table_fits_at_1280_and_1400_px(tmp_path, monkeypatch):
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    try:
+        import html_screenshot as hs
+    finally:
+        sys.path.pop(0)
+    if hs.find_chromium() is None:
+        pytest.skip("chromium is not installed")
+    db = tmp_path / "wide.db"
+    make_2gpu_run(UNICODE_NAME, monkeypatch, db=db)
+    make_2gpu_run("llama-7b-full-fine-tune-on-the-long-named-dataset-v2-" + "x" * 80, monkeypatch, db=db)
+    page = tmp_path / "page.html"
+    page.write_text(render_html(query_runs(db=db), db=db))
+    for width in (1280, 1400):
+        lay = hs.layout(page, width=width)
+        vw = lay["viewport"]
+        assert lay["page"] <= vw, (width, lay)  # no horizontal scrolling of the page
+        for _left, right, scroll_w, client_w in lay["wide"] + lay["table"]:
+            assert right <= vw + 1 and scroll_w <= client_w + 1, (width, lay)  # the table does not overflow
+        for _left, right, scroll_w, client_w in lay["tags"] + lay["names"]:
+            assert right <= vw + 1 and scroll_w <= client_w + 1, (width, lay)  # nothing clipped

@@ -121,7 +121,7 @@ def test_per_test_budget_fails_that_test(pytester: pytest.Pytester, monkeypatch:
     assert re.search(r"energy budget exceeded: [\d.e-]+ kWh > 1e-12 kWh \(kwh=1e-12\)", out)
     assert re.search(r"energy budget exceeded: [\d.e-]+ gCO2e > 1e-12 gCO2e \(co2e_g=1e-12\)", out)
     assert "FAILED test_over.py::TestClassBudget::test_in_class" in out
-    assert "4 test(s) over their energy_budget marker" in out
+    assert "4 tests over their energy_budget marker" in out
     # measured at 1000 W for about 10 ms: about 10 J, never zero
     m = re.search(r"^energy budget exceeded: ([\d.]+) J > 0.001 J", out, re.M)
     assert 5 < float(m.group(1)) < 500
@@ -215,7 +215,8 @@ def test_ini_options_in_pyproject(pytester: pytest.Pytester, monkeypatch: pytest
 
 
 @pytest.mark.parametrize("args, ini, message", [
-    (["--energy-budget-kwh", "-1"], None, "greentrack: --energy-budget-kwh must be a finite number >= 0 (kWh), got -1.0"),
+    (["--energy-budget-kwh", "-1"], None,
+     "greentrack: --energy-budget-kwh must be a finite number >= 0 (kWh), got -1.0"),
     (["--energy-budget-co2e-g", "lots"], None, "argument --energy-budget-co2e-g: invalid float value: 'lots'"),
     ([], 'energy_budget_kwh = "abc"', "greentrack: bad value for ini option energy_budget_kwh: "),
     ([], 'greentrack_top = "many"', None),  # not enabled: the key is not read
@@ -303,7 +304,7 @@ def test_nothing_measured_leaves_budgets_unchecked(pytester: pytest.Pytester, mo
     assert res.ret == 0
     out = res.stdout.str()
     assert "nothing was measured: backend 'none': no power is measured" in out
-    assert "1 energy_budget marker(s) not checked: no power was measured" in out
+    assert "1 energy_budget marker not checked: no power was measured" in out
     assert "greentrack: energy_budget_kwh not checked: no power was measured" in out
 
 

@@ -223,7 +223,7 @@ def test_diff_normalises_per_unit_of_work():
     assert rows["phase:train"]["change"] == pytest.approx(-3.24e6)
     assert d["verdict"] == "B used 66.7% less energy per token than A"
     text = render_diff(d)
-    assert "energy / token" in text and "-66.7%" in text and "cost at 0.25 per kWh" in text
+    assert "energy / token" in text and "-66.7%" in text and "cost at 0.25 USD per kWh" in text
 
 
 def test_write_output_errors_are_one_line(tmp_path):

@@ -13,6 +13,12 @@
 
 Every assumption is returned (and printed) with its source and the option that overrides it.
 :func:`footprint` is the same arithmetic from stated GPU-hours, as papers report it.
+
+An estimate never presents an impossible plan: when the training state does not fit the GPUs
+(see :mod:`greentrack.carbon.memory`), :attr:`Estimate.fits` is False, :attr:`Estimate.problem`
+says which part of memory is too large, :attr:`Estimate.fixes` lists the smallest changes that
+make it fit (each with its GPU count), and no duration or energy is given for the impossible plan
+(unless GPU-hours were given: those are a fact, not a plan).
 """
 
 from __future__ import annotations
@@ -25,9 +31,20 @@ from pathlib import Path
 from typing import Any, Iterable
 
 from ..errors import NotFoundError, suggest
+from ..units import plural
 from .footprint import from_kwh
 from .grid import DATA_DIR, Intensity
-from .memory import GB, EstimateError, MemoryBreakdown, gpus_to_fit, gpus_to_store, memory, norm_precision
+from .memory import (
+    GB,
+    LORA_DEFAULTS,
+    EstimateError,
+    MemoryBreakdown,
+    default_mode,
+    gpus_to_fit,
+    gpus_to_store,
+    memory,
+    norm_precision,
+)
 
 CHINCHILLA_TOKENS_PER_PARAM = 20.0
 DEFAULT_MFU = 0.4
@@ -98,60 +115,84 @@ def footprint(gpu_hours: float, gpu_power_w: float, pue: float, intensity_g_per_
                      None if price_per_gpu_hour is None else gpu_hours * price_per_gpu_hour)
 
 
+@dataclass(frozen=True)
+class Fix:
+    """One change that makes a training plan fit: the options, the GPUs it then needs, what it changes."""
+
+    change: str
+    gpus: int
+    gpu: str
+    detail: str = ""
+
+
 @dataclass
 class Estimate:
-    """The plan for one training run; see the module docstring for the arithmetic."""
+    """The plan for one training run; see the module docstring for the arithmetic.
+
+    When :attr:`fits` is False, :attr:`problem` says why, :attr:`fixes` what would fit, and
+    :attr:`duration_s` (and, without given GPU-hours, :attr:`gpu_hours` and :attr:`footprint`) are None.
+    A fine-tuning estimate without tokens has no :attr:`flops` either (memory and fit only).
+    """
 
     params: float
-    tokens: float
+    tokens: float | None
     precision: str
     gpu: str
     gpu_memory_gb: float
     memory: MemoryBreakdown
     gpus_to_store: int
     gpus_to_fit: int | None
-    gpus: int
-    flops: float
-    peak_tflops: float
-    mfu: float
-    duration_s: float
-    gpu_hours: float
-    footprint: Footprint
+    gpus: int | None
+    flops: float | None
+    peak_tflops: float | None
+    mfu: float | None
+    duration_s: float | None
+    gpu_hours: float | None
+    footprint: Footprint | None
     intensity: Intensity
     scenario: str | None
     cost_parts: dict[str, float]
     assumptions: list[Assumption]
     notes: list[str] = field(default_factory=list)
+    mode: str = "full"
+    compute_precision: str = "bf16"
+    fits: bool = True
+    problem: str | None = None
+    fixes: list[Fix] = field(default_factory=list)
 
     @property
-    def energy_kwh(self) -> float:
-        return self.footprint.kwh
+    def energy_kwh(self) -> float | None:
+        return None if self.footprint is None else self.footprint.kwh
 
     @property
-    def co2e_kg(self) -> float:
-        return self.footprint.co2e_kg
+    def co2e_kg(self) -> float | None:
+        return None if self.footprint is None else self.footprint.co2e_kg
 
     @property
     def cost_usd(self) -> float | None:
-        return self.footprint.cost_usd
+        return None if self.footprint is None else self.footprint.cost_usd
 
     def as_dict(self) -> dict[str, Any]:
-        fp = self.footprint
+        fp, m = self.footprint, self.memory
+        parts = (("weights", m.weights), ("adapters", m.adapters), ("gradients", m.gradients),
+                 ("optimizer_states", m.optimizer_states), ("master_weights", m.master_weights),
+                 ("activations_per_gpu", m.activations), ("model_states", m.model_states),
+                 ("resident_model_states", m.resident_states), ("training_unsharded", m.training))
         return {
-            "params": self.params, "tokens": self.tokens, "precision": self.precision, "gpu": self.gpu,
-            "memory_gb": {k: v / GB for k, v in (("weights", self.memory.weights),
-                                                  ("gradients", self.memory.gradients),
-                                                  ("optimizer_states", self.memory.optimizer_states),
-                                                  ("master_weights", self.memory.master_weights),
-                                                  ("activations_per_gpu", self.memory.activations),
-                                                  ("model_states", self.memory.model_states),
-                                                  ("training_unsharded", self.memory.training))},
+            "params": self.params, "tokens": self.tokens, "precision": self.precision, "mode": self.mode,
+            "compute_precision": self.compute_precision, "gpu": self.gpu,
+            "trainable_params": m.trainable_params, "lora_rank": m.lora_rank,
+            "target_modules": list(m.target_modules), "paged_optimizer": m.paged_optimizer,
+            "memory_gb": {k: v / GB for k, v in parts},
+            "fits": self.fits, "problem": self.problem,
+            "fixes": [{"change": f.change, "gpus": f.gpus, "gpu": f.gpu, "detail": f.detail} for f in self.fixes],
             "gpus_to_store": self.gpus_to_store, "gpus_to_fit": self.gpus_to_fit, "gpus": self.gpus,
             "flops": self.flops, "peak_tflops": self.peak_tflops, "mfu": self.mfu, "duration_s": self.duration_s,
-            "gpu_hours": self.gpu_hours, "gpu_power_w": fp.gpu_power_w, "it_kwh": fp.it_kwh, "pue": fp.pue,
-            "energy_kwh": fp.kwh, "intensity_g_per_kwh": fp.intensity_g_per_kwh,
-            "intensity_source": self.intensity.describe(), "co2e_operational_kg": fp.operational_kg,
-            "co2e_embodied_kg": fp.embodied_kg, "co2e_kg": fp.co2e_kg, "cost_usd": fp.cost_usd,
+            "gpu_hours": self.gpu_hours, "gpu_power_w": fp and fp.gpu_power_w, "it_kwh": fp and fp.it_kwh,
+            "pue": fp and fp.pue, "energy_kwh": fp and fp.kwh,
+            "intensity_g_per_kwh": self.intensity.g_per_kwh, "intensity_source": self.intensity.describe(),
+            "co2e_operational_kg": fp and fp.operational_kg, "co2e_embodied_kg": fp and fp.embodied_kg,
+            "co2e_kg": fp and fp.co2e_kg, "cost_usd": fp and fp.cost_usd,
             "cost_parts": self.cost_parts, "scenario": self.scenario,
             "assumptions": [{"name": a.name, "value": a.value, "source": a.source, "option": a.option}
                             for a in self.assumptions],
@@ -165,59 +206,171 @@ def _positive(label: str, v: Any, integer: bool = False) -> None:
         raise EstimateError(f"{label} must be a positive {'integer' if integer else 'number'}, got {v!r}")
 
 
-def _compute_precision(prec: str, peaks: dict[str, float]) -> str:
-    if prec == "4bit":  # weights dequantised for the matmuls
+def compute_precision(prec: str, peaks: dict[str, float]) -> str:
+    """The matmul precision: 4-bit and int8 frozen bases are dequantised to bf16 (fp16 without bf16)."""
+    if prec in ("4bit", "int8"):
         return "bf16" if "bf16" in peaks else "fp16"
     return prec
 
 
-def estimate(params: float, tokens: float | None = None, *, precision: str = "bf16", gpu: str = "H100",
+def _check_supported(gname: str, prec: str, cprec: str, peaks: dict[str, float]) -> None:
+    if cprec in peaks:
+        return
+    alt = next((p for p in ("bf16", "fp16", "fp32") if p in peaks), None)
+    what = cprec if prec == cprec else f"{cprec} (the compute precision of {prec} weights)"
+    raise EstimateError(f"the {gname} has no {what}: it computes in {', '.join(peaks)}"
+                        + (f"; use --precision {alt}" if alt else ""))
+
+
+def _gb(v: float) -> str:
+    return f"{v / GB:,.1f} GB" if v >= 0.1 * GB or v == 0 else f"{v / 1e6:,.1f} MB"
+
+
+def diagnose(m: MemoryBreakdown, gname: str, gpu_memory_gb: float, gpus: int | None, fit: int | None) -> str | None:
+    """Why the training state does not fit *gpus* GPUs (None when it fits)."""
+    usable = gpu_memory_gb * GB * USABLE_MEMORY
+    if fit is None:
+        how = "with full checkpointing" if m.checkpointing else "without activation checkpointing"
+        return (f"one micro-batch's activations ({_gb(m.activations)}: {m.micro_batch} x {m.seq_len} tokens, "
+                f"{m.layers} layers {how}) exceed the {_gb(usable)} usable on one {gname}; sharding the model "
+                f"states over more GPUs does not shrink them")
+    if gpus is not None and gpus < fit:
+        name, size = max(((k, v) for k, v in (("weights" if m.mode == "full" else "frozen weights", m.weights),
+                                              ("adapters", m.adapters), ("gradients", m.gradients),
+                                              ("optimizer states", 0.0 if m.paged_optimizer else m.optimizer_states),
+                                              ("master weights", m.master_weights))), key=lambda kv: kv[1])
+        return (f"{gpus} x {gname} cannot hold the training state: {_gb(m.resident_states)} of model states "
+                f"({name} {_gb(size)} the largest) sharded over {gpus} GPU{'s' if gpus != 1 else ''} is "
+                f"{_gb(m.resident_states / gpus)} per GPU, plus {_gb(m.activations)} of activations, over the "
+                f"{_gb(usable)} usable")
+    return None
+
+
+def _fixes(mem_kw: dict[str, Any], m: MemoryBreakdown, gname: str, gpus: int | None, fit: int | None,
+           prec: str) -> list[Fix]:
+    """The smallest changes that make the plan fit, each with its GPU count (see :func:`estimate`)."""
+    out: list[Fix] = []
+    g_mem = gpu_table()[gname]["memory_gb"]
+
+    def fits_with(gpu_gb: float, **change: Any) -> tuple[int | None, MemoryBreakdown | None]:
+        try:
+            m2 = memory(**dict(mem_kw, **change))
+        except EstimateError:
+            return None, None
+        return gpus_to_fit(m2, gpu_gb, USABLE_MEMORY), m2
+
+    if fit is not None and gpus is not None and gpus < fit:
+        out.append(Fix(f"--gpus {fit}", fit, gname, f"shards the {_gb(m.resident_states)} of model states "
+                                                     f"(ZeRO-3 / FSDP) to {_gb(m.resident_states / fit)} per GPU"))
+    if not m.checkpointing:
+        n, m2 = fits_with(g_mem, checkpointing=True)
+        if n is not None and m2 is not None:
+            out.append(Fix("--checkpointing", n, gname, f"activations {_gb(m.activations)} -> {_gb(m2.activations)} "
+                                                        "per GPU; the forward pass is recomputed (slower)"))
+    if m.micro_batch > 1:
+        n, m2 = fits_with(g_mem, micro_batch=1)
+        if n is not None and m2 is not None:
+            out.append(Fix("--micro-batch 1", n, gname, f"activations {_gb(m.activations)} -> {_gb(m2.activations)} "
+                                                        "per GPU (more gradient accumulation steps)"))
+    if fit is None:
+        seq = m.seq_len // 2
+        while seq >= 128:
+            n, m2 = fits_with(g_mem, seq_len=seq)
+            if n is not None:
+                out.append(Fix(f"--seq-len {seq}", n, gname, f"shorter sequences: activations {_gb(m.activations)} -> "
+                                                             f"{_gb(m2.activations if m2 else 0.0)} per GPU"))
+                break
+            seq //= 2
+    if m.mode == "full":
+        n, m2 = fits_with(g_mem, mode="qlora", precision="4bit", paged_optimizer=None)
+        if n is not None:
+            out.append(Fix("--mode qlora", n, gname, "if fine-tuning: adapters on a frozen 4-bit base (a different "
+                                                     "training method, not the same run)"))
+    elif m.mode == "lora":
+        n, m2 = fits_with(g_mem, mode="qlora", precision="4bit", paged_optimizer=None)
+        if n is not None:
+            out.append(Fix("--mode qlora", n, gname, "the frozen base in 4-bit NF4 instead of " + prec))
+    larger = sorted(((g["memory_gb"], k) for k, g in gpu_table().items() if g["memory_gb"] > g_mem),
+                    key=lambda x: (x[0], x[1]))
+    found = 0
+    for gb_, other in larger:
+        peaks = gpu_table()[other]["peak_tflops"]
+        if compute_precision(prec, peaks) not in peaks:
+            continue
+        n, _ = fits_with(gb_)
+        extra = ""
+        if n is None and not m.checkpointing:
+            n, _ = fits_with(gb_, checkpointing=True)
+            extra = " --checkpointing"
+        if n is not None:
+            alias = min([other, *gpu_table()[other].get("aliases", [])], key=len)
+            out.append(Fix(f"--gpu {alias}{extra}", n, other, f"{gb_:g} GB per GPU"))
+            found += 1
+            if found == 2:
+                break
+    return out
+
+
+def estimate(params: float, tokens: float | None = None, *, precision: str | None = None, gpu: str = "H100",
              mfu: float | None = None, gpus: int | None = None, scenario: str | None = None,
              region: str | None = None, pue: float | None = None, intensity_g_per_kwh: float | None = None,
              gpu_power_w: float | None = None, peak_tflops: float | None = None, gpu_hours: float | None = None,
              price_per_gpu_hour: float | None = None, optimizer: str = "adam", states: str = "fp32",
              seq_len: int = 2048, micro_batch: int = 1, layers: int | None = None, hidden: int | None = None,
              flash_attention: bool = True, checkpointing: bool = False, max_days: float | None = None,
-             scenario_files: Iterable[str | Path] = ()) -> Estimate:
+             scenario_files: Iterable[str | Path] = (), mode: str | None = None, lora_rank: int | None = None,
+             target_modules: str | Iterable[str] | None = None, paged_optimizer: bool | None = None,
+             ffn_hidden: int | None = None) -> Estimate:
     """Estimate a training run. Everything but *params* has a default, listed in ``assumptions``.
 
-    Bad input (non-positive sizes, unknown precision, GPU or scenario) raises a
-    :class:`~greentrack.errors.GreentrackError` with one clear line.
+    *mode* ``full`` (default; ``qlora`` for 4-bit, ``lora`` for int8 weights), ``lora`` or ``qlora``;
+    *precision* None: bf16 (fp16 on a GPU without bf16; 4bit for QLoRA). With *gpu_hours* given,
+    the peak TFLOPS and MFU are not needed. Bad input (non-positive sizes, unknown precision, GPU
+    or scenario, a precision the GPU lacks) raises a :class:`~greentrack.errors.GreentrackError`
+    with one clear line.
     """
     _positive("parameters", params)
     A: list[Assumption] = []
     notes: list[str] = []
-    if tokens is None:
-        tokens = CHINCHILLA_TOKENS_PER_PARAM * params
-        A.append(Assumption("tokens", tokens, "Chinchilla-optimal 20 tokens per parameter (Hoffmann et al. 2022)",
-                            "--tokens"))
-    _positive("tokens", tokens)
-    prec = norm_precision(precision)
+    if tokens is not None:
+        _positive("tokens", tokens)
     gname, g = find_gpu(gpu)
     A.append(Assumption("gpu", gname, f"{g['source']} ({g['year']})", "--gpu"))
     peaks = g["peak_tflops"]
-    cprec = _compute_precision(prec, peaks)
-    if prec == "4bit":
-        A.append(Assumption("compute precision", cprec, "4-bit weights are dequantised for the matmuls "
-                            "(QLoRA-style); matmuls run at 16-bit peak", "--peak-tflops"))
-    if peak_tflops is None:
-        if cprec not in peaks:
-            raise EstimateError(f"{gname} has no {cprec} peak in greentrack's GPU table (it has "
-                                f"{', '.join(peaks)}); give --peak-tflops")
-        peak_tflops = float(peaks[cprec])
-        A.append(Assumption("peak TFLOPS", peak_tflops, f"{gname} dense {cprec} peak, no sparsity "
-                            "(fp32 without TF32)" if cprec == "fp32" else f"{gname} dense {cprec} peak, no sparsity",
-                            "--peak-tflops"))
-    _positive("peak TFLOPS", peak_tflops)
-    if mfu is None:
-        mfu = DEFAULT_MFU
-        A.append(Assumption("MFU", mfu, "model FLOPs utilisation typical of large runs: PaLM 46.2% "
-                            "(Chowdhery et al. 2022), LLaMA-65B ~47% from 380 tokens/s/GPU (Touvron et al. 2023)",
-                            "--mfu"))
-    if not isinstance(mfu, (int, float)) or not 0 < mfu <= 1:
-        raise EstimateError(f"MFU must be between 0 and 1, got {mfu!r}")
-    mem = memory(params, prec, optimizer=optimizer, states=states, seq_len=seq_len, micro_batch=micro_batch,
-                 layers=layers, hidden=hidden, flash_attention=flash_attention, checkpointing=checkpointing)
+    md = None if mode is None else str(mode).strip().lower()
+    if precision is None:
+        prec = "4bit" if md == "qlora" else ("bf16" if "bf16" in peaks else "fp16")
+        if prec == "fp16" and md != "qlora":
+            A.append(Assumption("precision", prec, f"the {gname} has no bf16: fp16 mixed precision", "--precision"))
+    else:
+        prec = norm_precision(precision)
+    if md is None and default_mode(prec) != "full":
+        md = default_mode(prec)
+        notes.append(f"{prec} weights are not trained directly: estimated as {'QLoRA' if md == 'qlora' else 'LoRA'} "
+                     f"fine-tuning, adapters on the frozen {prec} base (--mode {md}; --mode lora/qlora to choose)")
+    cprec = compute_precision(prec, peaks) if md in ("lora", "qlora") or prec == "4bit" else prec
+    _check_supported(gname, prec, cprec, peaks)
+    if md in (None, "full") and prec in ("int8", "fp8"):
+        notes.append(f"training with {prec} weights is modelled as full training (gradients in {prec}, master "
+                     "weights and optimizer states as --states says); for adapters on a frozen base use --mode lora")
+    if cprec != prec:
+        A.append(Assumption("compute precision", cprec, f"{prec} weights are dequantised to {cprec} for the matmuls "
+                            "(Dettmers et al. 2023)", "--peak-tflops"))
+    mods = None if target_modules is None else (target_modules if isinstance(target_modules, str)
+                                                 else tuple(target_modules))
+    mem_kw: dict[str, Any] = dict(params=params, precision=prec, optimizer=optimizer, states=states, seq_len=seq_len,
+                                  micro_batch=micro_batch, layers=layers, hidden=hidden,
+                                  flash_attention=flash_attention, checkpointing=checkpointing, mode=md,
+                                  lora_rank=lora_rank, target_modules=mods, paged_optimizer=paged_optimizer,
+                                  ffn_hidden=ffn_hidden)
+    mem = memory(**mem_kw)
+    md = mem.mode
+    if tokens is None and md == "full":
+        tokens = CHINCHILLA_TOKENS_PER_PARAM * params
+        A.insert(0, Assumption("tokens", f"{tokens:.3g}", "Chinchilla-optimal 20 tokens per parameter "
+                               "(Hoffmann et al. 2022)", "--tokens"))
+    elif tokens is None and gpu_hours is None:
+        notes.append("no --tokens: the fine-tuning data's size sets the compute; memory and fit only")
     A.append(Assumption("memory model", f"{mem.optimizer}, states {states}, seq {seq_len} x micro-batch "
                         f"{micro_batch}, {mem.layers} layers x {mem.hidden} hidden, "
                         f"{'flash attention' if flash_attention else 'attention scores stored'}"
@@ -225,39 +378,77 @@ def estimate(params: float, tokens: float | None = None, *, precision: str = "bf
                         "weights/gradients/optimizer per ZeRO (Rajbhandari et al. 2020); activations per "
                         "Korthikanti et al. 2022; shape from GPT-3 (Brown et al. 2020)",
                         "--optimizer --states --seq-len --micro-batch --layers --hidden --no-flash --checkpointing"))
-    if prec in ("int8", "4bit", "fp8"):
-        notes.append(f"training with {prec} weights is modelled as full training (gradients in {prec}, master "
-                     "weights and optimizer states as --states says); adapter fine-tuning of a frozen quantised "
-                     "model (QLoRA) is not modelled")
-    fit = gpus_to_fit(mem, g["memory_gb"], USABLE_MEMORY)
-    store = gpus_to_store(mem, g["memory_gb"], USABLE_MEMORY)
+    if md != "full":
+        src = LORA_DEFAULTS[md][2] if lora_rank is None and not target_modules else "given"
+        A.append(Assumption("adapters", f"rank {mem.lora_rank} on {','.join(mem.target_modules)}: "
+                            f"{mem.trainable_params:,.0f} trainable parameters "
+                            f"({mem.trainable_params / params * 100:.2g}% of {params:.3g})", src,
+                            "--lora-rank --target-modules --ffn-hidden"))
+        A.append(Assumption("adapter precision", f"{mem.adapter_precision} adapters and gradients, "
+                            f"{'fp32' if states == 'fp32' else mem.adapter_precision} optimizer states",
+                            "QLoRA: bf16 adapters, 32-bit paged AdamW (Dettmers et al. 2023, eq. 5)" if md == "qlora"
+                            else "Hugging Face PEFT keeps adapters in fp32 (autocast_adapter_dtype=True)", "--states"))
+        if md == "qlora":
+            A.append(Assumption("frozen base", "4-bit NF4 with double quantization, 4.127 bits per parameter",
+                                "Dettmers et al. 2023, section 3 (blocks of 64, fp8 constants in blocks of 256)"))
+        if mem.paged_optimizer:
+            A.append(Assumption("paged optimizer", "on", "optimizer states are evicted to CPU memory when the GPU is "
+                                "full (Dettmers et al. 2023, section 3): not counted against GPU memory",
+                                "--no-paged-optimizer"))
     A.append(Assumption("usable GPU memory", USABLE_MEMORY, "greentrack assumption: 10% kept for the CUDA "
                         "context and fragmentation; model states sharded evenly (ZeRO-3 / FSDP)"))
-    if fit is None:
-        notes.append(f"one micro-batch's activations ({mem.activations / GB:.1f} GB) do not fit a {gname}: "
-                     "lower --micro-batch or --seq-len, or use --checkpointing")
-    flops = 6.0 * params * tokens
+    fit = gpus_to_fit(mem, g["memory_gb"], USABLE_MEMORY)
+    store = gpus_to_store(mem, g["memory_gb"], USABLE_MEMORY)
+    flops: float | None = None
+    if tokens is not None and md == "full":
+        flops = 6.0 * params * tokens
+    elif tokens is not None:
+        # frozen weights need no weight gradients: forward 2ND + input gradients 2ND, plus the adapters' 6 N_a D
+        flops = 4.0 * params * tokens + 6.0 * mem.trainable_params * tokens
+        A.append(Assumption("FLOPs", "4 x N x D + 6 x adapters x D", "no weight gradients for the frozen base "
+                            "(Hu et al. 2021 report 25% faster training than full fine-tuning on GPT-3 175B)"))
+    if gpu_hours is not None:
+        _positive("GPU-hours", gpu_hours)
+        A.append(Assumption("GPU-hours", gpu_hours, "given (FLOPs, peak and MFU not used)", "--gpu-hours"))
+    elif flops is not None:
+        if peak_tflops is None:
+            peak_tflops = float(peaks[cprec])
+            A.append(Assumption("peak TFLOPS", peak_tflops, f"{gname} dense {cprec} peak, no sparsity"
+                                + (" (fp32 without TF32)" if cprec == "fp32" else ""), "--peak-tflops"))
+        _positive("peak TFLOPS", peak_tflops)
+        if mfu is None:
+            mfu = DEFAULT_MFU
+            A.append(Assumption("MFU", mfu, "model FLOPs utilisation typical of large runs: PaLM 46.2% "
+                                "(Chowdhery et al. 2022), LLaMA-65B ~47% from 380 tokens/s/GPU (Touvron et al. 2023)",
+                                "--mfu"))
+        if not isinstance(mfu, (int, float)) or not 0 < mfu <= 1:
+            raise EstimateError(f"MFU must be between 0 and 1, got {mfu!r}")
     if gpus is None and max_days is not None:
         _positive("days", max_days)
-        need = math.ceil(flops / (peak_tflops * 1e12 * mfu * max_days * 86400.0))
-        gpus = max(need, fit or 1)
-        A.append(Assumption("GPUs", gpus, f"the fewest that fit the training state and finish within {max_days:g} "
-                            "days", "--gpus / --days"))
+        if fit is not None and (gpu_hours is not None or flops is not None):
+            hours = gpu_hours if gpu_hours is not None else flops / (peak_tflops * 1e12 * mfu) / 3600.0  # type: ignore
+            gpus = max(math.ceil(hours / (max_days * 24.0)), fit)
+            A.append(Assumption("GPUs", gpus, f"the fewest that fit the training state and finish within "
+                                f"{plural(max_days, 'day')}", "--gpus / --days"))
+        else:
+            gpus = fit
     elif gpus is None:
-        gpus = fit or 1
-        A.append(Assumption("GPUs", gpus, "the fewest that fit the training state", "--gpus / --days"))
-    _positive("GPUs", gpus, integer=True)
-    gpus = int(gpus)
-    if fit is not None and gpus < fit:
-        notes.append(f"{gpus} {gname} cannot hold the training state: it needs {fit}")
-    if gpu_hours is None:
-        duration_s = flops / (gpus * peak_tflops * 1e12 * mfu)
-        gpu_hours = gpus * duration_s / 3600.0
-    else:
-        _positive("GPU-hours", gpu_hours)
-        duration_s = gpu_hours / gpus * 3600.0
-        A.append(Assumption("GPU-hours", gpu_hours, "given (FLOPs, peak and MFU not used for duration)",
-                            "--gpu-hours"))
+        gpus = fit
+        if fit is not None:
+            A.append(Assumption("GPUs", gpus, "the fewest that fit the training state", "--gpus / --days"))
+    if gpus is not None:
+        _positive("GPUs", gpus, integer=True)
+        gpus = int(gpus)
+    problem = diagnose(mem, gname, g["memory_gb"], gpus, fit)
+    fits = problem is None
+    fixes = [] if fits else _fixes(mem_kw, mem, gname, gpus, fit, prec)
+    duration_s: float | None = None
+    if fits and gpus is not None and (gpu_hours is not None or flops is not None):
+        if gpu_hours is None:
+            duration_s = flops / (gpus * peak_tflops * 1e12 * mfu)  # type: ignore[operator]
+            gpu_hours = gpus * duration_s / 3600.0
+        else:
+            duration_s = gpu_hours / gpus * 3600.0
     # where it runs
     sc = None
     if scenario:
@@ -296,65 +487,21 @@ def estimate(params: float, tokens: float | None = None, *, precision: str = "bf
     if sc is not None:
         A.append(Assumption("embodied", f"{emb * 1000:.1f} g per GPU-hour",
                             sc.figures["embodied_kg_per_gpu"].describe(), "--scenario"))
-    fp = footprint(gpu_hours, gpu_power_w, pue, inten.g_per_kwh, emb, price_per_gpu_hour)
+    fp: Footprint | None = None
     parts: dict[str, float] = {}
-    if price_per_gpu_hour is None and sc is not None:
-        cost = sc.cost_usd(fp.kwh, gpu_hours)
-        fp.cost_usd = cost.pop("total")
-        parts = cost
-    elif price_per_gpu_hour is not None:
-        parts = {"instances": fp.cost_usd or 0.0}
+    if gpu_hours is not None:
+        fp = footprint(gpu_hours, gpu_power_w, pue, inten.g_per_kwh, emb, price_per_gpu_hour)
+        if price_per_gpu_hour is None and sc is not None:
+            cost = sc.cost_usd(fp.kwh, gpu_hours)
+            fp.cost_usd = cost.pop("total")
+            parts = cost
+        elif price_per_gpu_hour is not None:
+            parts = {"instances": fp.cost_usd or 0.0}
+    if price_per_gpu_hour is not None:
         A.append(Assumption("price", price_per_gpu_hour, "given, USD per GPU-hour", "--price-per-gpu-hour"))
-    return Estimate(params=float(params), tokens=float(tokens), precision=prec, gpu=gname,
+    return Estimate(params=float(params), tokens=None if tokens is None else float(tokens), precision=prec, gpu=gname,
                     gpu_memory_gb=float(g["memory_gb"]), memory=mem, gpus_to_store=store, gpus_to_fit=fit, gpus=gpus,
-                    flops=flops, peak_tflops=float(peak_tflops), mfu=float(mfu), duration_s=duration_s,
-                    gpu_hours=gpu_hours, footprint=fp, intensity=inten, scenario=sc.name if sc else None,
-                    cost_parts=parts, assumptions=A, notes=notes)
-
-
-def render_text(e: Estimate) -> str:
-    """The estimate as a person reads it: memory, compute, energy, carbon, cost, then assumptions."""
-    from ..units import fmt_duration
-
-    m, fp = e.memory, e.footprint
-    bpp = m.bytes_per_param()
-
-    def gb(v: float) -> str:
-        return f"{v / GB:,.1f} GB"
-
-    lines = [f"estimate: {e.params:.3g} parameters, {e.tokens:.3g} tokens, {e.precision} on {e.gpu} "
-             f"({e.gpu_memory_gb:g} GB)", "", "memory"]
-    rows = [("weights", m.weights, f"{bpp['weights']:g} B/param ({e.precision})"),
-            ("gradients", m.gradients, f"{bpp['gradients']:g} B/param"),
-            ("optimizer states", m.optimizer_states, f"{bpp['optimizer_states']:g} B/param ({m.optimizer}, "
-             f"{'fp32' if m.states == 'fp32' else e.precision})"),
-            ("master weights", m.master_weights, "fp32 copy (mixed precision)" if m.master_weights else "none"),
-            ("activations", m.activations, f"per GPU: {m.micro_batch} x {m.seq_len} tokens, {m.layers} layers x "
-             f"{m.hidden}"),
-            ("to store", m.weights, f"fits on {e.gpus_to_store} GPU(s)"),
-            ("to train", m.training, f"unsharded; sharded over GPUs: "
-             f"{e.gpus_to_fit if e.gpus_to_fit is not None else 'does not fit'}")]
-    for name, v, why in rows:
-        lines.append(f"  {name:<17} {gb(v):>12}  {why}")
-    lines += ["", "compute",
-              f"  {'FLOPs':<17} {e.flops:>12.3g}  6 x N x D",
-              f"  {'GPUs':<17} {e.gpus:>12}  peak {e.peak_tflops:g} TFLOPS each, MFU {e.mfu:g}",
-              f"  {'duration':<17} {fmt_duration(e.duration_s):>12}  ({e.duration_s / 86400:.1f} days)",
-              f"  {'GPU-hours':<17} {e.gpu_hours:>12,.0f}",
-              "", "energy, carbon, cost",
-              f"  {'IT energy':<17} {fp.it_kwh:>12,.1f} kWh  at {fp.gpu_power_w:g} W per GPU",
-              f"  {'energy':<17} {fp.kwh:>12,.1f} kWh  with PUE {fp.pue:g}",
-              f"  {'CO2e operational':<17} {fp.operational_kg:>12,.1f} kg   at {fp.intensity_g_per_kwh:.0f} gCO2e/kWh",
-              f"  {'CO2e embodied':<17} {fp.embodied_kg:>12,.1f} kg",
-              f"  {'CO2e total':<17} {fp.co2e_kg:>12,.1f} kg",
-              f"  {'cost':<17} {'-' if fp.cost_usd is None else f'{fp.cost_usd:,.0f}':>12} USD"
-              + (f"  ({', '.join(f'{k} {v:,.0f}' for k, v in e.cost_parts.items())})" if e.cost_parts else
-                 ("  (give --scenario or --price-per-gpu-hour)" if fp.cost_usd is None else ""))]
-    lines += ["", "assumptions (override with the option named):"]
-    for a in e.assumptions:
-        opt = f"  [{a.option}]" if a.option else ""
-        lines.append(f"  {a.name}: {a.value}{opt}")
-        lines.append(f"      {a.source}")
-    for n in e.notes:
-        lines.append(f"note: {n}")
-    return "\n".join(lines)
+                    flops=flops, peak_tflops=None if peak_tflops is None else float(peak_tflops),
+                    mfu=None if mfu is None else float(mfu), duration_s=duration_s, gpu_hours=gpu_hours, footprint=fp,
+                    intensity=inten, scenario=sc.name if sc else None, cost_parts=parts, assumptions=A, notes=notes,
+                    mode=md, compute_precision=cprec, fits=fits, problem=problem, fixes=fixes)

@@ -44,6 +44,7 @@ FIGURES: dict[str, tuple[str, float, float | None]] = {
     "embodied_lifetime_years": ("years", 0.01, None),
     "embodied_use_rate": ("", 0.01, 1.0),
 }
+KIND_NAMES = {"cloud": "a cloud", "onprem": "an on-prem"}
 TEXT_KEYS = {"kind", "description", "gpu", "region", "extends", "template", "abstract", "name"}
 REQUIRED = {
     "cloud": ("pue", "price_per_gpu_hour", "embodied_kg_per_gpu", "embodied_lifetime_years"),
@@ -214,7 +215,8 @@ def definitions(files: Iterable[str | Path] = (), conf: Mapping[str, Any] | None
     root = Path(str(conf.get("_root", ".")))
     table = conf.get("scenarios") or {}
     if not isinstance(table, Mapping):
-        raise ScenarioError("[tool.greentrack] scenarios must be a table of scenarios ([tool.greentrack.scenarios.NAME])")
+        raise ScenarioError("[tool.greentrack] scenarios must be a table of scenarios "
+                            "([tool.greentrack.scenarios.NAME])")
     for name, raw in table.items():
         if not isinstance(raw, Mapping):
             raise ScenarioError(f"[tool.greentrack.scenarios.{name}] must be a table")
@@ -282,7 +284,7 @@ def build(name: str, raw: Mapping[str, Any], origin: str = "built-in", region: s
         raise ScenarioError(f"{where}: kind must be cloud or onprem, got {kind!r}")
     for req in REQUIRED[kind]:
         if req not in raw:
-            raise ScenarioError(f"{where}: missing field {req!r} (a {kind} scenario needs "
+            raise ScenarioError(f"{where}: missing field {req!r} ({KIND_NAMES[kind]} scenario needs "
                                 + ", ".join(REQUIRED[kind]) + ")")
     reg = region or raw.get("region")
     if not reg and "intensity_g_per_kwh" not in raw:

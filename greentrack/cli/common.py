@@ -49,7 +49,8 @@ def parse_since(value: str | None) -> float | None:
     try:
         return dt.datetime.fromisoformat(value.strip()).timestamp()
     except ValueError:
-        raise GreentrackError(f"bad date {value!r}: use an ISO date (2026-11-30), 'today', or an age like 7d, 12h") from None
+        raise GreentrackError(f"bad date {value!r}: use an ISO date (2026-11-30), 'today', or an age like 7d, "
+                              "12h") from None
 
 
 def write_output(text: str, path: str | os.PathLike[str]) -> None:
@@ -64,3 +65,32 @@ def write_output(text: str, path: str | os.PathLike[str]) -> None:
         p.write_text(text, encoding="utf-8")
     except OSError as exc:
         raise GreentrackError(f"cannot write {p}: {exc.strerror or exc}") from None
+
+
+#: file extension -> report format
+EXTENSION_FORMATS = {".html": "html", ".htm": "html", ".csv": "csv", ".json": "json", ".md": "markdown",
+                     ".markdown": "markdown", ".txt": "table"}
+
+
+def format_for_output(fmt: str | None, output: str | os.PathLike[str] | None, default: str = "table") -> str:
+    """The format to write: *fmt* if given, else the one *output*'s extension names, else *default*.
+
+    A *fmt* that contradicts the extension (``--format csv -o runs.html``) is a one-line error.
+    """
+    from pathlib import Path
+
+    implied = EXTENSION_FORMATS.get(Path(output).suffix.lower()) if output else None
+    if fmt is None:
+        return implied or default
+    fmt = fmt.strip().lower()
+    if implied is not None and implied != fmt and implied != "table":  # a .txt may hold any text
+        from ..units import article
+
+        kind = {"html": "HTML", "csv": "CSV", "json": "JSON", "markdown": "Markdown"}.get(implied, implied)
+        raise GreentrackError(f"--format {fmt} contradicts --output {output} ({article(kind)} {kind} file): drop "
+                              f"--format, or name the file {Path(str(output)).with_suffix(_suffix(fmt)).name}")
+    return fmt
+
+
+def _suffix(fmt: str) -> str:
+    return {"table": ".txt", "markdown": ".md"}.get(fmt, f".{fmt}")

@@ -14,14 +14,18 @@ from .common import db_option
 @click.option("--study", "study_id", default=None, help="Compare the settings of a study or tuning sweep (its ID).")
 @click.option("--price-per-kwh", type=float, default=None,
               help="Electricity price per kWh for the cost rows (default: GREENTRACK_PRICE_PER_KWH).")
+@click.option("--currency", default=None,
+              help="Currency of the price (default: GREENTRACK_CURRENCY, [tool.greentrack] currency, else USD).")
 @click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text", show_default=True)
 @db_option
-def diff_cmd(run_a: str | None, run_b: str | None, study_id: str | None, price_per_kwh: float | None, fmt: str,
+def diff_cmd(run_a: str | None, run_b: str | None, study_id: str | None, price_per_kwh: float | None,
+             currency: str | None, fmt: str,
              db: str | None) -> None:
     """Compare RUN_B against RUN_A (ids, id prefixes, names, 'last', -2): e.g. a bf16 run against an
     fp32 run. Per-step, per-sample and per-token rows appear where both runs recorded them. With
     --study ID, compare every setting of a study or tuning sweep against its baseline."""
     from ..errors import GreentrackError
+    from ..settings import currency as resolve_currency
 
     if study_id is not None:
         import json
@@ -47,7 +51,7 @@ def diff_cmd(run_a: str | None, run_b: str | None, study_id: str | None, price_p
         raise GreentrackError(f"--price-per-kwh must be a number >= 0, got {price_per_kwh}")
     store = open_store(db, create=False)
     a, b = store.get_run(run_a), store.get_run(run_b)
-    d = diff_runs(a, b, price_per_kwh)
+    d = diff_runs(a, b, price_per_kwh, currency=resolve_currency(currency))
     click.echo(diff_json(d) if fmt == "json" else render_diff(d))
 
 

@@ -17,6 +17,8 @@ from typing import Any
 
 import click
 
+from ..units import plural
+
 
 def _gpus(nv: Any = None) -> dict[str, Any]:
     from ..measure.sources import SourceUnavailable
@@ -225,7 +227,7 @@ def render(d: dict[str, Any]) -> str:
                   "  Run as root, or allow reading: sudo chmod o+r /sys/class/powercap/intel-rapl:*/energy_uj "
                   "(Linux >= 5.10 restricts it). Nothing is recorded for the CPU: no estimate."]
     else:
-        lines.append(f"CPU and memory (RAPL): {len(readable)} zone(s) measured with their energy counters.")
+        lines.append(f"CPU and memory (RAPL): {plural(len(readable), 'zone')} measured with their energy counters.")
         for z in zones:
             state = "readable" if z["readable"] else "not readable: " + str(z["why"])
             lines.append(f"  {z['zone']}  {z['name']:<10} {state}")
@@ -234,8 +236,8 @@ def render(d: dict[str, Any]) -> str:
     if db["path"] is None:
         lines.append(f"Database: unknown ({db.get('error')}).")
     else:
-        state = f"{db['runs']} runs" if "runs" in db else ("not created yet" if not db["exists"]
-                                                           else db.get("error", ""))
+        state = (plural(db["runs"], "run") if "runs" in db else
+                 ("not created yet" if not db["exists"] else db.get("error", "")))
         lines.append(f"Database: {db['path']} ({state}; {'writable' if db['writable'] else 'NOT writable'}).")
     lines.append("  Set GREENTRACK_DB or [tool.greentrack] db in pyproject.toml to use another file.")
     chosen = {x["env"]: x for x in d.get("settings", {}).get("items", []) if x["set"] and x["env"]}

@@ -49,7 +49,9 @@ def export_cmd(runs: tuple[str, ...], last: int | None, name: str | None, since:
         text = json.dumps(export_runs(store, ids, series=series), indent=1, default=str) + "\n"
     if output:
         write_output(text, output)
-        click.echo(f"wrote {output} ({len(ids)} runs)", err=True)
+        from ..units import plural
+
+        click.echo(f"wrote {output} ({plural(len(ids), 'run')})", err=True)
     else:
         click.echo(text, nl=False)
 

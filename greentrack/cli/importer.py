@@ -7,6 +7,13 @@ import click
 from .common import db_option
 
 
+def imported(done: int, skipped: int, source: str) -> str:
+    """``imported 1 run from x.json (2 already there)``."""
+    from ..units import plural
+
+    return f"imported {plural(done, 'run')} from {source}" + (f" ({skipped} already there)" if skipped else "")
+
+
 @click.group("import")
 def import_group() -> None:
     """Bring runs in from other tools or other greentrack databases."""
@@ -22,7 +29,7 @@ def import_codecarbon_cmd(csv_file: str, db: str | None) -> None:
     from ..store.transfer import import_codecarbon
 
     done, skipped = import_codecarbon(open_store(db), csv_file)
-    click.echo(f"imported {done} runs from {csv_file}" + (f" ({skipped} already there)" if skipped else ""))
+    click.echo(imported(done, skipped, csv_file))
 
 
 @import_group.command("greentrack")
@@ -34,7 +41,7 @@ def import_greentrack_cmd(json_file: str, db: str | None) -> None:
     from ..store.transfer import import_export
 
     done, skipped = import_export(open_store(db), json_file)
-    click.echo(f"imported {done} runs from {json_file}" + (f" ({skipped} already there)" if skipped else ""))
+    click.echo(imported(done, skipped, json_file))
 
 
 def register(cli: click.Group) -> None:

@@ -15,10 +15,11 @@ from .common import db_option, parse_since, parse_tags
 @click.option("--tag", "tags", multiple=True, help="Only runs with this tag (key=value); repeatable.")
 @click.option("--status", default=None, help="running, finished, failed, interrupted or lost.")
 @click.option("--job", "job_id", default=None, help="Only runs of this job id (GREENTRACK_JOB_ID, torchrun, SLURM).")
-@click.option("--format", "fmt", default="table", show_default=True,
-              help="table, csv, json, markdown or html.")
+@click.option("--format", "fmt", default=None,
+              help="table, csv, json, markdown or html (default: from the --output file's extension, else table).")
 @click.option("--output", "-o", default=None, type=click.Path(dir_okay=False),
-              help="Write to this file (html default: reports/greentrack-report-<time>.html).")
+              help="Write to this file: .html, .csv, .json, .md or .txt sets the format "
+                   "(html default: reports/greentrack-report-<time>.html).")
 @click.option("--detail", type=click.IntRange(min=0), default=5, show_default=True,
               help="html: how many of the runs get power plots and phase charts.")
 @click.option("--scenario", "scenarios", multiple=True,
@@ -28,15 +29,19 @@ from .common import db_option, parse_since, parse_tags
                    "selects its runs unless other filters are given.")
 @db_option
 def report_cmd(last: int, name: str | None, since: str | None, until: str | None, tags: tuple[str, ...],
-               status: str | None, job_id: str | None, fmt: str, output: str | None, detail: int,
+               status: str | None, job_id: str | None, fmt: str | None, output: str | None, detail: int,
                scenarios: tuple[str, ...], study_id: str | None, db: str | None) -> None:
     """The newest runs, newest first."""
     from ..api import html_report, query_runs
     from ..errors import GreentrackError, suggest
+    from ..units import plural
     from ..views.runs import FORMATS, render
-    from .common import write_output
+    from .common import format_for_output, write_output
 
-    fmt = fmt.strip().lower()
+    if fmt is not None and fmt.strip().lower() not in FORMATS:
+        fmt = fmt.strip().lower()
+        raise GreentrackError(f"unknown format {fmt!r}: use one of {', '.join(FORMATS)}" + suggest(fmt, FORMATS))
+    fmt = format_for_output(fmt, output)
     if fmt not in FORMATS:
         raise GreentrackError(f"unknown format {fmt!r}: use one of {', '.join(FORMATS)}" + suggest(fmt, FORMATS))
     if last < 1:
@@ -61,7 +66,7 @@ def report_cmd(last: int, name: str | None, since: str | None, until: str | None
         text = html_report(rows, db=db, detail=detail, scenarios=list(scenarios), study=study_id)
         path = output or default_report_path()
         write_output(text, path)
-        click.echo(f"wrote {path} ({len(rows)} runs)")
+        click.echo(f"wrote {path} ({plural(len(rows), 'run')})")
         return
     if scenarios:
         raise GreentrackError("--scenario is for --format html; for a table use 'greentrack compare'")
@@ -74,7 +79,7 @@ def report_cmd(last: int, name: str | None, since: str | None, until: str | None
     text = render(rows, fmt)
     if output:
         write_output(text if text.endswith("\n") else text + "\n", output)
-        click.echo(f"wrote {output} ({len(rows)} runs)", err=True)
+        click.echo(f"wrote {output} ({plural(len(rows), 'run')}, {fmt})", err=True)
     else:
         click.echo(text.rstrip("\n"))
 

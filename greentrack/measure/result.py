@@ -106,7 +106,7 @@ class RunResult:
 
     def summary(self) -> str:
         """One line for people."""
-        from ..units import fmt_co2, fmt_duration, fmt_energy
+        from ..units import fmt_co2, fmt_duration, fmt_energy, shorten
 
-        return (f"{self.name} [{self.run_id}] {self.status}: {fmt_duration(self.duration_s)}, "
+        return (f"{shorten(self.name, 80)} [{self.run_id}] {self.status}: {fmt_duration(self.duration_s)}, "
                 f"{fmt_energy(self.energy_j)}, {fmt_co2(self.co2e_kg)}")

@@ -40,12 +40,16 @@ class Session:
         db: database file (else ``GREENTRACK_DB``, ``[tool.greentrack] db``, the default).
         backend: ``auto`` (default), ``nvml``, ``mock``, ``none`` or a plugin source.
         budget_kwh / budget_co2e_kg: live budgets, checked at each flush; crossing one warns
-            once and calls ``greentrack_budget_exceeded``.
+            once and calls ``greentrack_budget_exceeded``. A budget that is not a finite number
+            >= 0 (negative, NaN, infinite, text) raises :class:`~greentrack.errors.ConfigError` at once.
         store: keep the run in the database (default True).
         strict: raise configuration errors instead of reporting them and measuring less.
         exact_edges: at stop, wait for the energy counter's next refresh (at most 0.1 s on NVML)
             so the run's end is dated exactly. Default (None): only for runs shorter than 100 s,
             where a stale reading could be more than 0.1 % of the run.
+        progress: show a live status line (elapsed time, power, energy, CO2e, steps, phase) at the
+            bottom of the terminal while the session runs; the program's output, tqdm bars and rich
+            progress bars included, scrolls above it. Off when stderr is not a terminal.
     """
 
     def __init__(self, name: str = "run", *, region: str | None = None, tags: dict[str, Any] | None = None,
@@ -53,18 +57,20 @@ class Session:
                  budget_kwh: float | None = None, budget_co2e_kg: float | None = None,
                  store: bool = True, strict: bool = False, pue: float = 1.0,
                  sample_interval_s: float | None = None, flush_interval_s: float | None = None,
-                 exact_edges: bool | None = None,
+                 exact_edges: bool | None = None, progress: bool = False,
                  command: str | None = None, sources: list[Any] | None = None) -> None:
         self.name = str(name)
         self.id = _new_id()
         self.tags = {str(k): str(v) for k, v in (tags or {}).items()}
         self.region = region
         self.pue = float(pue)
-        self.budget_kwh = budget_kwh
-        self.budget_co2e_kg = budget_co2e_kg
+        self.budget_kwh = _budget("budget_kwh", budget_kwh, "kWh")
+        self.budget_co2e_kg = _budget("budget_co2e_kg", budget_co2e_kg, "kg CO2e")
         self.command = command
         self.strict = strict
         self.exact_edges = exact_edges
+        self.progress = bool(progress)
+        self._display: Any = None
         self._want_store = store
         self._kw = dict(db=db, backend=backend, sample_interval_s=sample_interval_s,
                         flush_interval_s=flush_interval_s)
@@ -161,10 +167,13 @@ class Session:
             if self.strict:
                 raise
             _say_once(f"{exc}; CO2e uses the world average")
-            self.notes.append(str(exc))
             self.intensity = grid.world_average()
-        if self.intensity.fallback:
-            self.notes.append(f"no region given: CO2e uses the {self.intensity.describe()}")
+            hint = str(exc).removeprefix(f"unknown region {self.region!r}").strip()
+            self.notes.append(f"region {self.region!r} was not recognised{' ' + hint if hint else ''}: CO2e uses "
+                              f"the {self.intensity.describe()}")
+        else:
+            if self.intensity.fallback:
+                self.notes.append(f"no region given: CO2e uses the {self.intensity.describe()}")
         # sources
         if self._given_sources is not None:
             self.sources, notes = list(self._given_sources), []
@@ -205,6 +214,10 @@ class Session:
         lifecycle.track(self)
         lifecycle.install_sigterm(self)
         plugins.hook().greentrack_session_start(run=self.view)
+        if self.progress:
+            from .progress import LiveStatus
+
+            self._display = LiveStatus(self, capture=True).start()
         return self
 
     def _device_rows(self, final: bool = False) -> list[dict[str, Any]]:
@@ -251,6 +264,13 @@ class Session:
         vals = [self._device_energy_so_far(st) for st in self.sampler.states]
         vals = [v for v in vals if v is not None]
         return sum(vals) if vals else None
+
+    def snapshot(self) -> Any:
+        """Elapsed time, power, energy and CO2e as of now (a :class:`~greentrack.measure.snapshot.Snapshot`),
+        from the sampler's latest readings brought up to now: no hardware read, a few microseconds."""
+        from .snapshot import snapshot
+
+        return snapshot(self)
 
     def energy_between(self, t0: float, t1: float | None = None) -> float | None:
         """Energy in joules of all devices over ``[t0, t1]`` (wall-clock seconds; *t1*: now).
@@ -319,6 +339,8 @@ class Session:
             if self.status != "running":
                 raise GreentrackError(f"session {self.name!r} was never started")
             self.ended_at = time.time()
+            if self._display is not None:
+                self._display.stop()
             lifecycle.restore_sigterm(self)
             for name, t0 in list(self._open_phases):
                 self._phases.append((name, t0, self.ended_at))
@@ -400,6 +422,23 @@ class Session:
         return f"<greentrack.Session {self.name!r} {self.id} {self.status}>"
 
 
+def _budget(label: str, value: Any, unit: str) -> float | None:
+    """A live budget as a float; anything but a finite number >= 0 is a one-line ConfigError (as on the CLI)."""
+    if value is None:
+        return None
+    import math
+
+    from ..errors import ConfigError
+
+    try:
+        v = float(value) if not isinstance(value, bool) else math.nan
+    except (TypeError, ValueError):
+        v = math.nan
+    if not (math.isfinite(v) and v >= 0):
+        raise ConfigError(f"{label} must be a finite number >= 0 ({unit}), got {value!r}")
+    return v
+
+
 def _int_env(name: str) -> int | None:
     v = os.environ.get(name)
     return int(v) if v is not None and v.isdigit() else None
@@ -419,10 +458,15 @@ def session(name: str = "run", **kwargs: Any) -> Session:
 def track(name: str | Callable[..., Any] | None = None, **kwargs: Any) -> Any:
     """Decorator measuring each call of a function as a run: ``@greentrack.track("train")``.
 
-    The session is passed to the function as ``greentrack_session`` when it accepts it.
+    The session is passed to the function as ``greentrack_session`` when it accepts it. After
+    each call, ``fn.last_result`` holds that call's :class:`RunResult` (None before the first
+    call), also when the call raised (the run is then ``failed`` or ``interrupted``). Keyword
+    arguments are those of :class:`Session`; bad budgets are reported when decorating.
     """
     if callable(name):
         return track(None)(name)
+    _budget("budget_kwh", kwargs.get("budget_kwh"), "kWh")
+    _budget("budget_co2e_kg", kwargs.get("budget_co2e_kg"), "kg CO2e")
 
     def deco(fn: F) -> F:
         run_name = name or fn.__name__
@@ -432,12 +476,15 @@ def track(name: str | Callable[..., Any] | None = None, **kwargs: Any) -> Any:
 
         @functools.wraps(fn)
         def wrapper(*a: Any, **kw: Any) -> Any:
-            with Session(run_name, **kwargs) as s:
-                if wants:
-                    kw["greentrack_session"] = s
-                out = fn(*a, **kw)
-            wrapper.last_result = s.result  # type: ignore[attr-defined]
-            return out
+            s = Session(run_name, **kwargs)
+            try:
+                with s:
+                    if wants:
+                        kw["greentrack_session"] = s
+                    return fn(*a, **kw)
+            finally:
+                if s.result is not None:
+                    wrapper.last_result = s.result  # type: ignore[attr-defined]
 
         wrapper.last_result = None  # type: ignore[attr-defined]
         return wrapper  # type: ignore[return-value]

@@ -13,66 +13,106 @@ The wrapper starts a session, runs the command as a child process and waits for 
 
 from __future__ import annotations
 
+import codecs
 import os
 import shlex
 import signal
 import subprocess
 import sys
 import threading
-import time
 from typing import Any, Sequence, TextIO
 
 from ..errors import GreentrackError
-from ..units import fmt_duration, fmt_energy
 
 FORWARDED = ("SIGTERM", "SIGHUP", "SIGUSR1", "SIGUSR2", "SIGINT")
 
 
-class LiveLine:
-    """A one-line display on a terminal: elapsed time, power, energy; redrawn every *interval_s*."""
+class ChildOutput:
+    """The wrapped command's terminal output, read through a pseudo-terminal and fed to a live display.
 
-    def __init__(self, session: Any, stream: TextIO, interval_s: float = 1.0) -> None:
-        self.session = session
-        self.stream = stream
-        self.interval_s = interval_s
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
+    The command still sees a terminal (line-buffered output, colours, its own progress bars), but
+    its text reaches the screen through :class:`~greentrack.measure.progress.LiveStatus`, so the
+    status line stays at the bottom and the command's lines scroll above it, never glued to it.
+    Only the streams that are the display's terminal are routed; a file or pipe is left alone.
+    """
 
-    def text(self) -> str:
-        s = self.session
-        elapsed = time.time() - (s.started_at or time.time())
-        power = None
-        states = s.sampler.states if s.sampler is not None else []
-        vals = [st.acc.last_p for st in states if st.acc.n_raw]
-        if vals:
-            power = sum(vals)
-        # the counter is read at each flush, the series at each poll: show whichever is further along
-        per_dev = [max(st.counter_energy_j() or 0.0, st.acc.cum_j) for st in states if st.acc.n_raw]
-        energy = sum(per_dev) if per_dev else s.live_energy_j()
-        pw = "-" if power is None else f"{power:.0f} W"
-        return f"greentrack {s.name}: {fmt_duration(elapsed)}  {pw}  {fmt_energy(energy)}"
+    def __init__(self, display: Any) -> None:
+        import pty
 
-    def _draw(self, final: bool = False) -> None:
-        try:
-            self.stream.write("\r\x1b[2K" + ("" if final else self.text()))
-            self.stream.flush()
-        except (OSError, ValueError):
-            self._stop.set()
+        self.display = display
+        self.master, self.slave = pty.openpty()
+        _copy_window_size(display.stream, self.slave)
+        self._decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
+        self._thread = threading.Thread(target=self._read, name="greentrack-child-output", daemon=True)
+        self._child_done = threading.Event()
 
-    def _run(self) -> None:
-        while not self._stop.wait(self.interval_s):
-            self._draw()
+    def popen_streams(self) -> dict[str, Any]:
+        """``stdout``/``stderr`` arguments for Popen: the pseudo-terminal where ours is the display's terminal."""
+        from .progress import _same_terminal
 
-    def start(self) -> "LiveLine":
-        self._thread = threading.Thread(target=self._run, name="greentrack-live", daemon=True)
+        out: dict[str, Any] = {}
+        for name, ours in (("stdout", sys.stdout), ("stderr", sys.stderr)):
+            if _same_terminal(ours, self.display.stream):
+                out[name] = self.slave
+        return out
+
+    def start(self) -> "ChildOutput":
         self._thread.start()
         return self
 
-    def stop(self) -> None:
-        self._stop.set()
-        if self._thread is not None:
-            self._thread.join(timeout=2)
-            self._draw(final=True)
+    def _read(self) -> None:
+        import select
+
+        while True:
+            try:
+                ready, _, _ = select.select([self.master], [], [], 0.1)
+            except (OSError, ValueError):
+                break
+            if not ready:
+                if self._child_done.is_set():  # the command is gone and nothing more came: done
+                    break
+                continue
+            try:
+                data = os.read(self.master, 65536)
+            except OSError:  # EIO: every writer closed the terminal
+                break
+            if not data:
+                break
+            self.display.feed("child", self._decoder.decode(data))
+        tail = self._decoder.decode(b"", final=True)
+        if tail:
+            self.display.feed("child", tail)
+
+    def child_started(self) -> None:
+        os.close(self.slave)  # the child holds its copy; the read ends when every writer has closed it
+        self.slave = -1
+
+    def finish(self, timeout_s: float = 2.0) -> None:
+        """After the command ended: read what it left, then close the terminal."""
+        self._child_done.set()
+        if self.slave >= 0:  # the command never started: close our end so the read sees EOF
+            os.close(self.slave)
+            self.slave = -1
+        if self._thread.is_alive():
+            self._thread.join(timeout_s)
+        if self.master >= 0:
+            try:
+                os.close(self.master)
+            except OSError:
+                pass
+            self.master = -1
+
+
+def _copy_window_size(stream: Any, fd: int) -> None:
+    """Give the pseudo-terminal the size of the real one, so the command formats for it."""
+    try:
+        import fcntl
+        import termios
+
+        size = fcntl.ioctl(stream.fileno(), termios.TIOCGWINSZ, b"\0" * 8)
+        fcntl.ioctl(fd, termios.TIOCSWINSZ, size)
+    except (OSError, ValueError, AttributeError, ImportError):
+        pass
 
 
 def _terminal_sends_sigint() -> bool:
@@ -96,7 +136,9 @@ def run_command(cmd: Sequence[str], name: str | None = None, region: str | None 
                 live: bool | None = None, live_stream: TextIO | None = None, pue: float = 1.0) -> tuple[int, Any]:
     """Run *cmd* as a measured run; returns ``(exit_code, RunResult)``.
 
-    *live* None means: on when *live_stream* (default stderr) is a terminal.
+    *live* None means: on when *live_stream* (default stderr) is a terminal. The live display is
+    a status line at the bottom (elapsed time, power and energy as of now, CO2e so far); the
+    command's output on that terminal scrolls above it (see :class:`ChildOutput`).
     """
     from .tracker import Session
 
@@ -112,9 +154,20 @@ def run_command(cmd: Sequence[str], name: str | None = None, region: str | None 
     env = dict(os.environ, GREENTRACK_JOB_ID=session.job_id, GREENTRACK_PARENT_RUN_ID=session.id)
     session.start()
     stream = live_stream if live_stream is not None else sys.stderr
-    if live is None:
-        live = bool(getattr(stream, "isatty", lambda: False)())
-    display = LiveLine(session, stream).start() if live else None
+    display = None
+    output: ChildOutput | None = None
+    if live is None or live:
+        from .progress import LiveStatus, is_terminal
+
+        if live is None:
+            live = is_terminal(stream)
+        if live:
+            display = LiveStatus(session, stream, force=not is_terminal(stream)).start()
+            if display.active and is_terminal(stream):
+                try:
+                    output = ChildOutput(display)
+                except OSError:  # no pseudo-terminals here: the command writes to the terminal itself
+                    output = None
 
     state: dict[str, Any] = {"child": None, "signal": None}
     terminal_sigint = _terminal_sends_sigint()
@@ -146,7 +199,15 @@ def run_command(cmd: Sequence[str], name: str | None = None, region: str | None 
     error: str | None = None
     try:
         try:
-            state["child"] = subprocess.Popen(cmd, env=env)
+            streams = output.popen_streams() if output is not None else {}
+            if output is not None and not streams:
+                output.finish()
+                output = None
+            if output is not None:
+                output.start()
+            state["child"] = subprocess.Popen(cmd, env=env, **streams)
+            if output is not None:
+                output.child_started()
         except FileNotFoundError:
             code, error = 127, f"command not found: {cmd[0]}"
         except PermissionError:
@@ -161,6 +222,8 @@ def run_command(cmd: Sequence[str], name: str | None = None, region: str | None 
             elif rc != 0:
                 error = f"exit code {rc}"
     finally:
+        if output is not None:
+            output.finish()
         if display is not None:
             display.stop()
         for sig, handler in previous.items():

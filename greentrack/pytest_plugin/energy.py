@@ -251,6 +251,7 @@ class EnergyPlugin:
         if r is None:
             return False
         exceeded: dict[str, Any] | None = None
+        within: dict[str, Any] | None = None  # a budget that was checked and held: show says so
         checks = (("energy_budget_kwh", r.energy_kwh, "kWh"), ("energy_budget_co2e_g", r.co2e_g, "gCO2e"))
         for key, used, unit in checks:
             lim = self.opts.get(key)
@@ -262,7 +263,8 @@ class EnergyPlugin:
             if used > lim:
                 self.lines.append((f"session over its energy budget: {used:.4g} {unit} > {lim:.4g} {unit} ({key})",
                                    True))
-                exceeded = exceeded or {"budget": key, "limit": lim, "usage": used}
+                exceeded = exceeded or {"budget": key, "limit": lim, "usage": used, "exceeded": True}
+            within = within or {"budget": key, "limit": lim, "usage": used, "exceeded": False}
         if self.opts.get("energy_budget_regression") is not None:
             from .report import check_regression
 
@@ -270,11 +272,12 @@ class EnergyPlugin:
             self.lines.append((msg, usage is not None))
             if usage is not None:
                 exceeded = exceeded or usage
-        if exceeded is not None and self.gsession.store is not None:
+        outcome = exceeded or within
+        if outcome is not None and self.gsession.store is not None:
             try:
-                self.gsession.store.finish_run(r.run_id, {"budget": exceeded}, [], [])
+                self.gsession.store.finish_run(r.run_id, {"budget": outcome}, [], [])
             except Exception as exc:
-                _say(f"cannot record the exceeded budget in run {r.run_id}: {exc}")
+                _say(f"cannot record the budget outcome in run {r.run_id}: {exc}")
         self.failed_budget = exceeded is not None
         return self.failed_budget
 

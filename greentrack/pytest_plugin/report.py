@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from ..units import fmt_co2, fmt_duration, fmt_energy, fmt_time
+from ..units import fmt_co2, fmt_duration, fmt_energy, fmt_time, plural
 
 
 def summary_lines(plugin: Any) -> list[str]:
@@ -24,7 +24,7 @@ def summary_lines(plugin: Any) -> list[str]:
     measured = [t for t in tests if t.get("energy_j") is not None]
     if measured:
         calls_j = sum(t["energy_j"] for t in measured)
-        line = f"{len(measured)} tests measured, {fmt_energy(calls_j)} in their calls"
+        line = f"{plural(len(measured), 'test')} measured, {fmt_energy(calls_j)} in their calls"
         if r.energy_j is not None and not plugin.controller:
             line += f"; outside the calls (collection, fixtures, pytest): {fmt_energy(max(0.0, r.energy_j - calls_j))}"
         out.append(line)
@@ -38,10 +38,10 @@ def summary_lines(plugin: Any) -> list[str]:
                            f"{t['nodeid']}{flag}")
     over = [t for t in tests if t.get("over")]
     if over:
-        out.append(f"{len(over)} test(s) over their energy_budget marker")
+        out.append(f"{plural(len(over), 'test')} over {'its' if len(over) == 1 else 'their'} energy_budget marker")
     unchecked = [t for t in tests if t.get("budget") and t.get("energy_j") is None]
     if unchecked:
-        out.append(f"{len(unchecked)} energy_budget marker(s) not checked: no power was measured")
+        out.append(f"{plural(len(unchecked), 'energy_budget marker')} not checked: no power was measured")
     if gs.store is not None:
         out.append(f"stored in {gs.store.path} (greentrack report --name {r.name!r})")
     return out
@@ -116,9 +116,10 @@ def check_regression(gs: Any, result: Any, pct: float) -> tuple[str, dict[str, A
         return f"the tests in common with run {prev['id']} used no energy then; regression not checked", None
     change = (b / a - 1.0) * 100.0
     worst = max(common, key=lambda n: new[n] - old[n])
-    text = (f"the {len(common)} tests in common with run {prev['id']} ({fmt_time(prev.get('started_at'))}) "
+    text = (f"the {plural(len(common), 'test')} in common with run {prev['id']} ({fmt_time(prev.get('started_at'))}) "
             f"used {fmt_energy(b)} against {fmt_energy(a)}: {change:+.1f}% (limit +{pct:g}%)")
     if change > pct:
-        text = f"energy regression: {text}; largest increase: {worst} ({fmt_energy(old[worst])} -> {fmt_energy(new[worst])})"
+        text = (f"energy regression: {text}; largest increase: {worst} ({fmt_energy(old[worst])} -> "
+                f"{fmt_energy(new[worst])})")
         return text, {"budget": "energy_budget_regression", "limit": pct, "usage": change, "against": prev["id"]}
     return text, None

@@ -40,10 +40,11 @@ def table_rows(c: Comparison) -> list[list[str]]:
 
 def render_text(c: Comparison, sources: bool = True) -> str:
     """A plain-text table plus cheapest / cleanest and, with *sources*, where each grid figure comes from."""
-    from ..units import fmt_duration
+    from ..units import fmt_duration, plural, shorten
 
-    head = (f"run {c.run_id or '-'} {c.run_name or ''}: {_kwh(c.energy_j / J_PER_KWH)} kWh measured over "
-            f"{fmt_duration(c.duration_s)} on {c.n_gpus} GPU(s) = {c.rows[0].gpu_hours if c.rows else 0:.4g} GPU-hours")
+    head = (f"run {c.run_id or '-'} {shorten(c.run_name or '', 60)}: {_kwh(c.energy_j / J_PER_KWH)} kWh measured over "
+            f"{fmt_duration(c.duration_s)} on {plural(c.n_gpus, 'GPU')} = "
+            f"{c.rows[0].gpu_hours if c.rows else 0:.4g} GPU-hours")
     out = [head, "", table(HEADERS, table_rows(c), right=set(range(2, len(HEADERS))))]
     out.append("")
     out.append(f"cheapest: {c.cheapest or '-'}    cleanest (operational + embodied): {c.cleanest or '-'}")

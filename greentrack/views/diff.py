@@ -9,8 +9,8 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from ..units import J_PER_KWH, fmt_co2, fmt_duration, fmt_energy, table
-from .runs import run_record
+from ..units import J_PER_KWH, fmt_co2, fmt_duration, fmt_energy, fmt_money, shorten, table
+from .runs import co2e_kg, run_record
 
 
 def _per(x: float | None, n: float | None) -> float | None:
@@ -25,7 +25,7 @@ def _cost(run: dict[str, Any], price_per_kwh: float | None) -> float | None:
 
 def metrics(run: dict[str, Any], price_per_kwh: float | None = None) -> list[tuple[str, str, float | None]]:
     """``(key, unit, value)`` for one run, in display order; None where not recorded."""
-    ej, co2 = run.get("energy_j"), run.get("co2e_kg")
+    ej, co2 = run.get("energy_j"), co2e_kg(run)
     dur = run.get("duration_s")
     cost = _cost(run, price_per_kwh)
     steps, samples, tokens = run.get("steps") or None, run.get("samples") or None, run.get("tokens") or None
@@ -51,8 +51,12 @@ def metrics(run: dict[str, Any], price_per_kwh: float | None = None) -> list[tup
     return out
 
 
-def diff_runs(a: dict[str, Any], b: dict[str, Any], price_per_kwh: float | None = None) -> dict[str, Any]:
-    """Compare two runs (``Store.get_run`` dicts): rows of ``metric, unit, a, b, change, pct``."""
+def diff_runs(a: dict[str, Any], b: dict[str, Any], price_per_kwh: float | None = None,
+              currency: str = "USD") -> dict[str, Any]:
+    """Compare two runs (``Store.get_run`` dicts): rows of ``metric, unit, a, b, change, pct``.
+
+    Cost rows are in *currency* (the price's: ``--currency``, ``GREENTRACK_CURRENCY``, else USD).
+    """
     ma = {k: (u, v) for k, u, v in metrics(a, price_per_kwh)}
     mb = {k: (u, v) for k, u, v in metrics(b, price_per_kwh)}
     keys = list(ma) + [k for k in mb if k not in ma]
@@ -65,8 +69,12 @@ def diff_runs(a: dict[str, Any], b: dict[str, Any], price_per_kwh: float | None 
         change = (vb - va) if (va is not None and vb is not None) else None
         pct = (change / va * 100.0) if (change is not None and va) else None
         rows.append({"metric": k, "unit": unit, "a": va, "b": vb, "change": change, "pct": pct})
-    return {"a": _ident(a), "b": _ident(b), "price_per_kwh": price_per_kwh, "rows": rows,
-            "verdict": verdict(rows), "notes": _notes(a, b)}
+    for r in rows:
+        if str(r["metric"]).startswith("cost"):
+            r["unit"] = currency
+    same = a["id"] == b["id"]
+    return {"a": _ident(a), "b": _ident(b), "price_per_kwh": price_per_kwh, "currency": currency, "rows": rows,
+            "same_run": same, "verdict": None if same else verdict(rows), "notes": _notes(a, b)}
 
 
 def _ident(r: dict[str, Any]) -> dict[str, Any]:
@@ -75,6 +83,9 @@ def _ident(r: dict[str, Any]) -> dict[str, Any]:
 
 
 def _notes(a: dict[str, Any], b: dict[str, Any]) -> list[str]:
+    if a["id"] == b["id"]:
+        return [f"A and B are the same run ({a['name']} [{a['id']}]): it is compared with itself, so nothing changed; "
+                "name two runs, e.g. 'greentrack diff -2 last'"]
     notes = []
     if a.get("region") != b.get("region"):
         notes.append(f"regions differ ({a.get('region')} vs {b.get('region')}): CO2e changes with the grid too")
@@ -112,7 +123,7 @@ def _fmt(metric: str, unit: str, v: float | None) -> str:
     if metric.startswith("phase:"):
         return fmt_energy(v)
     if metric.startswith("cost"):
-        return f"{v:.4g}"
+        return fmt_money(v, unit)
     return f"{v:.4g} {unit}".strip()
 
 
@@ -125,33 +136,47 @@ LABELS = {
 }
 
 
+PER_MANY = {"cost_per_token": ("cost / 1M tokens", 1e6), "cost_per_sample": ("cost / 1k samples", 1e3)}
+
+
 def render_diff(d: dict[str, Any]) -> str:
     """The text of ``greentrack diff``."""
     a, b = d["a"], d["b"]
 
     def ident(x: dict[str, Any]) -> str:
         tags = " ".join(f"{k}={v}" for k, v in sorted(x["tags"].items()))
-        return f"{x['name']} [{x['id']}] {x['status']}" + (f"  {tags}" if tags else "")
+        return f"{shorten(x['name'], 80)} [{x['id']}] {x['status']}" + (f"  {shorten(tags, 200)}" if tags else "")
 
+    notes = list(d.get("notes") or [])
     out = [f"A  {ident(a)}", f"B  {ident(b)}", ""]
+    if d.get("same_run") and notes:
+        out[2:2] = [f"note: {notes.pop(0)}"]
     rows = []
     for r in d["rows"]:
         m = r["metric"]
-        label = LABELS.get(m, m.replace("phase:", "phase ") + " energy" if m.startswith("phase:") else m)
+        label = LABELS.get(m, "phase " + shorten(m[6:]) + " energy" if m.startswith("phase:") else m)
         ch = "-"
         if r["change"] is not None:
             ch = _fmt(m, r["unit"], abs(r["change"]))
             ch = ("+" if r["change"] > 0 else "-" if r["change"] < 0 else "±") + ch
         pct = "-" if r["pct"] is None else f"{r['pct']:+.1f}%"
+        scale = PER_MANY.get(m)
+        if scale is not None:  # a cost per token is a tiny sum: shown per million tokens, per thousand samples
+            label, k = scale
+            ch = "-" if r["change"] is None else (("+" if r["change"] > 0 else "-" if r["change"] < 0 else "±")
+                                                  + _fmt(m, r["unit"], abs(r["change"]) * k))
+            rows.append([label, _fmt(m, r["unit"], None if r["a"] is None else r["a"] * k),
+                         _fmt(m, r["unit"], None if r["b"] is None else r["b"] * k), ch, pct])
+            continue
         rows.append([label, _fmt(m, r["unit"], r["a"]), _fmt(m, r["unit"], r["b"]), ch, pct])
     out += table(["", "A", "B", "B - A", "change"], rows, right={1, 2, 3, 4}).splitlines()
     if d.get("price_per_kwh") is None:
         out.append("(cost: give --price-per-kwh, or set GREENTRACK_PRICE_PER_KWH)")
     else:
-        out.append(f"(cost at {d['price_per_kwh']:g} per kWh, times PUE)")
+        out.append(f"(cost at {d['price_per_kwh']:g} {d.get('currency') or 'USD'} per kWh, times PUE)")
     if d.get("verdict"):
         out += ["", d["verdict"]]
-    out += [f"note: {n}" for n in d.get("notes") or []]
+    out += [f"note: {n}" for n in notes]
     return "\n".join(out)
 
 

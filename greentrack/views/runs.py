@@ -13,9 +13,10 @@ import io
 import json
 from typing import Any
 
+from ..carbon.footprint import operational
 from ..errors import GreentrackError, suggest
 from ..store.records import summarise_devices
-from ..units import J_PER_KWH, fmt_co2, fmt_duration, fmt_kwh, fmt_time, fmt_watts, table
+from ..units import J_PER_KWH, fmt_co2, fmt_duration, fmt_kwh, fmt_time, fmt_watts, shorten, table
 
 REPORT_COLUMNS = ["id", "name", "started", "duration", "status", "kWh", "CO2e", "avg W", "devices"]
 FORMATS = ("table", "csv", "json", "markdown", "html")
@@ -64,11 +65,22 @@ def _iso(ts: float | None) -> str | None:
         "+00:00", "Z")
 
 
+def co2e_kg(r: dict[str, Any]) -> float | None:
+    """The run's operational CO2e; for a run that never finished (``running``, ``lost``), computed from the
+    energy measured so far with the run's PUE and grid intensity (the same formula a finished run gets)."""
+    if r.get("co2e_kg") is not None:
+        return float(r["co2e_kg"])
+    ej, g = r.get("energy_j"), r.get("intensity_g_per_kwh")
+    if ej is None or g is None:
+        return None
+    return operational(float(ej), float(r.get("pue") or 1.0), float(g)).co2e_kg
+
+
 def run_row(r: dict[str, Any]) -> list[str]:
     dur = r.get("duration_s")
     avg = (r["energy_j"] / dur) if (r.get("energy_j") is not None and dur) else None
-    return [r["id"], r["name"], fmt_time(r.get("started_at")), fmt_duration(dur), r["status"],
-            fmt_kwh(r.get("energy_j")), fmt_co2(r.get("co2e_kg")), fmt_watts(avg), r.get("devices") or "-"]
+    return [r["id"], shorten(r["name"]), fmt_time(r.get("started_at")), fmt_duration(dur), r["status"],
+            fmt_kwh(r.get("energy_j")), fmt_co2(co2e_kg(r)), fmt_watts(avg), r.get("devices") or "-"]
 
 
 def render_table(rows: list[dict[str, Any]]) -> str:
@@ -92,16 +104,21 @@ def run_record(r: dict[str, Any]) -> dict[str, Any]:
         "id": r.get("id"), "name": r.get("name"), "status": r.get("status"),
         "started_at": _iso(r.get("started_at")), "ended_at": _iso(r.get("ended_at")),
         "duration_s": dur, "energy_kwh": None if ej is None else ej / J_PER_KWH, "energy_j": ej,
-        "co2e_kg": r.get("co2e_kg"), "avg_power_w": (ej / dur) if (ej is not None and dur) else None,
+        "co2e_kg": co2e_kg(r), "avg_power_w": (ej / dur) if (ej is not None and dur) else None,
         "region": r.get("region"), "intensity_g_per_kwh": r.get("intensity_g_per_kwh"),
         "intensity_source": r.get("intensity_source"), "pue": r.get("pue"), "backend": r.get("backend"),
         "devices": devices or None, "steps": r.get("steps"), "samples": r.get("samples"),
         "tokens": r.get("tokens"), "j_per_step": step.get("mean_j"), "j_per_sample": step.get("j_per_sample"),
-        "j_per_token": step.get("j_per_token"), "budget_exceeded": bool(r.get("budget")),
+        "j_per_token": step.get("j_per_token"), "budget_exceeded": budget_exceeded(r.get("budget")),
         "host": r.get("host"), "job_id": r.get("job_id"), "command": r.get("command"), "tags": tags,
         "error": r.get("error"),
     }
     return {k: rec[k] for k in FIELD_NAMES}
+
+
+def budget_exceeded(budget: Any) -> bool:
+    """Whether a stored budget outcome says it was crossed (an outcome within its limit is stored too)."""
+    return bool(isinstance(budget, dict) and budget.get("exceeded", True))
 
 
 def render_json(rows: list[dict[str, Any]]) -> str:

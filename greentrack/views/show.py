@@ -5,11 +5,14 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from ..units import fmt_co2, fmt_duration, fmt_energy, fmt_time, fmt_watts, table
-from .runs import _iso, run_record
+from ..units import fmt_co2, fmt_duration, fmt_energy, fmt_time, fmt_watts, plural, printable, shorten, table
+from ..units import width as text_width
+from .runs import _iso, co2e_kg, run_record
 from .sparkline import sparkline
 
 MAX_PHASE_ROWS = 12
+SHOW_NAME_WIDTH = 120  # the run's name on show's first line (the stored name is kept whole)
+SHOW_TEXT_WIDTH = 400  # command, tags, error, notes
 
 
 def build_view(run: dict[str, Any], series: dict[str, tuple[Any, Any]], width: int = 60) -> dict[str, Any]:
@@ -41,45 +44,69 @@ def _phase_ruler(phases: list[dict[str, Any]], t0: float, t1: float, width: int)
             cells[a] = "|"
             continue
         if b - a + 1 < 4:  # too narrow for brackets: the phase's initial in each of its columns
-            seg = (p["name"][:1] or "?") * (b - a + 1)
+            seg = (printable(p["name"])[:1] or "?") * (b - a + 1)
         else:
-            label = p["name"][: max(0, b - a - 1)]
+            label = printable(p["name"])[: max(0, b - a - 1)]
             seg = "[" + label + "·" * (b - a - 1 - len(label)) + "]"
         cells[a:b + 1] = list(seg[: b - a + 1])
     return "".join(cells).rstrip()
+
+
+# budget key -> (what, unit) for the budget line
+BUDGET_UNITS = {"energy_kwh": ("energy", "kWh"), "co2e_kg": ("CO2e", "kg"),
+                "energy_budget_kwh": ("energy (pytest session budget)", "kWh"),
+                "energy_budget_co2e_g": ("CO2e (pytest session budget)", "g"),
+                "energy_budget_regression": ("energy change against the last run (pytest)", "%")}
+
+
+def budget_text(budget: Any) -> str:
+    """``within: energy 0.0012 kWh of 0.05 kWh (2.4%)``, ``EXCEEDED: ...`` or ``none set``."""
+    if not isinstance(budget, dict) or budget.get("limit") is None or budget.get("usage") is None:
+        return "none set"
+    what, unit = BUDGET_UNITS.get(str(budget.get("budget")), (str(budget.get("budget")), ""))
+    usage, limit = float(budget["usage"]), float(budget["limit"])
+    sep = "" if unit == "%" else " "
+    if budget.get("exceeded", True):
+        return f"EXCEEDED: {what} {usage:.6g}{sep}{unit} > limit {limit:.6g}{sep}{unit}".rstrip()
+    share = f" ({usage / limit * 100:.1f}% of it)" if limit > 0 and unit != "%" else ""
+    return f"within: {what} {usage:.6g}{sep}{unit} <= limit {limit:.6g}{sep}{unit}{share}".rstrip()
 
 
 def render_show(run: dict[str, Any], unicode: bool = True) -> str:
     """The text of ``greentrack show``."""
     rec = run_record(run)
     out: list[str] = []
-    out.append(f"{run['name']}  [{run['id']}]  {run['status']}")
+    name = shorten(run["name"], SHOW_NAME_WIDTH)
+    if name.endswith("…") and text_width(run["name"]) > SHOW_NAME_WIDTH:
+        name += f" ({len(run['name']):,} characters; --format json has it whole)"
+    out.append(f"{name}  [{run['id']}]  {run['status']}")
     started = fmt_time(run.get("started_at"))
     out.append(f"  started    {started}   duration {fmt_duration(run.get('duration_s'))}"
                + (f"   host {run['host']}" if run.get("host") else ""))
     if run.get("command"):
-        out.append(f"  command    {run['command']}")
+        out.append(f"  command    {shorten(run['command'], SHOW_TEXT_WIDTH)}")
     if run.get("job_id"):
         out.append(f"  job        {run['job_id']}" + (f"  rank {run['rank']}/{run['world_size']}"
                                                       if run.get("rank") is not None else ""))
     peak = sum(d["peak_power_w"] for d in run["devices"] if d.get("peak_power_w") is not None) or None
     out.append(f"  energy     {fmt_energy(run.get('energy_j'))}"
                + (f" ({rec['energy_kwh']:.6f} kWh)" if rec["energy_kwh"] is not None and rec["energy_kwh"] < 1 else "")
-               + f"   avg {fmt_watts(rec['avg_power_w'])} W   peak {fmt_watts(peak)} W   backend {run.get('backend') or '-'}")
-    out.append(f"  CO2e       {fmt_co2(run.get('co2e_kg'))}   region {run.get('region') or '-'}"
+               + f"   avg {fmt_watts(rec['avg_power_w'])} W   peak {fmt_watts(peak)} W"
+               + f"   backend {run.get('backend') or '-'}")
+    co2 = co2e_kg(run)
+    so_far = ""
+    if run.get("co2e_kg") is None and co2 is not None:
+        so_far = (" (from the energy measured until the run was lost)" if run.get("status") == "lost"
+                  else " (so far)")
+    out.append(f"  CO2e       {fmt_co2(co2)}{so_far}   region {run.get('region') or '-'}"
                f"   PUE {run.get('pue') if run.get('pue') is not None else '-'}")
     out.append(f"  intensity  {run.get('intensity_source') or '-'}")
-    budget = run.get("budget")
-    if budget and budget.get("exceeded", True):
-        out.append(f"  budget     EXCEEDED: {budget.get('budget')} {budget.get('usage'):.6g} > limit {budget.get('limit'):.6g}")
-    elif budget:
-        out.append(f"  budget     within: {budget.get('budget')} {budget.get('usage'):.6g} <= limit {budget.get('limit'):.6g}")
-    else:
-        out.append("  budget     none set")
+    out.append(f"  budget     {budget_text(run.get('budget'))}")
     if run.get("tags"):
-        out.append("  tags       " + " ".join(f"{k}={v}" for k, v in sorted(run["tags"].items())))
+        out.append("  tags       " + shorten(" ".join(f"{k}={v}" for k, v in sorted(run["tags"].items())),
+                                              SHOW_TEXT_WIDTH))
     if run.get("error"):
-        out.append(f"  error      {run['error']}")
+        out.append(f"  error      {shorten(run['error'], SHOW_TEXT_WIDTH)}")
 
     if run["devices"]:
         out += ["", "devices"]
@@ -107,7 +134,8 @@ def render_show(run: dict[str, Any], unicode: bool = True) -> str:
             import numpy as np
 
             tmax = float(np.nanmax(total)) if np.isfinite(total).any() else 0.0
-            out.append(f"  {'total':<{label_w}} {sparkline(total, lo=0.0, hi=tmax, unicode=unicode)}  peak {tmax:.0f} W")
+            line = sparkline(total, lo=0.0, hi=tmax, unicode=unicode)
+            out.append(f"  {'total':<{label_w}} {line}  peak {tmax:.0f} W")
         ruler = _phase_ruler(run["phases"], t0, t1, width)
         if ruler.strip():
             out.append(f"  {'':<{label_w}} {ruler}")
@@ -131,9 +159,10 @@ def render_show(run: dict[str, Any], unicode: bool = True) -> str:
         for p in phases:
             dur = p["dur"] if grouped else p["ended_at"] - p["started_at"]
             share = f"{p['energy_j'] / total_j * 100:.1f}%" if (p.get("energy_j") is not None and total_j) else "-"
-            per_step = fmt_energy(p["energy_j"] / p["steps"]) if (p.get("energy_j") is not None and p.get("steps")) else "-"
+            per_step = (fmt_energy(p["energy_j"] / p["steps"]) if (p.get("energy_j") is not None and p.get("steps"))
+                        else "-")
             start = f"{p['n']}x" if grouped else f"+{fmt_duration(p['started_at'] - t0)}"
-            rows.append([p["name"], start, fmt_duration(dur),
+            rows.append([shorten(p["name"]), start, fmt_duration(dur),
                          fmt_energy(p.get("energy_j")), share, str(p.get("steps") or 0), per_step])
         stats = run.get("stats") if isinstance(run.get("stats"), dict) else {}
         outside = (stats or {}).get("outside_phases_j")
@@ -148,7 +177,8 @@ def render_show(run: dict[str, Any], unicode: bool = True) -> str:
     stats = run.get("stats") if isinstance(run.get("stats"), dict) else {}
     st = (stats or {}).get("step")
     if st:
-        line = (f"  {st.get('steps', run.get('steps'))} steps: mean {st['mean_j']:.3f} J, p50 {st['p50_j']:.3f} J, "
+        line = (f"  {plural(st.get('steps', run.get('steps')) or 0, 'step')}: mean {st['mean_j']:.3f} J, "
+                f"p50 {st['p50_j']:.3f} J, "
                 f"p95 {st['p95_j']:.3f} J")
         if st.get("j_per_sample") is not None:
             line += f"; {st['j_per_sample']:.4g} J/sample"
@@ -156,9 +186,9 @@ def render_show(run: dict[str, Any], unicode: bool = True) -> str:
             line += f"; {st['j_per_token']:.4g} J/token"
         out += ["", "per step", line]
     elif run.get("steps"):
-        out += ["", "per step", f"  {run['steps']} steps (no per-step energy: nothing was measured)"]
+        out += ["", "per step", f"  {plural(run['steps'], 'step')} (no per-step energy: nothing was measured)"]
     if run.get("notes"):
-        out += ["", "notes"] + [f"  - {n}" for n in run["notes"]]
+        out += ["", "notes"] + [f"  - {shorten(n, SHOW_TEXT_WIDTH)}" for n in run["notes"]]
     return "\n".join(out)
 
 
