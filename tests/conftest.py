@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import time
 import subprocess
 import sys
 from dataclasses import dataclass
@@ -152,12 +153,23 @@ def invoke_cli(*args: str, env: dict[str, str] | None = None, cwd: str | os.Path
     old_cwd = os.getcwd()
     if cwd is not None:
         os.chdir(cwd)
+    tz = (env or {}).get("TZ")
+    old_tz = os.environ.get("TZ")
+    if tz is not None:  # a new process reads TZ at start; this one is told explicitly
+        os.environ["TZ"] = tz
+        time.tzset()
     try:
         res = runner.invoke(load_commands(), list(args), input=input, env=env, catch_exceptions=False,
                             prog_name="greentrack")
     finally:
         os.chdir(old_cwd)
         plugins.reset()
+        if tz is not None:
+            if old_tz is None:
+                os.environ.pop("TZ", None)
+            else:
+                os.environ["TZ"] = old_tz
+            time.tzset()
     return CliResult(["greentrack", *args], res.exit_code, res.stdout, res.stderr)
 
 
