@@ -107,11 +107,13 @@ class ProcessExporter:
         st = self.runs.get(run.id)
         if st is None:
             return
-        readings = dict(run.device_energy_j)
+        readings = dict(run.device_energy_j)  # read by the sampler at this flush, just before this call
+        now = time.time()
+        ended = run.ended_at  # the last flush comes after the run's end: its energy stops there
         steps = run.steps
         phases = run.phases
         with self.lock:
-            st.observe(readings, batch, phases, window_end=time.time(), steps=steps)
+            st.observe(readings, batch, phases, window_end=now if ended is None else min(now, ended), steps=steps)
 
     def end_run(self, run: Any, result: Any) -> None:
         st = self.runs.get(run.id)

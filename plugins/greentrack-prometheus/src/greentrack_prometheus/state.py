@@ -86,6 +86,23 @@ def phase_timeline(phases: Iterable[Any], w0: float, w1: float) -> tuple[list[fl
     return starts, names
 
 
+def _spread(segments: Iterable[tuple[float, float, float]], tl: tuple[list[float], list[str | None]],
+            lo: float, hi: float) -> dict[str | None, float]:
+    """Energy (W x s) of *segments* ``(t0, t1, W)`` clipped to ``(lo, hi]``, per phase of the timeline *tl*."""
+    starts, names = tl
+    out: dict[str | None, float] = {}
+    for a, b, p in segments:
+        a, b = max(a, lo), min(b, hi)
+        i = max(bisect_right(starts, a) - 1, 0)
+        while a < b:
+            edge = starts[i + 1] if i + 1 < len(starts) else b
+            end = min(b, edge) if edge > a else b
+            out[names[i]] = out.get(names[i], 0.0) + p * (end - a)
+            a = end
+            i = min(i + 1, len(starts) - 1)
+    return out
+
+
 def _phase_at(tl: tuple[list[float], list[str | None]], t: float) -> str | None:
     starts, names = tl
     i = bisect_right(starts, t) - 1
@@ -111,7 +128,11 @@ class RunState:
     ended_at: float | None = None
     energy: dict[tuple[str, str], float] = field(default_factory=dict)
     high: dict[str, float] = field(default_factory=dict)  # device -> highest energy reading seen
+    read_t: dict[str, float] = field(default_factory=dict)  # device -> when that reading was taken
     last_t: dict[str, float] = field(default_factory=dict)  # device -> time of its last power sample
+    last_p: dict[str, float] = field(default_factory=dict)  # device -> its power
+    first_t: dict[str, float] = field(default_factory=dict)  # device -> its first sample's time
+    _new: dict[str, list[tuple[float, float, float]]] = field(default_factory=dict, repr=False)
     power: dict[str, tuple[str, float]] = field(default_factory=dict)  # device -> (phase, W)
     steps: float | None = None
     devices: dict[str, DeviceLabels] = field(default_factory=dict)
@@ -146,73 +167,98 @@ class RunState:
                 batch: Sequence[tuple[str, Sequence[float], Sequence[float]]] = (),
                 phases: Iterable[Any] = (), window_end: float | None = None,
                 steps: float | None = None) -> None:
-        """Take one flush: the energy so far of each device (*readings*), the new power samples.
+        """Take one flush: each device's energy so far (*readings*, read at *window_end*) and its new samples.
 
-        The increase of a device's reading is split between the phases of the flush window in
-        proportion to its power samples (the phase of a sample interval is the one at its middle);
-        with no samples, it goes to the phase open at *window_end*. *phases* is only read for the
-        window this flush covers.
+        A device's reading grew by the energy of the time since the previous reading; that increase
+        is spread over the phases of that time in proportion to the power series (the new samples,
+        then the last power held up to *window_end*, as the samples lag the energy reading), split
+        exactly at phase edges. With no power known, in proportion to time. *phases* is read only
+        for that window.
         """
-        by_key = {k: (t, p) for k, t, p in batch}
-        phases = list(phases) if self.with_phase else []
-        ends = [t[-1] for _, t, _ in batch if len(t)]
-        w1 = max(ends + ([window_end] if window_end is not None else [])) if (ends or window_end is not None) else 0.0
-        w0 = min([self.last_t.get(k, t[0]) for k, t, _ in batch if len(t)] or [w1])
-        w0 = min(w0, w1 - 2 * EPS_S)
-        tl = phase_timeline(phases, w0, w1) if phases else ([w0], [None])
-        end_phase = _phase_at(tl, w1 - EPS_S)
-        weights_of: dict[str, dict[str | None, float]] = {}
+        by_key = {k: (t, p) for k, t, p in batch if len(t)}
+        segments = {key: self._segments(key, *series) for key, series in by_key.items()}
         if batch:  # a device without new samples in this flush has no current power
-            for key in set(self.power) | set(by_key):
-                weights_of[key], watts = self._weigh(key, by_key.get(key), tl)
-                if watts is None:
-                    self.power.pop(key, None)
-                else:
-                    self.power[key] = (self.phase_label(end_phase), watts)
+            for key in set(self.power) - set(by_key):
+                del self.power[key]
+        tl: tuple[list[float], list[str | None]] | None = None
+        end_phase: str | None = None
+        if self.with_phase and window_end is not None:
+            lo = min([self.read_t.get(k, self._origin(k)) for k in readings] + [window_end - 2 * EPS_S])
+            tl = phase_timeline(list(phases), lo, window_end)
+            end_phase = _phase_at(tl, window_end - EPS_S)
+        for key, watts in self._power_of(by_key).items():
+            self.power[key] = (self.phase_label(end_phase), watts)
         for key, e in readings.items():
             if e is None:
                 continue
             prev = self.high.get(key, 0.0)
+            t0 = self.read_t.get(key, self._origin(key))
+            if window_end is not None:
+                self.read_t[key] = window_end
             if e <= prev:
                 continue  # never backwards
             self.high[key] = e
             delta = e - prev
-            weights = weights_of.get(key, {})
-            total = sum(weights.values())
-            if total > 0:
-                for ph, w in weights.items():
-                    k2 = (key, self.phase_label(ph))
-                    self.energy[k2] = self.energy.get(k2, 0.0) + delta * w / total
-            else:
+            if tl is None:
                 k2 = (key, self.phase_label(end_phase))
                 self.energy[k2] = self.energy.get(k2, 0.0) + delta
+                continue
+            segs = segments.get(key, [])
+            hold = self.last_t.get(key)
+            if hold is not None and window_end is not None and hold < window_end:
+                segs = [*segs, (hold, window_end, self.last_p.get(key, 0.0))]
+            weights = _spread(segs, tl, t0, window_end) if window_end is not None else {}
+            if sum(weights.values()) <= 0:  # no power known for the window: in proportion to time
+                weights = _spread([(t0, window_end, 1.0)], tl, t0, window_end) if window_end is not None else {}
+            total = sum(weights.values())
+            if total <= 0:
+                weights, total = {end_phase: 1.0}, 1.0
+            main = max(weights, key=lambda ph: weights[ph])
+            rest = delta
+            for ph, w in weights.items():  # shares by weight; the largest takes what is left, so they add up
+                if ph != main:
+                    share = delta * w / total
+                    rest -= share
+                    k2 = (key, self.phase_label(ph))
+                    self.energy[k2] = self.energy.get(k2, 0.0) + share
+            k2 = (key, self.phase_label(main))
+            self.energy[k2] = self.energy.get(k2, 0.0) + max(rest, 0.0)
         if steps is not None and (self.steps is None or steps > self.steps):
             self.steps = float(steps)
 
-    def _weigh(self, key: str, series: tuple[Sequence[float], Sequence[float]] | None,
-               tl: tuple[list[float], list[str | None]]) -> tuple[dict[str | None, float], float | None]:
-        """Energy of the new samples of *key* per phase, and their average power (None: no interval)."""
-        weights: dict[str | None, float] = {}
-        if not series:
-            return weights, None
-        times, powers = series
+    def _origin(self, key: str) -> float:
+        """Where a device's energy starts: the run's start, else its first sample."""
+        if self.started_at is not None:
+            return self.started_at
+        return self.first_t.get(key, 0.0)
+
+    def _segments(self, key: str, times: Sequence[float], powers: Sequence[float]) -> list[tuple[float, float, float]]:
+        """``(t0, t1, W)`` of the new samples of *key* (each is the average power since the sample before)."""
+        out = []
         prev = self.last_t.get(key)
-        first = prev
-        span = energy = 0.0
+        if prev is None:
+            self.first_t[key] = float(times[0])
         for t, p in zip(times, powers):
             t, p = float(t), float(p)
             if prev is not None and t > prev:
-                dt = t - prev
-                ph = _phase_at(tl, prev + dt / 2) if len(tl[0]) > 1 else tl[1][0]
-                weights[ph] = weights.get(ph, 0.0) + p * dt
-                span += dt
-                energy += p * dt
+                out.append((prev, t, p))
             prev = t
-        if prev is not None:
-            self.last_t[key] = prev
-        if first is None and not span and len(times):
-            return weights, float(powers[-1])  # the run's very first sample: its power, no interval yet
-        return weights, (energy / span if span > 0 else None)
+        self.last_t[key] = float(times[-1])
+        self.last_p[key] = float(powers[-1])
+        self._new[key] = out
+        return out
+
+    def _power_of(self, by_key: Mapping[str, Any]) -> dict[str, float]:
+        """Average power of each device over its new samples (its first sample alone: that sample's power)."""
+        out = {}
+        for key in by_key:
+            segs = self._new.pop(key, [])
+            span = sum(b - a for a, b, _ in segs)
+            if span > 0:
+                out[key] = sum((b - a) * p for a, b, p in segs) / span
+            elif key in self.last_p:
+                out[key] = self.last_p[key]
+        return out
 
     def end(self, ended_at: float, readings: Mapping[str, float | None] | None = None,
             phases: Iterable[Any] = (), steps: float | None = None) -> None:
