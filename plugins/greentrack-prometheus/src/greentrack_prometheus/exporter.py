@@ -107,13 +107,17 @@ class ProcessExporter:
         st = self.runs.get(run.id)
         if st is None:
             return
-        readings = dict(run.device_energy_j)  # read by the sampler at this flush, just before this call
+        ended = run.ended_at
+        # the last flush comes after the run's end, with counters read past it: the run's own totals
+        # (greentrack_session_end) close the counters instead
+        readings = dict(run.device_energy_j) if ended is None else {}  # read by the sampler at this flush
+        span = dict(getattr(run, "device_energy_span", None) or {})  # the time they cover (else: up to now)
         now = time.time()
-        ended = run.ended_at  # the last flush comes after the run's end: its energy stops there
         steps = run.steps
         phases = run.phases
         with self.lock:
-            st.observe(readings, batch, phases, window_end=now if ended is None else min(now, ended), steps=steps)
+            st.observe(readings, batch, phases, window_end=now if ended is None else min(now, ended), steps=steps,
+                       read_at={k: b for k, (a, b) in span.items()}, counts_from={k: a for k, (a, b) in span.items()})
 
     def end_run(self, run: Any, result: Any) -> None:
         st = self.runs.get(run.id)
@@ -128,11 +132,15 @@ class ProcessExporter:
             atexit.register(self.linger)
 
     def linger(self) -> None:
-        """At exit: wait (at most ``linger_s``) until a scrape has shown the final values of every ended run."""
+        """At exit: wait (at most ``linger_s``) until a scrape has fetched the final values of every ended run.
+
+        Two scrapes after the end: the second one begins only once the first one's answer was sent (a
+        Prometheus server scrapes a target one request at a time), so exiting then loses nothing.
+        """
         deadline = time.monotonic() + self.linger_s
         with self.lock:
             while True:
-                waiting = [st for st in self.runs.values() if st.ended_at is not None and not st.final_shown]
+                waiting = [st for st in self.runs.values() if st.ended_at is not None and st.final_scrapes < 2]
                 left = deadline - time.monotonic()
                 if not waiting or left <= 0:
                     return

@@ -20,6 +20,7 @@ hooks (the sampler thread, at each flush), the node-level one from the store; th
 
 from __future__ import annotations
 
+import math
 from bisect import bisect_right
 from dataclasses import dataclass, field
 from typing import Any, Iterable, Mapping, Sequence
@@ -28,6 +29,7 @@ NO_PHASE = "(none)"
 OTHER_PHASE = "(other)"
 MAX_PHASES = 32
 J_PER_KWH = 3.6e6
+MAX_RECENT = 4096  # power samples kept per device for readings that lag them
 EPS_S = 1e-4  # well above float resolution of a unix time (~2.4e-7 s)
 
 
@@ -132,6 +134,9 @@ class RunState:
     last_t: dict[str, float] = field(default_factory=dict)  # device -> time of its last power sample
     last_p: dict[str, float] = field(default_factory=dict)  # device -> its power
     first_t: dict[str, float] = field(default_factory=dict)  # device -> its first sample's time
+    first_p: dict[str, float] = field(default_factory=dict)  # device -> its power
+    from_t: dict[str, float] = field(default_factory=dict)  # device -> when its live energy starts counting
+    recent: dict[str, list[tuple[float, float, float]]] = field(default_factory=dict, repr=False)  # samples since
     _new: dict[str, list[tuple[float, float, float]]] = field(default_factory=dict, repr=False)
     power: dict[str, tuple[str, float]] = field(default_factory=dict)  # device -> (phase, W)
     steps: float | None = None
@@ -139,7 +144,7 @@ class RunState:
     phase_names: set[str] = field(default_factory=set)
     shown: set[Any] = field(default_factory=set)
     last_scraped_at: float | None = None
-    final_shown: bool = False  # a scrape after the run's end showed every series at its final value
+    final_scrapes: int = 0  # scrapes after the run's end that showed every series at its final value
 
     @property
     def labels(self) -> tuple[str, str, str, str, str]:
@@ -166,25 +171,34 @@ class RunState:
     def observe(self, readings: Mapping[str, float | None],
                 batch: Sequence[tuple[str, Sequence[float], Sequence[float]]] = (),
                 phases: Iterable[Any] = (), window_end: float | None = None,
-                steps: float | None = None) -> None:
-        """Take one flush: each device's energy so far (*readings*, read at *window_end*) and its new samples.
+                steps: float | None = None, read_at: Mapping[str, float] | None = None,
+                counts_from: Mapping[str, float] | None = None, final: bool = False) -> None:
+        """Take one flush: each device's energy so far (*readings*, read at *read_at*, else at
+        *window_end*) and its new samples.
 
         A device's reading grew by the energy of the time since the previous reading; that increase
         is spread over the phases of that time in proportion to the power series (the new samples,
-        then the last power held up to *window_end*, as the samples lag the energy reading), split
-        exactly at phase edges. With no power known, in proportion to time. *phases* is read only
-        for that window.
+        then the last power held up to the reading, as the samples lag it), split exactly at phase
+        edges; with no power known, in proportion to time. A live reading counts from
+        *counts_from* (greentrack bases a counter at its first refresh after the start): the
+        run's totals (*final*) also hold the energy from the run's start to then, spread likewise.
+        *phases* is read only for the times these windows cover.
         """
         by_key = {k: (t, p) for k, t, p in batch if len(t)}
-        segments = {key: self._segments(key, *series) for key, series in by_key.items()}
+        for key, series in by_key.items():
+            self._segments(key, *series)
         if batch:  # a device without new samples in this flush has no current power
             for key in set(self.power) - set(by_key):
                 del self.power[key]
+        for key, t in (counts_from or {}).items():
+            self.from_t.setdefault(key, float(t))
         tl: tuple[list[float], list[str | None]] | None = None
         end_phase: str | None = None
         if self.with_phase and window_end is not None:
-            lo = min([self.read_t.get(k, self._origin(k)) for k in readings] + [window_end - 2 * EPS_S])
-            tl = phase_timeline(list(phases), lo, window_end)
+            starts = [self.read_t.get(k, self._from(k)) for k in readings]
+            if final and self.started_at is not None:
+                starts.append(self.started_at)
+            tl = phase_timeline(list(phases), min([*starts, window_end - 2 * EPS_S]), window_end)
             end_phase = _phase_at(tl, window_end - EPS_S)
         for key, watts in self._power_of(by_key).items():
             self.power[key] = (self.phase_label(end_phase), watts)
@@ -192,42 +206,67 @@ class RunState:
             if e is None:
                 continue
             prev = self.high.get(key, 0.0)
-            t0 = self.read_t.get(key, self._origin(key))
+            t0 = self.read_t.get(key, self._from(key))
+            t1 = window_end
             if window_end is not None:
-                self.read_t[key] = window_end
+                t1 = min(window_end, (read_at or {}).get(key, window_end))
+                self.read_t[key] = max(t0, t1)
             if e <= prev:
                 continue  # never backwards
             self.high[key] = e
             delta = e - prev
-            if tl is None:
-                k2 = (key, self.phase_label(end_phase))
-                self.energy[k2] = self.energy.get(k2, 0.0) + delta
+            if tl is None or t1 is None:
+                self._add(key, {end_phase: 1.0}, delta)
                 continue
-            segs = segments.get(key, [])
-            hold = self.last_t.get(key)
-            if hold is not None and window_end is not None and hold < window_end:
-                segs = [*segs, (hold, window_end, self.last_p.get(key, 0.0))]
-            weights = _spread(segs, tl, t0, window_end) if window_end is not None else {}
-            if sum(weights.values()) <= 0:  # no power known for the window: in proportion to time
-                weights = _spread([(t0, window_end, 1.0)], tl, t0, window_end) if window_end is not None else {}
-            total = sum(weights.values())
-            if total <= 0:
-                weights, total = {end_phase: 1.0}, 1.0
-            main = max(weights, key=lambda ph: weights[ph])
-            rest = delta
-            for ph, w in weights.items():  # shares by weight; the largest takes what is left, so they add up
-                if ph != main:
-                    share = delta * w / total
-                    rest -= share
-                    k2 = (key, self.phase_label(ph))
-                    self.energy[k2] = self.energy.get(k2, 0.0) + share
-            k2 = (key, self.phase_label(main))
-            self.energy[k2] = self.energy.get(k2, 0.0) + max(rest, 0.0)
+            # estimated joules per phase: the power series over the window since the last reading (in
+            # proportion to time when no power is known for it), then for the run's totals the start edge
+            # the live readings did not hold, at the first power sampled
+            weights = _spread(self._known_power(key, t1), tl, t0, t1)
+            held = self.first_p.get(key, self.last_p.get(key, 1.0)) or 1.0
+            if sum(weights.values()) <= 0:
+                weights = _spread([(t0, t1, held)], tl, t0, t1)
+            edge = self._from(key)
+            if final and self.started_at is not None and edge > self.started_at:
+                for ph, w in _spread([(self.started_at, edge, held)], tl, self.started_at, edge).items():
+                    weights[ph] = weights.get(ph, 0.0) + w
+            self._add(key, weights if sum(weights.values()) > 0 else {end_phase: 1.0}, delta)
+        for key, segs in self.recent.items():  # keep the samples a later reading may still need (bounded)
+            cut = self.read_t.get(key, -math.inf)
+            self.recent[key] = [sg for sg in segs if sg[1] > cut][-MAX_RECENT:]
         if steps is not None and (self.steps is None or steps > self.steps):
             self.steps = float(steps)
 
-    def _origin(self, key: str) -> float:
-        """Where a device's energy starts: the run's start, else its first sample."""
+    def _add(self, key: str, weights: Mapping[str | None, float], delta: float) -> None:
+        """Add *delta* joules of device *key* to its phases by *weights*; the shares add up to *delta* exactly."""
+        total = sum(weights.values())
+        main = max(weights, key=lambda ph: weights[ph])
+        rest = delta
+        for ph, w in weights.items():  # the largest share takes what is left
+            if ph != main:
+                share = delta * w / total
+                rest -= share
+                k2 = (key, self.phase_label(ph))
+                self.energy[k2] = self.energy.get(k2, 0.0) + share
+        k2 = (key, self.phase_label(main))
+        self.energy[k2] = self.energy.get(k2, 0.0) + max(rest, 0.0)
+
+    def _known_power(self, key: str, t1: float) -> list[tuple[float, float, float]]:
+        """The power of *key* over time as far as known: its first sample's power held back to the run's
+        start, the samples since its last reading, the last power held up to *t1*."""
+        segs = list(self.recent.get(key, []))
+        first = self.first_t.get(key)
+        if first is not None:
+            segs.insert(0, (min(first, self.started_at if self.started_at is not None else first), first,
+                            self.first_p.get(key, 0.0)))
+        hold = self.last_t.get(key)
+        if hold is not None and hold < t1:
+            segs.append((hold, t1, self.last_p.get(key, 0.0)))
+        return segs
+
+    def _from(self, key: str) -> float:
+        """Where a device's live energy starts counting: as told, else the run's start, else its first sample."""
+        if key in self.from_t:
+            return self.from_t[key]
         if self.started_at is not None:
             return self.started_at
         return self.first_t.get(key, 0.0)
@@ -238,6 +277,7 @@ class RunState:
         prev = self.last_t.get(key)
         if prev is None:
             self.first_t[key] = float(times[0])
+            self.first_p[key] = float(powers[0])
         for t, p in zip(times, powers):
             t, p = float(t), float(p)
             if prev is not None and t > prev:
@@ -246,6 +286,7 @@ class RunState:
         self.last_t[key] = float(times[-1])
         self.last_p[key] = float(powers[-1])
         self._new[key] = out
+        self.recent.setdefault(key, []).extend(out)
         return out
 
     def _power_of(self, by_key: Mapping[str, Any]) -> dict[str, float]:
@@ -264,7 +305,7 @@ class RunState:
             phases: Iterable[Any] = (), steps: float | None = None) -> None:
         """The run ended: take its final readings (the totals stored with it) and stop its power gauges."""
         if readings:
-            self.observe(readings, (), phases, window_end=ended_at, steps=steps)
+            self.observe(readings, (), phases, window_end=ended_at, steps=steps, final=True)
         elif steps is not None:
             self.observe({}, (), (), window_end=ended_at, steps=steps)
         self.power.clear()
@@ -286,7 +327,8 @@ class RunState:
                 steps, zero = 0.0, zero or steps > 0
             self.shown.add("steps")
         self.last_scraped_at = now
-        self.final_shown = self.ended_at is not None and not zero
+        if self.ended_at is not None and not zero:
+            self.final_scrapes += 1
         g = self.intensity_g_per_kwh
         return Snapshot(
             labels=self.labels, energy=energy,
