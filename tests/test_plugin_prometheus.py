@@ -400,3 +400,29 @@ def test_dashboard_uses_only_what_the_exporter_emits(gp, site: Path, tmp_path: P
             "greentrack_steps_total"} <= used_metrics
     for p in dash["panels"]:
         assert p["description"] and p["datasource"]["uid"] == "${datasource}"
+
+
+def test_run_view_tells_the_time_each_live_energy_covers(monkeypatch: pytest.MonkeyPatch) -> None:
+    """RunView.device_energy_span: what an exporter needs to date the energy it reads at a flush."""
+    import greentrack
+    from greentrack import plugins
+
+    monkeypatch.setenv("GREENTRACK_MOCK", "constant:400")
+    monkeypatch.setenv("GREENTRACK_FLUSH_INTERVAL", "0.3")
+    seen: list[tuple[float, dict, dict]] = []
+
+    class Spy:
+        @greentrack.hookimpl
+        def greentrack_samples(self, run, batch):
+            seen.append((time.time(), dict(run.device_energy_j), dict(run.device_energy_span)))
+
+    plugins.register(Spy(), name="spy")
+    with greentrack.session("span") as s:
+        time.sleep(2.2)
+    live = [x for x in seen if x[0] < s.ended_at]
+    assert len(live) >= 2
+    for now, energy, span in live:
+        (t_from, t_to), = span.values()
+        assert s.started_at <= t_from <= t_to <= now
+        # the mock's counter refreshes at 10 Hz: the energy read is that of its span, to within 0.1 s of power
+        assert energy["gpu0"] == pytest.approx(400.0 * (t_to - t_from), abs=400.0 * 0.1 + 1e-6)
