@@ -1,0 +1,180 @@
+"""What the Prometheus exporter costs: one scrape, and its effect on a training loop.
+
+1. One scrape with 4 concurrent sessions of 8 (mock) GPUs each, with phases:
+   - in the process: collect + format (``generate_latest``), and a whole HTTP GET of /metrics;
+   - node level (``serve-metrics``): a read of the store for the 4 running runs, plus formatting.
+2. A training loop (pure-Python steps that hold the GIL, ``session.step()`` each) with the exporter
+   serving and scraped from another process, against the same loop with the plugin installed but
+   no endpoint. Fresh processes, the two kinds interleaved; the ratio of the medians.
+
+Run from a greentrack checkout (no GPU needed; the mock backend stands in for the hardware):
+
+    PYTHONPATH=$PWD:$PWD/plugins/greentrack-prometheus/src \
+        python3 plugins/greentrack-prometheus/benchmarks/bench_scrape.py
+
+``--reps N`` sets the loop repetitions per kind (default 7), ``--scrape-hz`` the scrape rates to
+try (default 1 and 10: Prometheus' usual 15 s interval is far gentler).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from pathlib import Path
+
+LOOP = r"""
+import os, sys, time
+import greentrack
+from greentrack import plugins
+import greentrack_prometheus
+plugins.register(greentrack_prometheus, name="prometheus")  # what the entry point does when installed
+steps = int(sys.argv[1])
+with greentrack.session("bench-loop") as s:
+    t0 = time.perf_counter()
+    for i in range(steps):
+        x = 0
+        for j in range(400):  # ~20-40 us of Python holding the GIL
+            x += j * j
+        s.step()
+        if i == steps // 2:
+            with s.phase("eval"):
+                pass
+    dt = time.perf_counter() - t0
+print(dt, flush=True)
+"""
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def median_ms(fn, n: int) -> float:
+    for _ in range(3):
+        fn()
+    times = []
+    for _ in range(n):
+        a = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - a)
+    return statistics.median(times) * 1e3
+
+
+def scrape_cost(tmp: Path) -> None:
+    import greentrack_prometheus as gp
+    from greentrack_prometheus.metrics import RunsCollector, store_up
+    from greentrack_prometheus.node import NodeExporter
+    from prometheus_client import CollectorRegistry, generate_latest
+
+    import greentrack
+    from greentrack import plugins
+
+    os.environ.update(GREENTRACK_BACKEND="mock", GREENTRACK_MOCK="constant:300", GREENTRACK_MOCK_GPUS="8",
+                      GREENTRACK_FLUSH_INTERVAL="0.5", GREENTRACK_DB=str(tmp / "bench.db"),
+                      GREENTRACK_PROMETHEUS_PORT=str(free_port()), GREENTRACK_PROMETHEUS_ADDR="127.0.0.1")
+    plugins.register(gp, name="prometheus")
+    sessions = [greentrack.session(f"bench-{i}", tags={"i": str(i)}).start() for i in range(4)]
+    phases = [s.phase(name) for s, name in zip(sessions, ("train", "eval", "train", "save"))]
+    for p in phases:
+        p.__enter__()
+    time.sleep(3.0)  # a few flushes with samples
+    for p in phases:
+        p.__exit__(None, None, None)
+    time.sleep(1.2)
+    url = gp.endpoint()
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(gp.collector())
+    body = generate_latest(registry)
+    series = sum(1 for line in body.splitlines() if line and not line.startswith(b"#"))
+    n = 300
+    fmt = median_ms(lambda: generate_latest(registry), n)
+    http = median_ms(lambda: urllib.request.urlopen(url, timeout=5).read(), n)
+    node = NodeExporter(Path(os.environ["GREENTRACK_DB"]), grace_s=120, min_refresh_s=0.0)
+    node_reg = CollectorRegistry(auto_describe=False)
+    node_reg.register(RunsCollector(node.snapshots, with_phase=False, extra=lambda: [store_up(node.ok)]))
+    node_body = generate_latest(node_reg)
+    node_series = sum(1 for line in node_body.splitlines() if line and not line.startswith(b"#"))
+    node_ms = median_ms(lambda: generate_latest(node_reg), 100)
+    for s in sessions:
+        s.stop()
+    print(f"one scrape, 4 sessions x 8 devices, in the process: {series} series, {len(body)} bytes; "
+          f"collect+format {fmt:.2f} ms, HTTP GET {http:.2f} ms (medians of {n})")
+    print(f"one scrape, node level (serve-metrics, 4 running runs x 8 devices in SQLite): {node_series} series, "
+          f"{len(node_body)} bytes; store read+format {node_ms:.2f} ms (median of 100)")
+
+
+def loop_effect(tmp: Path, reps: int, rates: list[float], steps: int) -> None:
+    here = Path(__file__).resolve()
+    src = here.parents[1] / "src"
+    base = {k: v for k, v in os.environ.items() if not k.startswith("GREENTRACK_PROMETHEUS_")}
+    base.update(GREENTRACK_BACKEND="mock", GREENTRACK_MOCK="constant:300", GREENTRACK_MOCK_GPUS="8",
+                GREENTRACK_DB=str(tmp / "loop.db"),
+                PYTHONPATH=os.pathsep.join(p for p in (str(src), os.environ.get("PYTHONPATH", "")) if p))
+
+    def run(port: int | None, hz: float) -> float:
+        env = dict(base)
+        if port is not None:
+            env.update(GREENTRACK_PROMETHEUS_PORT=str(port), GREENTRACK_PROMETHEUS_ADDR="127.0.0.1")
+        proc = subprocess.Popen([sys.executable, "-c", LOOP, str(steps)], env=env, stdout=subprocess.PIPE, text=True)
+        scraper = None
+        if port is not None:
+            scraper = subprocess.Popen([sys.executable, "-c", SCRAPER, str(port), str(hz)],
+                                       stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        out, _ = proc.communicate(timeout=600)
+        if scraper is not None:
+            scraper.terminate()
+            scraper.wait()
+        return float(out.strip().splitlines()[-1])
+
+    for hz in rates:
+        on: list[float] = []
+        off: list[float] = []
+        for i in range(reps):
+            pair = [(True, on), (False, off)] if i % 2 == 0 else [(False, off), (True, on)]
+            for serving, bucket in pair:
+                bucket.append(run(free_port() if serving else None, hz))
+        ratio = statistics.median(on) / statistics.median(off)
+        print(f"training loop ({steps} GIL-bound steps, 8 mock GPUs, flush 2 s), exporter serving and scraped at "
+              f"{hz:g} Hz vs plugin without endpoint: {statistics.median(on):.3f} s vs {statistics.median(off):.3f} s, "
+              f"ratio {ratio:.4f} (medians of {reps} interleaved runs each; on {sorted(round(x, 3) for x in on)}, "
+              f"off {sorted(round(x, 3) for x in off)})")
+
+
+SCRAPER = r"""
+import sys, time, urllib.request
+port, hz = int(sys.argv[1]), float(sys.argv[2])
+url = f"http://127.0.0.1:{port}/metrics"
+while True:
+    t = time.time()
+    try:
+        urllib.request.urlopen(url, timeout=2).read()
+    except OSError:
+        pass
+    time.sleep(max(0.0, 1.0 / hz - (time.time() - t)))
+"""
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--reps", type=int, default=7)
+    ap.add_argument("--steps", type=int, default=60000)
+    ap.add_argument("--scrape-hz", type=float, nargs="*", default=[1.0, 10.0])
+    ap.add_argument("--skip-loop", action="store_true")
+    args = ap.parse_args()
+    with tempfile.TemporaryDirectory() as d:
+        tmp = Path(d)
+        if not args.skip_loop:
+            loop_effect(tmp, args.reps, args.scrape_hz, args.steps)
+        scrape_cost(tmp)
+
+
+if __name__ == "__main__":
+    main()
