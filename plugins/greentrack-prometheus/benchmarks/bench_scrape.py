@@ -50,11 +50,38 @@ with greentrack.session("bench-loop") as s:
 print(dt, flush=True)
 """
 
+SCRAPER = r"""
+import os, sys, time, urllib.request
+port, hz, parent = int(sys.argv[1]), float(sys.argv[2]), int(sys.argv[3])
+url = f"http://127.0.0.1:{port}/metrics"
+deadline = time.time() + 600
+while os.getppid() == parent and time.time() < deadline:  # never outlives the benchmark
+    t = time.time()
+    try:
+        urllib.request.urlopen(url, timeout=2).read()
+    except OSError:
+        pass
+    time.sleep(max(0.0, 1.0 / hz - (time.time() - t)))
+"""
+
 
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
+
+
+def medians_ms(fns: list, n: int) -> list[float]:
+    """Median time of each of *fns*, called in turn (interleaved, so load changes hit them alike), in ms."""
+    for fn in fns:
+        fn()
+    times: list[list[float]] = [[] for _ in fns]
+    for _ in range(n):
+        for fn, bucket in zip(fns, times):
+            a = time.perf_counter()
+            fn()
+            bucket.append(time.perf_counter() - a)
+    return [statistics.median(b) * 1e3 for b in times]
 
 
 def median_ms(fn, n: int) -> float:
@@ -68,7 +95,7 @@ def median_ms(fn, n: int) -> float:
     return statistics.median(times) * 1e3
 
 
-def scrape_cost(tmp: Path) -> None:
+def scrape_cost(tmp: Path) -> float:
     import greentrack_prometheus as gp
     from greentrack_prometheus.metrics import RunsCollector, store_up
     from greentrack_prometheus.node import NodeExporter
@@ -95,8 +122,8 @@ def scrape_cost(tmp: Path) -> None:
     body = generate_latest(registry)
     series = sum(1 for line in body.splitlines() if line and not line.startswith(b"#"))
     n = 300
-    fmt = median_ms(lambda: generate_latest(registry), n)
-    http = median_ms(lambda: urllib.request.urlopen(url, timeout=5).read(), n)
+    fmt, http = medians_ms([lambda: generate_latest(registry), lambda: urllib.request.urlopen(url, timeout=5).read()],
+                           n)
     node = NodeExporter(Path(os.environ["GREENTRACK_DB"]), grace_s=120, min_refresh_s=0.0)
     node_reg = CollectorRegistry(auto_describe=False)
     node_reg.register(RunsCollector(node.snapshots, with_phase=False, extra=lambda: [store_up(node.ok)]))
@@ -109,6 +136,7 @@ def scrape_cost(tmp: Path) -> None:
           f"collect+format {fmt:.2f} ms, HTTP GET {http:.2f} ms (medians of {n})")
     print(f"one scrape, node level (serve-metrics, 4 running runs x 8 devices in SQLite): {node_series} series, "
           f"{len(node_body)} bytes; store read+format {node_ms:.2f} ms (median of 100)")
+    return http
 
 
 def loop_effect(tmp: Path, reps: int, rates: list[float], steps: int) -> None:
@@ -125,55 +153,88 @@ def loop_effect(tmp: Path, reps: int, rates: list[float], steps: int) -> None:
             env.update(GREENTRACK_PROMETHEUS_PORT=str(port), GREENTRACK_PROMETHEUS_ADDR="127.0.0.1")
         proc = subprocess.Popen([sys.executable, "-c", LOOP, str(steps)], env=env, stdout=subprocess.PIPE, text=True)
         scraper = None
-        if port is not None:
-            scraper = subprocess.Popen([sys.executable, "-c", SCRAPER, str(port), str(hz)],
+        if port is not None:  # another process, as a Prometheus server is
+            scraper = subprocess.Popen([sys.executable, "-c", SCRAPER, str(port), str(hz), str(os.getpid())],
                                        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        out, _ = proc.communicate(timeout=600)
-        if scraper is not None:
-            scraper.terminate()
-            scraper.wait()
+        try:
+            out, _ = proc.communicate(timeout=600)
+        finally:
+            if scraper is not None:
+                scraper.terminate()
+                scraper.wait()
         return float(out.strip().splitlines()[-1])
 
     for hz in rates:
         on: list[float] = []
         off: list[float] = []
-        for i in range(reps):
+        for i in range(reps):  # pairs, alternating which kind goes first
             pair = [(True, on), (False, off)] if i % 2 == 0 else [(False, off), (True, on)]
             for serving, bucket in pair:
                 bucket.append(run(free_port() if serving else None, hz))
-        ratio = statistics.median(on) / statistics.median(off)
-        print(f"training loop ({steps} GIL-bound steps, 8 mock GPUs, flush 2 s), exporter serving and scraped at "
-              f"{hz:g} Hz vs plugin without endpoint: {statistics.median(on):.3f} s vs {statistics.median(off):.3f} s, "
-              f"ratio {ratio:.4f} (medians of {reps} interleaved runs each; on {sorted(round(x, 3) for x in on)}, "
-              f"off {sorted(round(x, 3) for x in off)})")
+        ratios = sorted(a / b for a, b in zip(on, off))
+        q1, med, q3 = statistics.quantiles(ratios, n=4) if len(ratios) >= 2 else (ratios[0],) * 3
+        print(f"training loop ({steps} GIL-bound steps, 8 mock GPUs, flush 2 s), endpoint scraped at {hz:g} Hz vs "
+              f"plugin without endpoint: medians {statistics.median(on):.3f} s vs {statistics.median(off):.3f} s; "
+              f"ratio of the pairs: median {med:.4f} (quartiles {q1:.4f}-{q3:.4f}, {reps} interleaved pairs)")
 
 
-SCRAPER = r"""
-import sys, time, urllib.request
-port, hz = int(sys.argv[1]), float(sys.argv[2])
-url = f"http://127.0.0.1:{port}/metrics"
-while True:
-    t = time.time()
-    try:
-        urllib.request.urlopen(url, timeout=2).read()
-    except OSError:
-        pass
-    time.sleep(max(0.0, 1.0 / hz - (time.time() - t)))
-"""
+def hook_cost() -> float:
+    """Median time of the exporter's greentrack_samples work for one flush of 8 devices x 20 samples, in ms."""
+    from types import SimpleNamespace
+
+    from greentrack_prometheus.exporter import ProcessExporter
+    from greentrack_prometheus.state import NO_PHASE
+
+    exp = ProcessExporter()
+    devices = [SimpleNamespace(key=f"gpu{i}", name="GPU", uuid=f"GPU-{i}", method="counter") for i in range(8)]
+    t0 = time.time() - 2.0 * 400 - 10  # the flushes below all lie in the past, as real ones do
+    clock = {"t": t0}
+    phases = (SimpleNamespace(name="train", started_at=t0, ended_at=None),)
+
+    class View(SimpleNamespace):
+        @property
+        def device_energy_j(self) -> dict[str, float]:
+            return {d.key: 300.0 * (clock["t"] - t0) for d in devices}
+
+        @property
+        def device_energy_span(self) -> dict[str, tuple[float, float]]:
+            return {d.key: (t0, clock["t"]) for d in devices}
+
+    run = View(id="bench", name="bench", job_id="j", rank=0, started_at=t0, ended_at=None, region="FRA",
+               intensity_g_per_kwh=56.0, intensity_source="bench", pue=1.0, devices=devices, current_phase=None,
+               steps=0, phases=phases)
+    exp.recording = True
+    exp.start_run(run)
+    times = []
+    for k in range(1, 400):
+        clock["t"] = t0 + 2.0 * k
+        ts = [clock["t"] - 2.0 + 0.1 * (j + 1) for j in range(20)]
+        batch = [(d.key, ts, [300.0] * 20) for d in devices]
+        a = time.perf_counter()
+        exp.samples(run, batch)
+        times.append(time.perf_counter() - a)
+    assert NO_PHASE not in {ph for _, ph in exp.runs["bench"].energy if exp.runs["bench"].energy[(_, ph)] > 0}
+    return statistics.median(times[20:]) * 1e3
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--reps", type=int, default=7)
-    ap.add_argument("--steps", type=int, default=60000)
+    ap.add_argument("--reps", type=int, default=15)
+    ap.add_argument("--steps", type=int, default=30000)
     ap.add_argument("--scrape-hz", type=float, nargs="*", default=[1.0, 10.0])
     ap.add_argument("--skip-loop", action="store_true")
     args = ap.parse_args()
     with tempfile.TemporaryDirectory() as d:
         tmp = Path(d)
+        hook_ms = hook_cost()
+        print(f"greentrack_samples (sampler thread, once per flush), 8 devices x 20 samples: {hook_ms:.3f} ms "
+              f"(median of 380); at the default 2 s flush: {hook_ms / 2000 * 100:.3f} % of one core")
+        scrape_ms = scrape_cost(tmp)
+        for hz in args.scrape_hz:
+            print(f"time the exporter can hold the GIL away from training at {hz:g} scrape/s: at most "
+                  f"{(hook_ms / 2000 + scrape_ms * hz / 1000) * 100:.3f} % (flush hook + a whole HTTP scrape)")
         if not args.skip_loop:
             loop_effect(tmp, args.reps, args.scrape_hz, args.steps)
-        scrape_cost(tmp)
 
 
 if __name__ == "__main__":

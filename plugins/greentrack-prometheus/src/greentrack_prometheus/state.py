@@ -95,6 +95,8 @@ def _spread(segments: Iterable[tuple[float, float, float]], tl: tuple[list[float
     out: dict[str | None, float] = {}
     for a, b, p in segments:
         a, b = max(a, lo), min(b, hi)
+        if a >= b:
+            continue
         i = max(bisect_right(starts, a) - 1, 0)
         while a < b:
             edge = starts[i + 1] if i + 1 < len(starts) else b
