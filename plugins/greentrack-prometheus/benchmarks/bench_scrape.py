@@ -3,9 +3,11 @@
 1. One scrape with 4 concurrent sessions of 8 (mock) GPUs each, with phases:
    - in the process: collect + format (``generate_latest``), and a whole HTTP GET of /metrics;
    - node level (``serve-metrics``): a read of the store for the 4 running runs, plus formatting.
-2. A training loop (pure-Python steps that hold the GIL, ``session.step()`` each) with the exporter
-   serving and scraped from another process, against the same loop with the plugin installed but
-   no endpoint. Fresh processes, the two kinds interleaved; the ratio of the medians.
+2. A training loop (pure-Python steps that hold the GIL, ``session.step()`` each):
+   - in one process with the endpoint serving, blocks of steps alternately scraped (from another
+     process) and not: the ratio of their times (fine interleaving, so the machine's load hits both);
+   - fresh processes with the endpoint scraped, against the same loop with the plugin installed but
+     no endpoint (the whole cost, start-up included), interleaved in pairs: the ratios of the pairs.
 
 Run from a greentrack checkout (no GPU needed; the mock backend stands in for the hardware):
 
@@ -50,12 +52,51 @@ with greentrack.session("bench-loop") as s:
 print(dt, flush=True)
 """
 
+BLOCKS = r"""
+import os, statistics, sys, time
+import greentrack
+from greentrack import plugins
+import greentrack_prometheus
+plugins.register(greentrack_prometheus, name="prometheus")
+flag, pairs, block_s = sys.argv[1], int(sys.argv[2]), float(sys.argv[3])
+def block(s, n):
+    t0 = time.perf_counter()
+    for i in range(n):
+        x = 0
+        for j in range(400):
+            x += j * j
+        s.step()
+    return time.perf_counter() - t0
+with greentrack.session("bench-blocks") as s:
+    print(greentrack_prometheus.endpoint(), flush=True)
+    n = 200
+    while block(s, n) < block_s / 4:  # steps for about one block
+        n *= 2
+    n = int(n * block_s / block(s, n))
+    on, off = [], []
+    for i in range(pairs):
+        for serving in ((True, False) if i % 2 == 0 else (False, True)):
+            if serving:
+                open(flag, "w").close()
+            elif os.path.exists(flag):
+                os.remove(flag)
+            time.sleep(0.05)
+            (on if serving else off).append(block(s, n))
+    if os.path.exists(flag):
+        os.remove(flag)
+print(sum(on) / sum(off), statistics.median(a / b for a, b in zip(on, off)), n, flush=True)
+"""
+
 SCRAPER = r"""
 import os, sys, time, urllib.request
 port, hz, parent = int(sys.argv[1]), float(sys.argv[2]), int(sys.argv[3])
 url = f"http://127.0.0.1:{port}/metrics"
 deadline = time.time() + 600
+flag = sys.argv[4] if len(sys.argv) > 4 else None
 while os.getppid() == parent and time.time() < deadline:  # never outlives the benchmark
+    if flag is not None and not os.path.exists(flag):  # scrape only while the flag file exists
+        time.sleep(0.01)
+        continue
     t = time.time()
     try:
         urllib.request.urlopen(url, timeout=2).read()
@@ -178,6 +219,31 @@ def loop_effect(tmp: Path, reps: int, rates: list[float], steps: int) -> None:
               f"ratio of the pairs: median {med:.4f} (quartiles {q1:.4f}-{q3:.4f}, {reps} interleaved pairs)")
 
 
+def block_effect(tmp: Path, rates: list[float], pairs: int, block_s: float) -> None:
+    """In one process: blocks of training steps, alternately scraped and not (a flag file tells the scraper)."""
+    src = Path(__file__).resolve().parents[1] / "src"
+    env = {k: v for k, v in os.environ.items() if not k.startswith("GREENTRACK_PROMETHEUS_")}
+    env.update(GREENTRACK_BACKEND="mock", GREENTRACK_MOCK="constant:300", GREENTRACK_MOCK_GPUS="8",
+               GREENTRACK_DB=str(tmp / "blocks.db"), GREENTRACK_PROMETHEUS_ADDR="127.0.0.1",
+               PYTHONPATH=os.pathsep.join(p for p in (str(src), os.environ.get("PYTHONPATH", "")) if p))
+    for hz in rates:
+        port = free_port()
+        flag = tmp / f"scrape-{hz:g}"
+        proc = subprocess.Popen([sys.executable, "-c", BLOCKS, str(flag), str(pairs), str(block_s)],
+                                env=dict(env, GREENTRACK_PROMETHEUS_PORT=str(port)), stdout=subprocess.PIPE, text=True)
+        scraper = subprocess.Popen([sys.executable, "-c", SCRAPER, str(port), str(hz), str(os.getpid()), str(flag)],
+                                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        try:
+            out, _ = proc.communicate(timeout=900)
+        finally:
+            scraper.terminate()
+            scraper.wait()
+        ratio, med, steps = out.strip().splitlines()[-1].split()
+        print(f"training loop in one process, {pairs} pairs of {block_s:g} s blocks ({steps} GIL-bound steps each), "
+              f"scraped at {hz:g} Hz vs not scraped, alternating: total-time ratio {float(ratio):.4f}, "
+              f"median pair ratio {float(med):.4f}")
+
+
 def hook_cost() -> float:
     """Median time of the exporter's greentrack_samples work for one flush of 8 devices x 20 samples, in ms."""
     from types import SimpleNamespace
@@ -222,6 +288,8 @@ def main() -> None:
     ap.add_argument("--reps", type=int, default=15)
     ap.add_argument("--steps", type=int, default=30000)
     ap.add_argument("--scrape-hz", type=float, nargs="*", default=[1.0, 10.0])
+    ap.add_argument("--pairs", type=int, default=40)
+    ap.add_argument("--block-s", type=float, default=1.0)
     ap.add_argument("--skip-loop", action="store_true")
     args = ap.parse_args()
     with tempfile.TemporaryDirectory() as d:
@@ -234,6 +302,7 @@ def main() -> None:
             print(f"time the exporter can hold the GIL away from training at {hz:g} scrape/s: at most "
                   f"{(hook_ms / 2000 + scrape_ms * hz / 1000) * 100:.3f} % (flush hook + a whole HTTP scrape)")
         if not args.skip_loop:
+            block_effect(tmp, args.scrape_hz, args.pairs, args.block_s)
             loop_effect(tmp, args.reps, args.scrape_hz, args.steps)
 
 
