@@ -134,6 +134,25 @@ class RunView:
         return MappingProxyType(out)
 
     @property
+    def device_energy_span(self) -> Mapping[str, tuple[float, float]]:
+        """The time each energy of :attr:`device_energy_j` covers, ``(from, to)`` in unix seconds.
+
+        *to* is when it was read (the sampler's last counter reading; for a device without a
+        counter, its last power sample). *from* is where it starts counting: the counter's first
+        reading after the start (or the first power sample); the run's totals at its end also hold
+        the energy from the run's start to then.
+        """
+        sampler = self._s.sampler
+        out: dict[str, tuple[float, float]] = {}
+        for st in (sampler.states if sampler is not None else []):
+            if st.device.has_counter and not st.counter_failed and st.counter_last_t is not None:
+                # the counter, as Session._device_energy_so_far prefers it
+                out[st.device.key] = (float(st.counter_first_t), float(st.counter_last_t))
+            elif st.acc.n_raw and st.acc.last_t is not None:
+                out[st.device.key] = (float(st.acc.first_t), float(st.acc.last_t))
+        return MappingProxyType(out)
+
+    @property
     def steps(self) -> int:
         return len(self._s._marks)
 
