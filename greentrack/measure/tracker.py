@@ -16,6 +16,7 @@ from typing import Any, Callable, Iterator, TypeVar
 
 from ..errors import GreentrackError
 from ..notify import say_once as _say_once
+from ..notify import warn_once as _warn_once
 from ..settings import env as settings_env
 from . import lifecycle
 from .result import PhaseResult, RunResult
@@ -161,7 +162,10 @@ class Session:
         for s in self.sources:
             bind = getattr(s, "bind", None)
             if bind is not None:
-                bind(self)
+                try:
+                    bind(self)
+                except Exception as exc:  # a plugin source's bug must not stop the run
+                    _warn_once(str(getattr(s, "name", type(s).__name__)), "bind", exc)
         # store
         if self._want_store:
             from ..store.sqlite import Store
