@@ -41,7 +41,7 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("GREENTRACK_MOCK_GPUS", "mock_gpus", "1", "number of simulated GPUs"),
     Setting("GREENTRACK_MOCK_FEATURES", None, "counter,buffer",
             "what the mock GPU offers: counter, buffer, instant (comma-separated)"),
-    Setting("GREENTRACK_MOCK_FAIL_AFTER", None, "", "the mock GPU's reads fail after this many seconds (fault tests)"),
+    Setting("GREENTRACK_MOCK_FAIL_AFTER", None, "", "the mock GPU's reads fail after this many seconds; S:D fails from S for D seconds (fault tests)"),
     Setting("GREENTRACK_ALL_GPUS", None, "", "1: under torchrun, measure every visible GPU, not only the rank's own"),
     Setting("GREENTRACK_NVML_COUNTER", None, "on", "off: ignore NVML's energy counter (totals from the power series)"),
     Setting("GREENTRACK_NVML_SERIES", None, "(best available)", "force NVML's series method: buffer, instant or average"),

@@ -200,7 +200,7 @@ def test_unwritable_database_measures_but_does_not_store(monkeypatch, tmp_path, 
 
 
 def test_live_budget_fires_hook_once(monkeypatch):
-    monkeypatch.setenv("GREENTRACK_MOCK", "constant:3600000")  # 1 kWh per second
+    monkeypatch.setenv("GREENTRACK_MOCK", "constant:360000")  # 0.1 kWh per second
     seen = []
 
     class Watcher:
@@ -211,10 +211,10 @@ def test_live_budget_fires_hook_once(monkeypatch):
     from greentrack import plugins
 
     plugins.register(Watcher())
-    with greentrack.session("budget", budget_kwh=0.2, flush_interval_s=0.1, sample_interval_s=0.05) as s:
+    with greentrack.session("budget", budget_kwh=0.02, flush_interval_s=0.1, sample_interval_s=0.05) as s:
         time.sleep(0.6)
-    assert len(seen) == 1 and seen[0][0] == "energy_kwh" and seen[0][1] > 0.2
-    assert s.result.budget["limit"] == 0.2 and s.result.budget["exceeded"] is True
+    assert len(seen) == 1 and seen[0][0] == "energy_kwh" and seen[0][1] > 0.02
+    assert s.result.budget["limit"] == 0.02 and s.result.budget["exceeded"] is True
     with greentrack.session("within", budget_kwh=1e6) as s2:
         time.sleep(0.05)
     assert s2.result.budget["exceeded"] is False and s2.result.budget["usage"] < 1e6
