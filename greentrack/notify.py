@@ -5,6 +5,8 @@ from __future__ import annotations
 import sys
 import threading
 
+from .units import one_line
+
 _said: set[str] = set()
 _reported: set[tuple[str, str]] = set()
 _lock = threading.Lock()
@@ -16,7 +18,7 @@ def say_once(msg: str) -> None:
         if msg in _said:
             return
         _said.add(msg)
-    print(f"greentrack: {msg}", file=sys.stderr)
+    print(f"greentrack: {one_line(msg)}", file=sys.stderr)
 
 
 def warn_once(plugin: str, hook: str, exc: BaseException) -> None:
@@ -26,8 +28,8 @@ def warn_once(plugin: str, hook: str, exc: BaseException) -> None:
             return
         _reported.add((plugin, hook))
     msg = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-    print(f"greentrack: {plugin} failed in {hook}: {type(exc).__name__}: {msg} (ignored; the run goes on)",
-          file=sys.stderr)
+    print(f"greentrack: {one_line(plugin)} failed in {one_line(hook)}: {type(exc).__name__}: {one_line(msg)} "
+          "(ignored; the run goes on)", file=sys.stderr)
 
 
 def forget() -> None:

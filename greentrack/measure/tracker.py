@@ -87,8 +87,9 @@ class Session:
         self.sources: list[Any] = []
         self.backend = "none"
         self.budget_exceeded: dict[str, Any] | None = None
-        self._sigterm = False
-        self._prev_sigterm: Any = None
+        self._signal: int | None = None  # set by the process's signal handler (lifecycle)
+        self._stopping_thread: int | None = None
+        self._forked = False
         self._lock = threading.Lock()
         self.view = RunView(self)
         self.job_id = settings_env("GREENTRACK_JOB_ID") or os.environ.get("TORCHELASTIC_RUN_ID") \
@@ -192,7 +193,6 @@ class Session:
         self.sampler.phase_edges = self._phase_edges
         self.sampler.start()
         lifecycle.track(self)
-        lifecycle.install_sigterm(self)
         plugins.hook().greentrack_session_start(run=self.view)
         return self
 
@@ -305,25 +305,32 @@ class Session:
                 return
 
     def stop(self, status: str | None = None, error: str | None = None) -> RunResult:
-        """Stop sampling, attribute energy, complete the run row; returns :attr:`result`."""
+        """Stop sampling, attribute energy, complete the run row; returns :attr:`result`.
+
+        In a forked child (a DataLoader worker) the session is the parent's: stopping it there
+        does nothing and returns None, so the child leaves silently with its own exit code.
+        """
+        if self._forked:
+            return self.result  # type: ignore[return-value]
         with self._lock:
             if self.result is not None:
                 return self.result
-            if getattr(self, "_forked", False):
-                raise GreentrackError(f"session {self.name!r} belongs to the parent process")
             if self.status != "running":
                 raise GreentrackError(f"session {self.name!r} was never started")
+            self._stopping_thread = threading.get_ident()
             self.ended_at = time.time()
-            lifecycle.restore_sigterm(self)
             for name, t0 in list(self._open_phases):
                 self._phases.append((name, t0, self.ended_at))
             self._open_phases.clear()
             # a stale counter reading (<= 0.1 s) matters below ~100 s; for long runs skip the wait
             sync = self.exact_edges if self.exact_edges is not None else (self.ended_at - self.started_at) < 100.0
             self.sampler.stop(sync=sync)
-            if status is None:
-                status = "interrupted" if self._sigterm else "finished"
-            self.status = status
+            if self._signal is not None and status is None:
+                import signal
+
+                status = "interrupted"
+                error = error or f"terminated by {signal.Signals(self._signal).name}"
+            self.status = status = status or "finished"
             self.result = self._compute(status)
             if self.store is not None:
                 try:
@@ -378,6 +385,8 @@ class Session:
         return self.start()
 
     def __exit__(self, et: Any, ev: Any, tb: Any) -> None:
+        if self._forked:  # a forked child leaving the parent's block: not its run, nothing to say
+            return
         if et is None:
             self.stop()
         elif issubclass(et, KeyboardInterrupt):

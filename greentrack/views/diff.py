@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from ..units import J_PER_KWH, fmt_co2, fmt_duration, fmt_energy, table
+from ..units import J_PER_KWH, fmt_co2, fmt_duration, fmt_energy, one_line, table, terminal_safe
 from .runs import run_record
 
 
@@ -126,12 +126,13 @@ LABELS = {
 
 
 def render_diff(d: dict[str, Any]) -> str:
-    """The text of ``greentrack diff``."""
+    """The text of ``greentrack diff`` (stored text shown as printable lines, like every terminal view)."""
     a, b = d["a"], d["b"]
+    e = one_line
 
     def ident(x: dict[str, Any]) -> str:
-        tags = " ".join(f"{k}={v}" for k, v in sorted(x["tags"].items()))
-        return f"{x['name']} [{x['id']}] {x['status']}" + (f"  {tags}" if tags else "")
+        tags = " ".join(f"{e(k)}={e(v)}" for k, v in sorted(x["tags"].items()))
+        return f"{e(x['name'])} [{e(x['id'])}] {e(x['status'])}" + (f"  {tags}" if tags else "")
 
     out = [f"A  {ident(a)}", f"B  {ident(b)}", ""]
     rows = []
@@ -151,8 +152,8 @@ def render_diff(d: dict[str, Any]) -> str:
         out.append(f"(cost at {d['price_per_kwh']:g} per kWh, times PUE)")
     if d.get("verdict"):
         out += ["", d["verdict"]]
-    out += [f"note: {n}" for n in d.get("notes") or []]
-    return "\n".join(out)
+    out += [f"note: {e(n)}" for n in d.get("notes") or []]
+    return terminal_safe("\n".join(out))
 
 
 def diff_json(d: dict[str, Any]) -> str:

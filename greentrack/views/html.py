@@ -3,6 +3,10 @@
 One file, no external resources: charts are drawn with matplotlib (imported here, lazily) and
 embedded as inline SVG. Without matplotlib the report still renders, with tables only and a
 note saying how to get the charts (``pip install 'greentrack[html]'``).
+
+Every text drawn in a chart (run, phase and device names) is plain text: mathtext and TeX are
+off (``text.parse_math``, ``text.usetex``), so ``cost $5 and $6`` is drawn as written. A run
+whose section cannot be drawn gets a one-line note in its place; the other runs are drawn.
 """
 
 from __future__ import annotations
@@ -15,7 +19,10 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from ..units import J_PER_KWH, fmt_co2, fmt_duration, fmt_energy, fmt_time, fmt_watts
-from .runs import REPORT_COLUMNS, run_record, run_row
+from .runs import REPORT_COLUMNS, gap_footnote, run_record, run_row, unmeasured_s
+
+#: chart text is plain text: no mathtext (a '$' in a name), no TeX
+PLAIN_TEXT = {"text.parse_math": False, "text.usetex": False}
 
 PLOT_POINTS = 600  # bins per device line: enough for a 1200-pixel-wide chart
 
@@ -24,12 +31,14 @@ body{font-family:system-ui,-apple-system,'Segoe UI',Roboto,sans-serif;margin:2re
 color:#1d2a22;padding:0 1rem;background:#fff}
 h1{color:#1f6f43;margin-bottom:.2rem}h2{border-bottom:2px solid #cfe6d7;padding-bottom:.2rem;margin-top:2rem}
 h3{margin-bottom:.3rem}.meta{color:#5b6b61;font-size:.9rem}
-table{border-collapse:collapse;font-size:.85rem;margin:.5rem 0}th,td{padding:.25rem .6rem;border-bottom:1px solid #e3ece6;
-text-align:left;white-space:nowrap}th{background:#eef6f1}td.num{text-align:right;font-variant-numeric:tabular-nums}
+table{border-collapse:collapse;font-size:.85rem;margin:.5rem 0}
+th,td{padding:.25rem .6rem;border-bottom:1px solid #e3ece6;text-align:left;white-space:nowrap}
+th{background:#eef6f1}td.num{text-align:right;font-variant-numeric:tabular-nums}
 tr.failed td,tr.interrupted td,tr.lost td{color:#9b2c2c}.totals{font-weight:600}
 section.run{border:1px solid #e3ece6;border-radius:6px;padding:.6rem 1rem;margin:1rem 0}
 dl{display:grid;grid-template-columns:max-content 1fr;gap:.15rem 1rem;font-size:.9rem}dt{color:#5b6b61}dd{margin:0}
-.chart svg{width:100%;height:auto}.wide{overflow-x:auto}td.tags{white-space:normal}.note{color:#8a5a00;font-size:.9rem}.bad{color:#9b2c2c;font-weight:600}
+.chart svg{width:100%;height:auto}.wide{overflow-x:auto}td.tags{white-space:normal}
+.note{color:#8a5a00;font-size:.9rem}.bad{color:#9b2c2c;font-weight:600}
 table.greentrack-compare caption{caption-side:bottom;text-align:left;color:#5b6b61;font-size:.85rem}
 table.greentrack-compare tr.cheapest td:first-child::after{content:" (cheapest)";color:#1f6f43}
 table.greentrack-compare tr.cleanest td:first-child::after{content:" (cleanest)";color:#1f6f43}
@@ -62,7 +71,7 @@ def _svg(fig: Any) -> str:
     import matplotlib
 
     buf = io.StringIO()
-    with matplotlib.rc_context({"svg.fonttype": "none", "svg.hashsalt": "greentrack"}):
+    with matplotlib.rc_context({"svg.fonttype": "none", "svg.hashsalt": "greentrack", **PLAIN_TEXT}):
         fig.savefig(buf, format="svg", bbox_inches="tight", metadata={"Date": None})
     text = buf.getvalue()
     return text[text.find("<svg"):]  # drop the XML prolog and doctype: inline SVG in HTML
@@ -70,6 +79,13 @@ def _svg(fig: Any) -> str:
 
 def power_chart(Figure: Any, run: dict[str, Any], series: dict[str, tuple[Any, Any]]) -> str:
     """Power over time, one line per device (binned mean, min-max band), phases shaded."""
+    import matplotlib
+
+    with matplotlib.rc_context(PLAIN_TEXT):
+        return _power_chart(Figure, run, series)
+
+
+def _power_chart(Figure: Any, run: dict[str, Any], series: dict[str, tuple[Any, Any]]) -> str:
     from .binning import bin_mean
 
     t0 = run["started_at"]
@@ -80,8 +96,8 @@ def power_chart(Figure: Any, run: dict[str, Any], series: dict[str, tuple[Any, A
     ax = fig.add_subplot(1, 1, 1)
     for i, p in enumerate(run.get("phases") or []):
         ax.axvspan((p["started_at"] - t0) / div, (p["ended_at"] - t0) / div, color=f"C{i % 10}", alpha=0.08, lw=0)
-        ax.text((p["started_at"] - t0) / div, 1.0, " " + p["name"], transform=ax.get_xaxis_transform(),
-                va="top", ha="left", fontsize=8, color="#5b6b61")
+        ax.text((p["started_at"] - t0) / div, 1.0, " " + str(p["name"]), transform=ax.get_xaxis_transform(),
+                va="top", ha="left", fontsize=8, color="#5b6b61", parse_math=False)
     for key, (t, p) in sorted(series.items()):
         if not len(t):
             continue
@@ -89,7 +105,7 @@ def power_chart(Figure: Any, run: dict[str, Any], series: dict[str, tuple[Any, A
         c, mean, lo, hi = bin_mean(t, p, t0, t1, n)
         x = (c - t0) / div
         # each sample is the mean over the interval ending at it: draw it as a step over that interval
-        line = ax.plot(x, mean, lw=1.2, label=key, drawstyle="steps-mid" if len(t) > n else "steps-pre")[0]
+        line = ax.plot(x, mean, lw=1.2, label=str(key), drawstyle="steps-mid" if len(t) > n else "steps-pre")[0]
         if len(t) > n:
             ax.fill_between(x, lo, hi, color=line.get_color(), alpha=0.15, lw=0)
     ax.set_xlim(0, span / div)
@@ -98,13 +114,21 @@ def power_chart(Figure: Any, run: dict[str, Any], series: dict[str, tuple[Any, A
     ax.set_ylabel("power (W)")
     ax.grid(True, alpha=0.3)
     if len(series) > 1:
-        ax.legend(loc="upper right", fontsize=8, ncol=min(8, len(series)))
-    ax.set_title(f"{run['name']} [{run['id']}]: power per device", fontsize=10)
+        for text in ax.legend(loc="upper right", fontsize=8, ncol=min(8, len(series))).get_texts():
+            text.set_parse_math(False)
+    ax.set_title(f"{run['name']} [{run['id']}]: power per device", fontsize=10, parse_math=False)
     return _svg(fig)
 
 
 def phase_chart(Figure: Any, run: dict[str, Any]) -> str | None:
     """Horizontal bars: energy per phase (and outside any phase)."""
+    import matplotlib
+
+    with matplotlib.rc_context(PLAIN_TEXT):
+        return _phase_chart(Figure, run)
+
+
+def _phase_chart(Figure: Any, run: dict[str, Any]) -> str | None:
     phases = [p for p in run.get("phases") or [] if p.get("energy_j") is not None]
     if not phases:
         return None
@@ -115,7 +139,7 @@ def phase_chart(Figure: Any, run: dict[str, Any]) -> str | None:
         names = [f"{k} (all {sum(1 for p in phases if p['name'] == k)})" for k in summed]
         vals = [v / 3.6e3 for v in summed.values()]
     else:
-        names = [p["name"] for p in phases]
+        names = [str(p["name"]) for p in phases]
         vals = [p["energy_j"] / 3.6e3 for p in phases]  # Wh
     stats = run.get("stats") if isinstance(run.get("stats"), dict) else {}
     outside = (stats or {}).get("outside_phases_j")
@@ -125,7 +149,7 @@ def phase_chart(Figure: Any, run: dict[str, Any]) -> str | None:
     fig = Figure(figsize=(10, 0.45 * len(names) + 0.9), dpi=100)
     ax = fig.add_subplot(1, 1, 1)
     bars = ax.barh(range(len(names)), vals, color=[f"C{i % 10}" for i in range(len(names))])
-    ax.set_yticks(range(len(names)), labels=names)
+    ax.set_yticks(range(len(names)), labels=names, parse_math=False)
     ax.invert_yaxis()
     ax.set_xlabel("energy (Wh)")
     ax.bar_label(bars, labels=[f"{v:.3g} Wh" for v in vals], padding=3, fontsize=8)
@@ -150,9 +174,13 @@ def _run_table(rows: list[dict[str, Any]]) -> str:
         out.append(f"<tr class={_e(r['status'])}>{tds}</tr>")
     tot_j = sum(r["energy_j"] for r in rows if r.get("energy_j") is not None)
     tot_c = sum(r["co2e_kg"] for r in rows if r.get("co2e_kg") is not None)
-    out.append(f"<tr class=totals><td colspan=5>total of {len(rows)} runs</td><td class=num>{tot_j / J_PER_KWH:.6f}</td>"
+    out.append(f"<tr class=totals><td colspan=5>total of {len(rows)} runs</td>"
+               f"<td class=num>{tot_j / J_PER_KWH:.6f}</td>"
                f"<td class=num>{_e(fmt_co2(tot_c))}</td><td colspan={len(cols) - 7}></td></tr>")
     out.append("</tbody></table>")
+    note = gap_footnote(rows)
+    if note:
+        out.append(f"<p class=note>{_e(note)}</p>")
     return "<div class=wide>" + "\n".join(out) + "</div>"
 
 
@@ -168,6 +196,9 @@ def _run_section(Figure: Any, run: dict[str, Any], series: dict[str, tuple[Any, 
     ]
     if run.get("command"):
         facts.append(("command", run["command"]))
+    if unmeasured_s(run):
+        facts.append(("unmeasured", f"{fmt_duration(unmeasured_s(run))} of sensor data gaps: their energy is not "
+                                    "in the total (see the notes)"))
     st = (run.get("stats") or {}).get("step") if isinstance(run.get("stats"), dict) else None
     if st:
         extra = "".join(f", {st[k]:.4g} J/{u}" for k, u in (("j_per_sample", "sample"), ("j_per_token", "token"))
@@ -206,6 +237,17 @@ def _run_section(Figure: Any, run: dict[str, Any], series: dict[str, tuple[Any, 
     return "\n".join(out)
 
 
+def _safe_section(Figure: Any, run: dict[str, Any], series: dict[str, tuple[Any, Any]]) -> str:
+    """One run's section; a run that cannot be drawn gets a note, and never blocks the others."""
+    try:
+        return _run_section(Figure, run, series)
+    except Exception as exc:  # one odd run (a name, a corrupt series) must not cost the whole report
+        first = str(exc).splitlines()[0][:200] if str(exc) else ""
+        return (f"<section class=run id='run-{_e(run.get('id'))}'><h3>{_e(run.get('name'))} "
+                f"<small>[{_e(run.get('id'))}]</small></h3><p class=note>this run could not be drawn "
+                f"({_e(type(exc).__name__)}: {_e(first)}); the table above has its figures</p></section>")
+
+
 def scenario_section(comparison: Any) -> str:
     """The scenario comparison of a run (a :class:`greentrack.carbon.compare.Comparison`)."""
     from .compare import render_html as comparison_html
@@ -241,7 +283,7 @@ def render_html(rows: list[dict[str, Any]], details: Sequence[tuple[dict[str, An
         parts += [f"<h2>Scenarios for {_e(rows[0]['name'])} [{_e(rows[0]['id'])}]</h2>", scenario_section(comparison)]
     if details:
         parts.append("<h2>Runs in detail</h2>")
-        parts += [_run_section(Figure, run, series) for run, series in details]
+        parts += [_safe_section(Figure, run, series) for run, series in details]
         if len(rows) > len(details):
             parts.append(f"<p class=meta>{len(rows) - len(details)} more runs in the table only (--detail N)</p>")
     parts.append("<p class=meta>energy is measured energy before PUE; CO2e = energy × PUE × grid intensity "

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from ..units import fmt_co2, fmt_duration, fmt_energy, fmt_time, fmt_watts, table
+from ..units import fmt_co2, fmt_duration, fmt_energy, fmt_time, fmt_watts, one_line, table, terminal_safe
 from .runs import _iso, run_record
 from .sparkline import sparkline
 
@@ -40,46 +40,59 @@ def _phase_ruler(phases: list[dict[str, Any]], t0: float, t1: float, width: int)
         if b - a < 1:
             cells[a] = "|"
             continue
+        name = one_line(p["name"])
         if b - a + 1 < 4:  # too narrow for brackets: the phase's initial in each of its columns
-            seg = (p["name"][:1] or "?") * (b - a + 1)
+            seg = (name[:1] or "?") * (b - a + 1)
         else:
-            label = p["name"][: max(0, b - a - 1)]
+            label = name[: max(0, b - a - 1)]
             seg = "[" + label + "·" * (b - a - 1 - len(label)) + "]"
         cells[a:b + 1] = list(seg[: b - a + 1])
     return "".join(cells).rstrip()
 
 
 def render_show(run: dict[str, Any], unicode: bool = True) -> str:
-    """The text of ``greentrack show``."""
+    """The text of ``greentrack show``: every stored text shown as one printable line (no control
+    character from a name, tag, phase, command or error reaches the terminal)."""
+    return terminal_safe(_render_show(run, unicode))
+
+
+def _render_show(run: dict[str, Any], unicode: bool = True) -> str:
+    e = one_line
     rec = run_record(run)
     out: list[str] = []
-    out.append(f"{run['name']}  [{run['id']}]  {run['status']}")
+    out.append(f"{e(run['name'])}  [{e(run['id'])}]  {e(run['status'])}")
     started = fmt_time(run.get("started_at"))
     out.append(f"  started    {started}   duration {fmt_duration(run.get('duration_s'))}"
-               + (f"   host {run['host']}" if run.get("host") else ""))
+               + (f"   host {e(run['host'])}" if run.get("host") else ""))
     if run.get("command"):
-        out.append(f"  command    {run['command']}")
+        out.append(f"  command    {e(run['command'])}")
     if run.get("job_id"):
-        out.append(f"  job        {run['job_id']}" + (f"  rank {run['rank']}/{run['world_size']}"
-                                                      if run.get("rank") is not None else ""))
+        out.append(f"  job        {e(run['job_id'])}" + (f"  rank {e(run['rank'])}/{e(run['world_size'])}"
+                                                         if run.get("rank") is not None else ""))
     peak = sum(d["peak_power_w"] for d in run["devices"] if d.get("peak_power_w") is not None) or None
     out.append(f"  energy     {fmt_energy(run.get('energy_j'))}"
                + (f" ({rec['energy_kwh']:.6f} kWh)" if rec["energy_kwh"] is not None and rec["energy_kwh"] < 1 else "")
-               + f"   avg {fmt_watts(rec['avg_power_w'])} W   peak {fmt_watts(peak)} W   backend {run.get('backend') or '-'}")
-    out.append(f"  CO2e       {fmt_co2(run.get('co2e_kg'))}   region {run.get('region') or '-'}"
-               f"   PUE {run.get('pue') if run.get('pue') is not None else '-'}")
-    out.append(f"  intensity  {run.get('intensity_source') or '-'}")
+               + f"   avg {fmt_watts(rec['avg_power_w'])} W   peak {fmt_watts(peak)} W   backend "
+               + e(run.get('backend') or '-'))
+    if rec.get("unmeasured_s"):
+        out.append(f"  unmeasured {fmt_duration(rec['unmeasured_s'])} of sensor data gaps: their energy is not "
+                   "in the total (see notes)")
+    out.append(f"  CO2e       {fmt_co2(run.get('co2e_kg'))}   region {e(run.get('region') or '-')}"
+               f"   PUE {e(run.get('pue')) if run.get('pue') is not None else '-'}")
+    out.append(f"  intensity  {e(run.get('intensity_source') or '-')}")
     budget = run.get("budget")
     if budget and budget.get("exceeded", True):
-        out.append(f"  budget     EXCEEDED: {budget.get('budget')} {budget.get('usage'):.6g} > limit {budget.get('limit'):.6g}")
+        out.append(f"  budget     EXCEEDED: {e(budget.get('budget'))} {budget.get('usage'):.6g} > limit "
+                   f"{budget.get('limit'):.6g}")
     elif budget:
-        out.append(f"  budget     within: {budget.get('budget')} {budget.get('usage'):.6g} <= limit {budget.get('limit'):.6g}")
+        out.append(f"  budget     within: {e(budget.get('budget'))} {budget.get('usage'):.6g} <= limit "
+                   f"{budget.get('limit'):.6g}")
     else:
         out.append("  budget     none set")
     if run.get("tags"):
-        out.append("  tags       " + " ".join(f"{k}={v}" for k, v in sorted(run["tags"].items())))
+        out.append("  tags       " + " ".join(f"{e(k)}={e(v)}" for k, v in sorted(run["tags"].items())))
     if run.get("error"):
-        out.append(f"  error      {run['error']}")
+        out.append(f"  error      {e(run['error'])}")
 
     if run["devices"]:
         out += ["", "devices"]
@@ -98,16 +111,17 @@ def render_show(run: dict[str, Any], unicode: bool = True) -> str:
         col = (t1 - t0) / width
         out += ["", f"power over time (W; each column {fmt_duration(col) if col >= 1 else f'{col * 1000:.0f} ms'}, "
                     f"one scale {min(lo, 0.0):.0f}-{hi:.0f} W for all devices)"]
-        label_w = max(5, *(len(k) for k in power))
+        label_w = max(5, *(len(e(k)) for k in power))
         for key, v in sorted(power.items()):
             rng = "-" if v["min"] is None else f"{v['min']:.0f}-{v['max']:.0f} W"
-            out.append(f"  {key:<{label_w}} {sparkline(v['mean'], lo=min(lo, 0.0), hi=hi, unicode=unicode)}  {rng}")
+            out.append(f"  {e(key):<{label_w}} {sparkline(v['mean'], lo=min(lo, 0.0), hi=hi, unicode=unicode)}  {rng}")
         total = run.get("power_total")
         if total is not None:
             import numpy as np
 
             tmax = float(np.nanmax(total)) if np.isfinite(total).any() else 0.0
-            out.append(f"  {'total':<{label_w}} {sparkline(total, lo=0.0, hi=tmax, unicode=unicode)}  peak {tmax:.0f} W")
+            out.append(f"  {'total':<{label_w}} {sparkline(total, lo=0.0, hi=tmax, unicode=unicode)}  "
+                       f"peak {tmax:.0f} W")
         ruler = _phase_ruler(run["phases"], t0, t1, width)
         if ruler.strip():
             out.append(f"  {'':<{label_w}} {ruler}")
@@ -131,7 +145,8 @@ def render_show(run: dict[str, Any], unicode: bool = True) -> str:
         for p in phases:
             dur = p["dur"] if grouped else p["ended_at"] - p["started_at"]
             share = f"{p['energy_j'] / total_j * 100:.1f}%" if (p.get("energy_j") is not None and total_j) else "-"
-            per_step = fmt_energy(p["energy_j"] / p["steps"]) if (p.get("energy_j") is not None and p.get("steps")) else "-"
+            per_step = (fmt_energy(p["energy_j"] / p["steps"]) if (p.get("energy_j") is not None and p.get("steps"))
+                        else "-")
             start = f"{p['n']}x" if grouped else f"+{fmt_duration(p['started_at'] - t0)}"
             rows.append([p["name"], start, fmt_duration(dur),
                          fmt_energy(p.get("energy_j")), share, str(p.get("steps") or 0), per_step])
@@ -158,7 +173,7 @@ def render_show(run: dict[str, Any], unicode: bool = True) -> str:
     elif run.get("steps"):
         out += ["", "per step", f"  {run['steps']} steps (no per-step energy: nothing was measured)"]
     if run.get("notes"):
-        out += ["", "notes"] + [f"  - {n}" for n in run["notes"]]
+        out += ["", "notes"] + [f"  - {e(n)}" for n in run["notes"]]
     return "\n".join(out)
 
 
