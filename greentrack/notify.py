@@ -12,12 +12,13 @@ _reported: set[tuple[str, str]] = set()
 _lock = threading.Lock()
 
 
-def say_once(msg: str) -> None:
-    """``greentrack: <msg>`` on stderr, the first time this message is said in this process."""
+def say_once(msg: str, key: str | None = None) -> None:
+    """``greentrack: <msg>`` on stderr, the first time this message (or this *key*) is said in this process."""
+    k = msg if key is None else "\0" + key
     with _lock:
-        if msg in _said:
+        if k in _said:
             return
-        _said.add(msg)
+        _said.add(k)
     print(f"greentrack: {one_line(msg)}", file=sys.stderr)
 
 

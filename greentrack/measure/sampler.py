@@ -90,7 +90,7 @@ class Sampler:
     def _reject(self, st: DeviceState, what: str) -> None:
         st.rejected += 1
         say_once(f"{st.source.name}:{st.device.key} gave an impossible reading ({what}); such readings are "
-                 "left out and counted in the run's notes")
+                 "left out and counted in the run's notes", key=f"impossible:{id(st)}")
 
     def _valid(self, st: DeviceState, samples: Any) -> list[tuple[float, float]]:
         """The good ``(t, W)`` samples of a poll; a non-iterable answer is a failed read (TypeError)."""

@@ -267,7 +267,7 @@ class StepLog:
                 del col[:k]
         if devices:
             self.measured_with_energy = True
-            if k >= NUMPY_BATCH or "numpy" in sys.modules:
+            if _use_numpy(k):
                 self._energies_np(t, cols, devices)
             else:
                 self._energies_py(t, cols, devices)
@@ -386,6 +386,12 @@ class StepLog:
         cols = sum(len(c) for c in (self._s, self._k) if c is not None)
         return 8 * (len(self.e_first) + len(self.e_last) + len(self.e_count) + len(self._t) + cols) \
             + 100 * (len(self.hist.counts) + 1)
+
+
+def _use_numpy(k: int) -> bool:
+    """numpy for a large batch, or when it is loaded anyway (the pure-Python fold spares a short
+    run numpy's import); both paths compute the same figures."""
+    return k >= NUMPY_BATCH or "numpy" in sys.modules
 
 
 def _nans(k: int) -> array:

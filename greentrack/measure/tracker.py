@@ -140,6 +140,7 @@ class Session:
             settings = config.Settings(db_path=config.default_db_path())
         self.settings = settings
         self.region = settings.region
+        self._check_budgets_given()
         try:
             self.intensity = grid.lookup(self.region)
         except GreentrackError as exc:
@@ -195,6 +196,28 @@ class Session:
         lifecycle.track(self)
         plugins.hook().greentrack_session_start(run=self.view)
         return self
+
+    def _check_budgets_given(self) -> None:
+        """A budget must be a finite number >= 0: anything else is said once and no budget is checked
+        (a ConfigError with ``strict``); a bad budget never stops the training loop."""
+        import math
+
+        from ..errors import ConfigError
+
+        for attr in ("budget_kwh", "budget_co2e_kg"):
+            v = getattr(self, attr)
+            if v is None:
+                continue
+            ok = not isinstance(v, bool) and isinstance(v, (int, float)) and 0 <= v < math.inf
+            if ok:
+                setattr(self, attr, float(v))
+                continue
+            msg = f"{attr}={v!r:.40} is not a finite number >= 0; this run has no {attr[7:]} budget"
+            if self.strict:
+                raise ConfigError(msg)
+            _say_once(msg)
+            self.notes.append(msg)
+            setattr(self, attr, None)
 
     def _device_rows(self, final: bool = False) -> list[dict[str, Any]]:
         rows = []
