@@ -148,6 +148,8 @@ def read_scenario_file(path: str | Path) -> dict[str, dict[str, Any]]:
         text = p.read_text(encoding="utf-8")
     except OSError as exc:
         raise ScenarioError(f"cannot read scenario file {p}: {exc.strerror or exc}") from None
+    except UnicodeDecodeError:
+        raise ScenarioError(f"scenario file {p} is not UTF-8 text") from None
     try:
         if p.suffix.lower() == ".json":
             data = json.loads(text)
@@ -304,6 +306,8 @@ def _resolve(name: str, defs: Mapping[str, tuple[dict[str, Any], str]], seen: tu
     parent = raw.get("extends")
     if not parent:
         return dict(raw), origin
+    if not isinstance(parent, str):
+        raise ScenarioError(f"scenario {name!r} ({origin}): 'extends' must name a scenario, got {parent!r:.40}")
     if parent in seen or parent == name:
         raise ScenarioError(f"scenario {name!r} ({origin}): 'extends' loops through {parent!r}")
     if parent not in defs:
@@ -358,7 +362,8 @@ class Catalogue:
 
     def get(self, name: str) -> Scenario:
         """The scenario *name*; ``TEMPLATE:<region>`` instantiates a template on that region's grid."""
-        name = name.strip()
+        if name not in self.defs:
+            name = name.strip()
         if name in self.defs and not self.defs[name][0].get("abstract"):
             raw, origin = _resolve(name, self.defs)
             return build(name, raw, origin)

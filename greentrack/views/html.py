@@ -15,10 +15,11 @@ import datetime as _dt
 import html
 import io
 import os
+import warnings
 from pathlib import Path
 from typing import Any, Sequence
 
-from ..units import J_PER_KWH, fmt_co2, fmt_duration, fmt_energy, fmt_time, fmt_watts
+from ..units import J_PER_KWH, fmt_co2, fmt_duration, fmt_energy, fmt_time, fmt_watts, one_line
 from .runs import REPORT_COLUMNS, gap_footnote, run_record, run_row, unmeasured_s
 
 #: chart text is plain text: no mathtext (a '$' in a name), no TeX
@@ -53,7 +54,8 @@ def default_report_path(now: _dt.datetime | None = None, folder: str | os.PathLi
 
 
 def _e(x: Any) -> str:
-    return html.escape("" if x is None else str(x))
+    """Text for HTML: escaped, and control characters (invalid in HTML and SVG) shown as ``\\x1b``."""
+    return html.escape(one_line("" if x is None else x))
 
 
 def _matplotlib() -> Any:
@@ -71,7 +73,10 @@ def _svg(fig: Any) -> str:
     import matplotlib
 
     buf = io.StringIO()
-    with matplotlib.rc_context({"svg.fonttype": "none", "svg.hashsalt": "greentrack", **PLAIN_TEXT}):
+    with matplotlib.rc_context({"svg.fonttype": "none", "svg.hashsalt": "greentrack", **PLAIN_TEXT}), \
+            warnings.catch_warnings():
+        # the SVG keeps the text as text (svg.fonttype none): the browser draws glyphs the font lacks here
+        warnings.filterwarnings("ignore", message="Glyph .* missing from font", category=UserWarning)
         fig.savefig(buf, format="svg", bbox_inches="tight", metadata={"Date": None})
     text = buf.getvalue()
     return text[text.find("<svg"):]  # drop the XML prolog and doctype: inline SVG in HTML
@@ -96,7 +101,7 @@ def _power_chart(Figure: Any, run: dict[str, Any], series: dict[str, tuple[Any, 
     ax = fig.add_subplot(1, 1, 1)
     for i, p in enumerate(run.get("phases") or []):
         ax.axvspan((p["started_at"] - t0) / div, (p["ended_at"] - t0) / div, color=f"C{i % 10}", alpha=0.08, lw=0)
-        ax.text((p["started_at"] - t0) / div, 1.0, " " + str(p["name"]), transform=ax.get_xaxis_transform(),
+        ax.text((p["started_at"] - t0) / div, 1.0, " " + one_line(p["name"]), transform=ax.get_xaxis_transform(),
                 va="top", ha="left", fontsize=8, color="#5b6b61", parse_math=False)
     for key, (t, p) in sorted(series.items()):
         if not len(t):
@@ -105,7 +110,7 @@ def _power_chart(Figure: Any, run: dict[str, Any], series: dict[str, tuple[Any, 
         c, mean, lo, hi = bin_mean(t, p, t0, t1, n)
         x = (c - t0) / div
         # each sample is the mean over the interval ending at it: draw it as a step over that interval
-        line = ax.plot(x, mean, lw=1.2, label=str(key), drawstyle="steps-mid" if len(t) > n else "steps-pre")[0]
+        line = ax.plot(x, mean, lw=1.2, label=one_line(key), drawstyle="steps-mid" if len(t) > n else "steps-pre")[0]
         if len(t) > n:
             ax.fill_between(x, lo, hi, color=line.get_color(), alpha=0.15, lw=0)
     ax.set_xlim(0, span / div)
@@ -116,7 +121,8 @@ def _power_chart(Figure: Any, run: dict[str, Any], series: dict[str, tuple[Any, 
     if len(series) > 1:
         for text in ax.legend(loc="upper right", fontsize=8, ncol=min(8, len(series))).get_texts():
             text.set_parse_math(False)
-    ax.set_title(f"{run['name']} [{run['id']}]: power per device", fontsize=10, parse_math=False)
+    ax.set_title(f"{one_line(run['name'])} [{one_line(run['id'])}]: power per device", fontsize=10,
+                 parse_math=False)
     return _svg(fig)
 
 
@@ -136,10 +142,10 @@ def _phase_chart(Figure: Any, run: dict[str, Any]) -> str | None:
         summed: dict[str, float] = {}
         for p in phases:
             summed[p["name"]] = summed.get(p["name"], 0.0) + p["energy_j"]
-        names = [f"{k} (all {sum(1 for p in phases if p['name'] == k)})" for k in summed]
+        names = [f"{one_line(k)} (all {sum(1 for p in phases if p['name'] == k)})" for k in summed]
         vals = [v / 3.6e3 for v in summed.values()]
     else:
-        names = [str(p["name"]) for p in phases]
+        names = [one_line(p["name"]) for p in phases]
         vals = [p["energy_j"] / 3.6e3 for p in phases]  # Wh
     stats = run.get("stats") if isinstance(run.get("stats"), dict) else {}
     outside = (stats or {}).get("outside_phases_j")
