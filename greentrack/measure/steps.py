@@ -188,7 +188,7 @@ class StepLog:
         del marks[:n3]
         k = len(times)
         self._entries(times, edges)
-        self._t.fromlist(times)
+        self._t.extend(array("d", times))  # (the constructor converts a list twice as fast as fromlist)
         self._s = self._column(samples, self._s, k, "samples")
         self._k = self._column(tokens, self._k, k, "tokens")
         return k
@@ -220,12 +220,18 @@ class StepLog:
             return col
         if col is None:
             col = _nans(len(self._t) - k)  # the marks compacted before had none
+        v0 = vals[0]
+        if type(v0) in _NUMBERS and 0 <= v0 < math.inf and vals.count(v0) == k:
+            # the common case, a fixed batch size or sequence length: one C-level pass
+            col.extend(array("d", [v0]) * k)
+            setattr(self, which, (getattr(self, which) or 0.0) + v0 * k)
+            return col
         ok = False
         if set(map(type, vals)) <= _NUMBERS:
             total = sum(vals)
             ok = 0 <= total < math.inf and min(vals) >= 0  # no NaN, inf or negative among them
         if ok:
-            col.fromlist(vals)
+            col.extend(array("d", vals))
         else:  # check each value
             total = 0.0
             for v in vals:
