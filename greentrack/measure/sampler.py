@@ -253,7 +253,8 @@ class Sampler:
                 continue
             if st.in_gap_since is not None and st.gap_seen_at is not None and now - st.gap_seen_at >= hold:
                 continue  # marks past its gap start are folded as overlapping a gap
-            horizon = min(horizon, st.acc.last_t)
+            if st.acc.last_t is not None:
+                horizon = min(horizon, st.acc.last_t)
         return horizon if horizon != math.inf else now
 
     def _compact_steps(self) -> None:

@@ -165,7 +165,7 @@ class StepLog:
                     lo = mid + 1
                 else:
                     hi = mid
-            return marks[3 * (lo - 1)]  # type: ignore[no-any-return]
+            return marks[3 * (lo - 1)]
         i = bisect_right(self.e_first, t)  # the newest entry that starts at or before t
         if not i:
             return None
@@ -196,7 +196,7 @@ class StepLog:
     def _entries(self, times: list[float], edges: Sequence[float]) -> None:
         """Entries of a batch: split on the ENTRY_S grid and at phase edges (no per-mark work)."""
         t_first, t_last = times[0], times[-1]
-        cuts = set()
+        cuts: set[float] = set()
         if t_last > t_first:
             g = math.floor((t_first - self.start_t) / ENTRY_S) + 1
             while True:

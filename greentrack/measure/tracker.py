@@ -73,7 +73,7 @@ class Session:
         self._given_sources = sources
         self._steps = StepLog(start_t=time.time())
         self._marks = self._steps.marks  # flat (t, samples, tokens) triples; the sampler folds them
-        self.step = _fast_step(self._marks.extend)
+        self.step = _fast_step(self._marks.extend)  # type: ignore[method-assign]
         self._phases: list[tuple[str, float, float]] = []
         self._open_phases: list[tuple[str, float]] = []
         self.started_at: float | None = None
@@ -98,7 +98,7 @@ class Session:
         self.world_size = _int_env("WORLD_SIZE")
 
     # the hot path -------------------------------------------------------------------------------
-    def step(self, samples: Any = None, tokens: Any = None) -> None:  # type: ignore[no-redef]
+    def step(self, samples: Any = None, tokens: Any = None) -> None:
         """Mark the end of a training step (about 0.2 µs: a timestamp appended to a list).
 
         *samples* and *tokens* (numbers) give J/sample and J/token. No I/O, no lock, no hardware
@@ -385,6 +385,7 @@ class Session:
 
     def _finish_fields(self, error: str | None) -> dict[str, Any]:
         r = self.result
+        assert r is not None
         return {"status": r.status, "ended_at": r.ended_at, "duration_s": r.duration_s, "energy_j": r.energy_j,
                 "co2e_kg": r.co2e_kg, "steps": r.steps, "samples": r.samples, "tokens": r.tokens,
                 "error": error, "notes": r.notes, "budget": r.budget,
@@ -392,6 +393,7 @@ class Session:
                           **({"unmeasured_s": r.unmeasured_s, "gaps": r.gaps} if r.gaps else {})}}
 
     def _final_device_rows(self) -> list[dict[str, Any]]:
+        assert self.result is not None
         return [{"key": d.key, "kind": d.kind, "idx": d.index, "name": d.name, "uuid": d.uuid, "method": d.method,
                  "series_method": d.series_method, "energy_j": d.energy_j, "series_energy_j": d.series_energy_j,
                  "avg_power_w": d.avg_power_w, "peak_power_w": d.peak_power_w, "n_samples": d.n_samples,

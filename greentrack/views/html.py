@@ -23,7 +23,7 @@ from ..units import J_PER_KWH, fmt_co2, fmt_duration, fmt_energy, fmt_time, fmt_
 from .runs import REPORT_COLUMNS, gap_footnote, run_record, run_row, unmeasured_s
 
 #: chart text is plain text: no mathtext (a '$' in a name), no TeX
-PLAIN_TEXT = {"text.parse_math": False, "text.usetex": False}
+PLAIN_TEXT: Any = {"text.parse_math": False, "text.usetex": False}
 
 PLOT_POINTS = 600  # bins per device line: enough for a 1200-pixel-wide chart
 
