@@ -313,22 +313,23 @@ class StepLog:
 
         t = np.frombuffer(t_arr, dtype=np.float64)
         k = t.size
-        a = np.empty(k)
-        a[0] = self.prev_t
-        a[1:] = t[:-1]
-        ok = np.ones(k, dtype=bool)
-        for g0, g1 in _gap_list(devices):
-            ok &= ~((g0 < t) & (a < g1))
-        total = np.zeros(k)
-        x = np.empty(k + 1)
+        x = np.empty(k + 1)  # each step runs from the previous mark (or the last folded one) to its own
         x[0] = self.prev_t
         x[1:] = t
+        gaps = _gap_list(devices)
+        ok: Any = slice(None)  # every step measured: no mask to build or apply
+        if gaps:
+            ok = np.ones(k, dtype=bool)
+            for g0, g1 in gaps:
+                ok &= ~((g0 < x[1:]) & (x[:-1] < g1))
+        total = None
         for d in devices:
             e = np.diff(_cum_np(d.acc, x))
-            total += e
+            total = e if total is None else total + e
             self.energy_sum[d.key] = self.energy_sum.get(d.key, 0.0) + float(e[ok].sum())
         self.hist.add_array(total[ok])
-        self.unmeasured += int(k - ok.sum())
+        if gaps:
+            self.unmeasured += int(k - ok.sum())
         for name, col in cols:
             v = np.frombuffer(col, dtype=np.float64)
             self._measured_totals(name, float(np.nansum(v[ok])))
