@@ -94,7 +94,7 @@ def test_decorator_and_explicit_start_stop(db_path):
 def test_exception_marks_failed_and_propagates(db_path):
     with pytest.raises(ZeroDivisionError):
         with greentrack.session("boom") as s:
-            1 / 0
+            _ = 1 / 0
     assert s.result.status == "failed"
     row = Store(db_path).get_run(s.id)
     assert row["status"] == "failed" and "ZeroDivisionError" in row["error"]
