@@ -6,7 +6,9 @@
 Figures, each the median of interleaved repetitions measured side by side in this run:
 - `import greentrack` over bare Python (fresh interpreters), and which heavy modules it pulls in;
   peers (codecarbon, zeus) the same way when installed;
-- cost of `session.step()` (ns per call, timeit);
+- cost of `session.step()` (ns per call, timeit) and the whole process's CPU per step in a 2 M-step loop
+  (the sampler thread's folding of the marks included); ``--only step --against PATH --rounds 5``
+  measures another checkout interleaved;
 - session start + stop on the mock backend, first in a process (cold) and later (warm);
   CodeCarbon's OfflineEmissionsTracker start + stop the same way when installed;
 - stored time series per GPU-hour at 10 Hz (a real session's sampler path, fed a noisy trace).
@@ -21,7 +23,6 @@ import subprocess
 import sys
 import tempfile
 import time
-import timeit
 from pathlib import Path
 
 PY = sys.executable
@@ -50,23 +51,53 @@ def import_times(reps: int) -> None:
         if k != "bare":
             print(f"import {k}: {1000 * (statistics.median(v) - bare):.1f} ms over bare Python "
                   f"(median of {reps}, bare = {1000 * bare:.1f} ms)")
-    out = subprocess.run([PY, "-c", "import sys, greentrack; print(' '.join(m for m in "
-                          "('pandas','numpy','pynvml','codecarbon','sqlite_utils','click','pluggy') if m in sys.modules))"],
+    out = subprocess.run([PY, "-c", "import sys, greentrack; print(' '.join(m for m in ('pandas','numpy',"
+                          "'pynvml','codecarbon','sqlite_utils','click','pluggy') if m in sys.modules))"],
                          capture_output=True, text=True, check=True).stdout.strip()
     print(f"heavy modules loaded by `import greentrack`: {out or 'none'}")
 
 
-def step_cost(reps: int) -> None:
-    import greentrack
+STEP_COST = """
+import os, statistics, sys, time, timeit
+import greentrack
+reps, n = int(sys.argv[1]), 200_000
+with greentrack.session("bench-step", store=False) as s:
+    times = [timeit.timeit(lambda: s.step(), number=n) / n for _ in range(reps)]
+    times_args = [timeit.timeit(lambda: s.step(samples=32, tokens=4096), number=n) / n for _ in range(reps)]
+    empty = [timeit.timeit(lambda: None, number=n) / n for _ in range(reps)]
+    step = s.step
+    c, m = time.process_time(), 2_000_000
+    for _ in range(m):
+        step(samples=32)
+    cpu = (time.process_time() - c) / m
+print(statistics.median(times), statistics.median(times_args), statistics.median(empty), cpu)
+"""
 
-    os.environ.setdefault("GREENTRACK_BACKEND", "mock")
-    with greentrack.session("bench-step", store=False) as s:
-        n = 200_000
-        times = [timeit.timeit(lambda: s.step(), number=n) / n for _ in range(reps)]
-        times_args = [timeit.timeit(lambda: s.step(samples=32, tokens=4096), number=n) / n for _ in range(reps)]
-        empty = [timeit.timeit(lambda: None, number=n) / n for _ in range(reps)]
-    print(f"session.step(): {1e9 * statistics.median(times):.0f} ns per call; with samples/tokens "
-          f"{1e9 * statistics.median(times_args):.0f} ns (a bare lambda call costs {1e9 * statistics.median(empty):.0f} ns)")
+
+def step_cost(reps: int, against: str | None = None, rounds: int = 1) -> None:
+    """``session.step()`` per call (timeit, wall clock) and the whole process's CPU per step over a
+    2 M-step loop (the sampler thread's folding of the marks included), in a fresh interpreter per
+    checkout; with *against*, the other checkout is measured interleaved, *rounds* times each."""
+    paths = {"this checkout": str(Path(__file__).resolve().parent.parent)}
+    if against:
+        paths["against " + against] = against
+    res: dict[str, list[list[float]]] = {k: [] for k in paths}
+    with tempfile.TemporaryDirectory() as d:
+        for _ in range(rounds):
+            for label, path in paths.items():  # interleaved
+                env = dict(os.environ, PYTHONPATH=path, GREENTRACK_BACKEND="mock")
+                out = subprocess.run([PY, "-c", STEP_COST, str(reps)], env=env, cwd=d, capture_output=True,
+                                     text=True, check=True).stdout.split()
+                res[label].append([float(x) for x in out])
+    for label, rows in res.items():
+        plain, args, empty, cpu = (statistics.median(r[i] for r in rows) for i in range(4))
+        print(f"session.step() [{label}]: {1e9 * plain:.0f} ns per call; with samples/tokens {1e9 * args:.0f} ns "
+              f"(a bare lambda call costs {1e9 * empty:.0f} ns); whole-process CPU per step(samples=32) in a "
+              f"2 M-step loop, folding included: {1e9 * cpu:.0f} ns (median of {len(rows)})")
+    if against:
+        a, b = (statistics.median(r[0] for r in rows) for rows in res.values())
+        ca, cb = (statistics.median(r[3] for r in rows) for rows in res.values())
+        print(f"ratio this/against: step() {a / b:.2f}x, CPU per step {ca / cb:.2f}x")
 
 
 START_STOP = """
@@ -174,12 +205,19 @@ def storage() -> None:
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--quick", action="store_true")
+    ap.add_argument("--only", choices=["import", "step", "start", "storage"], default=None, help="one figure only")
+    ap.add_argument("--against", default=None, help="step: another checkout measured interleaved (PYTHONPATH)")
+    ap.add_argument("--rounds", type=int, default=1, help="step: interleaved rounds per checkout")
     a = ap.parse_args()
     reps = 5 if a.quick else 15
-    import_times(reps)
-    step_cost(5)
-    start_stop(3 if a.quick else 7)
-    storage()
+    if a.only in (None, "import"):
+        import_times(reps)
+    if a.only in (None, "step"):
+        step_cost(5, a.against, a.rounds)
+    if a.only in (None, "start"):
+        start_stop(3 if a.quick else 7)
+    if a.only in (None, "storage"):
+        storage()
 
 
 if __name__ == "__main__":

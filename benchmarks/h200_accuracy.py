@@ -154,8 +154,14 @@ def main() -> int:
         timings[f"greentrack_{name}_start_s"] = time.perf_counter() - t
         sessions[name] = s
     t_work0 = time.time()
-    phases = run_phases(w, MultiPhase(list(sessions.values())), sessions["counter"].step, guard_s=args.guard,
-                        margin_s=args.margin)
+    marks: list[tuple[float, Any]] = []  # each step's time and samples, for the replay fixture (--trace)
+    counter_step = sessions["counter"].step
+
+    def step(samples: Any = None, tokens: Any = None) -> None:
+        marks.append((time.time(), samples))
+        counter_step(samples=samples, tokens=tokens)
+
+    phases = run_phases(w, MultiPhase(list(sessions.values())), step, guard_s=args.guard, margin_s=args.margin)
     t_work1 = time.time()
     for name, s in reversed(list(sessions.items())):
         t = time.perf_counter()
@@ -166,8 +172,8 @@ def main() -> int:
     time.sleep(0.3)
     ref.stop()
 
-    results: dict[str, Any] = {"env": env_info(), "dry_run": dry, "scale": args.scale, "guard_s": args.guard, "margin_s": args.margin,
-                               "timings": timings,
+    results: dict[str, Any] = {"env": env_info(), "dry_run": dry, "scale": args.scale, "guard_s": args.guard,
+                               "margin_s": args.margin, "timings": timings,
                                "ref_counter_reads": ref.n_reads, "workload_s": t_work1 - t_work0, "configs": {}}
     for name, s in sessions.items():
         r = s.result
@@ -175,7 +181,7 @@ def main() -> int:
         ref_total = ref.delta(r.started_at, r.ended_at)
         direct_total = direct[name][1] - direct[name][0]
         rows = []
-        for p, rec in zip(r.phases, phases):
+        for p, _rec in zip(r.phases, phases):
             ref_p = ref.delta(p.started_at, p.ended_at)
             rows.append({"name": p.name, "duration_s": p.duration_s, "energy_j": p.energy_j, "ref_j": ref_p,
                          "err_pct": pct(p.energy_j or 0.0, ref_p), "steps": p.steps})
@@ -193,7 +199,8 @@ def main() -> int:
     # buffer samples vs counter: the raw 50 Hz integration over the whole workload
     samples = ref.samples[0]
     if len(samples) > 2:
-        from greentrack.measure.energy import trapezoid_j
+        def trapezoid_j(ts: list[float], ps: list[float]) -> float:  # the raw samples, integrated directly
+            return sum(0.5 * (ps[i] + ps[i - 1]) * (ts[i] - ts[i - 1]) for i in range(1, len(ts)))
 
         inside = [(t, p) for t, p in samples if t_work0 <= t <= t_work1]
         if len(inside) > 2:
@@ -202,12 +209,13 @@ def main() -> int:
             results["raw_buffer"] = {"n": len(inside), "energy_j": e, "ref_j": rj, "err_pct": pct(e, rj),
                                      "period_s": (inside[-1][0] - inside[0][0]) / (len(inside) - 1)}
     if args.trace:
-        write_trace(Path(args.trace), ref, phases, sessions["counter"], results)
+        write_trace(Path(args.trace), ref, phases, sessions["counter"], results, marks)
     dump(results, args.out)
     return 0
 
 
-def write_trace(folder: Path, ref: Any, phases: list[dict], s: Any, results: dict) -> None:
+def write_trace(folder: Path, ref: Any, phases: list[dict], s: Any, results: dict,
+                marks: list[tuple[float, Any]]) -> None:
     """The recorded trace: CSV of raw power samples, JSON of counter change points and phases."""
     folder.mkdir(parents=True, exist_ok=True)
     t0 = s.result.started_at - 1.0
@@ -230,7 +238,7 @@ def write_trace(folder: Path, ref: Any, phases: list[dict], s: Any, results: dic
         "phases": [{"name": p["name"], "t0": p["t0"] - base, "t1": p["t1"] - base} for p in phases],
         "counter": counter,
         "counter_units": "joules relative to the first counter reading",
-        "steps": [[round(m[0] - base, 6), m[1]] for m in s._marks],
+        "steps": [[round(t - base, 6), n] for t, n in marks],
         "greentrack": {k: results["configs"]["counter"][k] for k in ("energy_j", "ref_j", "phases", "step_stats")},
         "dry_run": results["dry_run"],
     }

@@ -135,7 +135,13 @@ def html_report(rows: list[dict[str, Any]], db: str | os.PathLike[str] | None = 
     if scenarios:
         cat = Catalogue.load(())
         comparison = compare_run(store.get_run(rows[0]["id"]), [cat.get(n) for n in scenarios])
-    details = [run_with_series(store, r["id"]) for r in rows[:max(0, detail)]]
+    details = []
+    for r in rows[:max(0, detail)]:
+        try:
+            details.append(run_with_series(store, r["id"]))
+        except Exception as exc:  # one unreadable run never costs the report of the others
+            note = f"its details could not be read ({type(exc).__name__}); the table has its figures"
+            details.append((dict(r, devices=[], phases=[], notes=[*(r.get("notes") or []), note]), {}))
     st = (study, study_comparison(study, db=db)) if study else None
     return render_html(rows, details, comparison=comparison, source=str(store.path), title=title, study=st)
 

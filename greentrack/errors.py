@@ -35,11 +35,16 @@ def suggest(word: str, choices: Iterable[str], n: int = 3) -> str:
     close = difflib.get_close_matches(word.lower(), list(lowered), n=n, cutoff=0.6)
     # substring matches help for codes such as "fr" -> "FRA"
     if len(close) < n:
-        for low, orig in lowered.items():
+        for low, _orig in lowered.items():
             if word.lower() and word.lower() in low and low not in close:
                 close.append(low)
             if len(close) >= n:
                 break
     if not close:
         return ""
-    return " (did you mean: " + ", ".join(lowered[c] for c in close) + "?)"
+    return " (did you mean: " + ", ".join(_printable(lowered[c]) for c in close) + "?)"
+
+
+def _printable(s: str) -> str:
+    """*s* with control characters written as escapes, so an error stays one printable line."""
+    return s if s.isprintable() else "".join(ch if ch.isprintable() else repr(ch)[1:-1] for ch in s)

@@ -28,7 +28,9 @@ def greentrack_register_sources(register: Callable[..., None]) -> None:
     Call ``register(name, factory, priority=0, auto=True)`` for each source. ``factory(settings)``
     returns an object implementing :class:`greentrack.measure.sources.base.Source`; it may raise
     :class:`greentrack.measure.sources.base.SourceUnavailable` when its hardware is absent. With
-    ``backend="auto"`` every source with ``auto=True`` is tried, highest priority first; a source
+    ``backend="auto"`` every source with ``auto=True`` is tried, highest priority first. A factory
+    that raises anything else, or returns something that is not a usable source, is reported once
+    and skipped (``auto``) or is a one-line configuration error (a backend named explicitly). A source
     named in the backend setting is used whatever its ``auto``.
     """
 
@@ -39,7 +41,9 @@ def greentrack_grid_intensity(region: str, at: float | None) -> Any:
 
     Answer a :class:`greentrack.carbon.grid.Intensity` (g CO2e per kWh, with source and year)
     or None when the region is not yours. The first non-None answer wins; the built-in
-    static table answers last (``trylast``), so any plugin can override it.
+    static table answers last (``trylast``), so any plugin can override it. An answer that is
+    not an ``Intensity`` with a finite figure in [0, 5000] and a named source is reported once
+    and skipped, as if the plugin had raised.
     """
 
 
@@ -49,7 +53,8 @@ def greentrack_register_scenarios(register: Callable[..., None]) -> None:
 
     *scenario* is a :class:`greentrack.carbon.scenarios.Scenario` or a dict of its fields (PUE,
     grid region, prices, embodied carbon, each figure with its source and year); a registration
-    under an existing name overrides it key by key.
+    under an existing name overrides it key by key. A registration that leaves a scenario
+    unusable (a missing or out-of-range figure, a wrong type) is reported once and undone.
     """
 
 

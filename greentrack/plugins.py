@@ -6,7 +6,10 @@ Hooks are called as ``plugins.hook().greentrack_<name>(...)`` (``pm.hook``), so 
 
 Isolation sits on top: when a plugin registers, each of its hook implementations is wrapped so
 that an exception in it is reported once (one line on stderr) and the call goes on without that
-plugin's answer. A plugin that fails to import is reported once and the others still load.
+plugin's answer. What a hook implementation returns is checked too, where the hook's caller has
+said what a valid answer is (:func:`check_results`): a wrong answer (a string where an
+``Intensity`` belongs) is reported once like an exception, and the call goes on to the next
+plugin. A plugin that fails to import is reported once and the others still load.
 
 Built-in behaviour (the mock, NVML and RAPL sources, the grid table, the scenario catalogue)
 is registered first, as plugins; then the ``greentrack`` entry-point group.
@@ -21,7 +24,7 @@ import importlib
 import os
 import sys
 import threading
-from typing import Any, Iterator
+from typing import Any, Callable, Iterator
 
 import pluggy
 
@@ -44,6 +47,27 @@ ENTRY_POINT_GROUP = "greentrack"
 _pm: "PluginManager | None" = None
 _lock = threading.Lock()
 _origins: dict[str, str] = {}
+#: hook name -> check(value) that returns the value to use or raises TypeError/ValueError
+_checks: dict[str, Callable[[Any], Any]] = {}
+
+
+def check_results(hook_name: str, check: Callable[[Any], Any]) -> None:
+    """Declare what a valid answer of *hook_name* is: ``check(value)`` returns the value to use (None
+    included) or raises ``TypeError``/``ValueError`` with a one-line reason. A plugin whose answer fails
+    the check is reported once and its answer dropped, as if it had raised."""
+    _checks[hook_name] = check
+
+
+def _checked(plugin_name: str, hook_name: str, value: Any, fallback: Any = None) -> Any:
+    """*value* if the hook's check accepts it, else *fallback* (the plugin reported once)."""
+    check = _checks.get(hook_name)
+    if check is None or value is None:
+        return value
+    try:
+        return check(value)
+    except (TypeError, ValueError) as exc:
+        warn_once(plugin_name, hook_name, exc)
+        return fallback
 
 
 class PluginManager(pluggy.PluginManager):
@@ -78,11 +102,11 @@ def _guard(impl: Any, plugin_name: str, hook_name: str) -> None:
                     gen.throw(exc)
                 except StopIteration as stop:
                     return stop.value
-                raise RuntimeError(f"{plugin_name}: wrapper for {hook_name} yielded twice")
+                raise RuntimeError(f"{plugin_name}: wrapper for {hook_name} yielded twice") from exc
             try:
                 gen.send(res)
             except StopIteration as stop:
-                return stop.value
+                return _checked(plugin_name, hook_name, stop.value, res)
             except Exception as exc:
                 warn_once(plugin_name, hook_name, exc)
                 return res
@@ -93,10 +117,11 @@ def _guard(impl: Any, plugin_name: str, hook_name: str) -> None:
     else:
         def guarded(*args: Any) -> Any:
             try:
-                return fn(*args)
+                value = fn(*args)
             except Exception as exc:
                 warn_once(plugin_name, hook_name, exc)
                 return None
+            return _checked(plugin_name, hook_name, value)
 
         impl.function = functools.wraps(fn)(guarded)
         impl.function._greentrack_guarded = True  # type: ignore[attr-defined]

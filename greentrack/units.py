@@ -1,8 +1,11 @@
-"""Units and how numbers are written: the one ``J_PER_KWH``, and formatters every layer shares (no pandas)."""
+"""Units and how numbers and text are written: the one ``J_PER_KWH``, formatters every layer shares
+(no pandas), and the escaping of text that came from users, plugins or files (:func:`one_line`,
+:func:`terminal_safe`, :func:`csv_cell`)."""
 
 from __future__ import annotations
 
 import datetime as _dt
+import re
 
 J_PER_KWH = 3.6e6  #: joules in a kilowatt-hour
 
@@ -102,18 +105,55 @@ def fmt_watts(w: float | None) -> str:
     return "-" if w is None else f"{w:.1f}"
 
 
-_ESCAPES = {"\n": "\\n", "\r": "\\r", "\t": "\\t"}
+# C0 and C1 control characters (ESC starts terminal sequences: clear screen, window titles, OSC 52
+# clipboard writes), DEL, and the Unicode bidirectional overrides that reorder what is displayed
+_CONTROL = re.compile("[\x00-\x1f\x7f-\x9f\u200e\u200f\u202a-\u202e\u2066-\u2069]")
+_CONTROL_BUT_NEWLINE = re.compile("[\x00-\x09\x0b-\x1f\x7f-\x9f\u200e\u200f\u202a-\u202e\u2066-\u2069]")
+
+
+def _escape(m: re.Match[str]) -> str:
+    c = ord(m.group())
+    return {9: "\\t", 10: "\\n", 13: "\\r"}.get(c) or (f"\\x{c:02x}" if c < 0x100 else f"\\u{c:04x}")
+
+
+def one_line(text: object) -> str:
+    """*text* as one printable line: control characters (newlines, ESC...) shown as ``\\n``, ``\\x1b``.
+
+    Every name, tag, phase, note or error that a terminal view prints goes through this, so text
+    stored by anyone can neither move the cursor, retitle the window nor write the clipboard.
+    """
+    s = text if isinstance(text, str) else str(text)
+    return _CONTROL.sub(_escape, s) if _CONTROL.search(s) else s
+
+
+def terminal_safe(text: str) -> str:
+    """Whole terminal output made safe: every control character but the newline escaped."""
+    return _CONTROL_BUT_NEWLINE.sub(_escape, text) if _CONTROL_BUT_NEWLINE.search(text) else text
+
+
+#: A spreadsheet reads a cell starting with one of these as a formula (OWASP "CSV Injection")
+CSV_FORMULA_START = ("=", "+", "-", "@", "\t", "\r", "\n", "\0", "\uff1d", "\uff0b", "\uff0d", "\uff20")
+
+
+def csv_cell(text: str) -> str:
+    """A text cell for CSV, neutralised as OWASP recommends against formula injection.
+
+    A cell starting with ``=``, ``+``, ``-``, ``@``, a tab, a carriage return, a line feed, a NUL
+    (or their full-width forms) gets a leading single quote, which spreadsheets read as "this
+    is text"; other control characters are escaped as in :func:`one_line` (only the newline,
+    which CSV quoting carries, is kept). Numbers are never passed here: they are written as numbers.
+    """
+    s = _CONTROL_BUT_NEWLINE.sub(_escape, text) if _CONTROL_BUT_NEWLINE.search(text) else text
+    return "'" + s if text.startswith(CSV_FORMULA_START) else s
+
+
 NAME_WIDTH = 40  #: run and phase names in tables are cut to this many columns (the stored name is kept)
 CELL_WIDTH = 80  #: any table cell is cut to this many columns
 
 
 def printable(text: object) -> str:
-    """*text* with newlines, tabs and other control characters escaped (``\\n``, ``\\t``, ``\\x1b``), so a
-    name cannot break a table or send terminal escape sequences. Other characters are kept as they are."""
-    s = "" if text is None else str(text)
-    if s.isprintable():
-        return s
-    return "".join(c if c.isprintable() else _ESCAPES.get(c) or repr(c)[1:-1] for c in s)
+    """:func:`one_line` of *text*, with None shown as an empty string."""
+    return "" if text is None else one_line(text)
 
 
 def width(text: str) -> int:

@@ -43,8 +43,10 @@ def test_load_trace_follows_step_marks():
     clk = Clock()
     src = MockSource("load:50,500", clock=clk)
 
+    from greentrack.measure.steps import StepLog
+
     class FakeSession:
-        _marks = [(1000.3, None, None), (1000.4, None, None)]
+        _steps = StepLog(start_t=1000.0, marks=[1000.3, None, None, 1000.4, None, None])
 
     src.bind(FakeSession())
     clk.t += 2.0

@@ -387,7 +387,11 @@ def test_a_gpu_failing_mid_run_is_reported_once_and_the_run_goes_on(capfd: Any) 
     good, bad = r.devices
     assert good.energy_j == pytest.approx(200.0 * r.duration_s, rel=0.1)
     assert len(bad.gaps) == 1 and bad.gaps[0][1] == pytest.approx(r.ended_at, abs=0.5)
-    # the failed GPU's energy: counter until it failed, then the last power held (and marked as a gap)
-    assert bad.energy_j == pytest.approx(200.0 * r.duration_s, rel=0.15)
+    # the failed GPU's energy: what was read until it failed; nothing is made up for the rest
+    lost_at = bad.gaps[0][0]
+    assert bad.energy_j == pytest.approx(200.0 * (lost_at - r.started_at), abs=0.15 * 200)
+    assert bad.unmeasured_s == pytest.approx(r.ended_at - lost_at, abs=0.01)
+    assert r.unmeasured_s == pytest.approx(bad.unmeasured_s)
+    assert any("gpu1: no power reading" in n and "not measured" in n for n in r.notes)
     assert r.energy_j == pytest.approx(good.energy_j + bad.energy_j)
     assert not math.isnan(r.energy_j)

@@ -77,7 +77,9 @@ def replay(features: str = "counter,buffer", poll_s: float = 1.0, flush_s: float
     smp.flush(final=True, read_counters=False)
     s.started_at, s.ended_at, s.status = start, end, "running"
     s._phases = [(p["name"], base + p["t0"], base + p["t1"]) for p in META["phases"]]
-    s._marks = [(base + t, n, None) for t, n in META["steps"]]
+    s._steps.start_t = s._steps.prev_t = start
+    for t, n in META["steps"]:  # as step() records them
+        s._marks.extend((base + t, n, None))
     return s._compute("finished")
 
 

@@ -27,6 +27,7 @@ from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
+from .. import plugins as _plugins
 from ..errors import UnknownRegionError, suggest
 from ..plugins import hookimpl
 
@@ -227,7 +228,8 @@ def cloud_table() -> dict[str, Intensity]:
             except (KeyError, TypeError, ValueError):
                 continue
             city = row.get("city") or row.get("country_name") or reg
-            src = f"{row.get('providerName') or prov} region grid carbon intensity 2023 ({row.get('source', '')}) {_via()}"
+            src = (f"{row.get('providerName') or prov} region grid carbon intensity 2023 ({row.get('source', '')}) "
+                   f"{_via()}")
             it = Intensity(f"{prov}:{reg}", g, src, 2023, f"{prov.upper()} {reg} ({city})", kind="cloud")
             out[it.region] = it
     if "gcp:me-cenrtal1" in out and "gcp:me-central1" not in out:  # codecarbon's spelling, kept as an alias
@@ -244,7 +246,8 @@ def cloud_table() -> dict[str, Intensity]:
             if loc is None:
                 continue
             where = regions["_source"].split(" (")[0]
-            src = f"{loc.source} [{loc.region}, {loc.year or 'year n/a'}]; region location per {where} {regions['_year']}"
+            src = (f"{loc.source} [{loc.region}, {loc.year or 'year n/a'}]; region location per {where} "
+                   f"{regions['_year']}")
             out[key] = Intensity(key, loc.g_per_kwh, src, loc.year,
                                  f"{prov.upper()} {reg} ({info.get('city', '')}, {loc.region})", kind="cloud",
                                  location=loc.region)
@@ -321,16 +324,51 @@ def known_regions() -> list[str]:
                   | {it.label for it in sub.values()} | set(cloud_table()))
 
 
+MAX_G_PER_KWH = 5000.0  # no grid emits more (lignite ~1,100 g/kWh): a larger answer is a unit mistake
+
+
+def check_intensity(value: Any) -> Intensity:
+    """A plugin's answer to ``greentrack_grid_intensity``, checked: an :class:`Intensity` whose figure is a
+    finite number of gCO2e/kWh in [0, 5000] and whose source is named; else TypeError/ValueError."""
+    if not isinstance(value, Intensity):
+        raise TypeError(f"returned {type(value).__name__} {str(value)[:40]!r}, not a greentrack Intensity")
+    g = value.g_per_kwh
+    if isinstance(g, bool) or not isinstance(g, (int, float)):
+        raise TypeError(f"returned an Intensity whose g_per_kwh is {type(g).__name__}, not a number")
+    if not (0.0 <= g <= MAX_G_PER_KWH):  # NaN fails too
+        raise ValueError(f"returned an Intensity of {g!r} gCO2e/kWh (expected 0 to {MAX_G_PER_KWH:.0f})")
+    if not isinstance(value.region, str) or not isinstance(value.source, str) or not value.source.strip():
+        raise ValueError("returned an Intensity without a region or a source (every figure names its source)")
+    if value.year is not None and (isinstance(value.year, bool) or not isinstance(value.year, int)):
+        raise TypeError(f"returned an Intensity whose year is {value.year!r}, not an integer")
+    return value if isinstance(g, float) else replace(value, g_per_kwh=float(g))
+
+
 def lookup(region: str | None, at: float | None = None) -> Intensity:
     """Intensity for *region* through the plugins; None gives the labelled world average.
 
-    Raises UnknownRegionError, with close matches, when no plugin knows the region.
+    Raises UnknownRegionError, with close matches, when no plugin knows the region. A plugin
+    that fails or answers something that is not a valid :class:`Intensity` is reported once and
+    skipped (the next plugin, and last the static table, answers).
     """
     if region is None or str(region).strip() == "":
         return world_average()
     from .. import plugins
+    from ..notify import warn_once
 
-    res = plugins.hook().greentrack_grid_intensity(region=str(region), at=at)
+    try:
+        res = plugins.hook().greentrack_grid_intensity(region=str(region), at=at)
+    except Exception as exc:  # an old-style hookwrapper (not isolated by pluggy's design) that raised
+        warn_once("greentrack_grid_intensity", "a hook wrapper", exc)
+        res = None
+    if res is not None:
+        try:
+            res = check_intensity(res)
+        except (TypeError, ValueError) as exc:  # only a hookwrapper's forced result gets here
+            warn_once("greentrack_grid_intensity", "a hook wrapper", exc)
+            res = None
+        if res is None:
+            res = lookup_static(str(region))
     if res is None:
         raise UnknownRegionError(f"unknown region {region!r}" + (suggest(str(region), known_regions())
                                  or "; see 'greentrack regions'"))
@@ -340,3 +378,6 @@ def lookup(region: str | None, at: float | None = None) -> Intensity:
 @hookimpl(trylast=True)
 def greentrack_grid_intensity(region: str, at: float | None) -> Intensity | None:
     return lookup_static(region)
+
+
+_plugins.check_results("greentrack_grid_intensity", check_intensity)

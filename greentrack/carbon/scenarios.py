@@ -149,6 +149,8 @@ def read_scenario_file(path: str | Path) -> dict[str, dict[str, Any]]:
         text = p.read_text(encoding="utf-8")
     except OSError as exc:
         raise ScenarioError(f"cannot read scenario file {p}: {exc.strerror or exc}") from None
+    except UnicodeDecodeError:
+        raise ScenarioError(f"scenario file {p} is not UTF-8 text") from None
     try:
         if p.suffix.lower() == ".json":
             data = json.loads(text)
@@ -189,25 +191,25 @@ def definitions(files: Iterable[str | Path] = (), conf: Mapping[str, Any] | None
     names = [impl.plugin_name for impl in reversed(pm.hook.greentrack_register_scenarios.get_hookimpls())]
     for plugin_name in names:  # one plugin at a time, through pluggy, so each change keeps its origin
         origin = "built-in" if plugin_name == __name__ else f"plugin {plugin_name}"
+        before = dict(out)
+        touched: list[str] = []
 
-        def register(scenario: Any, name: str | None = None, _origin: str = origin) -> None:
-            if isinstance(scenario, Scenario):
-                raw = {"kind": scenario.kind, "description": scenario.description, "region": scenario.region,
-                       "gpu": scenario.gpu, "template": scenario.template,
-                       **{k: {"value": f.value, "source": f.source, "year": f.year}
-                          for k, f in scenario.figures.items()}}
-                nm = name or scenario.name
-            elif isinstance(scenario, Mapping):
-                raw, nm = dict(scenario), name or scenario.get("name")
-            else:
-                raise ScenarioError(f"register() takes a Scenario or a dict, got {type(scenario).__name__}")
-            if not nm:
-                raise ScenarioError("a registered scenario needs a name")
-            raw.pop("name", None)
-            _merge(out, str(nm), {k: v for k, v in raw.items() if v is not None}, _origin)
+        def register(scenario: Any, name: str | None = None, _origin: str = origin,
+                     _plugin: str = plugin_name, _touched: list[str] = touched) -> None:
+            try:
+                nm, raw = _registration(scenario, name)
+            except ScenarioError as exc:  # one bad registration: reported, the plugin's others still count
+                from ..notify import warn_once
+
+                warn_once(_plugin, f"greentrack_register_scenarios ({str(name or '?')[:40]})", exc)
+                return
+            _merge(out, nm, raw, _origin)
+            _touched.append(nm)
 
         others = [p for n, p in pm.list_name_plugin() if n != plugin_name]
         pm.subset_hook_caller("greentrack_register_scenarios", remove_plugins=others)(register=register)
+        if plugin_name != __name__:
+            _drop_invalid(out, before, touched, plugin_name)
     if conf is None:
         from ..settings import load_tool_config
 
@@ -229,6 +231,53 @@ def definitions(files: Iterable[str | Path] = (), conf: Mapping[str, Any] | None
         for name, raw in read_scenario_file(p).items():
             _merge(out, str(name), raw, str(p))
     return out
+
+
+def _registration(scenario: Any, name: Any) -> tuple[str, dict[str, Any]]:
+    """What a plugin's ``register(scenario, name)`` call means: ``(name, raw definition)``, or ScenarioError."""
+    if isinstance(scenario, Scenario):
+        raw = {"kind": scenario.kind, "description": scenario.description, "region": scenario.region,
+               "gpu": scenario.gpu, "template": scenario.template,
+               **{k: {"value": f.value, "source": f.source, "year": f.year} for k, f in scenario.figures.items()}}
+        nm = name or scenario.name
+    elif isinstance(scenario, Mapping):
+        raw, nm = dict(scenario), name or scenario.get("name")
+    else:
+        raise ScenarioError(f"register() takes a Scenario or a dict, got {type(scenario).__name__}")
+    if not nm or not isinstance(nm, str):
+        raise ScenarioError(f"a registered scenario needs a name (a string), got {nm!r:.40}")
+    if not all(isinstance(k, str) for k in raw):
+        raise ScenarioError(f"scenario {nm!r}: field names must be strings")
+    raw.pop("name", None)
+    return nm, {k: v for k, v in raw.items() if v is not None}
+
+
+def _drop_invalid(out: dict[str, tuple[dict[str, Any], str]], before: Mapping[str, tuple[dict[str, Any], str]],
+                  touched: list[str], plugin_name: str) -> None:
+    """Undo each change of one plugin that leaves a scenario unusable; the plugin is reported once.
+
+    A definition is checked as the catalogue would use it (resolved through ``extends`` and
+    built); an abstract one only for its figures. A bad plugin can so never make a shipped
+    scenario, or the whole catalogue, unusable.
+    """
+    from ..notify import warn_once
+
+    for nm in dict.fromkeys(touched):
+        raw, _origin = out[nm]
+        try:
+            if raw.get("abstract"):
+                for k in FIGURES:
+                    if k in raw:
+                        _figure(nm, k, raw[k], _origin, strict=False)
+            else:
+                merged, origin = _resolve(nm, out)
+                build(nm, merged, origin, region=merged.get("region") if merged.get("template") else None)
+        except (ScenarioError, TypeError, ValueError, RecursionError) as exc:
+            warn_once(plugin_name, f"greentrack_register_scenarios ({nm[:40]})", exc)
+            if nm in before:
+                out[nm] = before[nm]
+            else:
+                del out[nm]
 
 
 def _figure(name: str, field_name: str, raw: Any, origin: str, strict: bool) -> Figure:
@@ -258,6 +307,8 @@ def _resolve(name: str, defs: Mapping[str, tuple[dict[str, Any], str]], seen: tu
     parent = raw.get("extends")
     if not parent:
         return dict(raw), origin
+    if not isinstance(parent, str):
+        raise ScenarioError(f"scenario {name!r} ({origin}): 'extends' must name a scenario, got {parent!r:.40}")
     if parent in seen or parent == name:
         raise ScenarioError(f"scenario {name!r} ({origin}): 'extends' loops through {parent!r}")
     if parent not in defs:
@@ -312,7 +363,8 @@ class Catalogue:
 
     def get(self, name: str) -> Scenario:
         """The scenario *name*; ``TEMPLATE:<region>`` instantiates a template on that region's grid."""
-        name = name.strip()
+        if name not in self.defs:
+            name = name.strip()
         if name in self.defs and not self.defs[name][0].get("abstract"):
             raw, origin = _resolve(name, self.defs)
             return build(name, raw, origin)

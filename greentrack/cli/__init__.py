@@ -17,6 +17,7 @@ from .. import plugins
 from ..errors import GreentrackError
 from ..plugins import hookimpl
 from ..settings import env as settings_env
+from ..units import one_line
 
 
 class GreentrackGroup(click.Group):
@@ -26,7 +27,7 @@ class GreentrackGroup(click.Group):
         try:
             return super().invoke(ctx)
         except GreentrackError as exc:
-            click.echo(f"greentrack: error: {exc}", err=True)
+            click.echo(f"greentrack: error: {one_line(exc)}", err=True)
             ctx.exit(exc.exit_code)
         except (click.exceptions.Exit, click.exceptions.Abort, click.ClickException):
             raise
@@ -36,7 +37,8 @@ class GreentrackGroup(click.Group):
             if settings_env("GREENTRACK_DEBUG"):
                 raise
             first = str(exc).splitlines()[0] if str(exc) else ""
-            click.echo(f"greentrack: error: {type(exc).__name__}: {first} (GREENTRACK_DEBUG=1 shows more)", err=True)
+            click.echo(f"greentrack: error: {type(exc).__name__}: {one_line(first)} (GREENTRACK_DEBUG=1 shows more)",
+                       err=True)
             ctx.exit(1)
 
 

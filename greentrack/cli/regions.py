@@ -20,7 +20,7 @@ def regions_cmd(query: str | None, fmt: str, sources: bool) -> None:
     """
     from ..carbon import grid
     from ..errors import UnknownRegionError, suggest
-    from ..units import table
+    from ..units import one_line, table
 
     items = grid.search_regions(query)
     if not items:
@@ -30,15 +30,15 @@ def regions_cmd(query: str | None, fmt: str, sources: bool) -> None:
         click.echo(json.dumps([it.as_dict() for it in items], indent=1))
         return
     headers = ["region", "gCO2e/kWh", "year", "kind", "name"] + (["source"] if sources else [])
-    rows = [[it.region, f"{it.g_per_kwh:.0f}", str(it.year or "-"), it.kind, it.label] + ([it.source] if sources else [])
-            for it in items]
+    rows = [[it.region, f"{it.g_per_kwh:.0f}", str(it.year or "-"), it.kind, it.label]
+            + ([it.source] if sources else []) for it in items]
     click.echo(table(headers, rows, right={1}))
     if not sources:
         srcs = sorted({it.source.split(" [")[0].split("; region location")[0] for it in items})
         click.echo("")
         click.echo("sources (--sources shows them per row):")
         for s in srcs[:8]:
-            click.echo(f"  {s}")
+            click.echo(f"  {one_line(s)}")
         if len(srcs) > 8:
             click.echo(f"  ... and {len(srcs) - 8} more")
 

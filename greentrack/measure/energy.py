@@ -39,7 +39,7 @@ class Accumulator:
 
     __slots__ = ("resolution_s", "last_t", "last_p", "cum_j", "bucket_t", "bucket_j",
                  "times", "cums", "pending", "peak_w", "n_raw", "first_t", "first_p",
-                 "tolerance_j", "_anchor_t", "_anchor_j", "_lo", "_hi", "_cand", "head")
+                 "tolerance_j", "_anchor_t", "_anchor_j", "_lo", "_hi", "_cand", "head", "tail_p")
 
     def __init__(self, resolution_s: float = 0.1, tolerance_j: float = 0.1) -> None:
         from array import array
@@ -70,6 +70,7 @@ class Accumulator:
         # (t, cumulative J, power W) of the newest raw sample, published as one tuple so that another
         # thread (the live figures, greentrack.measure.live) reads a consistent triple without a lock
         self.head: tuple[float, float, float] | None = None
+        self.tail_p: float | None = None  # power held after the newest sample (None: the last power)
 
     def add(self, t: float, p: float) -> None:
         """One raw sample; out-of-order or duplicate timestamps are ignored."""
@@ -134,11 +135,40 @@ class Accumulator:
         self.bucket_t, self.bucket_j = t, self.cum_j
 
     def gap(self) -> None:
-        """A gap in the data (device error): the next sample starts a new segment."""
+        """A read failed: close the stored bucket at the newest sample (nothing is bridged here)."""
         self._archive()
         if self.last_t is not None and self.last_t > self.bucket_t:
             self._emit(self.last_t)
-        # keep cumulative energy; bridge the gap by holding the last power (recorded as a gap)
+
+    def resume(self, t: float, p: float) -> None:
+        """The first sample after a data gap: the gap holds no energy (flat cumulative series).
+
+        Nothing is integrated across ``(last_t, t)``; the stored series has no point there and the
+        next stored bucket starts at *t*, so the gap stays visible as a gap. What the gap held is
+        for the caller to measure (an energy counter across it) or count as unmeasured.
+        """
+        if self.last_t is None:
+            self.add(t, p)
+            self.first_p = 0.0  # nothing before the first sample is extrapolated either
+            return
+        if t <= self.last_t:
+            return
+        self._archive()
+        self.times.append(t)
+        self.cums.append(self.cum_j)
+        self._anchor_t, self._anchor_j = t, self.cum_j
+        self._lo, self._hi = -math.inf, math.inf
+        self.last_t, self.last_p = t, p
+        self.n_raw += 1
+        if p > self.peak_w:
+            self.peak_w = p
+        self.bucket_t, self.bucket_j = t, self.cum_j
+        self.tail_p = None
+
+    def end_in_gap(self) -> None:
+        """The device was in a gap when the run ended: hold no power after its newest sample."""
+        self._archive()
+        self.tail_p = 0.0
 
     def close(self) -> None:
         """Flush the partial bucket (call before the last flush)."""
@@ -153,7 +183,8 @@ class Accumulator:
     def cumulative_j(self, t: float) -> float:
         """Cumulative energy at *t*, up to the newest raw sample (the first/last power held outside)."""
         self._archive()
-        return cumulative_at(self.times, self.cums, t, self.first_p, self.last_p)
+        return cumulative_at(self.times, self.cums, t, self.first_p,
+                             self.last_p if self.tail_p is None else self.tail_p)
 
     def series_energy_j(self, t0: float, t1: float) -> float:
         """Energy over ``[t0, t1]``, holding the first/last power outside the sampled span."""

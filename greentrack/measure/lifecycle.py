@@ -1,12 +1,20 @@
-"""The process around the sessions: SIGTERM, fork, interpreter exit and uncaught exceptions.
+"""The process around the sessions: signals, fork, interpreter exit and uncaught exceptions.
 
-- SIGTERM: a session started on the main thread installs a handler that ends its run as
-  ``interrupted`` and then lets the signal do what it would have done (the program's own
-  handler runs instead when it has one);
-- fork: a forked child (a DataLoader worker) forgets its parent's sessions, so its exit never
-  finishes the parent's runs;
-- exit: sessions started with ``start()`` and never stopped end with the interpreter, as
-  ``failed`` when an uncaught exception is what ended it.
+- Signals: SIGTERM and SIGHUP (:data:`HANDLED`) get one process-wide handler while any session
+  of the process is open, whichever thread started it. Python lets only the main thread install
+  a handler: it is installed when a session starts there, or by :func:`ensure_handlers` called
+  on the main thread by a program whose sessions all run in other threads. On the
+  signal every open session, nested ones and those of other threads included, ends as
+  ``interrupted``; then the signal does what it would have done without greentrack: the
+  program's own handler runs (and decides), an ignored signal stays ignored, or the default
+  action ends the process (exit status 128 + N). SIGINT needs no handler: it raises
+  KeyboardInterrupt, and a session left through it ends ``interrupted``. SIGKILL cannot be
+  handled: the run stays ``running`` in the database and reads as ``lost``.
+- Fork: a forked child (a DataLoader worker) forgets its parent's sessions, so leaving the
+  inherited ``with`` block, ``sys.exit(0)`` included, or its exit never finishes the parent's
+  runs and says nothing: the child exits with its own exit code.
+- Exit: sessions started with ``start()`` and never stopped end with the interpreter, as
+  ``failed`` when an uncaught exception is what ended it (``interrupted`` for Ctrl-C).
 """
 
 from __future__ import annotations
@@ -16,65 +24,125 @@ import os
 import signal
 import sys
 import threading
+import time
 import weakref
 from typing import Any, Callable
 
+HANDLED = ("SIGTERM", "SIGHUP")  #: the signals whose arrival ends every open session as interrupted
+STOP_WAIT_S = 5.0  # how long the handler waits for a session another thread is already stopping
+
 _active: "weakref.WeakSet[Any]" = weakref.WeakSet()
+_order: list[Any] = []  # weak references in start order (stopped newest first)
 _uncaught: list[BaseException] = []
+_installed: dict[int, Any] = {}  # signum -> the disposition greentrack's handler replaced
+_lock = threading.RLock()
+_owner_pid = os.getpid()
+
+
+def _signals() -> list[int]:
+    return [getattr(signal, n) for n in HANDLED if hasattr(signal, n)]
 
 
 def track(session: Any) -> None:
-    """Count *session* among this process's open sessions."""
-    _active.add(session)
+    """Count *session* among this process's open sessions (its signals, its exit)."""
+    with _lock:
+        _active.add(session)
+        _order.append(weakref.ref(session))
+    ensure_handlers()
 
 
 def forget(session: Any) -> None:
-    _active.discard(session)
+    """*session* has ended; the last one to end puts the program's own handlers back."""
+    with _lock:
+        _active.discard(session)
+        _order[:] = [r for r in _order if r() is not None and r() is not session]
+        if not _active:
+            restore_handlers()
 
 
-def install_sigterm(session: Any) -> None:
-    """End *session* as ``interrupted`` on SIGTERM (main thread only: Python's rule for handlers)."""
+def open_sessions() -> list[Any]:
+    """The open sessions of this process, newest first."""
+    with _lock:
+        out = [r() for r in reversed(_order)]
+    return [s for s in out if s is not None and s in _active]
+
+
+def ensure_handlers() -> None:
+    """Install the process-wide handler for :data:`HANDLED` (main thread only; no-op elsewhere)."""
     if threading.current_thread() is not threading.main_thread():
         return
-    try:
-        prev = signal.getsignal(signal.SIGTERM)
-    except (ValueError, AttributeError):  # pragma: no cover
+    with _lock:
+        for sig in _signals():
+            try:
+                current = signal.getsignal(sig)
+                if current is _on_signal:
+                    continue
+                signal.signal(sig, _on_signal)
+                _installed[sig] = current
+            except (ValueError, OSError, TypeError):  # pragma: no cover - embedded interpreters
+                continue
+
+
+def restore_handlers() -> None:
+    """Put back what greentrack's handler replaced, where it is still installed (main thread only)."""
+    if threading.current_thread() is not threading.main_thread():
+        return  # the handler stays, transparent while no session is open
+    with _lock:
+        for sig, prev in list(_installed.items()):
+            try:
+                if signal.getsignal(sig) is _on_signal:
+                    signal.signal(sig, prev if prev is not None else signal.SIG_DFL)
+                del _installed[sig]
+            except (ValueError, OSError, TypeError):  # pragma: no cover
+                pass
+
+
+def _on_signal(signum: int, frame: Any) -> None:
+    """End every open session as interrupted, then let the signal do what it would have done."""
+    prev = _installed.get(signum, signal.SIG_DFL)
+    if prev == signal.SIG_IGN:  # the program ignores this signal: so does every run
         return
-    session._prev_sigterm = prev
+    name = signal.Signals(signum).name
+    sessions = open_sessions()
+    for s in sessions:
+        s._signal = signum
+    if callable(prev) and prev not in (signal.SIG_DFL, signal.SIG_IGN):
+        prev(signum, frame)  # the program's own handler decides; its runs end as interrupted
+        return
+    for s in sessions:
+        _stop_interrupted(s, f"terminated by {name}")
+    _redeliver(signum, frame, prev)
 
-    def on_sigterm(signum: int, frame: Any) -> None:
-        if getattr(session, "_forked", False):  # inherited by a forked child: not our run
-            signal.signal(signal.SIGTERM, prev if prev is not None else signal.SIG_DFL)
-            os.kill(os.getpid(), signal.SIGTERM)
-            return
-        session._sigterm = True
-        if callable(prev) and prev not in (signal.SIG_DFL, signal.SIG_IGN):
-            prev(signum, frame)  # the program's own handler decides; the run ends as interrupted
-            return
-        session.stop("interrupted", "terminated by SIGTERM")
-        if prev == signal.SIG_IGN:
-            return
-        signal.signal(signal.SIGTERM, signal.SIG_DFL)
-        os.kill(os.getpid(), signal.SIGTERM)
 
+def _stop_interrupted(session: Any, error: str) -> None:
+    """Stop one session as interrupted from the signal handler (never raises)."""
     try:
-        signal.signal(signal.SIGTERM, on_sigterm)
-        session._sigterm_handler = on_sigterm
-    except ValueError:  # pragma: no cover
+        holder = getattr(session, "_stopping_thread", None)
+        if holder is not None:
+            if holder == threading.get_ident():
+                return  # the signal interrupted this very session's stop(): it will not finish now
+            deadline = time.monotonic() + STOP_WAIT_S  # another thread is stopping it: let it finish
+            while session.result is None and time.monotonic() < deadline:
+                time.sleep(0.01)
+            return
+        session.stop("interrupted", error)
+    except Exception:
         pass
 
 
-def restore_sigterm(session: Any) -> None:
-    """Put back the SIGTERM handler that was there before *session* started."""
-    h = getattr(session, "_sigterm_handler", None)
-    if h is None or threading.current_thread() is not threading.main_thread():
+def _redeliver(signum: int, frame: Any, prev: Any) -> None:
+    """Do what *signum* would have done had greentrack never handled it."""
+    if callable(prev) and prev not in (signal.SIG_DFL, signal.SIG_IGN):
+        prev(signum, frame)
+        return
+    if prev == signal.SIG_IGN:
         return
     try:
-        if signal.getsignal(signal.SIGTERM) is h:
-            prev = session._prev_sigterm
-            signal.signal(signal.SIGTERM, prev if prev is not None else signal.SIG_DFL)
-    except (ValueError, TypeError):  # pragma: no cover
-        pass
+        signal.signal(signum, signal.SIG_DFL)
+    except (ValueError, OSError):  # pragma: no cover
+        return
+    _installed.pop(signum, None)
+    os.kill(os.getpid(), signum)
 
 
 def _excepthook_chain(prev: Callable[..., Any]) -> Callable[..., Any]:
@@ -86,20 +154,31 @@ def _excepthook_chain(prev: Callable[..., Any]) -> Callable[..., Any]:
 
 
 def _forget_in_child() -> None:
-    """A forked child (DataLoader worker) must never finish its parent's runs."""
+    """A forked child (DataLoader worker) must never finish its parent's runs.
+
+    The child keeps the inherited handler: with no session of its own open, it does what the
+    signal would have done (the program's handler, or the default action); sessions the child
+    starts itself are handled like any.
+    """
+    global _owner_pid
     for s in list(_active):
-        _active.discard(s)
         s._forked = True
+    _active.clear()
+    _order.clear()
+    _owner_pid = os.getpid()
 
 
 @atexit.register
 def _stop_at_exit() -> None:
     """Sessions started with start() and never stopped end with the interpreter."""
-    for s in list(_active):
+    for s in open_sessions():
         try:
             if _uncaught:
                 ev = _uncaught[-1]
-                s.stop("failed", f"{type(ev).__name__}: {ev}")
+                if isinstance(ev, KeyboardInterrupt):
+                    s.stop("interrupted", "KeyboardInterrupt")
+                else:
+                    s.stop("failed", f"{type(ev).__name__}: {ev}")
             else:
                 s.stop()
         except Exception:

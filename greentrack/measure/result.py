@@ -22,8 +22,9 @@ class DeviceResult:
     avg_power_w: float | None
     peak_power_w: float | None
     n_samples: int = 0
-    gaps: list[tuple[float, float]] = field(default_factory=list)
+    gaps: list[tuple[float, float]] = field(default_factory=list)  # data gaps: (from, to), no reading between
     info: dict[str, Any] = field(default_factory=dict)
+    unmeasured_s: float = 0.0  # seconds of its gaps whose energy no reading measured (left out of energy_j)
 
 
 @dataclass
@@ -67,6 +68,10 @@ class RunResult:
     step_stats: dict[str, Any] | None = None
     notes: list[str] = field(default_factory=list)
     budget: dict[str, Any] | None = None
+    #: wall-clock seconds in which some device's energy was not measured (a data gap no counter bridged)
+    unmeasured_s: float = 0.0
+    #: every data gap: ``{"device", "from", "to", "energy_j"}`` (energy_j: what a counter measured across it, or None)
+    gaps: list[dict[str, Any]] = field(default_factory=list)
 
     @property
     def duration_s(self) -> float:

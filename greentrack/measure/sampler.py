@@ -1,19 +1,37 @@
-"""The background thread: polls sources, integrates, flushes chunks to the store.
+"""The background thread: polls sources, integrates, folds step marks, flushes chunks to the store.
 
-Nothing here runs on the training thread. Every source read is isolated: a device that
-fails is reported once, its gap recorded, and the run goes on with the other devices.
+Nothing here runs on the training thread. Every source read is isolated and checked at this
+boundary:
+
+- a read that raises is reported once and opens a *data gap* for that device; the gap runs from
+  its newest good sample to the next good one (or the end of the run). Nothing is integrated
+  across a gap: its energy is measured afterwards by the device's energy counter when readings
+  of it bracket the gap, and is otherwise left out and counted as unmeasured seconds
+  (:mod:`greentrack.measure.attribution`). A hole shorter than :func:`gap_threshold_s` (a driver
+  buffer that refills what a failed poll missed) is no gap;
+- an impossible reading (not a number, NaN, infinite, negative, above :data:`MAX_DEVICE_W`; a
+  counter going that fast) is dropped, counted per device and said once.
 """
 
 from __future__ import annotations
 
+import math
 import threading
 import time
+from array import array
 from dataclasses import dataclass, field
-from typing import Callable, Sequence
+from typing import Any, Callable, Sequence
 
+from ..notify import say_once
 from ..plugins import warn_once
 from .energy import Accumulator, counter_delta_j
 from .sources.base import Device, Source
+from .steps import DeviceSeries, StepLog
+
+MAX_DEVICE_W = 1e6  # no metered device (a GPU, a socket, a rack PDU) draws 1 MW: a larger reading is an error
+COUNTER_MIN_DT_S = 0.2  # counters refresh every ~0.1 s: judge a counter's implied power over >= 0.2 s
+GAP_HOLD_S = 5.0  # step marks wait this long for a device in a gap before being folded without it
+COMPACT_S = 0.1  # how often raw step marks are compacted between polls
 
 
 @dataclass
@@ -29,9 +47,12 @@ class DeviceState:
     counter_failed: bool = False
     counter_anomaly: bool = False
     counter_sum_j: float = 0.0  # accumulated deltas (survives resets)
-    in_gap_since: float | None = None
+    in_gap_since: float | None = None  # start of the current data gap (the newest good sample's time)
+    gap_seen_at: float | None = None  # when the read that opened it failed
     gaps: list[tuple[float, float]] = field(default_factory=list)
     seq: int = 0
+    rejected: int = 0  # impossible readings dropped
+    counter_log: Any = field(default_factory=lambda: array("d"))  # (t, counter_sum) pairs, one per read
 
     def counter_energy_j(self) -> float | None:
         if self.counter_start_j is None:
@@ -63,6 +84,31 @@ class Sampler:
         self.sync_at_stop = True
         # while live figures are read (greentrack.measure.live), sources are polled at least this often
         self.max_poll_s: float | None = None
+        self.steps: StepLog | None = None  # the session's step marks, folded after each poll
+        self.phase_edges: Callable[[], list[float]] = list
+        self.started = clock()
+
+    # checks at the source boundary ---------------------------------------------------------------
+    def _reject(self, st: DeviceState, what: str) -> None:
+        st.rejected += 1
+        say_once(f"{st.source.name}:{st.device.key} gave an impossible reading ({what}); such readings are "
+                 "left out and counted in the run's notes", key=f"impossible:{id(st)}")
+
+    def _valid(self, st: DeviceState, samples: Any) -> list[tuple[float, float]]:
+        """The good ``(t, W)`` samples of a poll; a non-iterable answer is a failed read (TypeError)."""
+        out = []
+        for smp in samples:
+            try:
+                t, p = smp
+                t, p = float(t), float(p)
+            except (TypeError, ValueError):
+                self._reject(st, f"sample {smp!r:.40}")
+                continue
+            if not (math.isfinite(t) and 0.0 <= p <= MAX_DEVICE_W):  # NaN, inf, negative, absurd
+                self._reject(st, f"{p!r} W")
+                continue
+            out.append((t, p))
+        return out
 
     # counters ----------------------------------------------------------------------------------
     def read_counters(self, first: bool = False) -> None:
@@ -79,6 +125,19 @@ class Sampler:
                 continue
             if val is not None:
                 self._take_counter(st, val, now, first, dated=False)
+
+    def _counter_ok(self, st: DeviceState, val: Any, t: float, first: bool) -> float | None:
+        """A counter reading as joules if it is possible, else None (counted, said once)."""
+        if isinstance(val, bool) or not isinstance(val, (int, float)) or not (0.0 <= val < math.inf):
+            self._reject(st, f"energy counter {val!r:.40}")
+            return None
+        val = float(val)
+        if not first and st.counter_last_j is not None and st.counter_last_t is not None and val > st.counter_last_j:
+            dt = max(t - st.counter_last_t, COUNTER_MIN_DT_S)
+            if (val - st.counter_last_j) / dt > MAX_DEVICE_W:
+                self._reject(st, f"energy counter jumped by {val - st.counter_last_j:.3g} J in {dt:.3g} s")
+                return None
+        return val
 
     def sync_counters(self, first: bool, timeout_s: float = 0.15, every_s: float = 0.002) -> None:
         """Read each counter until its value changes, and date the reading at the change.
@@ -131,11 +190,16 @@ class Sampler:
 
         *dated*: *t* is when the counter refreshed (sync_counters), not merely when it was read.
         """
+        checked = self._counter_ok(st, val, t, first or st.counter_start_j is None)
+        if checked is None:
+            return
+        val = checked
         if first or st.counter_start_j is None:
             st.counter_start_j = st.counter_last_j = val
             st.counter_last_t = st.counter_first_t = t
             st.counter_sum_j = 0.0
             st.start_dated = dated
+            st.counter_log = array("d", [t, 0.0])
             return
         wrap = st.device.info.get("wrap_j") or getattr(st.source, "wrap_j", None)  # per device (RAPL)
         delta, anomaly = counter_delta_j(st.counter_last_j, val, wrap)
@@ -143,6 +207,7 @@ class Sampler:
         st.counter_anomaly |= anomaly
         st.counter_last_j = val
         st.counter_last_t = t
+        st.counter_log.extend((t, st.counter_sum_j))
 
     # polling -----------------------------------------------------------------------------------
     def poll(self, source: Source) -> None:
@@ -150,19 +215,67 @@ class Sampler:
             if st.source is not source:
                 continue
             try:
-                samples = source.poll(st.device)
+                samples = self._valid(st, source.poll(st.device))
             except Exception as exc:
                 warn_once(f"{source.name}:{st.device.key}", "power read", exc)
                 if st.in_gap_since is None:
-                    st.in_gap_since = self.clock()
+                    st.in_gap_since = st.acc.last_t if st.acc.last_t is not None else self.started
+                    st.gap_seen_at = self.clock()
                     st.acc.gap()
                 continue
-            if st.in_gap_since is not None and samples:
-                st.gaps.append((st.in_gap_since, samples[0][0]))
-                st.in_gap_since = None
+            if not samples:
+                continue
             add = st.acc.add
+            if st.in_gap_since is not None:
+                g0, (t_r, p_r) = st.in_gap_since, samples[0]
+                st.in_gap_since = st.gap_seen_at = None
+                if t_r - g0 > gap_threshold_s(st):
+                    st.gaps.append((g0, t_r))
+                    st.acc.resume(t_r, p_r)
+                    samples = samples[1:]
             for t, p in samples:
                 add(t, p)
+
+    # step marks ----------------------------------------------------------------------------------
+    def step_devices(self) -> list[DeviceSeries]:
+        """The devices whose power series make each step's energy: those with samples."""
+        return [DeviceSeries(st.device.key, st.acc, st.gaps, st.in_gap_since) for st in self.states if st.acc.n_raw]
+
+    def step_horizon(self, now: float) -> float:
+        """Up to when step marks can be folded: every device's series covers them, or it has been
+        in a gap (or without any sample) long enough not to wait for it (:data:`GAP_HOLD_S`)."""
+        if not self.states:
+            return now
+        horizon = math.inf
+        for st in self.states:
+            hold = max(GAP_HOLD_S, 2 * gap_threshold_s(st))
+            if st.acc.n_raw == 0:
+                if now - self.started < hold:
+                    return -math.inf
+                continue
+            if st.in_gap_since is not None and st.gap_seen_at is not None and now - st.gap_seen_at >= hold:
+                continue  # marks past its gap start are folded as overlapping a gap
+            if st.acc.last_t is not None:
+                horizon = min(horizon, st.acc.last_t)
+        return horizon if horizon != math.inf else now
+
+    def _compact_steps(self) -> None:
+        try:
+            self.steps.compact(self.phase_edges())  # type: ignore[union-attr]
+        except Exception as exc:  # never lose the run over step statistics
+            warn_once("greentrack", "step statistics", exc)
+
+    def fold_steps(self, final: bool = False) -> None:
+        """Fold the session's step marks that every device's series now covers (all of them when *final*)."""
+        if self.steps is None:
+            return
+        try:
+            horizon = math.inf if final else self.step_horizon(self.clock())
+            if horizon == -math.inf:
+                return
+            self.steps.fold(self.step_devices(), horizon, self.phase_edges())
+        except Exception as exc:  # never lose the run over step statistics
+            warn_once("greentrack", "step statistics", exc)
 
     def flush(self, final: bool = False, read_counters: bool = True) -> None:
         if read_counters:
@@ -172,8 +285,9 @@ class Sampler:
             if final:
                 st.acc.close()
                 if st.in_gap_since is not None:
-                    st.gaps.append((st.in_gap_since, self.clock()))
-                    st.in_gap_since = None
+                    st.gaps.append((st.in_gap_since, max(self.clock(), st.in_gap_since)))
+                    st.in_gap_since = st.gap_seen_at = None
+                    st.acc.end_in_gap()
             pts = st.acc.take_pending()
             if pts:
                 chunks.append((st.device.key, st.seq, pts[0][0], [p[0] for p in pts], [p[1] for p in pts]))
@@ -200,18 +314,29 @@ class Sampler:
         now = self.clock()
         next_poll = {id(s): now for s in self.sources}
         next_flush = now + self.flush_interval_s
+        next_compact = now + COMPACT_S
         while not self._stop.is_set():
             now = self.clock()
+            polled = False
             for s in self.sources:
                 if now >= next_poll[id(s)]:
                     with self.lock:
                         self.poll(s)
                     iv = s.poll_interval_s if self.max_poll_s is None else min(s.poll_interval_s, self.max_poll_s)
+                    polled = True
                     next_poll[id(s)] = max(next_poll[id(s)] + iv, now + iv / 4)
+            if polled or not self.sources:
+                with self.lock:
+                    self.fold_steps()
+            elif now >= next_compact and self.steps is not None and self.steps.marks:
+                with self.lock:  # keep the raw marks few between polls: 48 bytes each, 8-24 compacted
+                    self._compact_steps()
+            if now >= next_compact:
+                next_compact = now + COMPACT_S
             if now >= next_flush:
                 self.flush()
                 next_flush = max(next_flush + self.flush_interval_s, now + self.flush_interval_s / 4)
-            wake = min([next_flush, *next_poll.values()])
+            wake = min([next_flush, next_compact, *next_poll.values()])
             self._stop.wait(max(0.0, wake - self.clock()))
         for s in self.sources:
             with self.lock:
@@ -222,6 +347,8 @@ class Sampler:
                 with self.lock:
                     self.poll(s)
         self.flush(final=True, read_counters=not self.sync_at_stop)
+        with self.lock:
+            self.fold_steps()  # what the series now covers; the rest is folded at attribution
 
     def stop(self, sync: bool = True) -> None:
         """Stop the thread. With *sync*, the last counter reading waits for the counter's
@@ -231,3 +358,13 @@ class Sampler:
         if self._thread is not None:
             self._thread.join()
             self._thread = None
+
+
+def gap_threshold_s(st: DeviceState) -> float:
+    """The longest hole between two good samples of a device that is not a data gap.
+
+    A buffer series (samples every 20 ms, refilled after a failed poll) has holes only when
+    samples were really lost; an instant series is as fine as its poll interval.
+    """
+    spacing = 0.02 if st.device.series_method == "buffer" else float(st.source.poll_interval_s)
+    return max(0.25, 2.5 * spacing)

@@ -16,9 +16,11 @@ from typing import Any, Callable, Iterator, TypeVar
 
 from ..errors import GreentrackError
 from ..notify import say_once as _say_once
+from ..notify import warn_once as _warn_once
 from ..settings import env as settings_env
 from . import lifecycle
 from .result import PhaseResult, RunResult
+from .steps import StepLog
 from .view import RunView
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -75,9 +77,9 @@ class Session:
         self._kw = dict(db=db, backend=backend, sample_interval_s=sample_interval_s,
                         flush_interval_s=flush_interval_s)
         self._given_sources = sources
-        self._marks: list[tuple[float, Any, Any]] = []
-        self._counted: tuple[int, float, float] = (0, 0.0, 0.0)  # step_counts(): marks added up so far
-        self.step = self._marks_step  # bound fast path, replaced at start
+        self._steps = StepLog(start_t=time.time())
+        self._marks = self._steps.marks  # flat (t, samples, tokens) triples; the sampler folds them
+        self.step = _fast_step(self._marks.extend)  # type: ignore[method-assign]
         self._phases: list[tuple[str, float, float]] = []
         self._open_phases: list[tuple[str, float]] = []
         self.started_at: float | None = None
@@ -91,8 +93,9 @@ class Session:
         self.sources: list[Any] = []
         self.backend = "none"
         self.budget_exceeded: dict[str, Any] | None = None
-        self._sigterm = False
-        self._prev_sigterm: Any = None
+        self._signal: int | None = None  # set by the process's signal handler (lifecycle)
+        self._stopping_thread: int | None = None
+        self._forked = False
         self._lock = threading.Lock()
         self.view = RunView(self)
         self.job_id = settings_env("GREENTRACK_JOB_ID") or os.environ.get("TORCHELASTIC_RUN_ID") \
@@ -101,10 +104,14 @@ class Session:
         self.world_size = _int_env("WORLD_SIZE")
 
     # the hot path -------------------------------------------------------------------------------
-    def _marks_step(self, samples: Any = None, tokens: Any = None, _t: Callable[[], float] = time.time,
-                    ) -> None:
-        """Mark the end of a training step (about 0.2 µs: a timestamp appended to a list)."""
-        self._marks.append((_t(), samples, tokens))
+    def step(self, samples: Any = None, tokens: Any = None) -> None:
+        """Mark the end of a training step (about 0.2 µs: a timestamp appended to a list).
+
+        *samples* and *tokens* (numbers) give J/sample and J/token. No I/O, no lock, no hardware
+        read: the sampler thread folds the marks into per-step statistics as the run goes, so
+        memory grows with the run's duration, not with its number of steps.
+        """
+        self._marks.extend((time.time(), samples, tokens))
 
     @contextmanager
     def phase(self, name: str) -> Iterator[None]:
@@ -120,19 +127,25 @@ class Session:
     def step_counts(self) -> tuple[int, float, float]:
         """Steps marked so far and the samples and tokens given to them (non-numbers left out).
 
-        A running sum: each call adds only the marks made since the previous one.
+        The folded totals plus the raw marks not yet folded (at most about 0.1 s of them), read
+        as one consistent pair under the sampler's lock (held for microseconds).
         """
-        n, samples, tokens = self._counted
-        marks = self._marks
-        m = len(marks)
-        for i in range(n, m):
-            _t, a, b = marks[i]
+        log = self._steps
+        sampler = self.sampler
+        if sampler is not None:
+            with sampler.lock:
+                raw = log.marks[:]
+                n, samples, tokens = log.steps, log.samples or 0.0, log.tokens or 0.0
+        else:
+            raw = log.marks[:]
+            n, samples, tokens = log.steps, log.samples or 0.0, log.tokens or 0.0
+        for a in raw[1::3]:
             if isinstance(a, (int, float)) and not isinstance(a, bool) and a >= 0:
                 samples += a
+        for b in raw[2::3]:
             if isinstance(b, (int, float)) and not isinstance(b, bool) and b >= 0:
                 tokens += b
-        self._counted = (m, samples, tokens)
-        return self._counted
+        return n, samples, tokens
 
     def meter(self) -> Any:
         """A new live-figures :class:`~greentrack.measure.live.Meter` on this session (see greentrack.live)."""
@@ -151,6 +164,7 @@ class Session:
         from .sources import build_sources
 
         self.started_at = time.time()
+        self._steps.start_t = self._steps.prev_t = self.started_at
         self.status = "running"
         try:
             settings = config.resolve(region=self.region, **self._kw)
@@ -194,7 +208,10 @@ class Session:
         for s in self.sources:
             bind = getattr(s, "bind", None)
             if bind is not None:
-                bind(self)
+                try:
+                    bind(self)
+                except Exception as exc:  # a plugin source's bug must not stop the run
+                    _warn_once(str(getattr(s, "name", type(s).__name__)), "bind", exc)
         # store
         if self._want_store:
             from ..store.sqlite import Store
@@ -210,9 +227,10 @@ class Session:
         from .sampler import Sampler
 
         self.sampler = Sampler(self.sources, settings.flush_interval_s, self._on_flush, self._on_start)
+        self.sampler.steps = self._steps
+        self.sampler.phase_edges = self._phase_edges
         self.sampler.start()
         lifecycle.track(self)
-        lifecycle.install_sigterm(self)
         plugins.hook().greentrack_session_start(run=self.view)
         if self.progress:
             from .progress import LiveStatus
@@ -292,6 +310,12 @@ class Session:
             vals = [st.acc.series_energy_j(t0, t1) for st in sampler.states if st.acc.n_raw]
         return sum(vals) if vals else None
 
+    def _phase_edges(self) -> list[float]:
+        """Every phase bound known now (the sampler splits its step entries there)."""
+        edges = [x for _n, a, b in list(self._phases) for x in (a, b)]
+        edges += [a for _n, a in list(self._open_phases)]
+        return edges
+
     def mark_phase(self, name: str, t0: float, t1: float) -> None:
         """Record a phase that already happened, from its wall-clock bounds (attributed at stop)."""
         self._phases.append((str(name), float(t0), float(t1)))
@@ -330,27 +354,34 @@ class Session:
                 return
 
     def stop(self, status: str | None = None, error: str | None = None) -> RunResult:
-        """Stop sampling, attribute energy, complete the run row; returns :attr:`result`."""
+        """Stop sampling, attribute energy, complete the run row; returns :attr:`result`.
+
+        In a forked child (a DataLoader worker) the session is the parent's: stopping it there
+        does nothing and returns None, so the child leaves silently with its own exit code.
+        """
+        if self._forked:
+            return self.result  # type: ignore[return-value]
         with self._lock:
             if self.result is not None:
                 return self.result
-            if getattr(self, "_forked", False):
-                raise GreentrackError(f"session {self.name!r} belongs to the parent process")
             if self.status != "running":
                 raise GreentrackError(f"session {self.name!r} was never started")
+            self._stopping_thread = threading.get_ident()
             self.ended_at = time.time()
             if self._display is not None:
                 self._display.stop()
-            lifecycle.restore_sigterm(self)
             for name, t0 in list(self._open_phases):
                 self._phases.append((name, t0, self.ended_at))
             self._open_phases.clear()
             # a stale counter reading (<= 0.1 s) matters below ~100 s; for long runs skip the wait
             sync = self.exact_edges if self.exact_edges is not None else (self.ended_at - self.started_at) < 100.0
             self.sampler.stop(sync=sync)
-            if status is None:
-                status = "interrupted" if self._sigterm else "finished"
-            self.status = status
+            if self._signal is not None and status is None:
+                import signal
+
+                status = "interrupted"
+                error = error or f"terminated by {signal.Signals(self._signal).name}"
+            self.status = status = status or "finished"
             self.result = self._compute(status)
             if self.store is not None:
                 try:
@@ -375,19 +406,22 @@ class Session:
 
         record = RunRecord(
             run_id=self.id, name=self.name, started_at=self.started_at, ended_at=self.ended_at,
-            states=list(self.sampler.states), marks=self._marks, phases=list(self._phases),
+            states=list(self.sampler.states), steps=self._steps, phases=list(self._phases),
             intensity=self.intensity, pue=self.pue, measured=bool(self.sources), budget_kwh=self.budget_kwh,
             budget_co2e_kg=self.budget_co2e_kg, budget_exceeded=self.budget_exceeded, notes=self.notes)
         return compute_result(record, status)
 
     def _finish_fields(self, error: str | None) -> dict[str, Any]:
         r = self.result
+        assert r is not None
         return {"status": r.status, "ended_at": r.ended_at, "duration_s": r.duration_s, "energy_j": r.energy_j,
                 "co2e_kg": r.co2e_kg, "steps": r.steps, "samples": r.samples, "tokens": r.tokens,
                 "error": error, "notes": r.notes, "budget": r.budget,
-                "stats": {"step": r.step_stats, "outside_phases_j": r.outside_phases_j}}
+                "stats": {"step": r.step_stats, "outside_phases_j": r.outside_phases_j,
+                          **({"unmeasured_s": r.unmeasured_s, "gaps": r.gaps} if r.gaps else {})}}
 
     def _final_device_rows(self) -> list[dict[str, Any]]:
+        assert self.result is not None
         return [{"key": d.key, "kind": d.kind, "idx": d.index, "name": d.name, "uuid": d.uuid, "method": d.method,
                  "series_method": d.series_method, "energy_j": d.energy_j, "series_energy_j": d.series_energy_j,
                  "avg_power_w": d.avg_power_w, "peak_power_w": d.peak_power_w, "n_samples": d.n_samples,
@@ -404,6 +438,8 @@ class Session:
         return self.start()
 
     def __exit__(self, et: Any, ev: Any, tb: Any) -> None:
+        if self._forked:  # a forked child leaving the parent's block: not its run, nothing to say
+            return
         if et is None:
             self.stop()
         elif issubclass(et, KeyboardInterrupt):
@@ -437,6 +473,14 @@ def _budget(label: str, value: Any, unit: str) -> float | None:
     if not (math.isfinite(v) and v >= 0):
         raise ConfigError(f"{label} must be a finite number >= 0 ({unit}), got {value!r}")
     return v
+def _fast_step(extend: Callable[[Any], None], _t: Callable[[], float] = time.time) -> Callable[..., None]:
+    """``session.step`` as a closure over the marks' ``extend``: one C-level list operation per call."""
+
+    def step(samples: Any = None, tokens: Any = None) -> None:
+        """Mark the end of a training step (about 0.2 µs); see :meth:`Session.step`."""
+        extend((_t(), samples, tokens))
+
+    return step
 
 
 def _int_env(name: str) -> int | None:

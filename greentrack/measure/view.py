@@ -154,7 +154,7 @@ class RunView:
 
     @property
     def steps(self) -> int:
-        return len(self._s._marks)
+        return int(self._s._steps.steps)
 
     @property
     def phases(self) -> tuple[PhaseMark, ...]:

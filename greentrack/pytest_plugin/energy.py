@@ -18,7 +18,7 @@ from typing import Any
 import pytest
 
 from ..carbon.footprint import operational
-from ..units import J_PER_KWH, fmt_energy
+from ..units import J_PER_KWH, fmt_energy, one_line, terminal_safe
 
 PROP = "greentrack"  # user property carried by each call report (through xdist too)
 MARKER = "energy_budget"
@@ -290,13 +290,13 @@ class EnergyPlugin:
         tr = terminalreporter
         tr.write_sep("-", "greentrack energy")
         for text in summary_lines(self):
-            tr.write_line(text)
+            tr.write_line(terminal_safe(text))
         for text, bad in self.lines:
-            tr.write_line(f"greentrack: {text}", red=bad, bold=bad)
+            tr.write_line(f"greentrack: {one_line(text)}", red=bad, bold=bad)
 
 
 def _say(msg: str) -> None:
-    print(f"greentrack: {msg}", file=sys.stderr)
+    print(f"greentrack: {one_line(msg)}", file=sys.stderr)
 
 
 __all__ = ["TestEnergy", "EnergyPlugin", "marker_budget", "PROP", "MARKER"]

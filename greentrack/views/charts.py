@@ -72,6 +72,10 @@ def font_families(chars: frozenset[str]) -> tuple[str, ...]:
     return tuple(families)
 
 
+#: chart text is plain text: no mathtext (a '$' in a name), no TeX
+PLAIN_TEXT: dict[str, Any] = {"text.parse_math": False, "text.usetex": False}
+
+
 @contextmanager
 def text_fonts(texts: Iterable[str]) -> Iterator[None]:
     """Draw *texts* with fonts that have their glyphs; without any, quietly (the SVG keeps the text)."""
@@ -79,7 +83,8 @@ def text_fonts(texts: Iterable[str]) -> Iterator[None]:
 
     chars = frozenset(c for t in texts for c in str(t) if not c.isspace() and ord(c) > 0x7E)
     families = list(font_families(chars)) if chars else [BASE_FONT]
-    with matplotlib.rc_context({"font.family": families}), warnings.catch_warnings():
+    # plain text: no mathtext (a '$' in a run or phase name is a dollar) and no TeX
+    with matplotlib.rc_context({"font.family": families, **PLAIN_TEXT}), warnings.catch_warnings():
         warnings.filterwarnings("ignore", message=r"Glyph \d+ .*missing from", category=UserWarning)
         warnings.filterwarnings("ignore", message=r"findfont: Font family", category=UserWarning)
         yield
@@ -90,7 +95,7 @@ def svg(fig: Any) -> str:
     import matplotlib
 
     buf = io.StringIO()
-    with matplotlib.rc_context({"svg.fonttype": "none", "svg.hashsalt": "greentrack"}):
+    with matplotlib.rc_context({"svg.fonttype": "none", "svg.hashsalt": "greentrack", **PLAIN_TEXT}):
         fig.savefig(buf, format="svg", bbox_inches="tight", metadata={"Date": None})
     text = buf.getvalue()
     return text[text.find("<svg"):]  # drop the XML prolog and doctype: inline SVG in HTML

@@ -5,7 +5,7 @@ from __future__ import annotations
 import html
 
 from ..carbon.compare import Comparison
-from ..units import J_PER_KWH, table
+from ..units import J_PER_KWH, one_line, table, terminal_safe
 
 
 def _num(v: float | None, big: str = ",.3f") -> str:
@@ -42,23 +42,24 @@ def render_text(c: Comparison, sources: bool = True) -> str:
     """A plain-text table plus cheapest / cleanest and, with *sources*, where each grid figure comes from."""
     from ..units import fmt_duration, plural, shorten
 
-    head = (f"run {c.run_id or '-'} {shorten(c.run_name or '', 60)}: {_kwh(c.energy_j / J_PER_KWH)} kWh measured over "
+    e = one_line
+    head = (f"run {e(c.run_id or '-')} {shorten(c.run_name or '', 60)}: {_kwh(c.energy_j / J_PER_KWH)} kWh measured over "
             f"{fmt_duration(c.duration_s)} on {plural(c.n_gpus, 'GPU')} = "
             f"{c.rows[0].gpu_hours if c.rows else 0:.4g} GPU-hours")
     out = [head, "", table(HEADERS, table_rows(c), right=set(range(2, len(HEADERS))))]
     out.append("")
-    out.append(f"cheapest: {c.cheapest or '-'}    cleanest (operational + embodied): {c.cleanest or '-'}")
+    out.append(f"cheapest: {e(c.cheapest or '-')}    cleanest (operational + embodied): {e(c.cleanest or '-')}")
     for n in c.notes:
-        out.append(f"note: {n}")
+        out.append(f"note: {e(n)}")
     for r in c.rows:
         for n in r.notes:
-            out.append(f"note: {r.scenario}: {n}")
+            out.append(f"note: {e(r.scenario)}: {e(n)}")
     if sources:
         out.append("")
         out.append("grid figures:")
         for r in c.rows:
-            out.append(f"  {r.scenario}: {r.intensity_source}")
-    return "\n".join(out)
+            out.append(f"  {e(r.scenario)}: {e(r.intensity_source)}")
+    return terminal_safe("\n".join(out))
 
 
 def render_html(c: Comparison) -> str:

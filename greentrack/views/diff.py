@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from ..units import J_PER_KWH, fmt_co2, fmt_duration, fmt_energy, fmt_money, shorten, table
+from ..units import J_PER_KWH, fmt_co2, fmt_duration, fmt_energy, fmt_money, one_line, shorten, table, terminal_safe
 from .runs import co2e_kg, run_record
 
 
@@ -140,7 +140,7 @@ PER_MANY = {"cost_per_token": ("cost / 1M tokens", 1e6), "cost_per_sample": ("co
 
 
 def render_diff(d: dict[str, Any]) -> str:
-    """The text of ``greentrack diff``."""
+    """The text of ``greentrack diff`` (stored text shown as printable lines, like every terminal view)."""
     a, b = d["a"], d["b"]
 
     def ident(x: dict[str, Any]) -> str:
@@ -176,8 +176,8 @@ def render_diff(d: dict[str, Any]) -> str:
         out.append(f"(cost at {d['price_per_kwh']:g} {d.get('currency') or 'USD'} per kWh, times PUE)")
     if d.get("verdict"):
         out += ["", d["verdict"]]
-    out += [f"note: {n}" for n in notes]
-    return "\n".join(out)
+    out += [f"note: {one_line(n)}" for n in notes]
+    return terminal_safe("\n".join(out))
 
 
 def diff_json(d: dict[str, Any]) -> str:

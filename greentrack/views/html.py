@@ -3,6 +3,10 @@
 One file, no external resources: charts are drawn with matplotlib (imported here, lazily) and
 embedded as inline SVG. Without matplotlib the report still renders, with tables only and a
 note saying how to get the charts (``pip install 'greentrack[html]'``).
+
+Every text drawn in a chart (run, phase and device names) is plain text: mathtext and TeX are
+off (``text.parse_math``, ``text.usetex``), so ``cost $5 and $6`` is drawn as written. A run
+whose section cannot be drawn gets a one-line note in its place; the other runs are drawn.
 """
 
 from __future__ import annotations
@@ -13,9 +17,9 @@ import os
 from pathlib import Path
 from typing import Any, Sequence
 
-from ..units import J_PER_KWH, fmt_co2, fmt_duration, fmt_energy, fmt_time, fmt_watts, plural, shorten
+from ..units import J_PER_KWH, fmt_co2, fmt_duration, fmt_energy, fmt_time, fmt_watts, one_line, plural, shorten
 from .charts import matplotlib_figure, phase_chart, power_chart
-from .runs import REPORT_COLUMNS, co2e_kg, run_record, run_row
+from .runs import REPORT_COLUMNS, co2e_kg, gap_footnote, run_record, run_row, unmeasured_s
 from .show import budget_text
 
 NAME_CHARS = 60  # a run name in the table (the whole name, up to 1,000 characters, is its tooltip)
@@ -50,7 +54,8 @@ def default_report_path(now: _dt.datetime | None = None, folder: str | os.PathLi
 
 
 def _e(x: Any) -> str:
-    return html.escape("" if x is None else str(x))
+    """Text for HTML: escaped, and control characters (invalid in HTML and SVG) shown as ``\\x1b``."""
+    return html.escape(one_line("" if x is None else x))
 
 
 def _run_table(rows: list[dict[str, Any]]) -> str:
@@ -77,6 +82,9 @@ def _run_table(rows: list[dict[str, Any]]) -> str:
                f"<td class=num>{tot_j / J_PER_KWH:.6f}</td>"
                f"<td class=num>{_e(fmt_co2(tot_c))}</td><td colspan={len(cols) - 7}></td></tr>")
     out.append("</tbody></table>")
+    note = gap_footnote(rows)
+    if note:
+        out.append(f"<p class=note>{_e(note)}</p>")
     return "<div class=wide>" + "\n".join(out) + "</div>"
 
 
@@ -92,6 +100,9 @@ def _run_section(Figure: Any, run: dict[str, Any], series: dict[str, tuple[Any, 
     ]
     if run.get("command"):
         facts.append(("command", run["command"]))
+    if unmeasured_s(run):
+        facts.append(("unmeasured", f"{fmt_duration(unmeasured_s(run))} of sensor data gaps: their energy is not "
+                                    "in the total (see the notes)"))
     st = (run.get("stats") or {}).get("step") if isinstance(run.get("stats"), dict) else None
     if st:
         extra = "".join(f", {st[k]:.4g} J/{u}" for k, u in (("j_per_sample", "sample"), ("j_per_token", "token"))
@@ -131,6 +142,17 @@ def _run_section(Figure: Any, run: dict[str, Any], series: dict[str, tuple[Any, 
         out.append("<ul class=note>" + "".join(f"<li>{_e(n)}</li>" for n in run["notes"]) + "</ul>")
     out.append("</section>")
     return "\n".join(out)
+
+
+def _safe_section(Figure: Any, run: dict[str, Any], series: dict[str, tuple[Any, Any]]) -> str:
+    """One run's section; a run that cannot be drawn gets a note, and never blocks the others."""
+    try:
+        return _run_section(Figure, run, series)
+    except Exception as exc:  # one odd run (a name, a corrupt series) must not cost the whole report
+        first = str(exc).splitlines()[0][:200] if str(exc) else ""
+        return (f"<section class=run id='run-{_e(run.get('id'))}'><h3>{_e(run.get('name'))} "
+                f"<small>[{_e(run.get('id'))}]</small></h3><p class=note>this run could not be drawn "
+                f"({_e(type(exc).__name__)}: {_e(first)}); the table above has its figures</p></section>")
 
 
 def scenario_section(comparison: Any) -> str:
@@ -178,7 +200,7 @@ def render_html(rows: list[dict[str, Any]], details: Sequence[tuple[dict[str, An
             parts.append(f"<div class='chart study'>{comparison_chart(Figure, *study)}</div>")
     if details:
         parts.append("<h2>Runs in detail</h2>")
-        parts += [_run_section(Figure, run, series) for run, series in details]
+        parts += [_safe_section(Figure, run, series) for run, series in details]
         if len(rows) > len(details):
             parts.append(f"<p class=meta>{plural(len(rows) - len(details), 'more run', 'more runs')} in the table "
                          "only (--detail N)</p>")

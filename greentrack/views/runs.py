@@ -11,12 +11,13 @@ import csv
 import datetime as _dt
 import io
 import json
+import math
 from typing import Any
 
 from ..carbon.footprint import operational
 from ..errors import GreentrackError, suggest
 from ..store.records import summarise_devices
-from ..units import J_PER_KWH, fmt_co2, fmt_duration, fmt_kwh, fmt_time, fmt_watts, shorten, table
+from ..units import J_PER_KWH, csv_cell, fmt_co2, fmt_duration, fmt_kwh, fmt_time, fmt_watts, one_line, shorten, table
 
 REPORT_COLUMNS = ["id", "name", "started", "duration", "status", "kWh", "CO2e", "avg W", "devices"]
 FORMATS = ("table", "csv", "json", "markdown", "html")
@@ -54,6 +55,7 @@ RUN_FIELDS: list[tuple[str, str]] = [
     ("command", "command line (greentrack run)"),
     ("tags", "tags, a JSON object (in CSV: its JSON text)"),
     ("error", "error of a failed run"),
+    ("unmeasured_s", "seconds whose energy no reading measured (sensor data gaps; 0 when none)"),
 ]
 FIELD_NAMES = [f for f, _ in RUN_FIELDS]
 
@@ -74,20 +76,49 @@ def co2e_kg(r: dict[str, Any]) -> float | None:
     if ej is None or g is None:
         return None
     return operational(float(ej), float(r.get("pue") or 1.0), float(g)).co2e_kg
+def unmeasured_s(r: dict[str, Any]) -> float:
+    """Seconds of the run whose energy no reading measured (data gaps), from its stored stats."""
+    stats = r.get("stats") if isinstance(r.get("stats"), dict) else {}
+    v = (stats or {}).get("unmeasured_s")
+    return float(v) if isinstance(v, (int, float)) and not isinstance(v, bool) and v > 0 else 0.0
+
+
+def gap_count(r: dict[str, Any]) -> int:
+    stats = r.get("stats") if isinstance(r.get("stats"), dict) else {}
+    gaps = (stats or {}).get("gaps")
+    return len(gaps) if isinstance(gaps, list) else 0
 
 
 def run_row(r: dict[str, Any]) -> list[str]:
+    """The report's cells of one run; a run with data gaps has its kWh marked ``*`` (see :func:`gap_footnote`)."""
     dur = r.get("duration_s")
     avg = (r["energy_j"] / dur) if (r.get("energy_j") is not None and dur) else None
+    kwh = fmt_kwh(r.get("energy_j")) + ("*" if gap_count(r) else "")
     return [r["id"], shorten(r["name"]), fmt_time(r.get("started_at")), fmt_duration(dur), r["status"],
-            fmt_kwh(r.get("energy_j")), fmt_co2(co2e_kg(r)), fmt_watts(avg), r.get("devices") or "-"]
+            kwh, fmt_co2(co2e_kg(r)), fmt_watts(avg), r.get("devices") or "-"]
+
+
+def gap_footnote(rows: list[dict[str, Any]]) -> str | None:
+    """The line under a table that says which runs had data gaps, and how long went unmeasured."""
+    marked = [r for r in rows if gap_count(r)]
+    if not marked:
+        return None
+    parts = []
+    for r in marked[:5]:
+        u = unmeasured_s(r)
+        parts.append(f"{one_line(r['id'])} ({gap_count(r)} gap(s), "
+                     + (f"{fmt_duration(u)} unmeasured)" if u else "measured by the energy counter)"))
+    more = f" and {len(marked) - 5} more" if len(marked) > 5 else ""
+    return f"* sensor data gaps: {', '.join(parts)}{more}; 'greentrack show RUN' tells more"
 
 
 def render_table(rows: list[dict[str, Any]]) -> str:
-    """The ``greentrack report`` table."""
+    """The ``greentrack report`` table (every cell one printable line: no control character gets through)."""
     if not rows:
         return "no runs yet (wrap a training loop with greentrack.session(), or try 'greentrack demo')"
-    return table(REPORT_COLUMNS, [run_row(r) for r in rows], right={3, 5, 6, 7})
+    out = table(REPORT_COLUMNS, [run_row(r) for r in rows], right={3, 5, 6, 7})
+    note = gap_footnote(rows)
+    return out + ("\n" + note if note else "")
 
 
 def run_record(r: dict[str, Any]) -> dict[str, Any]:
@@ -111,9 +142,14 @@ def run_record(r: dict[str, Any]) -> dict[str, Any]:
         "tokens": r.get("tokens"), "j_per_step": step.get("mean_j"), "j_per_sample": step.get("j_per_sample"),
         "j_per_token": step.get("j_per_token"), "budget_exceeded": budget_exceeded(r.get("budget")),
         "host": r.get("host"), "job_id": r.get("job_id"), "command": r.get("command"), "tags": tags,
-        "error": r.get("error"),
+        "error": r.get("error"), "unmeasured_s": unmeasured_s(r),
     }
-    return {k: rec[k] for k in FIELD_NAMES}
+    return {k: _finite(rec[k]) for k in FIELD_NAMES}
+
+
+def _finite(v: Any) -> Any:
+    """JSON has no NaN or Infinity: a float that is not finite is written as null."""
+    return None if isinstance(v, float) and not math.isfinite(v) else v
 
 
 def budget_exceeded(budget: Any) -> bool:
@@ -137,9 +173,21 @@ def render_csv(rows: list[dict[str, Any]]) -> str:
         rec = run_record(r)
         rec["tags"] = json.dumps(rec["tags"], sort_keys=True, separators=(",", ":"))
         rec["budget_exceeded"] = "true" if rec["budget_exceeded"] else "false"
-        w.writerow(["" if rec[k] is None else (repr(rec[k]) if isinstance(rec[k], float) else rec[k])
-                    for k in FIELD_NAMES])
+        w.writerow([_csv_value(rec[k]) for k in FIELD_NAMES])
     return buf.getvalue()
+
+
+def _csv_value(v: Any) -> str:
+    """A CSV cell: numbers as numbers, text neutralised against formula injection (:func:`csv_cell`)."""
+    if v is None:
+        return ""
+    if isinstance(v, bool):
+        return "true" if v else "false"
+    if isinstance(v, float):
+        return repr(v)
+    if isinstance(v, int):
+        return str(v)
+    return csv_cell(str(v))
 
 
 def render_markdown(rows: list[dict[str, Any]]) -> str:
@@ -148,12 +196,13 @@ def render_markdown(rows: list[dict[str, Any]]) -> str:
         return "_no runs_\n"
 
     def cell(s: str) -> str:
-        return s.replace("|", "\\|")
+        return one_line(s).replace("|", "\\|")
 
     align = ["---:" if i in {3, 5, 6, 7} else "---" for i in range(len(REPORT_COLUMNS))]
     lines = ["| " + " | ".join(REPORT_COLUMNS) + " |", "| " + " | ".join(align) + " |"]
     lines += ["| " + " | ".join(cell(c) for c in run_row(r)) + " |" for r in rows]
-    return "\n".join(lines) + "\n"
+    note = gap_footnote(rows)
+    return "\n".join(lines) + "\n" + (f"\n{cell(note)}\n" if note else "")
 
 
 def render(rows: list[dict[str, Any]], fmt: str = "table", **html_options: Any) -> str:

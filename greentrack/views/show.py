@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from ..units import fmt_co2, fmt_duration, fmt_energy, fmt_time, fmt_watts, plural, printable, shorten, table
+from ..units import fmt_co2, fmt_duration, fmt_energy, fmt_time, fmt_watts, one_line, plural, printable, shorten, table, terminal_safe
 from ..units import width as text_width
 from .runs import _iso, co2e_kg, run_record
 from .sparkline import sparkline
@@ -73,7 +73,13 @@ def budget_text(budget: Any) -> str:
 
 
 def render_show(run: dict[str, Any], unicode: bool = True) -> str:
-    """The text of ``greentrack show``."""
+    """The text of ``greentrack show``: every stored text shown as one printable line (no control
+    character from a name, tag, phase, command or error reaches the terminal)."""
+    return terminal_safe(_render_show(run, unicode))
+
+
+def _render_show(run: dict[str, Any], unicode: bool = True) -> str:
+    e = one_line
     rec = run_record(run)
     out: list[str] = []
     name = shorten(run["name"], SHOW_NAME_WIDTH)
@@ -82,17 +88,20 @@ def render_show(run: dict[str, Any], unicode: bool = True) -> str:
     out.append(f"{name}  [{run['id']}]  {run['status']}")
     started = fmt_time(run.get("started_at"))
     out.append(f"  started    {started}   duration {fmt_duration(run.get('duration_s'))}"
-               + (f"   host {run['host']}" if run.get("host") else ""))
+               + (f"   host {e(run['host'])}" if run.get("host") else ""))
     if run.get("command"):
         out.append(f"  command    {shorten(run['command'], SHOW_TEXT_WIDTH)}")
     if run.get("job_id"):
-        out.append(f"  job        {run['job_id']}" + (f"  rank {run['rank']}/{run['world_size']}"
-                                                      if run.get("rank") is not None else ""))
+        out.append(f"  job        {e(run['job_id'])}" + (f"  rank {e(run['rank'])}/{e(run['world_size'])}"
+                                                         if run.get("rank") is not None else ""))
     peak = sum(d["peak_power_w"] for d in run["devices"] if d.get("peak_power_w") is not None) or None
     out.append(f"  energy     {fmt_energy(run.get('energy_j'))}"
                + (f" ({rec['energy_kwh']:.6f} kWh)" if rec["energy_kwh"] is not None and rec["energy_kwh"] < 1 else "")
                + f"   avg {fmt_watts(rec['avg_power_w'])} W   peak {fmt_watts(peak)} W"
                + f"   backend {run.get('backend') or '-'}")
+    if rec.get("unmeasured_s"):
+        out.append(f"  unmeasured {fmt_duration(rec['unmeasured_s'])} of sensor data gaps: their energy is not "
+                   "in the total (see notes)")
     co2 = co2e_kg(run)
     so_far = ""
     if run.get("co2e_kg") is None and co2 is not None:
@@ -125,10 +134,10 @@ def render_show(run: dict[str, Any], unicode: bool = True) -> str:
         col = (t1 - t0) / width
         out += ["", f"power over time (W; each column {fmt_duration(col) if col >= 1 else f'{col * 1000:.0f} ms'}, "
                     f"one scale {min(lo, 0.0):.0f}-{hi:.0f} W for all devices)"]
-        label_w = max(5, *(len(k) for k in power))
+        label_w = max(5, *(len(e(k)) for k in power))
         for key, v in sorted(power.items()):
             rng = "-" if v["min"] is None else f"{v['min']:.0f}-{v['max']:.0f} W"
-            out.append(f"  {key:<{label_w}} {sparkline(v['mean'], lo=min(lo, 0.0), hi=hi, unicode=unicode)}  {rng}")
+            out.append(f"  {e(key):<{label_w}} {sparkline(v['mean'], lo=min(lo, 0.0), hi=hi, unicode=unicode)}  {rng}")
         total = run.get("power_total")
         if total is not None:
             import numpy as np

@@ -14,7 +14,8 @@ Select it with ``backend="mock"`` or ``GREENTRACK_BACKEND=mock``; ``GREENTRACK_M
 the trace (default ``load:70,600``), ``GREENTRACK_MOCK_GPUS`` the number of GPUs,
 ``GREENTRACK_MOCK_FEATURES`` what it offers (``counter,buffer`` by default; ``instant`` for a
 GPU without a sample buffer; leave out ``counter`` for one without an energy counter) and
-``GREENTRACK_MOCK_FAIL_AFTER`` makes its reads fail after that many seconds. Like the NVML
+``GREENTRACK_MOCK_FAIL_AFTER`` makes its reads fail after that many seconds (``1:0.5``: from 1 s
+for 0.5 s, then it answers again). Like the NVML
 source, under torchrun (``LOCAL_RANK`` set) it measures only the rank's own GPU unless
 ``GREENTRACK_ALL_GPUS=1``.
 """
@@ -120,7 +121,7 @@ class MockGPU:
     """One simulated GPU. Its physics advance in 20 ms ticks, lazily, on each read."""
 
     def __init__(self, index: int, power: Callable[[float, bool], float], clock: Callable[[], float],
-                 fail_after_s: float | None = None) -> None:
+                 fail_after_s: float | None = None, fail_for_s: float | None = None) -> None:
         self.index = index
         self.power = power
         self.clock = clock
@@ -131,23 +132,19 @@ class MockGPU:
         self.instant_w = power(0.0, False)
         self.buffer: deque[tuple[float, float]] = deque(maxlen=int(BUFFER_S / TICK_S))
         self.fail_after_s = fail_after_s
-        self.step_times: Sequence[Any] | None = None  # bound session marks (t, samples, tokens)
-        self._mark_i = 0
-        self._last_mark_t = -math.inf
+        self.fail_until_s = math.inf if fail_for_s is None else (fail_after_s or 0.0) + fail_for_s
+        self.step_log: Any = None  # the bound session's StepLog (load-following traces read its marks)
 
     def _active(self, t: float) -> bool:
-        marks = self.step_times
-        if marks is None:
+        log = self.step_log
+        if log is None:
             return False
-        n = len(marks)
-        while self._mark_i < n and marks[self._mark_i][0] <= t:
-            self._last_mark_t = marks[self._mark_i][0]
-            self._mark_i += 1
-        return t - self._last_mark_t < LOAD_WINDOW_S
+        last = log.last_mark_at_or_before(t)
+        return last is not None and t - last < LOAD_WINDOW_S
 
     def advance(self) -> None:
         now = self.clock()
-        if self.fail_after_s is not None and now - self.t0 >= self.fail_after_s:
+        if self.fail_after_s is not None and self.fail_after_s <= now - self.t0 < self.fail_until_s:
             raise MockError(f"simulated GPU {self.index} failure")
         target = int((now - self.t0) / TICK_S)
         while self.tick < target:
@@ -170,7 +167,7 @@ class MockSource:
 
     def __init__(self, trace: str = DEFAULT_TRACE, gpus: int = 1, features: str = "counter,buffer",
                  clock: Callable[[], float] = time.time, fail_after_s: float | None = None,
-                 poll_interval_s: float | None = None) -> None:
+                 poll_interval_s: float | None = None, fail_for_s: float | None = None) -> None:
         power = parse_trace(trace)
         feats = {f.strip().lower() for f in features.split(",") if f.strip()}
         unknown = feats - {"counter", "buffer", "instant"}
@@ -180,7 +177,7 @@ class MockSource:
             raise ConfigError("GREENTRACK_MOCK_GPUS must be at least 1")
         self.trace = trace
         self.has_buffer = "buffer" in feats
-        self.gpus = [MockGPU(i, power, clock, fail_after_s) for i in range(gpus)]
+        self.gpus = [MockGPU(i, power, clock, fail_after_s, fail_for_s) for i in range(gpus)]
         self.clock = clock
         self.poll_interval_s = poll_interval_s or (1.0 if self.has_buffer else 0.1)
         self.devices = [
@@ -198,7 +195,7 @@ class MockSource:
     def bind(self, session: Any) -> None:
         """Let load-following traces see the session's step marks."""
         for g in self.gpus:
-            g.step_times = session._marks
+            g.step_log = session._steps
 
     def poll(self, device: Device) -> list[tuple[float, float]]:
         g = self.gpus[device.index]
@@ -233,11 +230,17 @@ def from_settings(settings: Any) -> MockSource:
         raise ConfigError(f"GREENTRACK_MOCK_GPUS={raw_gpus!r} is not a whole number") from None
     features = settings_env("GREENTRACK_MOCK_FEATURES") or "counter,buffer"
     fail = settings_env("GREENTRACK_MOCK_FAIL_AFTER")
-    try:
-        fail_after = float(fail) if fail else None
-    except ValueError:
-        raise ConfigError(f"GREENTRACK_MOCK_FAIL_AFTER={fail!r} is not a number") from None
-    return MockSource(trace=trace, gpus=gpus, features=features, fail_after_s=fail_after,
+    fail_after = fail_for = None
+    if fail:
+        start, _, length = fail.partition(":")
+        try:
+            fail_after = float(start)
+            fail_for = float(length) if length else None
+        except ValueError:
+            raise ConfigError(f"GREENTRACK_MOCK_FAIL_AFTER={fail!r}: use SECONDS or SECONDS:DURATION") from None
+        if not (fail_after >= 0 and (fail_for is None or fail_for > 0)):
+            raise ConfigError(f"GREENTRACK_MOCK_FAIL_AFTER={fail!r}: times must be >= 0 (a duration > 0)")
+    return MockSource(trace=trace, gpus=gpus, features=features, fail_after_s=fail_after, fail_for_s=fail_for,
                       poll_interval_s=getattr(settings, "sample_interval_s", None))
 
 
