@@ -128,14 +128,19 @@ def test_a_bad_scenario_registration_is_undone_and_the_catalogue_stays_usable(ca
     assert "hostile failed in greentrack_register_scenarios (half-baked)" in err
 
 
-@pytest.mark.parametrize("budget", [float("nan"), -1.0, float("inf"), "0.5", True, [1]])
-def test_a_budget_that_is_not_a_number_never_breaks_the_run(budget, capsys):
-    with greentrack.session("budget", budget_kwh=budget, budget_co2e_kg=budget) as s:
+@pytest.mark.parametrize("budget", [float("nan"), -1.0, float("inf"), "lots", True, [1]])
+def test_a_budget_that_is_not_a_number_is_refused_before_training_starts(budget):
+    """A bad budget is a one-line error when the session is made (as on the CLI), never mid-run."""
+    with pytest.raises(ConfigError, match=r"budget_kwh must be a finite number >= 0 \(kWh\)"):
+        greentrack.session("budget", budget_kwh=budget)
+    with pytest.raises(ConfigError, match="budget_co2e_kg must be a finite number >= 0"):
+        greentrack.Session("co2", budget_co2e_kg=budget)
+
+
+def test_a_budget_given_as_a_numeric_string_is_taken_as_its_number():
+    with greentrack.session("budget", budget_kwh="0.5") as s:
         s.step()
-    assert s.result.status == "finished" and s.result.budget is None
-    assert "is not a finite number >= 0" in capsys.readouterr().err
-    with pytest.raises(ConfigError, match="budget_kwh"):
-        greentrack.Session("strict", budget_kwh=budget, strict=True).start()
+    assert s.budget_kwh == 0.5 and s.result.budget["limit"] == 0.5 and s.result.status == "finished"
 
 
 HOSTILE_DIST = {

@@ -66,5 +66,5 @@ def snapshot(session: Any, now: float | None = None) -> Snapshot:
         co2 = operational(energy, session.pue, intensity.g_per_kwh).co2e_kg
     open_phases = list(session._open_phases)
     return Snapshot(at=now, elapsed_s=elapsed, power_w=sum(powers) if powers else None, energy_j=energy,
-                       co2e_kg=co2, steps=len(session._marks), phase=open_phases[-1][0] if open_phases else None,
+                       co2e_kg=co2, steps=session._steps.steps, phase=open_phases[-1][0] if open_phases else None,
                        devices=len(states))
