@@ -272,7 +272,7 @@ class EnergyPlugin:
                 exceeded = exceeded or usage
         if exceeded is not None and self.gsession.store is not None:
             try:
-                self.gsession.store.finish_run(r.run_id, {"budget": exceeded}, [], [])
+                self.gsession.store.update_run(r.run_id, {"budget": exceeded})
             except Exception as exc:
                 _say(f"cannot record the exceeded budget in run {r.run_id}: {exc}")
         self.failed_budget = exceeded is not None

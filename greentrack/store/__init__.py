@@ -1,9 +1,36 @@
 """The store: every run, its devices, phases and power series. The only place with SQL.
 
-SQLite by default (:mod:`.sqlite`); schema and migrations, writes, queries and the series
-codec live here and nowhere else. Callers get :class:`Store` from :func:`open_store`.
+- :mod:`.schema`: the one definition of the tables and columns (and their value rules);
+- :mod:`.migrations`: schema changes as named functions, numbered by ``PRAGMA user_version``;
+- :mod:`.records`: typed rows (run, device, phase, series chunk) used by writers and readers;
+- :mod:`.base`: the :class:`RunStore` interface every backend implements, and its errors;
+- :mod:`.sqlite` (+ :mod:`.queries`): the SQLite backend, plain ``sqlite3``, WAL mode;
+- :mod:`.writer` and :mod:`.spool`: a session's bounded writes, and the runs that wait to be delivered;
+- :mod:`.transfer`: export and import files (validated field by field, one transaction per file);
+- :mod:`.codec`, :mod:`.series`: the compressed power series; :mod:`.redact`: secrets out of command lines.
+
+Callers get a :class:`RunStore` from :func:`open_store` and never learn which backend it is.
 """
 
-from .sqlite import Store, hostname, open_store
+from __future__ import annotations
 
-__all__ = ["Store", "open_store", "hostname"]
+import os
+
+from .base import RunStore, StoreBusy, StoreCorrupt, StoreError, StoreFull, StoreGone, StoreUnwritable
+from .sqlite import SQLiteStore, Store, hostname
+
+
+def open_store(path: str | os.PathLike[str] | None = None, create: bool = True, *, write: bool | None = None,
+               verify: bool = False) -> RunStore:
+    """Open the database the settings name (argument > env > pyproject > default).
+
+    ``create=False`` (or ``write=False``) opens it for reading only: a missing file is an
+    error rather than a new database, and a read-only file or mount reads fine.
+    """
+    from ..settings import resolve_db_path
+
+    return SQLiteStore(resolve_db_path(path), write=create if write is None else write, verify=verify)
+
+
+__all__ = ["RunStore", "Store", "SQLiteStore", "open_store", "hostname", "StoreError", "StoreBusy", "StoreFull",
+           "StoreGone", "StoreUnwritable", "StoreCorrupt"]
