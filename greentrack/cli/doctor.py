@@ -2,14 +2,15 @@
 
 It opens each source the way a session would and says, per device, what greentrack will use
 for the run total and for the time series (and so for per-step and per-phase energy), what
-is missing and why, and where runs are stored. It never writes anything.
+is missing and why, and where runs are stored: whether the database is sound and really
+writable (found by trying, writing nothing), and which runs wait in the spool. It never
+writes anything, except with ``--deliver``, which delivers the spooled runs.
 """
 
 from __future__ import annotations
 
 import json
 import os
-import sqlite3
 from typing import Any
 
 import click
@@ -60,23 +61,15 @@ def _rapl() -> dict[str, Any]:
 
 def _database(db: str | None) -> dict[str, Any]:
     from .. import settings as config
+    from ..store.health import inspect
 
-    path = config.resolve_db_path(db)
-    out: dict[str, Any] = {"path": str(path), "exists": path.exists()}
-    parent = path.parent
-    while not parent.exists() and parent != parent.parent:
-        parent = parent.parent
-    out["writable"] = os.access(path if path.exists() else parent, os.W_OK)
-    if path.exists():
-        try:
-            con = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=2)
-            try:
-                out["runs"] = con.execute("select count(*) from runs").fetchone()[0]
-            finally:
-                con.close()
-        except sqlite3.Error as exc:
-            out["error"] = str(exc)
-    return out
+    return inspect(config.resolve_db_path(db))
+
+
+def _spool() -> dict[str, Any]:
+    from ..store.health import spool_status
+
+    return spool_status()
 
 
 def _scope() -> dict[str, Any]:
@@ -90,7 +83,7 @@ def diagnose(db: str | None = None, nv: Any = None) -> dict[str, Any]:
     from .. import __version__
 
     return {"greentrack": __version__, "gpus": _gpus(nv), "rapl": _rapl(), "database": _database(db),
-            "environment": _scope()}
+            "spool": _spool(), "environment": _scope()}
 
 
 _SERIES_WORDS = {
@@ -161,23 +154,76 @@ def render(d: dict[str, Any]) -> str:
             state = "readable" if z["readable"] else "not readable: " + str(z["why"])
             lines.append(f"  {z['zone']}  {z['name']:<10} {state}")
     lines.append("")
-    db = d["database"]
-    state = f"{db['runs']} runs" if "runs" in db else ("not created yet" if not db["exists"] else db.get("error", ""))
-    lines.append(f"Database: {db['path']} ({state}; {'writable' if db['writable'] else 'NOT writable'}).")
-    lines.append("  Set GREENTRACK_DB or [tool.greentrack] db in pyproject.toml to use another file.")
+    lines += _render_database(d["database"], d.get("spool"))
     backend = env.get("GREENTRACK_BACKEND", "auto")
     lines.append(f"Backend: {backend}" + (" (GREENTRACK_BACKEND)" if "GREENTRACK_BACKEND" in env else
                                           " (default: NVML when a GPU answers, plus RAPL where readable)") + ".")
     return "\n".join(lines)
 
 
+def _render_database(db: dict[str, Any], spool: dict[str, Any] | None) -> list[str]:
+    from ..store.health import advice
+
+    if db.get("is_directory"):
+        return [f"Database: {db['path']} (NOT usable: {db['error']}).",
+                "  Set GREENTRACK_DB or [tool.greentrack] db in pyproject.toml to a file."]
+    if "runs" in db:
+        state = f"{db['runs']} runs"
+    elif not db["exists"]:
+        state = "not created yet"
+    else:
+        state = db.get("error") or db.get("integrity") or ""
+    if db.get("schema") is not None and db["schema"] != db.get("current_schema"):
+        state += f"; schema v{db['schema']}, upgraded to v{db['current_schema']} at the next write"
+    access = "writable" if db["writable"] else "NOT writable"
+    if db.get("why_not_writable"):
+        access += f": {db['why_not_writable']}"
+    lines = [f"Database: {db['path']} ({state}; {access})."]
+    if db.get("damaged"):
+        reason = db.get("error") or db.get("integrity")
+        lines.append(f"  DAMAGED: {reason}. Reports and runs refuse it until it is repaired or moved aside:")
+        lines += [f"  - {a}" for a in advice(db["path"])]
+    if db.get("read_only_storage"):
+        lines.append("  On read-only storage: reports, show and export read it; runs cannot be stored in it.")
+    elif db.get("exists") and not db["writable"]:
+        lines.append("  Reports, show and export can read it; new runs go to the spool until it is writable.")
+    if db.get("others_can_read"):
+        lines.append(f"  Readable by other users (mode {db['mode']}): chmod 600 {db['path']} keeps your runs and "
+                     "command lines private.")
+    lines.append("  Set GREENTRACK_DB or [tool.greentrack] db in pyproject.toml to use another file.")
+    if spool:
+        waiting = spool.get("waiting") or {}
+        n = sum(len(v) for v in waiting.values())
+        if n:
+            lines.append(f"Spool: {n} run(s) waiting in {spool['folder']} to be written:")
+            for loc, ids in sorted(waiting.items()):
+                lines.append(f"  {len(ids)} for {loc}: {', '.join(ids[:5])}{' ...' if len(ids) > 5 else ''}")
+            lines.append("  'greentrack doctor --deliver' delivers them (the next session on a database does too).")
+        for u in spool.get("unreadable") or []:
+            lines.append(f"  unreadable spool file {u}")
+    return lines
+
+
 @click.command("doctor")
 @click.option("--json", "as_json", is_flag=True, help="Print the diagnosis as JSON.")
-@click.option("--db", type=click.Path(dir_okay=False), default=None, help="Database file to check.")
-def doctor_cmd(as_json: bool, db: str | None) -> None:
-    """What this machine can measure: GPUs, counters, sample buffers, RAPL, the database."""
+@click.option("--db", type=click.Path(), default=None, help="Database file to check.")
+@click.option("--deliver", is_flag=True, help="Deliver the runs waiting in the spool to their databases, then check.")
+def doctor_cmd(as_json: bool, db: str | None, deliver: bool) -> None:
+    """What this machine can measure: GPUs, counters, sample buffers, RAPL, the database, the spool."""
+    failed = 0
+    if deliver:
+        from ..store.health import deliver_spool
+
+        for run_id, loc, err in deliver_spool():
+            if err is None:
+                click.echo(f"delivered run {run_id} to {loc}", err=True)
+            else:
+                failed += 1
+                click.echo(f"greentrack: could not deliver run {run_id} to {loc}: {err}", err=True)
     d = diagnose(db)
     click.echo(json.dumps(d, indent=1, default=str) if as_json else render(d))
+    if failed:
+        raise SystemExit(1)
 
 
 def register(cli: click.Group) -> None:

@@ -54,14 +54,14 @@ def report_cmd(last: int, name: str | None, since: str | None, until: str | None
                 (name, since, until, tags, status, job_id)) else " (the database is empty)"))
         text = html_report(rows, db=db, detail=detail, scenarios=list(scenarios))
         path = output or default_report_path()
-        write_output(text, path)
+        write_output(text, path, db)
         click.echo(f"wrote {path} ({len(rows)} runs)")
         return
     if scenarios:
         raise GreentrackError("--scenario is for --format html; for a table use 'greentrack compare'")
     text = render(rows, fmt)
     if output:
-        write_output(text if text.endswith("\n") else text + "\n", output)
+        write_output(text if text.endswith("\n") else text + "\n", output, db)
         click.echo(f"wrote {output} ({len(rows)} runs)", err=True)
     else:
         click.echo(text.rstrip("\n"))

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import os
 import sqlite3
-import stat
 import threading
 import time
 import urllib.parse
@@ -434,42 +433,10 @@ class SQLiteStore(Reader):
 
     # the database itself -----------------------------------------------------------------------------
     def health(self, write: bool = False) -> dict[str, Any]:
-        """Schema, size, integrity, permissions and (with *write*) whether a write lock can be taken."""
-        out: dict[str, Any] = {"path": self.location, "schema": None, "current_schema": SCHEMA_VERSION,
-                               "immutable": self.immutable}
-        st = os.stat(self.path)
-        out["size_bytes"] = st.st_size
-        out["mode"] = oct(stat.S_IMODE(st.st_mode))
-        out["others_can_read"] = bool(st.st_mode & (stat.S_IROTH | stat.S_IRGRP))
-        try:
-            out["schema"] = self._read(lambda c: c.execute("PRAGMA user_version").fetchone()[0])
-            res = self._read(lambda c: c.execute("PRAGMA quick_check(5)").fetchall())
-            out["integrity"] = "ok" if [r[0] for r in res] == ["ok"] else "; ".join(str(r[0]) for r in res)
-            out["runs"] = self._read(lambda c: c.execute("SELECT count(*) FROM runs").fetchone()[0])
-        except StoreError as exc:
-            out["integrity"] = str(exc)
-        if write:
-            out["writable"], out["why_not"] = _can_write(self.path)
-        return out
+        """Schema, size, integrity, permissions and (with *write*) whether the write lock can be taken."""
+        from .health import sqlite_health
 
-
-def _can_write(path: Path) -> tuple[bool, str | None]:
-    """Try to take the write lock (and roll back): a real check, writing nothing."""
-    uri = "file:" + urllib.parse.quote(str(path.resolve())) + "?mode=rw"
-    try:
-        conn = sqlite3.connect(uri, uri=True, timeout=0.2, isolation_level=None)
-    except sqlite3.Error as exc:
-        return False, str(exc)
-    try:
-        conn.execute("BEGIN IMMEDIATE")
-        conn.execute("ROLLBACK")
-        return True, None
-    except sqlite3.Error as exc:
-        if is_busy(exc):
-            return True, "locked by another process right now"
-        return False, str(exc)
-    finally:
-        conn.close()
+        return sqlite_health(self, write)
 
 
 Store = SQLiteStore  # the name the rest of the code and the tests have always used
