@@ -180,7 +180,7 @@ def _render_database(db: dict[str, Any], spool: dict[str, Any] | None) -> list[s
         access += f": {db['why_not_writable']}"
     lines = [f"Database: {db['path']} ({state}; {access})."]
     if db.get("damaged"):
-        reason = db.get("error") or db.get("integrity")
+        reason = db.get("integrity") if db.get("integrity") not in (None, "ok") else db.get("error")
         lines.append(f"  DAMAGED: {reason}. Reports and runs refuse it until it is repaired or moved aside:")
         lines += [f"  - {a}" for a in advice(db["path"])]
     if db.get("read_only_storage"):
@@ -208,8 +208,23 @@ def _render_database(db: dict[str, Any], spool: dict[str, Any] | None) -> list[s
 @click.option("--json", "as_json", is_flag=True, help="Print the diagnosis as JSON.")
 @click.option("--db", type=click.Path(), default=None, help="Database file to check.")
 @click.option("--deliver", is_flag=True, help="Deliver the runs waiting in the spool to their databases, then check.")
-def doctor_cmd(as_json: bool, db: str | None, deliver: bool) -> None:
+@click.option("--salvage", type=click.Path(dir_okay=False), default=None, metavar="NEW.db",
+              help="Copy every row of a damaged database that can still be read into the new file NEW.db.")
+def doctor_cmd(as_json: bool, db: str | None, deliver: bool, salvage: str | None) -> None:
     """What this machine can measure: GPUs, counters, sample buffers, RAPL, the database, the spool."""
+    if salvage:
+        from pathlib import Path
+
+        from .. import settings as config
+        from ..store.health import salvage as do_salvage
+
+        src = config.resolve_db_path(db)
+        got = do_salvage(src, Path(salvage).expanduser())
+        lost = sum(b for _a, b in got.values())
+        for table, (copied, unreadable) in got.items():
+            click.echo(f"{table}: {copied} rows copied" + (f", {unreadable} unreadable" if unreadable else ""))
+        click.echo(f"salvaged {src} into {salvage}" + (f" ({lost} unreadable rows left behind)" if lost else ""))
+        return
     failed = 0
     if deliver:
         from ..store.health import deliver_spool

@@ -70,10 +70,14 @@ def sqlite_health(store: Any, write: bool = False) -> dict[str, Any]:
     try:
         out["schema"] = store._read(lambda c: c.execute("PRAGMA user_version").fetchone()[0])
         res = store._read(lambda c: c.execute("PRAGMA quick_check(5)").fetchall())
-        out["integrity"] = "ok" if [r[0] for r in res] == ["ok"] else "; ".join(str(r[0]) for r in res)
-        out["runs"] = store._read(lambda c: c.execute("SELECT count(*) FROM runs").fetchone()[0])
+        found = [" ".join(str(r[0]).replace("*** in database main ***", "").split()) for r in res]
+        out["integrity"] = "ok" if found == ["ok"] else "; ".join(x for x in found if x)
     except StoreError as exc:
         out["integrity"] = str(exc)
+    try:
+        out["runs"] = store._read(lambda c: c.execute("SELECT count(*) FROM runs").fetchone()[0])
+    except StoreError as exc:
+        out["error"] = str(exc)
     if write:
         out["writable"], out["why_not_writable"] = can_write(store.path)
     return out
@@ -113,14 +117,68 @@ def inspect(path: Path) -> dict[str, Any]:
 
 def advice(path: str) -> list[str]:
     """What to do about a damaged database at *path* (doctor prints it)."""
+    new = f"{path}.salvaged"
     return [
-        f"Keep a copy first: cp {path} {path}.bak",
-        f"Recover what SQLite can still read: sqlite3 {path} .recover | sqlite3 {path}.recovered"
-        f" (sqlite3 3.29 or newer), check it with GREENTRACK_DB={path}.recovered greentrack report,"
-        f" then mv {path}.recovered {path}",
-        f"Or move it aside (mv {path} {path}.damaged): the next run starts a new database.",
-        "Runs that could not be written meanwhile wait in the spool; 'greentrack doctor --deliver' delivers them.",
+        f"copy every row that can still be read into a new database: greentrack doctor --db {path} --salvage {new}",
+        f"look at it: greentrack report --db {new}; then swap: mv {path} {path}.damaged && mv {new} {path}",
+        f"or move it aside (mv {path} {path}.damaged): the next run starts a new database",
+        "runs that could not be written meanwhile wait in the spool; 'greentrack doctor --deliver' delivers them",
     ]
+
+
+def salvage(src: Path, dst: Path, batch: int = 512) -> dict[str, tuple[int, int]]:
+    """Copy every row of *src* that still reads into a new database *dst*: ``{table: (copied, unreadable)}``.
+
+    Each table is read by rowid ranges; a range that fails is halved until the unreadable rows
+    are isolated and skipped, so a damaged page costs only the rows on it. *dst* gets the
+    current schema; rows are copied as they are (reading cleans bad values as usual).
+    """
+    from .schema import TABLES
+    from .sqlite import SQLiteStore
+
+    if dst.exists():
+        raise ConfigError(f"{dst} exists already: give a new file for the salvaged database")
+    if not src.is_file():
+        raise ConfigError(f"no database file at {src}")
+    con = sqlite3.connect("file:" + urllib.parse.quote(str(src.resolve())) + "?mode=ro", uri=True)
+    out = SQLiteStore(dst, write=True)
+    report: dict[str, tuple[int, int]] = {}
+    try:
+        for table in TABLES:
+            try:
+                have = [r[1] for r in con.execute(f"PRAGMA table_info([{table.name}])")]
+            except sqlite3.Error:
+                have = []
+            cols = [c for c in table.names if c in have]
+            if not cols:
+                report[table.name] = (0, 0)
+                continue
+            try:
+                top = con.execute(f"SELECT max(rowid) FROM [{table.name}]").fetchone()[0] or 0
+            except sqlite3.Error:
+                top = max(1, src.stat().st_size // 16)  # no more rows than the file has room for
+            select = f"SELECT {', '.join(cols)} FROM [{table.name}] WHERE rowid BETWEEN ? AND ?"
+            insert = f"INSERT OR IGNORE INTO [{table.name}] ({', '.join(cols)}) VALUES ({', '.join('?' * len(cols))})"
+            copied = lost = 0
+            todo = [(lo, min(lo + batch - 1, top)) for lo in range(1, top + 1, batch)]
+            while todo:
+                lo, hi = todo.pop()
+                try:
+                    rows = con.execute(select, (lo, hi)).fetchall()
+                except sqlite3.Error:
+                    if lo == hi:
+                        lost += 1
+                    else:
+                        mid = (lo + hi) // 2
+                        todo += [(lo, mid), (mid + 1, hi)]
+                    continue
+                out._write(lambda c, rows=rows: c.executemany(insert, rows))
+                copied += len(rows)
+            report[table.name] = (copied, lost)
+    finally:
+        con.close()
+        out.close()
+    return report
 
 
 def guard_output(target: str | os.PathLike[str], db: str | os.PathLike[str]) -> None:

@@ -6,7 +6,7 @@ import json
 from typing import Any
 
 from ..units import fmt_co2, fmt_duration, fmt_energy, fmt_time, fmt_watts, table
-from .runs import _iso, run_record
+from .runs import _iso, dumps_json, run_record
 from .sparkline import sparkline
 
 MAX_PHASE_ROWS = 12
@@ -182,4 +182,4 @@ def show_json(run: dict[str, Any]) -> str:
         power={"bin_s": (t1 - t0) / width if width else None,
                "devices": {k: clean(v["mean"]) for k, v in sorted((run.get("power") or {}).items())}},
     )
-    return json.dumps(rec, indent=2, default=str)
+    return dumps_json(rec)
