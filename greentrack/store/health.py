@@ -26,6 +26,14 @@ SIDECARS = ("", "-wal", "-shm", "-journal")
 
 def can_write(path: Path) -> tuple[bool, str | None]:
     """Whether *path* (existing or not) can be written, found by trying; ``(ok, why_not)``."""
+    folder = path.parent
+    while not folder.exists() and folder != folder.parent:
+        folder = folder.parent
+    try:
+        if os.statvfs(folder).f_flag & os.ST_RDONLY:
+            return False, f"{folder} is on a read-only file system"
+    except (OSError, AttributeError):
+        pass
     if path.exists():
         uri = "file:" + urllib.parse.quote(str(path.resolve())) + "?mode=rw"
         try:
@@ -43,9 +51,6 @@ def can_write(path: Path) -> tuple[bool, str | None]:
             return False, msg
         finally:
             conn.close()
-    folder = path.parent
-    while not folder.exists() and folder != folder.parent:
-        folder = folder.parent
     if not folder.is_dir():
         return False, f"{folder} is not a folder"
     try:

@@ -79,11 +79,21 @@ def translate(exc: BaseException, where: str, waited_s: float | None = None) -> 
     if code == 11 or "malformed" in msg:
         return StoreCorrupt(f"database {where} is damaged ({msg}); 'greentrack doctor' says what to do")
     if code == 10 or "I/O error" in msg:
-        err: StoreError = StoreUnwritable(f"cannot write database {where}: {msg}")
-        return err
+        free = _free_bytes(Path(where).parent)
+        if free is not None and free < 1 << 20:  # SQLite reports some ENOSPC writes (WAL index) as I/O errors
+            return StoreFull(f"disk full ({free // 1024} KiB free): cannot write database {where}")
+        return StoreUnwritable(f"cannot write database {where}: {msg}")
     if code == 14 or "unable to open" in msg:
         return StoreUnwritable(f"cannot open database {where} ({msg})")
     return StoreError(f"database {where}: {msg}")
+
+
+def _free_bytes(folder: Path) -> int | None:
+    try:
+        st = os.statvfs(folder)
+    except (OSError, AttributeError):
+        return None
+    return st.f_bavail * st.f_frsize
 
 
 def _identity(path: Path) -> tuple[int, int] | None:
