@@ -116,9 +116,9 @@ def _series(key: Any, value: Any, started_at: float, where: str) -> list[SeriesC
             for seq, i in enumerate(range(0, len(times), CHUNK_POINTS))]
 
 
-def _order(a: float | None, b: float | None, where: str, what: str) -> None:
+def _order(a: float | None, b: float | None, where: str) -> None:
     if a is not None and b is not None and b < a:
-        raise GreentrackError(f"{where}: {what} ends before it starts ({b!r} < {a!r})")
+        raise GreentrackError(f"{where}: field ended_at ({b!r}) is before started_at ({a!r})")
 
 
 def parse_run(r: Any, where: str) -> StoredRun:
@@ -129,7 +129,7 @@ def parse_run(r: Any, where: str) -> StoredRun:
     if isinstance(rid, str) and rid and len(rid) <= 64:
         where = f"{where} (id {rid!r})"
     row = validate_row(RUNS, r, where)
-    _order(row["started_at"], row["ended_at"], where, "the run")
+    _order(row["started_at"], row["ended_at"], where)
     devices, phases, chunks = [], [], []
     seen: set[Any] = set()
     for j, d in enumerate(_list(r.get("devices"), f"{where}: devices")):
@@ -144,7 +144,7 @@ def parse_run(r: Any, where: str) -> StoredRun:
         if ph["seq"] in seen:
             raise GreentrackError(f"{where} phase #{j + 1}: field seq {ph['seq']!r} appears twice")
         seen.add(ph["seq"])
-        _order(ph["started_at"], ph["ended_at"], f"{where} phase #{j + 1}", "the phase")
+        _order(ph["started_at"], ph["ended_at"], f"{where} phase #{j + 1}")
         phases.append(phase_from(ph))
     series = r.get("series")
     if series is not None:
