@@ -220,10 +220,12 @@ def doctor_cmd(as_json: bool, db: str | None, deliver: bool, salvage: str | None
 
         src = config.resolve_db_path(db)
         got = do_salvage(src, Path(salvage).expanduser())
-        lost = sum(b for _a, b in got.values())
         for table, (copied, unreadable) in got.items():
-            click.echo(f"{table}: {copied} rows copied" + (f", {unreadable} unreadable" if unreadable else ""))
-        click.echo(f"salvaged {src} into {salvage}" + (f" ({lost} unreadable rows left behind)" if lost else ""))
+            spans = ", ".join(f"{a}" if a == b else f"{a}-{b}" for a, b in unreadable[:5])
+            more = " ..." if len(unreadable) > 5 else ""
+            click.echo(f"{table}: {copied} rows copied" + (f"; rowids {spans}{more} unreadable" if unreadable else ""))
+        damaged = any(u for _c, u in got.values())
+        click.echo(f"salvaged {src} into {salvage}" + (" (the unreadable rows are left behind)" if damaged else ""))
         return
     failed = 0
     if deliver:

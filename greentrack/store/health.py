@@ -131,8 +131,10 @@ def advice(path: str) -> list[str]:
     ]
 
 
-def salvage(src: Path, dst: Path, batch: int = 512) -> dict[str, tuple[int, int]]:
-    """Copy every row of *src* that still reads into a new database *dst*: ``{table: (copied, unreadable)}``.
+def salvage(src: Path, dst: Path, batch: int = 512) -> dict[str, tuple[int, list[tuple[int, int]]]]:
+    """Copy every row of *src* that still reads into a new database *dst*.
+
+    Returns ``{table: (rows copied, [unreadable rowid ranges])}``.
 
     Each table is read by rowid ranges; a range that fails is halved until the unreadable rows
     are isolated and skipped, so a damaged page costs only the rows on it. *dst* gets the
@@ -147,7 +149,7 @@ def salvage(src: Path, dst: Path, batch: int = 512) -> dict[str, tuple[int, int]
         raise ConfigError(f"no database file at {src}")
     con = sqlite3.connect("file:" + urllib.parse.quote(str(src.resolve())) + "?mode=ro", uri=True)
     out = SQLiteStore(dst, write=True)
-    report: dict[str, tuple[int, int]] = {}
+    report: dict[str, tuple[int, list[tuple[int, int]]]] = {}
     try:
         for table in TABLES:
             try:
@@ -156,26 +158,32 @@ def salvage(src: Path, dst: Path, batch: int = 512) -> dict[str, tuple[int, int]
                 have = []
             cols = [c for c in table.names if c in have]
             if not cols:
-                report[table.name] = (0, 0)
+                report[table.name] = (0, [])
                 continue
+            room = max(1000, src.stat().st_size // 4)  # rowids count inserts: never far beyond what the file holds
             try:
-                top = con.execute(f"SELECT max(rowid) FROM [{table.name}]").fetchone()[0] or 0
-            except sqlite3.Error:
-                top = max(1, src.stat().st_size // 16)  # no more rows than the file has room for
+                top = int(con.execute(f"SELECT max(rowid) FROM [{table.name}]").fetchone()[0] or 0)
+            except (sqlite3.Error, TypeError, ValueError):
+                top = room
+            top = min(top, room)  # a damaged page can claim any rowid
             select = f"SELECT {', '.join(cols)} FROM [{table.name}] WHERE rowid BETWEEN ? AND ?"
             insert = f"INSERT OR IGNORE INTO [{table.name}] ({', '.join(cols)}) VALUES ({', '.join('?' * len(cols))})"
-            copied = lost = 0
-            todo = [(lo, min(lo + batch - 1, top)) for lo in range(1, top + 1, batch)]
+            copied = 0
+            lost: list[tuple[int, int]] = []
+            todo = [(lo, min(lo + batch - 1, top)) for lo in range(1, top + 1, batch)][::-1]
             while todo:
                 lo, hi = todo.pop()
                 try:
                     rows = con.execute(select, (lo, hi)).fetchall()
                 except sqlite3.Error:
                     if lo == hi:
-                        lost += 1
+                        if lost and lost[-1][1] == lo - 1:
+                            lost[-1] = (lost[-1][0], lo)
+                        else:
+                            lost.append((lo, lo))
                     else:
                         mid = (lo + hi) // 2
-                        todo += [(lo, mid), (mid + 1, hi)]
+                        todo += [(mid + 1, hi), (lo, mid)]
                     continue
                 out._write(lambda c, rows=rows: c.executemany(insert, rows))
                 copied += len(rows)

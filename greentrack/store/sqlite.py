@@ -71,6 +71,9 @@ def translate(exc: BaseException, where: str, waited_s: float | None = None) -> 
         return StoreBusy(f"database {where} is locked by another process{waited}")
     if code == 13 or "disk is full" in msg:
         return StoreFull(f"disk full: cannot write database {where}")
+    if (code in (8, 14) or "readonly" in msg or "unable to open" in msg) and _read_only_fs(Path(where).parent):
+        return StoreUnwritable(f"database {where} is on read-only storage: report, show and export read it, "
+                               "nothing can be written to it")
     if code == 8 or "readonly" in msg or "read-only" in msg:
         return StoreUnwritable(f"database {where} is read-only ({msg})")
     if code == 26 or "not a database" in msg:
@@ -86,6 +89,13 @@ def translate(exc: BaseException, where: str, waited_s: float | None = None) -> 
     if code == 14 or "unable to open" in msg:
         return StoreUnwritable(f"cannot open database {where} ({msg})")
     return StoreError(f"database {where}: {msg}")
+
+
+def _read_only_fs(folder: Path) -> bool:
+    try:
+        return bool(os.statvfs(folder).f_flag & os.ST_RDONLY)
+    except (OSError, AttributeError):
+        return False
 
 
 def _free_bytes(folder: Path) -> int | None:
