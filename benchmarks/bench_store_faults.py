@@ -102,8 +102,8 @@ def main() -> None:
     print(f"waiting for the lock to be released ({max(0.0, t_lock + args.lock_s - time.time()):.0f} s)...")
     locker.wait()
     t = time.perf_counter()
-    p = subprocess.run([sys.executable, "-c", "import greentrack\nwith greentrack.session('after-the-lock'):\n    pass"],
-                       capture_output=True, text=True, env=env, check=True)
+    nxt = "import greentrack\nwith greentrack.session('after-the-lock'):\n    pass"
+    p = subprocess.run([sys.executable, "-c", nxt], capture_output=True, text=True, env=env, check=True)
     took = time.perf_counter() - t
     print(f"next session (start to exit, delivery included): {took:.2f} s; it said: "
           + "; ".join(x for x in p.stderr.splitlines() if x.startswith("greentrack:")))

@@ -244,8 +244,9 @@ def valid_run(draw, i: int) -> dict:
     run["phases"] = []
     for seq in range(draw(st.integers(0, 2))):
         p0 = t0 + draw(st.floats(0, 1e5))
-        run["phases"].append({"seq": seq, "name": draw(TEXT), "started_at": p0, "ended_at": p0 + draw(st.floats(0, 1e5)),
-                              "energy_j": draw(st.one_of(st.none(), FIN)), "steps": draw(st.integers(0, 10**6))})
+        run["phases"].append({"seq": seq, "name": draw(TEXT), "started_at": p0,
+                              "ended_at": p0 + draw(st.floats(0, 1e5)), "energy_j": draw(st.one_of(st.none(), FIN)),
+                              "steps": draw(st.integers(0, 10**6))})
     if keys and draw(st.booleans()):
         n = draw(st.integers(0, 5))
         run["series"] = {keys[0]: {"t_s": draw(st.lists(st.floats(-1e4, 1e6), min_size=n, max_size=n)),
@@ -327,7 +328,8 @@ def codecarbon_rows(draw) -> list[dict]:
                    timestamp=draw(st.datetimes(min_value=_dt.datetime(2001, 1, 2),
                                                max_value=_dt.datetime(2099, 12, 30))).isoformat(),
                    duration=draw(st.floats(0, 1e7).map(repr)), energy_consumed=draw(NUM),
-                   emissions=draw(st.one_of(st.just(""), NUM)), pue=draw(st.one_of(st.just(""), st.floats(1, 3).map(repr))))
+                   emissions=draw(st.one_of(st.just(""), NUM)),
+                   pue=draw(st.one_of(st.just(""), st.floats(1, 3).map(repr))))
         for k in ("cpu_energy", "gpu_energy", "ram_energy", "cpu_power", "gpu_power", "ram_power", "gpu_count"):
             row[k] = draw(st.one_of(st.just(""), NUM))
         rows.append(row)

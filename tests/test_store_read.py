@@ -226,7 +226,11 @@ READ_ONLY = textwrap.dedent("""
             time.sleep(0.2); s.step()
     "
     mount -o remount,ro "$MNT"
-    run() { name=$1; shift; set +e; python3 -m greentrack "$@" > "$OUT/$name.out" 2> "$OUT/$name.err"; echo $? > "$OUT/$name.rc"; set -e; }
+    run() {
+        name=$1; shift; set +e
+        python3 -m greentrack "$@" > "$OUT/$name.out" 2> "$OUT/$name.err"; echo $? > "$OUT/$name.rc"
+        set -e
+    }
     run report report --format json
     run show show ro-a --format json
     run export export --series
@@ -253,7 +257,8 @@ def test_reading_works_on_a_read_only_mount_and_only_writing_needs_access(tmp_pa
     assert p.returncode == 0, p.stderr
 
     def res(name: str) -> tuple[int, str, str]:
-        return int((out / f"{name}.rc").read_text()), (out / f"{name}.out").read_text(), (out / f"{name}.err").read_text()
+        return (int((out / f"{name}.rc").read_text()), (out / f"{name}.out").read_text(),
+                (out / f"{name}.err").read_text())
 
     for name in ("report", "show", "export", "diff"):
         rc, stdout, err = res(name)

@@ -207,6 +207,7 @@ class Session:
         from .._version import __version__
         from ..store.records import RunRow
 
+        assert self.started_at is not None
         return RunRow(id=self.id, name=self.name, status="running", started_at=self.started_at,
                       region=self.intensity.region if self.intensity else None,
                       intensity_g_per_kwh=self.intensity.g_per_kwh if self.intensity else None,
@@ -250,11 +251,11 @@ class Session:
         from .. import plugins
 
         total = self.live_energy_j()
-        if self.writer is not None:  # bounded wait; what is not written is kept (store.writer)
+        if self.writer is not None and self.started_at is not None:  # bounded wait; unwritten data is kept
             from ..store.records import SeriesChunk
 
-            self.writer.progress(total, self._device_rows(),
-                                 [SeriesChunk.encode(k, seq, t, p, self.started_at) for k, seq, _t0, t, p in chunks if t])
+            encoded = [SeriesChunk.encode(k, seq, t, p, self.started_at) for k, seq, _t0, t, p in chunks if t]
+            self.writer.progress(total, self._device_rows(), encoded)
         if chunks:
             plugins.hook().greentrack_samples(run=self.view, batch=[(k, t, p) for k, _s, _t0, t, p in chunks])
         self._check_budgets(total)
@@ -330,6 +331,7 @@ class Session:
         from ..store.records import RunEnd
 
         r = self.result
+        assert r is not None
         return RunEnd(status=r.status, ended_at=r.ended_at, duration_s=r.duration_s, energy_j=r.energy_j,
                       co2e_kg=r.co2e_kg, steps=r.steps, samples=r.samples, tokens=r.tokens, error=error,
                       notes=r.notes, budget=r.budget,
@@ -338,6 +340,7 @@ class Session:
     def _final_device_rows(self) -> list[Any]:
         from ..store.records import DeviceRow
 
+        assert self.result is not None
         return [DeviceRow(key=d.key, kind=d.kind, idx=d.index, name=d.name, uuid=d.uuid, method=d.method,
                           series_method=d.series_method, energy_j=d.energy_j, series_energy_j=d.series_energy_j,
                           avg_power_w=d.avg_power_w, peak_power_w=d.peak_power_w, n_samples=d.n_samples,

@@ -116,5 +116,8 @@ class RunStore(Protocol):
     def health(self, write: bool = False) -> dict[str, Any]:
         """What ``greentrack doctor`` says of the database (integrity, schema, access, size)."""
 
+    def reopen(self) -> None:
+        """Reconnect: after the file was deleted or replaced (SQLite), or the server restarted."""
+
     def close(self) -> None:
         """Release connections."""

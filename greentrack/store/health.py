@@ -185,7 +185,10 @@ def salvage(src: Path, dst: Path, batch: int = 512) -> dict[str, tuple[int, list
                         mid = (lo + hi) // 2
                         todo += [(mid + 1, hi), (lo, mid)]
                     continue
-                out._write(lambda c, rows=rows: c.executemany(insert, rows))
+                def put(c: sqlite3.Connection, rows: list[Any] = rows, sql: str = insert) -> None:
+                    c.executemany(sql, rows)
+
+                out._write(put)
                 copied += len(rows)
             report[table.name] = (copied, lost)
     finally:

@@ -52,7 +52,8 @@ class Reader:
 
     def _many(self, sql: str, params: list[Any], n: int = 1000) -> bool:
         """Whether *sql* matches at least *n* rows (counted through its index, stopping at *n*)."""
-        return self._read(lambda c: c.execute(f"SELECT count(*) FROM ({sql} LIMIT {int(n)})", params).fetchone()[0]) >= n
+        count = f"SELECT count(*) FROM ({sql} LIMIT {int(n)})"
+        return self._read(lambda c: c.execute(count, params).fetchone()[0]) >= n
 
     def _decorate(self, row: dict[str, Any]) -> dict[str, Any] | None:
         """A cleaned run row (None when it has no usable id), ``lost`` detected, ``energy_kwh`` added."""
@@ -91,7 +92,8 @@ class Reader:
                   until: float | None = None, tags: dict[str, str] | None = None,
                   status: str | None = None, job_id: str | None = None) -> list[dict[str, Any]]:
         """Newest first. *name* matches exactly, or as a glob when it holds ``*``, ``?`` or ``[``."""
-        where, params = [], []
+        where: list[str] = []
+        params: list[Any] = []
         # a filter that many runs match is tested while scanning newest-first (stops after *last*);
         # a selective one goes through its index (few rows to sort): either way, fast on 1e5 runs
         if name:
@@ -221,7 +223,7 @@ class Reader:
         if arrays:
             from .series import decode_np as decode
         else:
-            decode = codec.decode  # type: ignore[assignment]
+            decode = codec.decode
         parts: dict[str, list[tuple[Any, Any]]] = {}
         bad = 0
         for key, cod, data in rows:
@@ -246,17 +248,21 @@ class Reader:
 
     def snapshot(self, run_id: str) -> StoredRun | None:
         """Everything stored of one run (rows as they are, series chunks still encoded)."""
-        rows = self._rows("SELECT * FROM runs WHERE id=?", [run_id])
-        if not rows:
+        found = self._rows("SELECT * FROM runs WHERE id=?", [run_id])
+        if not found:
             return None
-        run, _ = clean_row(RUNS, rows[0])
+        run, _ = clean_row(RUNS, found[0])
         run["name"] = run.get("name") or "?"
         run["status"] = run.get("status") or "running"
         if run.get("started_at") is None:
             return None
-        devices = [device_from(clean_row(DEVICES, d)[0]) for d in self._rows("SELECT * FROM devices WHERE run_id=?", [run_id])]
-        phases = [phase_from(clean_row(PHASES, p)[0]) for p in self._rows("SELECT * FROM phases WHERE run_id=?", [run_id])]
-        chunks = [chunk_from(clean_row(SERIES, c)[0]) for c in self._rows("SELECT * FROM series WHERE run_id=?", [run_id])]
+
+        def rows(table: str) -> list[dict[str, Any]]:
+            return self._rows(f"SELECT * FROM {table} WHERE run_id=?", [run_id])
+
+        devices = [device_from(clean_row(DEVICES, d)[0]) for d in rows("devices")]
+        phases = [phase_from(clean_row(PHASES, p)[0]) for p in rows("phases")]
+        chunks = [chunk_from(clean_row(SERIES, c)[0]) for c in rows("series")]
         return StoredRun(run=run_from(run), devices=[d for d in devices if d.key and d.name and d.kind],
                          phases=[p for p in phases if p.started_at is not None and p.ended_at is not None],
                          chunks=[c for c in chunks if c.data is not None])

@@ -207,7 +207,8 @@ def _empty(rule: str) -> Any:
 
 
 # importing: validate ---------------------------------------------------------------------------
-def validate_row(table: Table, data: Mapping[str, Any], where: str, skip: Sequence[str] = ("run_id",)) -> dict[str, Any]:
+def validate_row(table: Table, data: Mapping[str, Any], where: str,
+                 skip: Sequence[str] = ("run_id",)) -> dict[str, Any]:
     """*data* checked field by field against *table*; raises one :class:`GreentrackError` line naming the field."""
     if not isinstance(data, Mapping):
         raise GreentrackError(f"{where}: must be an object, got {type(data).__name__}")
@@ -222,18 +223,26 @@ def validate_row(table: Table, data: Mapping[str, Any], where: str, skip: Sequen
     return out
 
 
+def _kwargs(cls: type, data: Mapping[str, Any]) -> dict[str, Any]:
+    return {k: data.get(k) for k in record_fields(cls)}
+
+
 def run_from(data: Mapping[str, Any]) -> RunRow:
     """A :class:`RunRow` from a checked ``runs`` mapping (extra keys ignored)."""
-    return RunRow(**{k: data.get(k) for k in record_fields(RunRow) if k != "tags"}, tags=dict(data.get("tags") or {}))
+    kw = _kwargs(RunRow, data)
+    kw["tags"] = dict(kw.get("tags") or {})
+    return RunRow(**kw)
 
 
 def device_from(data: Mapping[str, Any]) -> DeviceRow:
-    return DeviceRow(**{k: data.get(k) for k in record_fields(DeviceRow) if k != "info"}, info=dict(data.get("info") or {}))
+    kw = _kwargs(DeviceRow, data)
+    kw["info"] = dict(kw.get("info") or {})
+    return DeviceRow(**kw)
 
 
 def phase_from(data: Mapping[str, Any]) -> PhaseRow:
-    return PhaseRow(**{k: data.get(k) for k in record_fields(PhaseRow)})
+    return PhaseRow(**_kwargs(PhaseRow, data))
 
 
 def chunk_from(data: Mapping[str, Any]) -> SeriesChunk:
-    return SeriesChunk(**{k: data.get(k) for k in record_fields(SeriesChunk)})
+    return SeriesChunk(**_kwargs(SeriesChunk, data))

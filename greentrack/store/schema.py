@@ -221,7 +221,8 @@ def _tags(v: Any) -> dict[str, str]:
     for k, x in v.items():
         if not isinstance(k, str) or not k.strip():
             raise Invalid(f"tag keys must be non-empty text, got {_show(k)}")
-        if isinstance(x, bool) or not isinstance(x, (str, int, float)) or (isinstance(x, float) and not math.isfinite(x)):
+        number = isinstance(x, (int, float)) and not isinstance(x, bool)
+        if not (isinstance(x, str) or number) or (isinstance(x, float) and not math.isfinite(x)):
             raise Invalid(f"tag {k!r} must be text or a finite number, got {_show(x)}")
         out[k] = str(x)
     return out

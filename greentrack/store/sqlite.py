@@ -126,7 +126,8 @@ class SQLiteStore(Reader):
         self._local = threading.local()
         self._generation = 0
         if self.path.is_dir():
-            raise ConfigError(f"database path {self.path} is a directory: give a file, e.g. {self.path / 'greentrack.db'}")
+            raise ConfigError(f"database path {self.path} is a directory: give a file, "
+                              f"e.g. {self.path / 'greentrack.db'}")
         if self.read_only:
             if not self.path.exists():
                 raise NotFoundError(f"no greentrack database at {self.path}")
@@ -287,7 +288,10 @@ class SQLiteStore(Reader):
     def verify(self) -> None:
         """Quick-check the run tables (not the series): a damaged file is refused before a run starts."""
         for table in CHECKED_TABLES:
-            res = self._read(lambda c, t=table: c.execute(f"PRAGMA quick_check([{t}])").fetchall())
+            def check(c: sqlite3.Connection, t: str = table) -> list[Any]:
+                return c.execute(f"PRAGMA quick_check([{t}])").fetchall()
+
+            res = self._read(check)
             if [r[0] for r in res] != ["ok"]:
                 raise StoreCorrupt(f"database {self.location} is damaged (table {table}: "
                                    f"{str(res[0][0]).splitlines()[-1]}); 'greentrack doctor' says what to do")

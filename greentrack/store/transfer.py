@@ -34,7 +34,13 @@ from ..errors import GreentrackError
 from ..units import J_PER_KWH
 from .base import RunStore
 from .records import (
-    SeriesChunk, StoredRun, device_from, phase_from, record_fields, run_from, validate_row,
+    SeriesChunk,
+    StoredRun,
+    device_from,
+    phase_from,
+    record_fields,
+    run_from,
+    validate_row,
 )
 from .schema import DEVICES, JOULES_MAX, PHASES, RUNS, SECONDS_MAX, TIME_MAX, TIME_MIN, WATTS_MAX, Invalid, _show, check
 
@@ -60,7 +66,8 @@ def export_runs(store: RunStore, run_ids: Iterable[str], series: bool = False) -
         rec["phases"] = [{k: p.get(k) for k in PHASE_COLUMNS} for p in run["phases"]]
         if series:
             t0 = run.get("started_at") or 0.0
-            rec["series"] = {key: {"t_s": [round(float(x) - t0, 3) for x in t], "power_w": [round(float(x), 1) for x in p]}
+            rec["series"] = {key: {"t_s": [round(float(x) - t0, 3) for x in t],
+                                   "power_w": [round(float(x), 1) for x in p]}
                              for key, (t, p) in store.read_series(run["id"], arrays=True).items()}
         out.append(rec)
     return {"schema": EXPORT_SCHEMA, "version": EXPORT_VERSION, "runs": out}
@@ -203,7 +210,8 @@ def _parse_time(raw: Any, source: str, line: int) -> float:
     try:
         ts = _dt.datetime.fromisoformat(str(raw).strip()).timestamp()  # CodeCarbon writes local time without a zone
     except (ValueError, OverflowError, OSError, AttributeError):
-        raise GreentrackError(f"{source}: row {line}: column timestamp is not an ISO date and time: {_show(raw)}") from None
+        raise GreentrackError(f"{source}: row {line}: column timestamp is not an ISO date and time: "
+                              f"{_show(raw)}") from None
     if not TIME_MIN <= ts <= TIME_MAX:
         raise GreentrackError(f"{source}: row {line}: column timestamp must be between 2000 and 2100, got {_show(raw)}")
     return ts
@@ -220,7 +228,8 @@ def read_codecarbon(path: str | Path) -> list[dict[str, str]]:
             header = reader.fieldnames or []
             missing = [c for c in CODECARBON_REQUIRED if c not in header]
             if missing:
-                raise GreentrackError(f"{path} is not a CodeCarbon emissions CSV (missing columns: {', '.join(missing)})")
+                raise GreentrackError(f"{path} is not a CodeCarbon emissions CSV "
+                                      f"(missing columns: {', '.join(missing)})")
             rows = []
             for r in reader:
                 r["_line"] = str(reader.line_num)
@@ -257,7 +266,8 @@ def codecarbon_run(row: Mapping[str, Any], source: str, line: int) -> StoredRun:
     pue = _num(row, "pue", source, line, hi=100.0, positive=True) or 1.0
     cc_id = _text(row, "run_id")
     digest = hashlib.sha1(f"codecarbon|{cc_id}|{'' if cc_id else row.get('timestamp')}".encode()).hexdigest()[:12]
-    intensity = _or_none(RUNS.column("intensity_g_per_kwh"), co2 * 1000.0 / (kwh * pue) if co2 is not None and kwh else None)
+    derived = co2 * 1000.0 / (kwh * pue) if co2 is not None and kwh else None
+    intensity = _or_none(RUNS.column("intensity_g_per_kwh"), derived)
     region = _text(row, "country_iso_code") or None
     if _text(row, "cloud_provider") and _text(row, "cloud_region"):
         region = f"{_text(row, 'cloud_provider')}:{_text(row, 'cloud_region')}"

@@ -216,8 +216,7 @@ class RunWriter:
         self.begun = False
         self.needs_merge = True
         try:
-            reopen = getattr(store, "reopen")
-            reopen()
+            store.reopen()
             where = f"the run continues in the file now at {self.location}"
         except Exception as err:
             self.store = None

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 from ..units import fmt_co2, fmt_duration, fmt_energy, fmt_time, fmt_watts, table
