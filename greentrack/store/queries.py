@@ -57,8 +57,6 @@ class Reader:
 
     def _decorate(self, row: dict[str, Any]) -> dict[str, Any] | None:
         """A cleaned run row (None when it has no usable id), ``lost`` detected, ``energy_kwh`` added."""
-        from .redact import redact_command
-
         clean, problems = clean_row(RUNS, row)
         if clean.get("id") is None:
             return None
@@ -68,6 +66,8 @@ class Reader:
             if clean.get(k) is None:
                 clean[k] = default
         if clean.get("command"):
+            from .redact import redact_command
+
             clean["command"] = redact_command(clean["command"])
         if clean["status"] == "running" and clean.get("host") == os.uname().nodename and clean.get("pid"):
             if not _pid_alive(int(clean["pid"])):

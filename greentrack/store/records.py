@@ -10,7 +10,7 @@ through :func:`validate_row`, which rejects it with one line naming the record a
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import dataclass, field, fields
 from typing import Any, Mapping, Sequence
 
 from ..errors import GreentrackError
@@ -18,7 +18,7 @@ from . import codec
 from .schema import DEVICES, JSON_RULES, PHASES, RUNS, SERIES, Invalid, Table, check
 
 
-@dataclass(kw_only=True)
+@dataclass(kw_only=True, eq=False)
 class RunRow:
     """One ``runs`` row. ``tags``, ``notes``, ``stats`` and ``budget`` are Python objects (JSON in the table)."""
 
@@ -53,7 +53,7 @@ class RunRow:
     version: str | None = None
 
 
-@dataclass(kw_only=True)
+@dataclass(kw_only=True, eq=False)
 class RunEnd:
     """What :meth:`RunStore.finish_run` sets on a run when its session ends."""
 
@@ -71,7 +71,7 @@ class RunEnd:
     stats: dict[str, Any] | None = None
 
 
-@dataclass(kw_only=True)
+@dataclass(kw_only=True, eq=False)
 class DeviceRow:
     """One ``devices`` row of a run (the run id is the run's)."""
 
@@ -90,7 +90,7 @@ class DeviceRow:
     info: dict[str, Any] = field(default_factory=dict)
 
 
-@dataclass(kw_only=True)
+@dataclass(kw_only=True, eq=False)
 class PhaseRow:
     """One ``phases`` row of a run."""
 
@@ -102,7 +102,7 @@ class PhaseRow:
     steps: int | None = None
 
 
-@dataclass(kw_only=True)
+@dataclass(kw_only=True, eq=False)
 class SeriesChunk:
     """One ``series`` row: a device's points, encoded with :mod:`.codec` relative to the run's start."""
 
@@ -122,7 +122,7 @@ class SeriesChunk:
                    codec=codec.CODEC, data=codec.encode(times, powers, base_t))
 
 
-@dataclass(kw_only=True)
+@dataclass(kw_only=True, eq=False)
 class StoredRun:
     """A whole run as import and the spool carry it: the row, its devices, phases and series chunks."""
 
@@ -136,17 +136,33 @@ class StoredRun:
 RECORD_TABLES: dict[type, Table] = {RunRow: RUNS, DeviceRow: DEVICES, PhaseRow: PHASES, SeriesChunk: SERIES}
 
 
+_FIELDS: dict[type, tuple[str, ...]] = {}
+
+
 def record_fields(cls: type) -> tuple[str, ...]:
-    return tuple(f.name for f in fields(cls))
+    names = _FIELDS.get(cls)
+    if names is None:
+        names = _FIELDS[cls] = tuple(f.name for f in fields(cls))
+    return names
+
+
+def _rules(cls: type) -> tuple[tuple[str, str], ...]:
+    table = RECORD_TABLES[cls]
+    return tuple((n, table.column(n).rule) for n in record_fields(cls))
+
+
+_RULES: dict[type, tuple[tuple[str, str], ...]] = {}
 
 
 def sql_row(rec: Any, run_id: str | None = None) -> dict[str, Any]:
     """*rec* as ``{column: SQL value}`` (JSON columns encoded), with ``run_id`` when given."""
-    table = RECORD_TABLES[type(rec)]
-    data = asdict(rec)
+    cls = type(rec)
+    rules = _RULES.get(cls)
+    if rules is None:
+        rules = _RULES[cls] = _rules(cls)
     out: dict[str, Any] = {"run_id": run_id} if run_id is not None else {}
-    for name, value in data.items():
-        out[name] = _encode(table.column(name).rule, value)
+    for name, rule in rules:
+        out[name] = _encode(rule, getattr(rec, name))
     return out
 
 
@@ -158,7 +174,7 @@ def _encode(rule: str, value: Any) -> Any:
 
 def end_sql(end: RunEnd) -> dict[str, Any]:
     """The columns a :class:`RunEnd` sets, as SQL values."""
-    return {k: _encode(RUNS.column(k).rule, v) for k, v in asdict(end).items()}
+    return {k: _encode(RUNS.column(k).rule, getattr(end, k)) for k in record_fields(RunEnd)}
 
 
 def summarise_devices(names: list[str]) -> str:

@@ -14,7 +14,6 @@ reads as null, with a note on the run), so no stored value can break a report.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
 from typing import Any
 
 #: Run statuses: ``running`` while a session is open; ``lost`` is how a ``running`` run whose
@@ -35,37 +34,41 @@ INT_MAX = 2**63 - 1
 ID_MAX_LEN = 64
 
 
-@dataclass(frozen=True)
 class Column:
-    """One column: its name, SQL type, value rule, meaning, and the schema version that added it."""
+    """One column: its name, SQL type (TEXT, REAL, INTEGER, BLOB), value rule (see :data:`RULES`),
+    meaning, whether a value is required, and the schema version that added it."""
 
-    name: str
-    sql: str  # TEXT | REAL | INTEGER | BLOB
-    rule: str  # see RULES
-    doc: str
-    required: bool = False
-    since: int = 1
+    __slots__ = ("name", "sql", "rule", "doc", "required", "since")
+
+    def __init__(self, name: str, sql: str, rule: str, doc: str, required: bool = False, since: int = 1) -> None:
+        self.name, self.sql, self.rule, self.doc, self.required, self.since = name, sql, rule, doc, required, since
+
+    def __repr__(self) -> str:
+        return f"Column({self.name!r}, {self.sql!r}, {self.rule!r})"
 
 
-@dataclass(frozen=True)
 class Table:
     """One table: columns in order, primary key, indexes ``(name, columns)``."""
 
-    name: str
-    columns: tuple[Column, ...]
-    pk: tuple[str, ...]
-    indexes: tuple[tuple[str, tuple[str, ...]], ...] = ()
-    doc: str = ""
+    __slots__ = ("name", "columns", "pk", "indexes", "doc", "_by_name")
+
+    def __init__(self, name: str, columns: tuple[Column, ...], pk: tuple[str, ...],
+                 indexes: tuple[tuple[str, tuple[str, ...]], ...] = (), doc: str = "") -> None:
+        self.name, self.columns, self.pk, self.indexes, self.doc = name, columns, pk, indexes, doc
+        self._by_name = {c.name: c for c in columns}
+
+    def __repr__(self) -> str:
+        return f"Table({self.name!r})"
 
     @property
     def names(self) -> tuple[str, ...]:
         return tuple(c.name for c in self.columns)
 
     def column(self, name: str) -> Column:
-        for c in self.columns:
-            if c.name == name:
-                return c
-        raise KeyError(f"{self.name} has no column {name!r}")
+        try:
+            return self._by_name[name]
+        except KeyError:
+            raise KeyError(f"{self.name} has no column {name!r}") from None
 
     def create_sql(self, version: int) -> str:
         """``CREATE TABLE`` with the columns that exist at schema *version* (migration use)."""

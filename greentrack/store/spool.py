@@ -16,7 +16,6 @@ whose process died is taken back by the next delivery.
 
 from __future__ import annotations
 
-import base64
 import json
 import os
 import time
@@ -44,6 +43,8 @@ def spool_dir() -> Path:
 
 
 def _encode(sr: StoredRun, location: str, reason: str) -> dict[str, Any]:
+    import base64
+
     chunks = []
     for c in sr.chunks:
         d = asdict(c)
@@ -59,6 +60,8 @@ def _decode(doc: Any) -> tuple[str, StoredRun]:
         raise ValueError("not a greentrack spool file")
     if int(doc.get("version", 0)) > SPOOL_VERSION:
         raise ValueError(f"spool version {doc.get('version')} is newer than this greentrack reads")
+    import base64
+
     chunks = []
     for c in doc.get("chunks") or []:
         c = dict(c)

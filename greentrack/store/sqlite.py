@@ -17,7 +17,6 @@ import os
 import sqlite3
 import threading
 import time
-import urllib.parse
 from pathlib import Path
 from typing import Any, Callable, Mapping, Sequence, TypeVar
 
@@ -28,7 +27,6 @@ from .base import StoreBusy, StoreCorrupt, StoreError, StoreFull, StoreGone, Sto
 from .migrations import SCHEMA_VERSION
 from .queries import Reader
 from .records import DeviceRow, PhaseRow, RunEnd, RunRow, SeriesChunk, StoredRun, end_sql, sql_row
-from .redact import redact_command
 from .retry import retry
 from .schema import RUNS
 
@@ -177,6 +175,8 @@ class SQLiteStore(Reader):
             raise translate(exc, self.location) from None
 
     def _connect_read_only(self) -> sqlite3.Connection:
+        import urllib.parse
+
         uri = "file:" + urllib.parse.quote(str(self.path.resolve()))
         for query in ("?mode=ro", "?mode=ro&immutable=1"):
             conn = sqlite3.connect(uri + query, uri=True, timeout=BUSY_SLICE_MS / 1000, isolation_level=None,
@@ -317,6 +317,8 @@ class SQLiteStore(Reader):
         row["pid"] = row["pid"] if row["pid"] is not None else os.getpid()
         row["updated_at"] = time.time()
         if row.get("command"):
+            from .redact import redact_command
+
             row["command"] = redact_command(row["command"])
         return row
 
