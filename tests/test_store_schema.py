@@ -130,3 +130,22 @@ def test_a_session_writes_typed_records_through_the_writer(db_path):
     assert all(isinstance(d, DeviceRow) for d in s._final_device_rows())
     got = open_store(db_path, create=False).get_run(s.id)
     assert got["tags"] == {"k": "v"} and got["devices"][0]["name"] == "Mock GPU" and got["status"] == "finished"
+
+
+def test_the_storage_doc_shows_the_schema_as_it_is():
+    """docs/storage.md embeds greentrack.store.schema.markdown() between its generated markers."""
+    from greentrack.store.schema import markdown
+
+    text = (ROOT / "docs" / "storage.md").read_text()
+    block = text.split("<!-- generated: schema -->\n", 1)[1].split("<!-- end generated -->", 1)[0]
+    assert block == markdown(), "docs/storage.md is stale: paste greentrack.store.schema.markdown() into its block"
+
+
+def test_the_storage_doc_names_tests_that_exist():
+    """Each guarantee in docs/storage.md names its test; every test named there exists."""
+    text = (ROOT / "docs" / "storage.md").read_text()
+    named = set(re.findall(r"`(test_[a-z0-9_]+)`", text))
+    defined = set()
+    for path in (ROOT / "tests").glob("test_*.py"):
+        defined |= set(re.findall(r"^def (test_[a-z0-9_]+)", path.read_text(), re.M))
+    assert named and named <= defined, sorted(named - defined)

@@ -308,3 +308,25 @@ def _show(v: Any) -> str:
     except Exception:  # pragma: no cover - a repr that raises
         r = f"<{type(v).__name__}>"
     return r if len(r) <= 40 else r[:37] + "..."
+
+
+_RULE_WORDS = {
+    "id": "1-64 printable characters, no spaces", "name": "non-empty text", "text": "text",
+    "status": "one of " + ", ".join(STATUSES), "time": "unix seconds, 2000-2100", "seconds": "seconds, 0 to 3.2e9",
+    "joules": "J, 0 to 1e18", "kg": "kg, 0 to 1e15", "g_per_kwh": "gCO2e/kWh, 0 to 10000", "pue": "> 0, at most 100",
+    "watts": "W, 0 to 1e6", "amount": "0 to 1e18", "count": "whole number >= 0", "tags": "JSON object of text",
+    "notes": "JSON list of text", "object": "JSON object (finite numbers)", "blob": "bytes",
+}
+
+
+def markdown() -> str:
+    """The tables as Markdown (docs/storage.md embeds it; a test checks it is current)."""
+    out = []
+    for t in TABLES:
+        out += [f"`{t.name}`: {t.doc}; primary key ({', '.join(t.pk)})", "",
+                "| column | type | rule | meaning |", "|---|---|---|---|"]
+        for c in t.columns:
+            rule = _RULE_WORDS[c.rule] + (", required" if c.required else "")
+            out.append(f"| `{c.name}` | {c.sql} | {rule} | {c.doc} |")
+        out.append("")
+    return "\n".join(out).rstrip() + "\n"
