@@ -36,6 +36,7 @@ FLUSH_WAIT_S = 0.5  # the longest a flush waits for a locked database
 BUSY_FLUSH_WAIT_S = 0.05  # ... once the lock has already made a flush wait in vain
 LOCK_TIMEOUT_S = 3.0  # default of GREENTRACK_LOCK_TIMEOUT: the end of a run waits at most this long
 REOPEN_EVERY_S = 5.0  # how often a store that failed to open is tried again during a run
+DELIVER_BUDGET_S = 2.0  # a session delivers spooled runs for at most this long at its start (the rest: later)
 
 
 def lock_timeout_s() -> float:
@@ -252,7 +253,10 @@ class RunWriter:
             waiting = spool.entries()
         except Exception:
             return
+        until = time.monotonic() + DELIVER_BUDGET_S
         for entry in waiting:
+            if time.monotonic() > until:
+                break
             if entry.run_id == (self.run.id if self.run else None):
                 continue
             loc, err = spool.deliver(entry, lambda _loc: store, timeout_s=FLUSH_WAIT_S, only=store.location)
