@@ -14,23 +14,8 @@ Callers get a :class:`RunStore` from :func:`open_store` and never learn which ba
 
 from __future__ import annotations
 
-import os
-
 from .base import RunStore, StoreBusy, StoreCorrupt, StoreError, StoreFull, StoreGone, StoreUnwritable
-from .sqlite import SQLiteStore, Store, hostname
-
-
-def open_store(path: str | os.PathLike[str] | None = None, create: bool = True, *, write: bool | None = None,
-               verify: bool = False) -> RunStore:
-    """Open the database the settings name (argument > env > pyproject > default).
-
-    ``create=False`` (or ``write=False``) opens it for reading only: a missing file is an
-    error rather than a new database, and a read-only file or mount reads fine.
-    """
-    from ..settings import resolve_db_path
-
-    return SQLiteStore(resolve_db_path(path), write=create if write is None else write, verify=verify)
-
+from .sqlite import SQLiteStore, Store, hostname, open_store
 
 __all__ = ["RunStore", "Store", "SQLiteStore", "open_store", "hostname", "StoreError", "StoreBusy", "StoreFull",
            "StoreGone", "StoreUnwritable", "StoreCorrupt"]

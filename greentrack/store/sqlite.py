@@ -36,7 +36,7 @@ READ_TIMEOUT_S = 10.0  # readers wait only while a crashed writer's WAL is recov
 BUSY_SLICE_MS = 100  # SQLite's own busy wait per try; retry() loops until the deadline
 CHECKED_TABLES = ("runs", "run_tags", "devices", "phases")  # verified before `greentrack run` starts
 
-__all__ = ["SQLiteStore", "Store", "SCHEMA_VERSION", "hostname", "is_busy", "translate"]
+__all__ = ["SQLiteStore", "Store", "SCHEMA_VERSION", "hostname", "is_busy", "translate", "open_store"]
 
 
 def hostname() -> str:
@@ -466,3 +466,15 @@ class SQLiteStore(Reader):
 
 
 Store = SQLiteStore  # the name the rest of the code and the tests have always used
+
+
+def open_store(path: str | os.PathLike[str] | None = None, create: bool = True, *, write: bool | None = None,
+               verify: bool = False) -> SQLiteStore:
+    """Open the database the settings name (argument > env > pyproject > default).
+
+    ``create=False`` (or ``write=False``) opens it for reading only: a missing file is an
+    error rather than a new database, and a read-only file or mount reads fine.
+    """
+    from ..settings import resolve_db_path
+
+    return SQLiteStore(resolve_db_path(path), write=create if write is None else write, verify=verify)
