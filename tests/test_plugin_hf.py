@@ -103,7 +103,8 @@ def _env(site: Path, tmp_path: Path) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("GREENTRACK_")}
     env.update(PYTHONPATH=os.pathsep.join(p for p in (str(site), os.environ.get("PYTHONPATH", "")) if p),
                GREENTRACK_BACKEND="mock", GREENTRACK_MOCK="constant:300", GREENTRACK_FLUSH_INTERVAL="0.1",
-               GREENTRACK_DB=str(tmp_path / "runs.db"), TRANSFORMERS_OFFLINE="1", HF_HUB_OFFLINE="1",
+               GREENTRACK_DB=str(tmp_path / "runs.db"), XDG_STATE_HOME=str(tmp_path / "xdg-state"),
+               TRANSFORMERS_OFFLINE="1", HF_HUB_OFFLINE="1",
                TOKENIZERS_PARALLELISM="false", OMP_NUM_THREADS="1")
     return env
 
