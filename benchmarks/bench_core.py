@@ -167,6 +167,7 @@ def storage() -> None:
 
     from greentrack.measure.sampler import Sampler
     from greentrack.measure.sources.mock import MockSource
+    from greentrack.store.records import RunEnd, RunRow, SeriesChunk
     from greentrack.store.sqlite import Store
 
     rnd = random.Random(1)
@@ -182,8 +183,12 @@ def storage() -> None:
         src = MockSource(trace="constant:1", clock=lambda: clock["t"])
         src.gpus[0].power = power
         t0 = clock["t"]
-        st.begin_run({"id": "r", "name": "storage", "started_at": t0}, {}, [])
-        sampler = Sampler([src], 2.0, lambda chunks, states: st.progress("r", 0.0, [], chunks, t0))
+        st.begin_run(RunRow(id="r", name="storage", started_at=t0), [])
+
+        def flush(chunks: list, states: list) -> None:
+            st.progress("r", 0.0, [], [SeriesChunk.encode(k, seq, t, p, t0) for k, seq, _t0, t, p in chunks if t])
+
+        sampler = Sampler([src], 2.0, flush)
         sampler.read_counters(first=True)
         hours = 0.25
         while clock["t"] - t0 < hours * 3600:  # virtual clock: poll every 1 s, flush every 2 s
@@ -192,7 +197,7 @@ def storage() -> None:
             if int(clock["t"] - t0) % 2 == 0:
                 sampler.flush()
         sampler.flush(final=True)
-        st.finish_run("r", {"status": "finished", "ended_at": clock["t"]}, [], [])
+        st.finish_run("r", RunEnd(status="finished", ended_at=clock["t"]), [], [])
         data = st.conn.execute("SELECT sum(length(data)), sum(n), count(*) FROM series").fetchone()
         st.close()
         size = os.path.getsize(Path(d) / "s.db")

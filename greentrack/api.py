@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any, Iterable, Sequence
 
 from .errors import GreentrackError, suggest
-from .store import Store, open_store
+from .store import RunStore, open_store
 from .views.runs import STATUSES
 
 
@@ -30,7 +30,7 @@ def query_runs(db: str | os.PathLike[str] | None = None, last: int | None = 10, 
     path = resolve_db_path(db)
     if not path.exists():
         return []
-    return Store(path).list_runs(last=last, **filters)
+    return open_store(path, write=False).list_runs(last=last, **filters)
 
 
 def runs(last: int | None = None, db: str | os.PathLike[str] | None = None, **filters: Any) -> Any:
@@ -67,11 +67,9 @@ def load(run: str, db: str | os.PathLike[str] | None = None) -> dict[str, Any]:
     """
     import pandas as pd
 
-    from .store.series import read_series_np
-
     store = open_store(db, create=False)
     r = store.get_run(run)
-    series = read_series_np(store, r["id"])
+    series = store.read_series(r["id"], arrays=True)
     r["series"] = {k: pd.DataFrame({"time": pd.to_datetime(t, unit="s", utc=True), "power_w": p})
                    for k, (t, p) in series.items()}
     r["devices"] = pd.DataFrame(r["devices"])
@@ -82,12 +80,10 @@ def load(run: str, db: str | os.PathLike[str] | None = None) -> dict[str, Any]:
     return r
 
 
-def run_with_series(store: Store, ref: str) -> tuple[dict[str, Any], dict[str, tuple[Any, Any]]]:
-    """One run (``Store.get_run``) and its power series as numpy arrays."""
-    from .store.series import read_series_np
-
+def run_with_series(store: RunStore, ref: str) -> tuple[dict[str, Any], dict[str, tuple[Any, Any]]]:
+    """One run (``RunStore.get_run``) and its power series as numpy arrays."""
     run = store.get_run(ref)
-    return run, read_series_np(store, run["id"])
+    return run, store.read_series(run["id"], arrays=True)
 
 
 def show_view(ref: str, db: str | os.PathLike[str] | None = None, width: int = 60) -> dict[str, Any]:
@@ -143,7 +139,7 @@ def html_report(rows: list[dict[str, Any]], db: str | os.PathLike[str] | None = 
             note = f"its details could not be read ({type(exc).__name__}); the table has its figures"
             details.append((dict(r, devices=[], phases=[], notes=[*(r.get("notes") or []), note]), {}))
     st = (study, study_comparison(study, db=db)) if study else None
-    return render_html(rows, details, comparison=comparison, source=str(store.path), title=title, study=st)
+    return render_html(rows, details, comparison=comparison, source=store.location, title=title, study=st)
 
 
 def study_comparison(study_id: str, db: str | os.PathLike[str] | None = None) -> list[dict[str, Any]]:

@@ -55,6 +55,13 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("GREENTRACK_GPU_STATE", None, "$XDG_STATE_HOME/greentrack/gpu-settings.json",
             "where greentrack tune records a GPU's original power limit and clocks until they are restored"),
     Setting("GREENTRACK_CURRENCY", "currency", "USD", "currency of GREENTRACK_PRICE_PER_KWH, shown with every cost"),
+    Setting("GREENTRACK_LOCK_TIMEOUT", None, "3",
+            "seconds a session's last write waits for a database locked by another process before the run goes to "
+            "the spool (stop() returns within about this plus 1 s)"),
+    Setting("GREENTRACK_SPOOL", None, "$XDG_STATE_HOME/greentrack/spool",
+            "folder of runs that could not be written (locked, full or missing database), delivered later"),
+    Setting("GREENTRACK_REDACT", "redact", "*key*,*token*,*password*,*passwd*,*secret*,*credential*",
+            "option/variable name patterns whose values are redacted from stored command lines; none: off"),
     Setting("GREENTRACK_DEBUG", None, "", "1: the CLI shows the traceback of an unexpected error"),
     Setting("", "scenarios", "", "[tool.greentrack.scenarios.NAME] tables: your own scenarios (see docs/carbon.md)"),
     Setting("", "scenario_files", "", "list of scenario TOML/JSON files to load"),

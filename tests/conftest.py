@@ -23,10 +23,12 @@ def _greentrack_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("GREENTRACK_DB", str(tmp_path / "greentrack.db"))
     monkeypatch.setenv("GREENTRACK_BACKEND", "mock")
     monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path / "xdg"))
+    monkeypatch.setenv("XDG_STATE_HOME", str(tmp_path / "xdg-state"))  # the spool of runs not yet written
     for var in ("GREENTRACK_REGION", "GREENTRACK_MOCK", "GREENTRACK_MOCK_GPUS", "GREENTRACK_MOCK_FEATURES",
                 "GREENTRACK_MOCK_FAIL_AFTER", "GREENTRACK_DISABLE_PLUGINS", "GREENTRACK_SAMPLE_INTERVAL",
                 "GREENTRACK_FLUSH_INTERVAL", "RANK", "WORLD_SIZE", "LOCAL_RANK", "GREENTRACK_JOB_ID",
-                "TORCHELASTIC_RUN_ID", "SLURM_JOB_ID", "CUDA_VISIBLE_DEVICES"):
+                "TORCHELASTIC_RUN_ID", "SLURM_JOB_ID", "CUDA_VISIBLE_DEVICES", "GREENTRACK_SPOOL",
+                "GREENTRACK_LOCK_TIMEOUT", "GREENTRACK_REDACT"):
         monkeypatch.delenv(var, raising=False)
     # run from a folder without a pyproject.toml so [tool.greentrack] of this repo is not read
     monkeypatch.chdir(tmp_path)

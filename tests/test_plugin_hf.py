@@ -117,7 +117,8 @@ def _env(site: Path, tmp_path: Path) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("GREENTRACK_")}
     env.update(PYTHONPATH=os.pathsep.join(p for p in (str(site), os.environ.get("PYTHONPATH", "")) if p),
                GREENTRACK_BACKEND="mock", GREENTRACK_MOCK="constant:300", GREENTRACK_FLUSH_INTERVAL="0.1",
-               GREENTRACK_DB=str(tmp_path / "runs.db"), TRANSFORMERS_OFFLINE="1", HF_HUB_OFFLINE="1",
+               GREENTRACK_DB=str(tmp_path / "runs.db"), XDG_STATE_HOME=str(tmp_path / "xdg-state"),
+               TRANSFORMERS_OFFLINE="1", HF_HUB_OFFLINE="1",
                TOKENIZERS_PARALLELISM="false", OMP_NUM_THREADS="1")
     return env
 
@@ -181,7 +182,8 @@ def test_unstorable_db_measures_without_storing(trained: dict) -> None:
     assert run["steps"] == 8 and run["samples"] == 32 and run["tokens"] == 32 * 8
     assert run["energy_j"] > 0 and nodb["last_log"]["greentrack/energy_kwh"] == run["energy_kwh"]
     assert [s["name"] for s in Store(trained["tmp"] / "runs.db").list_runs(last=None)] == ["tiny-gpt2"]
-    assert "the run is measured but not stored" in trained["stderr"]
+    assert "the run is measured and kept until it can be written" in trained["stderr"]
+    assert "kept in the spool" in trained["stderr"]  # delivered once the database can be written (docs/storage.md)
 
 
 def test_session_failure_does_not_break_training(trained: dict) -> None:

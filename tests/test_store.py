@@ -15,6 +15,7 @@ import pytest
 
 import greentrack
 from greentrack.errors import NotFoundError, SchemaError
+from greentrack.store.records import RunEnd, RunRow, SeriesChunk
 from greentrack.store.sqlite import SCHEMA_VERSION, Store
 
 
@@ -157,7 +158,7 @@ def test_series_storage_per_gpu_hour(db_path):
     rnd = random.Random(7)
     st = Store(db_path)
     t0 = 1_700_000_000.0
-    st.begin_run({"id": "size", "name": "size", "started_at": t0}, {}, [])
+    st.begin_run(RunRow(id="size", name="size", started_at=t0), [])
     seq = 0
     t = t0
     p = 400.0
@@ -168,9 +169,9 @@ def test_series_storage_per_gpu_hour(db_path):
             p = min(700.0, max(80.0, p + rnd.gauss(0, 15)))
             times.append(t)
             powers.append(p)
-        st.progress("size", 0.0, [], [("gpu0", seq, times[0], times, powers)], t0)
+        st.progress("size", 0.0, [], [SeriesChunk.encode("gpu0", seq, times, powers, t0)])
         seq += 1
-    st.finish_run("size", {"status": "finished", "ended_at": t}, [], [])
+    st.finish_run("size", RunEnd(status="finished", ended_at=t), [], [])
     size = st.conn.execute("SELECT sum(length(data)) + count(*) * 48 FROM series WHERE run_id='size'").fetchone()[0]
     assert size < 100_000, size
     back = st.read_series("size")["gpu0"]
@@ -180,12 +181,13 @@ def test_series_storage_per_gpu_hour(db_path):
 
 RACE = textwrap.dedent("""
     import os, sys, time
+    from greentrack.store.records import RunRow
     from greentrack.store.sqlite import Store
     t = float(sys.argv[2])
     while time.time() < t:
         pass
     st = Store(sys.argv[1])
-    st.begin_run({"id": "r%d" % os.getpid(), "name": "race", "started_at": time.time()}, {}, [])
+    st.begin_run(RunRow(id="r%d" % os.getpid(), name="race", started_at=time.time()), [])
 """)
 
 

@@ -53,11 +53,19 @@ def parse_since(value: str | None) -> float | None:
                               "12h") from None
 
 
-def write_output(text: str, path: str | os.PathLike[str]) -> None:
-    """Write a report file; a path that cannot be written is a one-line error."""
+def write_output(text: str, path: str | os.PathLike[str], db: str | os.PathLike[str] | None = None) -> None:
+    """Write a report file; a path that cannot be written is a one-line error.
+
+    The database (*db*, else the one the settings name), its -wal/-shm files and any other
+    SQLite file are refused: a report never overwrites runs.
+    """
     from pathlib import Path
 
+    from ..settings import resolve_db_path
+    from ..store.health import guard_output
+
     p = Path(path).expanduser()
+    guard_output(p, resolve_db_path(db))
     try:
         if p.is_dir():
             raise GreentrackError(f"cannot write {p}: it is a directory")

@@ -44,7 +44,9 @@ def compare_cmd(run: str | None, scenarios: tuple[str, ...], files: tuple[str, .
         raise GreentrackError("name a run: greentrack compare RUN --scenario NAME (RUN may be 'last')")
     c = compare(run, list(scenarios), db=db, files=files)
     if fmt == "json":
-        click.echo(json.dumps(c.as_dict(), indent=1))
+        from ..views.runs import dumps_json
+
+        click.echo(dumps_json(c.as_dict(), indent=1))
     elif fmt == "html":
         click.echo(cmp.render_html(c))
     else:

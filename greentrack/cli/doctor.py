@@ -2,16 +2,17 @@
 
 It opens each source the way a session would and says, per device, what greentrack will use
 for the run total and for the time series (and so for per-step and per-phase energy), what
-is missing and why, where runs are stored, and which settings of
+is missing and why, and where runs are stored: whether the database is sound and really
+writable (found by trying, writing nothing), which runs wait in the spool, and which settings of
 :data:`greentrack.settings.SETTINGS` are set, to what, and where (the environment or the
-``[tool.greentrack]`` table of the nearest pyproject.toml). It never writes anything.
+``[tool.greentrack]`` table of the nearest pyproject.toml). It never writes anything, except with
+``--deliver`` (delivers the spooled runs) and ``--salvage`` (copies a damaged database's readable rows).
 """
 
 from __future__ import annotations
 
 import json
 import os
-import sqlite3
 from pathlib import Path
 from typing import Any
 
@@ -66,26 +67,19 @@ def _rapl() -> dict[str, Any]:
 def _database(db: str | None) -> dict[str, Any]:
     from .. import settings as config
     from ..errors import GreentrackError
+    from ..store.health import inspect
 
     try:
         path = config.resolve_db_path(db)
     except GreentrackError as exc:  # e.g. a pyproject.toml that does not parse: say so, diagnose the rest
         return {"path": None, "exists": False, "writable": False, "error": str(exc)}
-    out: dict[str, Any] = {"path": str(path), "exists": path.exists()}
-    parent = path.parent
-    while not parent.exists() and parent != parent.parent:
-        parent = parent.parent
-    out["writable"] = os.access(path if path.exists() else parent, os.W_OK)
-    if path.exists():
-        try:
-            con = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=2)
-            try:
-                out["runs"] = con.execute("select count(*) from runs").fetchone()[0]
-            finally:
-                con.close()
-        except sqlite3.Error as exc:
-            out["error"] = str(exc)
-    return out
+    return inspect(path)
+
+
+def _spool() -> dict[str, Any]:
+    from ..store.health import spool_status
+
+    return spool_status()
 
 
 def _scope() -> dict[str, Any]:
@@ -131,7 +125,7 @@ def diagnose(db: str | None = None, nv: Any = None) -> dict[str, Any]:
     from .. import __version__
 
     return {"greentrack": __version__, "gpus": _gpus(nv), "rapl": _rapl(), "database": _database(db),
-            "environment": _scope(), "settings": _settings()}
+            "spool": _spool(), "environment": _scope(), "settings": _settings()}
 
 
 def _show_value(value: Any) -> str:
@@ -233,13 +227,10 @@ def render(d: dict[str, Any]) -> str:
             lines.append(f"  {z['zone']}  {z['name']:<10} {state}")
     lines.append("")
     db = d["database"]
-    if db["path"] is None:
+    if db.get("path") is None:
         lines.append(f"Database: unknown ({db.get('error')}).")
     else:
-        state = (plural(db["runs"], "run") if "runs" in db else
-                 ("not created yet" if not db["exists"] else db.get("error", "")))
-        lines.append(f"Database: {db['path']} ({state}; {'writable' if db['writable'] else 'NOT writable'}).")
-    lines.append("  Set GREENTRACK_DB or [tool.greentrack] db in pyproject.toml to use another file.")
+        lines += _render_database(db, d.get("spool"))
     chosen = {x["env"]: x for x in d.get("settings", {}).get("items", []) if x["set"] and x["env"]}
     b = chosen.get("GREENTRACK_BACKEND")
     if b is None and "settings" not in d and "GREENTRACK_BACKEND" in env:  # a diagnosis without its settings
@@ -255,13 +246,86 @@ def render(d: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+def _render_database(db: dict[str, Any], spool: dict[str, Any] | None) -> list[str]:
+    from ..store.health import advice
+
+    if db.get("is_directory"):
+        return [f"Database: {db['path']} (NOT usable: {db['error']}).",
+                "  Set GREENTRACK_DB or [tool.greentrack] db in pyproject.toml to a file."]
+    if "runs" in db:
+        state = f"{db['runs']} runs"
+    elif not db["exists"]:
+        state = "not created yet"
+    else:
+        state = db.get("error") or db.get("integrity") or ""
+    if db.get("schema") is not None and db["schema"] != db.get("current_schema"):
+        state += f"; schema v{db['schema']}, upgraded to v{db['current_schema']} at the next write"
+    access = "writable" if db["writable"] else "NOT writable"
+    if db.get("why_not_writable"):
+        access += f": {db['why_not_writable']}"
+    lines = [f"Database: {db['path']} ({state}; {access})."]
+    if db.get("damaged"):
+        reason = db.get("integrity") if db.get("integrity") not in (None, "ok") else db.get("error")
+        lines.append(f"  DAMAGED: {reason}. Reports and runs refuse it until it is repaired or moved aside:")
+        lines += [f"  - {a}" for a in advice(db["path"])]
+    if db.get("read_only_storage"):
+        lines.append("  On read-only storage: reports, show and export read it; runs cannot be stored in it.")
+    elif db.get("exists") and not db["writable"]:
+        lines.append("  Reports, show and export can read it; new runs go to the spool until it is writable.")
+    if db.get("others_can_read"):
+        lines.append(f"  Readable by other users (mode {db['mode']}): chmod 600 {db['path']} keeps your runs and "
+                     "command lines private.")
+    lines.append("  Set GREENTRACK_DB or [tool.greentrack] db in pyproject.toml to use another file.")
+    if spool:
+        waiting = spool.get("waiting") or {}
+        n = sum(len(v) for v in waiting.values())
+        if n:
+            lines.append(f"Spool: {n} run(s) waiting in {spool['folder']} to be written:")
+            for loc, ids in sorted(waiting.items()):
+                lines.append(f"  {len(ids)} for {loc}: {', '.join(ids[:5])}{' ...' if len(ids) > 5 else ''}")
+            lines.append("  'greentrack doctor --deliver' delivers them (the next session on a database does too).")
+        for u in spool.get("unreadable") or []:
+            lines.append(f"  unreadable spool file {u}")
+    return lines
+
+
 @click.command("doctor")
 @click.option("--json", "as_json", is_flag=True, help="Print the diagnosis as JSON.")
-@click.option("--db", type=click.Path(dir_okay=False), default=None, help="Database file to check.")
-def doctor_cmd(as_json: bool, db: str | None) -> None:
-    """What this machine can measure: GPUs, counters, sample buffers, RAPL, the database, the settings in force."""
+@click.option("--db", type=click.Path(), default=None, help="Database file to check.")
+@click.option("--deliver", is_flag=True, help="Deliver the runs waiting in the spool to their databases, then check.")
+@click.option("--salvage", type=click.Path(dir_okay=False), default=None, metavar="NEW.db",
+              help="Copy every row of a damaged database that can still be read into the new file NEW.db.")
+def doctor_cmd(as_json: bool, db: str | None, deliver: bool, salvage: str | None) -> None:
+    """What this machine can measure: GPUs, counters, sample buffers, RAPL, the database, the spool, the settings in force."""
+    if salvage:
+        from pathlib import Path
+
+        from .. import settings as config
+        from ..store.health import salvage as do_salvage
+
+        src = config.resolve_db_path(db)
+        got = do_salvage(src, Path(salvage).expanduser())
+        for table, (copied, unreadable) in got.items():
+            spans = ", ".join(f"{a}" if a == b else f"{a}-{b}" for a, b in unreadable[:5])
+            more = " ..." if len(unreadable) > 5 else ""
+            click.echo(f"{table}: {copied} rows copied" + (f"; rowids {spans}{more} unreadable" if unreadable else ""))
+        damaged = any(u for _c, u in got.values())
+        click.echo(f"salvaged {src} into {salvage}" + (" (the unreadable rows are left behind)" if damaged else ""))
+        return
+    failed = 0
+    if deliver:
+        from ..store.health import deliver_spool
+
+        for run_id, loc, err in deliver_spool():
+            if err is None:
+                click.echo(f"delivered run {run_id} to {loc}", err=True)
+            else:
+                failed += 1
+                click.echo(f"greentrack: could not deliver run {run_id} to {loc}: {err}", err=True)
     d = diagnose(db)
     click.echo(json.dumps(d, indent=1, default=str) if as_json else render(d))
+    if failed:
+        raise SystemExit(1)
 
 
 def register(cli: click.Group) -> None:

@@ -24,12 +24,10 @@ def export_cmd(runs: tuple[str, ...], last: int | None, name: str | None, since:
     """Export RUNS (ids, prefixes, names; default: every run matching the filters).
 
     Read a JSON export back with 'greentrack import greentrack FILE'."""
-    import json
-
     from ..api import query_runs
     from ..errors import GreentrackError
     from ..store import open_store
-    from ..store.transfer import export_runs
+    from ..store.transfer import dumps, export_runs
     from ..views.runs import render_csv
     from .common import write_output
 
@@ -40,15 +38,15 @@ def export_cmd(runs: tuple[str, ...], last: int | None, name: str | None, since:
         ids = [store.resolve_id(r) for r in runs]
         rows = [store.get_run(i) for i in ids]
     else:
-        rows = query_runs(db=store.path, last=last, name=name, since=parse_since(since), tags=parse_tags(tags),
+        rows = query_runs(db=store.location, last=last, name=name, since=parse_since(since), tags=parse_tags(tags),
                           status=status)
         ids = [r["id"] for r in rows]
     if fmt == "csv":
         text = render_csv(rows)
     else:
-        text = json.dumps(export_runs(store, ids, series=series), indent=1, default=str) + "\n"
+        text = dumps(export_runs(store, ids, series=series))
     if output:
-        write_output(text, output)
+        write_output(text, output, db)
         from ..units import plural
 
         click.echo(f"wrote {output} ({plural(len(ids), 'run')})", err=True)

@@ -65,7 +65,7 @@ def report_cmd(last: int, name: str | None, since: str | None, until: str | None
                 (name, since, until, tags, status, job_id)) else " (the database is empty)"))
         text = html_report(rows, db=db, detail=detail, scenarios=list(scenarios), study=study_id)
         path = output or default_report_path()
-        write_output(text, path)
+        write_output(text, path, db)
         click.echo(f"wrote {path} ({plural(len(rows), 'run')})")
         return
     if scenarios:
@@ -78,7 +78,7 @@ def report_cmd(last: int, name: str | None, since: str | None, until: str | None
         return
     text = render(rows, fmt)
     if output:
-        write_output(text if text.endswith("\n") else text + "\n", output)
+        write_output(text if text.endswith("\n") else text + "\n", output, db)
         click.echo(f"wrote {output} ({plural(len(rows), 'run')}, {fmt})", err=True)
     else:
         click.echo(text.rstrip("\n"))

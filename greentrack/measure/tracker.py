@@ -89,6 +89,7 @@ class Session:
         self.notes: list[str] = []
         self.intensity: Any = None
         self.store: Any = None
+        self.writer: Any = None
         self.sampler: Any = None
         self.sources: list[Any] = []
         self.backend = "none"
@@ -212,18 +213,14 @@ class Session:
                     bind(self)
                 except Exception as exc:  # a plugin source's bug must not stop the run
                     _warn_once(str(getattr(s, "name", type(s).__name__)), "bind", exc)
-        # store
+        # store: a bad database stops a strict session here; otherwise the run is kept and spooled
         if self._want_store:
-            from ..store.sqlite import Store
+            from ..store.writer import RunWriter
 
-            try:
-                self.store = Store(settings.db_path)
-            except GreentrackError as exc:
-                if self.strict:
-                    raise
-                _say_once(f"{exc}; the run is measured but not stored")
-                self.notes.append(str(exc))
-                self.store = None
+            self.writer = RunWriter(settings.db_path, strict=self.strict)
+            self.store = self.writer.open()
+            if self.writer.open_error is not None:
+                self.notes.append(str(self.writer.open_error))
         from .sampler import Sampler
 
         self.sampler = Sampler(self.sources, settings.flush_interval_s, self._on_flush, self._on_start)
@@ -238,15 +235,16 @@ class Session:
             self._display = LiveStatus(self, capture=True).start()
         return self
 
-    def _device_rows(self, final: bool = False) -> list[dict[str, Any]]:
+    def _device_rows(self) -> list[Any]:
+        from ..store.records import DeviceRow
+
         rows = []
         for st in (self.sampler.states if self.sampler else []):
             d = st.device
-            rows.append({"key": d.key, "kind": d.kind, "idx": d.index, "name": d.name, "uuid": d.uuid,
-                         "method": d.method, "series_method": d.series_method,
-                         "energy_j": self._device_energy_so_far(st), "n_samples": st.acc.n_raw,
-                         "peak_power_w": st.acc.peak_w if st.acc.n_raw else None,
-                         "info": _json(d.info)})
+            rows.append(DeviceRow(key=d.key, kind=d.kind, idx=d.index, name=d.name, uuid=d.uuid, method=d.method,
+                                  series_method=d.series_method, energy_j=self._device_energy_so_far(st),
+                                  n_samples=st.acc.n_raw, peak_power_w=st.acc.peak_w if st.acc.n_raw else None,
+                                  info=dict(d.info)))
         return rows
 
     @staticmethod
@@ -257,23 +255,20 @@ class Session:
         return st.acc.cum_j if st.acc.n_raw else None
 
     def _on_start(self) -> None:
-        if self.store is None:
-            return
-        try:
-            self.store.begin_run(self._run_row(), self.tags, self._device_rows())
-        except GreentrackError as exc:
-            _say_once(f"{exc}; the run is measured but not stored")
-            self.store = None
+        if self.writer is not None:
+            self.writer.begin(self._run_row(), self._device_rows())
 
-    def _run_row(self) -> dict[str, Any]:
+    def _run_row(self) -> Any:
         from .._version import __version__
+        from ..store.records import RunRow
 
-        return {"id": self.id, "name": self.name, "status": "running", "started_at": self.started_at,
-                "region": self.intensity.region if self.intensity else None,
-                "intensity_g_per_kwh": self.intensity.g_per_kwh if self.intensity else None,
-                "intensity_source": self.intensity.describe() if self.intensity else None,
-                "pue": self.pue, "backend": self.backend, "command": self.command, "job_id": self.job_id,
-                "rank": self.rank, "world_size": self.world_size, "version": __version__}
+        assert self.started_at is not None
+        return RunRow(id=self.id, name=self.name, status="running", started_at=self.started_at,
+                      region=self.intensity.region if self.intensity else None,
+                      intensity_g_per_kwh=self.intensity.g_per_kwh if self.intensity else None,
+                      intensity_source=self.intensity.describe() if self.intensity else None,
+                      pue=self.pue, backend=self.backend, command=self.command, tags=dict(self.tags),
+                      job_id=self.job_id, rank=self.rank, world_size=self.world_size, version=__version__)
 
     def live_energy_j(self) -> float | None:
         """Energy measured so far (as of the last flush); no hardware read on this thread."""
@@ -324,11 +319,11 @@ class Session:
         from .. import plugins
 
         total = self.live_energy_j()
-        if self.store is not None:
-            try:
-                self.store.progress(self.id, total, self._device_rows(), chunks, self.started_at)
-            except Exception as exc:  # disk full, locked too long: report once, keep measuring
-                _say_once(f"cannot write run {self.id} to {self.store.path}: {exc}")
+        if self.writer is not None and self.started_at is not None:  # bounded wait; unwritten data is kept
+            from ..store.records import SeriesChunk
+
+            encoded = [SeriesChunk.encode(k, seq, t, p, self.started_at) for k, seq, _t0, t, p in chunks if t]
+            self.writer.progress(total, self._device_rows(), encoded)
         if chunks:
             plugins.hook().greentrack_samples(run=self.view, batch=[(k, t, p) for k, _s, _t0, t, p in chunks])
         self._check_budgets(total)
@@ -383,12 +378,10 @@ class Session:
                 error = error or f"terminated by {signal.Signals(self._signal).name}"
             self.status = status = status or "finished"
             self.result = self._compute(status)
-            if self.store is not None:
-                try:
-                    self.store.finish_run(self.id, self._finish_fields(error), self._final_device_rows(),
-                                          [self._phase_row(i, p) for i, p in enumerate(self.result.phases)])
-                except Exception as exc:
-                    _say_once(f"cannot complete run {self.id} in {self.store.path}: {exc}")
+            if self.writer is not None:  # returns within GREENTRACK_LOCK_TIMEOUT; else the run is spooled
+                self.writer.finish(self._finish_fields(error), self._final_device_rows(),
+                                   [self._phase_row(i, p) for i, p in enumerate(self.result.phases)])
+                self.store = self.writer.store
             for s in self.sources:
                 try:
                     s.close()
@@ -411,27 +404,33 @@ class Session:
             budget_co2e_kg=self.budget_co2e_kg, budget_exceeded=self.budget_exceeded, notes=self.notes)
         return compute_result(record, status)
 
-    def _finish_fields(self, error: str | None) -> dict[str, Any]:
+    def _finish_fields(self, error: str | None) -> Any:
+        from ..store.records import RunEnd
+
         r = self.result
         assert r is not None
-        return {"status": r.status, "ended_at": r.ended_at, "duration_s": r.duration_s, "energy_j": r.energy_j,
-                "co2e_kg": r.co2e_kg, "steps": r.steps, "samples": r.samples, "tokens": r.tokens,
-                "error": error, "notes": r.notes, "budget": r.budget,
-                "stats": {"step": r.step_stats, "outside_phases_j": r.outside_phases_j,
-                          **({"unmeasured_s": r.unmeasured_s, "gaps": r.gaps} if r.gaps else {})}}
+        return RunEnd(status=r.status, ended_at=r.ended_at, duration_s=r.duration_s, energy_j=r.energy_j,
+                      co2e_kg=r.co2e_kg, steps=r.steps, samples=r.samples, tokens=r.tokens, error=error,
+                      notes=r.notes, budget=r.budget,
+                      stats={"step": r.step_stats, "outside_phases_j": r.outside_phases_j,
+                             **({"unmeasured_s": r.unmeasured_s, "gaps": r.gaps} if r.gaps else {})})
 
-    def _final_device_rows(self) -> list[dict[str, Any]]:
+    def _final_device_rows(self) -> list[Any]:
+        from ..store.records import DeviceRow
+
         assert self.result is not None
-        return [{"key": d.key, "kind": d.kind, "idx": d.index, "name": d.name, "uuid": d.uuid, "method": d.method,
-                 "series_method": d.series_method, "energy_j": d.energy_j, "series_energy_j": d.series_energy_j,
-                 "avg_power_w": d.avg_power_w, "peak_power_w": d.peak_power_w, "n_samples": d.n_samples,
-                 "info": _json(dict(d.info, gaps=d.gaps) if d.gaps else d.info)}
+        return [DeviceRow(key=d.key, kind=d.kind, idx=d.index, name=d.name, uuid=d.uuid, method=d.method,
+                          series_method=d.series_method, energy_j=d.energy_j, series_energy_j=d.series_energy_j,
+                          avg_power_w=d.avg_power_w, peak_power_w=d.peak_power_w, n_samples=d.n_samples,
+                          info=dict(d.info, gaps=d.gaps) if d.gaps else dict(d.info))
                 for d in self.result.devices]
 
     @staticmethod
-    def _phase_row(i: int, p: PhaseResult) -> dict[str, Any]:
-        return {"seq": i, "name": p.name, "started_at": p.started_at, "ended_at": p.ended_at,
-                "energy_j": p.energy_j, "steps": p.steps}
+    def _phase_row(i: int, p: PhaseResult) -> Any:
+        from ..store.records import PhaseRow
+
+        return PhaseRow(seq=i, name=p.name, started_at=p.started_at, ended_at=p.ended_at, energy_j=p.energy_j,
+                        steps=p.steps)
 
     # context manager ---------------------------------------------------------------------------------
     def __enter__(self) -> "Session":
@@ -486,12 +485,6 @@ def _fast_step(extend: Callable[[Any], None], _t: Callable[[], float] = time.tim
 def _int_env(name: str) -> int | None:
     v = os.environ.get(name)
     return int(v) if v is not None and v.isdigit() else None
-
-
-def _json(obj: Any) -> str:
-    import json
-
-    return json.dumps(obj, sort_keys=True, default=str)
 
 
 def session(name: str = "run", **kwargs: Any) -> Session:

@@ -275,7 +275,7 @@ class EnergyPlugin:
         outcome = exceeded or within
         if outcome is not None and self.gsession.store is not None:
             try:
-                self.gsession.store.finish_run(r.run_id, {"budget": outcome}, [], [])
+                self.gsession.store.update_run(r.run_id, {"budget": outcome})
             except Exception as exc:
                 _say(f"cannot record the budget outcome in run {r.run_id}: {exc}")
         self.failed_budget = exceeded is not None

@@ -43,7 +43,7 @@ def summary_lines(plugin: Any) -> list[str]:
     if unchecked:
         out.append(f"{plural(len(unchecked), 'energy_budget marker')} not checked: no power was measured")
     if gs.store is not None:
-        out.append(f"stored in {gs.store.path} (greentrack report --name {r.name!r})")
+        out.append(f"stored in {gs.store.location} (greentrack report --name {r.name!r})")
     return out
 
 

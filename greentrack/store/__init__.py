@@ -1,9 +1,21 @@
 """The store: every run, its devices, phases and power series. The only place with SQL.
 
-SQLite by default (:mod:`.sqlite`); schema and migrations, writes, queries and the series
-codec live here and nowhere else. Callers get :class:`Store` from :func:`open_store`.
+- :mod:`.schema`: the one definition of the tables and columns (and their value rules);
+- :mod:`.migrations`: schema changes as named functions, numbered by ``PRAGMA user_version``;
+- :mod:`.records`: typed rows (run, device, phase, series chunk) used by writers and readers;
+- :mod:`.base`: the :class:`RunStore` interface every backend implements, and its errors;
+- :mod:`.sqlite` (+ :mod:`.queries`): the SQLite backend, plain ``sqlite3``, WAL mode;
+- :mod:`.writer` and :mod:`.spool`: a session's bounded writes, and the runs that wait to be delivered;
+- :mod:`.transfer`: export and import files (validated field by field, one transaction per file);
+- :mod:`.codec`, :mod:`.series`: the compressed power series; :mod:`.redact`: secrets out of command lines.
+
+Callers get a :class:`RunStore` from :func:`open_store` and never learn which backend it is.
 """
 
-from .sqlite import Store, hostname, open_store
+from __future__ import annotations
 
-__all__ = ["Store", "open_store", "hostname"]
+from .base import RunStore, StoreBusy, StoreCorrupt, StoreError, StoreFull, StoreGone, StoreUnwritable
+from .sqlite import SQLiteStore, Store, hostname, open_store
+
+__all__ = ["RunStore", "Store", "SQLiteStore", "open_store", "hostname", "StoreError", "StoreBusy", "StoreFull",
+           "StoreGone", "StoreUnwritable", "StoreCorrupt"]

@@ -37,6 +37,8 @@ def decode(blob: bytes, base_t: float) -> tuple[list[float], list[float]]:
     raw = array("i")
     raw.frombytes(zlib.decompress(blob))
     n = raw[0]
+    if n < 0 or len(raw) < 1 + 2 * n:
+        raise ValueError("series chunk shorter than its header says")
     times: list[float] = []
     powers: list[float] = []
     acc = 0

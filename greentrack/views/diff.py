@@ -6,7 +6,6 @@ less energy per token. Each figure is B against A: ``change = B - A``, ``pct = (
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 from ..units import J_PER_KWH, fmt_co2, fmt_duration, fmt_energy, fmt_money, one_line, shorten, table, terminal_safe
@@ -181,4 +180,7 @@ def render_diff(d: dict[str, Any]) -> str:
 
 
 def diff_json(d: dict[str, Any]) -> str:
-    return json.dumps(d, indent=2, default=str)
+    """Strict JSON: a number that is not finite is written as null, with a note (see views.runs.dumps_json)."""
+    from .runs import dumps_json
+
+    return dumps_json(d)

@@ -157,11 +157,37 @@ def budget_exceeded(budget: Any) -> bool:
     return bool(isinstance(budget, dict) and budget.get("exceeded", True))
 
 
+def json_safe(obj: Any, path: str = "", notes: list[str] | None = None) -> Any:
+    """*obj* with every NaN or infinite number replaced by null, each noted in *notes* by its path."""
+    if isinstance(obj, float) and not math.isfinite(obj):
+        if notes is not None:
+            notes.append(f"{path or 'value'} was {obj!r}, written as null")
+        return None
+    if isinstance(obj, dict):
+        return {k: json_safe(v, f"{path}.{k}" if path else str(k), notes) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [json_safe(v, f"{path}[{i}]", notes) for i, v in enumerate(obj)]
+    return obj
+
+
+def dumps_json(doc: dict[str, Any], indent: int = 2) -> str:
+    """Strict JSON (never NaN or Infinity): a non-finite number becomes null and ``notes`` says where."""
+    notes: list[str] = []
+    safe = json_safe(doc, "", notes)
+    if notes:
+        safe["notes"] = list(safe.get("notes") or []) + notes
+    return json.dumps(safe, indent=indent, allow_nan=False, default=str)
+
+
 def render_json(rows: list[dict[str, Any]]) -> str:
-    """``{"schema": "greentrack.runs", "version": 1, "generated_at": ..., "runs": [record, ...]}``."""
+    """``{"schema": "greentrack.runs", "version": 1, "generated_at": ..., "runs": [record, ...]}``.
+
+    Always valid JSON: a number that is not finite is written as null, and a top-level
+    ``notes`` list names each such field.
+    """
     doc = {"schema": SCHEMA_NAME, "version": SCHEMA_VERSION, "generated_at": _iso(_dt.datetime.now().timestamp()),
            "runs": [run_record(r) for r in rows]}
-    return json.dumps(doc, indent=2, allow_nan=False, default=str)
+    return dumps_json(doc)
 
 
 def render_csv(rows: list[dict[str, Any]]) -> str:

@@ -2,12 +2,23 @@
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
-from ..units import fmt_co2, fmt_duration, fmt_energy, fmt_time, fmt_watts, one_line, plural, printable, shorten, table, terminal_safe
+from ..units import (
+    fmt_co2,
+    fmt_duration,
+    fmt_energy,
+    fmt_time,
+    fmt_watts,
+    one_line,
+    plural,
+    printable,
+    shorten,
+    table,
+    terminal_safe,
+)
 from ..units import width as text_width
-from .runs import _iso, co2e_kg, run_record
+from .runs import _iso, co2e_kg, dumps_json, run_record
 from .sparkline import sparkline
 
 MAX_PHASE_ROWS = 12
@@ -221,4 +232,4 @@ def show_json(run: dict[str, Any]) -> str:
         power={"bin_s": (t1 - t0) / width if width else None,
                "devices": {k: clean(v["mean"]) for k, v in sorted((run.get("power") or {}).items())}},
     )
-    return json.dumps(rec, indent=2, default=str)
+    return dumps_json(rec)

@@ -85,7 +85,7 @@ class MlflowEnergy(LiveLogger):
             return
         from greentrack.api import run_html_report
 
-        html = run_html_report(run_id, db=store.path)
+        html = run_html_report(run_id, db=store.location)
         with tempfile.TemporaryDirectory() as tmp:
             path = Path(tmp) / f"report-{run_id}.html"
             path.write_text(html, encoding="utf-8")

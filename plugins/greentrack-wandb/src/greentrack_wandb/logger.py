@@ -72,7 +72,7 @@ class WandbEnergy(LiveLogger):
             return
         from greentrack.api import run_html_report
 
-        html = run_html_report(run_id, db=store.path)
+        html = run_html_report(run_id, db=store.location)
         tmp = Path(tempfile.mkdtemp(prefix="greentrack-wandb-"))  # W&B copies it when the run syncs or ends
         path = tmp / f"report-{run_id}.html"
         path.write_text(html, encoding="utf-8")
