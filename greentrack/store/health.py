@@ -197,9 +197,10 @@ def salvage(src: Path, dst: Path, batch: int = 512) -> dict[str, tuple[int, list
     return report
 
 
-def guard_output(target: str | os.PathLike[str], db: str | os.PathLike[str]) -> None:
+def guard_output(target: str | os.PathLike[str], db: str | os.PathLike[str], sqlite_export: bool = False) -> None:
     """Refuse to write a report or export over the database *db*, its -wal/-shm/-journal files,
-    or any other SQLite file (a link to the database included)."""
+    or any other SQLite file (a link to the database included). With *sqlite_export*, an
+    earlier ``export --format sqlite`` file (it has a ``_greentrack_export`` table) may be updated."""
     t = Path(target).expanduser()
     dbp = Path(db).expanduser()
     try:
@@ -211,10 +212,24 @@ def guard_output(target: str | os.PathLike[str], db: str | os.PathLike[str]) -> 
                 raise ConfigError(f"refusing to write to {t}: it is {what} ({dbp}); choose another output file")
         if t.is_file():
             with open(t, "rb") as fh:
-                if fh.read(16) == b"SQLite format 3\x00":
+                if fh.read(16) == b"SQLite format 3\x00" and not (sqlite_export and _is_export(t)):
                     raise ConfigError(f"refusing to write to {t}: it is an SQLite database; choose another output file")
     except OSError:
         return  # an unreadable target: the write itself will say why
+
+
+def _is_export(path: Path) -> bool:
+    """Whether *path* is a database ``export --format sqlite`` wrote (never greentrack's own)."""
+    try:
+        con = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+        try:
+            names = {r[0] for r in con.execute("SELECT name FROM sqlite_master WHERE type='table'")}
+            version = con.execute("PRAGMA user_version").fetchone()[0]
+        finally:
+            con.close()
+    except sqlite3.Error:
+        return False
+    return "_greentrack_export" in names and version == 0
 
 
 def spool_status() -> dict[str, Any]:
