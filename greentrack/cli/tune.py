@@ -25,7 +25,7 @@ def _load_step(spec: str) -> Callable[[], Any]:
     step = factory()
     if not callable(step):
         raise GreentrackError(f"--step {spec!r}: {attr}() must return a callable")
-    return step  # type: ignore[no-any-return]
+    return step
 
 
 def _numbers(raw: str | None, kind: type) -> list[Any] | None:
@@ -46,11 +46,13 @@ def _numbers(raw: str | None, kind: type) -> list[Any] | None:
 @click.option("--max-slowdown", type=float, default=10.0, show_default=True,
               help="Slowdown allowed against the default limit, percent.")
 @click.option("--gpu", "index", type=int, default=0, show_default=True, help="NVML index of the GPU to tune.")
-@click.option("--step", "step_spec", default=None, help="Your training step: module:factory (default: a study workload).")
+@click.option("--step", "step_spec", default=None,
+              help="Your training step: module:factory (default: a study workload).")
 @click.option("--workload", default="bf16", show_default=True, help="Study setting to run when no --step is given.")
 @click.option("--size", default="small", show_default=True, help="Study workload size (tiny, small, base).")
 @click.option("--batch-size", type=int, default=8, show_default=True)
-@click.option("--seconds", type=float, default=10.0, show_default=True, help="Measured seconds per point and repetition.")
+@click.option("--seconds", type=float, default=10.0, show_default=True,
+              help="Measured seconds per point and repetition.")
 @click.option("--reps", type=int, default=3, show_default=True)
 @click.option("--fallback/--no-fallback", default=True, show_default=True,
               help="Where limits cannot be changed, compare batch sizes and precisions instead.")

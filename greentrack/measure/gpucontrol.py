@@ -106,7 +106,8 @@ class GPUControl:
             try:
                 self.nv.nvmlDeviceSetGpuLockedClocks(self._h(index), int(mhz), int(mhz))
             except Exception as exc:
-                raise ControlRefused(f"locking GPU {index}'s clocks is not allowed here ({_why(self.nv, exc)})") from None
+                raise ControlRefused(f"locking GPU {index}'s clocks is not allowed here "
+                                     f"({_why(self.nv, exc)})") from None
 
     def restore(self) -> list[str]:
         """Put every changed device back as it was; returns one line per device restored."""
@@ -153,7 +154,7 @@ def restore_pending(nv: Any | None = None, path: str | os.PathLike[str] | None =
 @contextmanager
 def restoring(control: GPUControl) -> Iterator[GPUControl]:
     """Restore on leaving, on an exception, and on SIGTERM or SIGHUP (then the signal's usual effect)."""
-    prev: dict[int, Any] = {}
+    prev: dict[Any, Any] = {}
     main = threading.current_thread() is threading.main_thread()
 
     def on_signal(signum: int, _frame: Any) -> None:
@@ -163,15 +164,15 @@ def restoring(control: GPUControl) -> Iterator[GPUControl]:
         os.kill(os.getpid(), signum)
 
     if main:
-        for sig in (signal.SIGTERM, signal.SIGHUP):
-            prev[sig] = signal.signal(sig, on_signal)
+        for signum in (signal.SIGTERM, signal.SIGHUP):
+            prev[signum] = signal.signal(signum, on_signal)
     try:
         yield control
     finally:
         control.restore()
         if main:
-            for sig, h in prev.items():
-                signal.signal(sig, h if h is not None else signal.SIG_DFL)
+            for signum, h in prev.items():
+                signal.signal(signum, h if h is not None else signal.SIG_DFL)
 
 
 def _why(nv: Any, exc: BaseException) -> str:

@@ -41,6 +41,7 @@ class RunView:
     """
 
     __slots__ = ("_s",)
+    _s: Any
 
     def __init__(self, session: Any) -> None:
         object.__setattr__(self, "_s", session)
@@ -67,23 +68,23 @@ class RunView:
 
     @property
     def started_at(self) -> float | None:
-        return self._s.started_at  # type: ignore[no-any-return]
+        return self._s.started_at
 
     @property
     def ended_at(self) -> float | None:
-        return self._s.ended_at  # type: ignore[no-any-return]
+        return self._s.ended_at
 
     @property
     def job_id(self) -> str | None:
-        return self._s.job_id  # type: ignore[no-any-return]
+        return self._s.job_id
 
     @property
     def rank(self) -> int | None:
-        return self._s.rank  # type: ignore[no-any-return]
+        return self._s.rank
 
     @property
     def world_size(self) -> int | None:
-        return self._s.world_size  # type: ignore[no-any-return]
+        return self._s.world_size
 
     @property
     def backend(self) -> str:
@@ -93,7 +94,7 @@ class RunView:
     @property
     def region(self) -> str | None:
         it = self._s.intensity
-        return None if it is None else it.region  # type: ignore[no-any-return]
+        return None if it is None else it.region
 
     @property
     def intensity_g_per_kwh(self) -> float | None:
@@ -120,7 +121,7 @@ class RunView:
     @property
     def live_energy_j(self) -> float | None:
         """Energy of all devices so far, as of the sampler's last flush (no hardware read)."""
-        return self._s.live_energy_j()  # type: ignore[no-any-return]
+        return self._s.live_energy_j()
 
     @property
     def device_energy_j(self) -> Mapping[str, float]:

@@ -215,7 +215,7 @@ def run_study(settings: Sequence[Setting], *, size: str = "small", batch_size: i
     study_id = "study-" + os.urandom(3).hex()
     from .settings import unavailable
 
-    skipped = {s.name: r for s in settings if (r := unavailable(s, dev)) is not None}
+    skipped = {st.name: why for st in settings if (why := unavailable(st, dev)) is not None}
     task_of = {s.name: s.task for s in settings}
     todo = [s for s in settings if s.name not in skipped]
     base = baseline or next((s.name for s in todo if s.task == "train"), todo[0].name if todo else "")
@@ -244,7 +244,8 @@ def run_study(settings: Sequence[Setting], *, size: str = "small", batch_size: i
     todo = [s for s in todo if s.name not in skipped]
     results = [r for r in results if r.setting not in skipped]
     rows = summarise(todo, results, base)
-    rows += [Row(name, task_of[name], 0, *([None] * 9), skipped=why) for name, why in skipped.items()]
+    rows += [Row(name, task_of[name], 0, None, None, None, None, None, None, None, None, None, skipped=why)
+             for name, why in skipped.items()]
     return Study(study_id, size, params, batch_size, seq_len or SIZES[size].seq_len, seconds, str(dev), backend_used,
                  base, rows, results, environment(dev))
 
@@ -277,6 +278,7 @@ def _one_rep(st: Setting, r: int, study_id: str, base: str, size: str, batch_siz
                     break
             dt = time.perf_counter() - t0
         res = s.result
+        assert res is not None  # the session has stopped
         peak = None
         if wl.cuda:
             import torch

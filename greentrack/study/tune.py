@@ -81,8 +81,10 @@ def _measure(step: Step, label: str, tags: dict[str, str], seconds: float, warmu
             if time.perf_counter() - t0 >= seconds:
                 break
         dt = time.perf_counter() - t0
-    st = s.result.step_stats or {}
-    return st.get("mean_j"), dt / n, s.result.avg_power_w, s.result.run_id, s.backend
+    res = s.result
+    assert res is not None  # the session has stopped
+    st = res.step_stats or {}
+    return st.get("mean_j"), dt / n, res.avg_power_w, res.run_id, s.backend
 
 
 def tune(step: Step, *, control: GPUControl, device_index: int = 0, limits: Sequence[float] | None = None,
