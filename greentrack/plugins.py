@@ -8,7 +8,7 @@ Isolation sits on top: when a plugin registers, each of its hook implementations
 that an exception in it is reported once (one line on stderr) and the call goes on without that
 plugin's answer. A plugin that fails to import is reported once and the others still load.
 
-Built-in behaviour (the mock, NVML and RAPL sources, the grid table, the scenario catalogue)
+Built-in behaviour (the mock, NVML, RAPL and CPU-model sources, the grid table, the scenario catalogue)
 is registered first, as plugins; then the ``greentrack`` entry-point group.
 ``GREENTRACK_DISABLE_PLUGINS=name1,name2`` blocks plugins by name, built-ins included. The
 plugin manager knows nothing of the CLI: the CLI registers its own commands when it is built.
@@ -36,6 +36,7 @@ BUILTIN_PLUGINS = (
     "greentrack.measure.sources.mock",
     "greentrack.measure.sources.nvml",
     "greentrack.measure.sources.rapl",
+    "greentrack.measure.sources.cpu_model",
     "greentrack.carbon.grid",
     "greentrack.carbon.scenarios",
 )
@@ -78,7 +79,7 @@ def _guard(impl: Any, plugin_name: str, hook_name: str) -> None:
                     gen.throw(exc)
                 except StopIteration as stop:
                     return stop.value
-                raise RuntimeError(f"{plugin_name}: wrapper for {hook_name} yielded twice")
+                raise RuntimeError(f"{plugin_name}: wrapper for {hook_name} yielded twice") from exc
             try:
                 gen.send(res)
             except StopIteration as stop:

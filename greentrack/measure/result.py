@@ -15,7 +15,7 @@ class DeviceResult:
     index: int
     name: str
     uuid: str | None
-    method: str  # counter | buffer | instant | average | none
+    method: str  # counter | buffer | instant | average | delta | model | none
     series_method: str
     energy_j: float | None
     series_energy_j: float | None
@@ -75,6 +75,13 @@ class RunResult:
     @property
     def energy_kwh(self) -> float | None:
         return None if self.energy_j is None else self.energy_j / J_PER_KWH
+
+    @property
+    def energy_method(self) -> str | None:
+        """``measured``, ``model`` (estimated from CPU time, not measured) or ``mixed``; None if nothing."""
+        from ..store.records import energy_method
+
+        return energy_method(d.method for d in self.devices if d.energy_j is not None)
 
     @property
     def co2e_g(self) -> float | None:

@@ -52,8 +52,10 @@ class Sampler:
         self.on_start = on_start
         self.clock = clock
         self.sleep = sleep  # with a virtual clock, a sleep that advances it
+        # a source whose power is small (the CPU model: a few watts) keeps its series at a finer tolerance
         self.states: list[DeviceState] = [
-            DeviceState(source=s, device=d, acc=Accumulator()) for s in self.sources for d in s.devices
+            DeviceState(source=s, device=d, acc=Accumulator(tolerance_j=getattr(s, "series_tolerance_j", 0.1)))
+            for s in self.sources for d in s.devices
         ]
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -158,9 +160,19 @@ class Sampler:
             if st.in_gap_since is not None and samples:
                 st.gaps.append((st.in_gap_since, samples[0][0]))
                 st.in_gap_since = None
-            add = st.acc.add
+            # interval_means: each sample is the mean power since the previous one (RAPL, CPU model)
+            add = st.acc.add_mean if getattr(source, "interval_means", False) else st.acc.add
             for t, p in samples:
                 add(t, p)
+
+    def poll_edges(self) -> None:
+        """Poll now the sources that derive power at each poll (``poll_at_edges``: RAPL, the CPU model),
+        so a window that opens here (a test's call) starts at a sample. Called on the caller's thread."""
+        edge = [s for s in self.sources if getattr(s, "poll_at_edges", False)]
+        if edge:
+            with self.lock:
+                for s in edge:
+                    self.poll(s)
 
     def flush(self, final: bool = False, read_counters: bool = True) -> None:
         if read_counters:

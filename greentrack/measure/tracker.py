@@ -248,6 +248,18 @@ class Session:
             vals = [st.acc.series_energy_j(t0, t1) for st in sampler.states if st.acc.n_raw]
         return sum(vals) if vals else None
 
+    def poll_edges(self) -> None:
+        """Read now the sources whose series is derived at each read (the CPU model, RAPL), so a
+        window opening now (a test's call) starts at a sample; about 1 µs per such source."""
+        sampler = self.sampler
+        if sampler is not None and self.result is None:
+            sampler.poll_edges()
+
+    @property
+    def modelled(self) -> bool:
+        """True when a source models rather than measures (the CPU model): figures are labelled ``~``."""
+        return any(getattr(s, "measured", True) is False for s in self.sources)
+
     def mark_phase(self, name: str, t0: float, t1: float) -> None:
         """Record a phase that already happened, from its wall-clock bounds (attributed at stop)."""
         self._phases.append((str(name), float(t0), float(t1)))

@@ -19,7 +19,7 @@ from typing import Any, Iterator, Sequence
 from ..errors import ConfigError, NotFoundError, SchemaError, suggest
 from ..units import J_PER_KWH
 from . import codec
-from .records import summarise_devices
+from .records import energy_method, summarise_devices
 
 BUSY_TIMEOUT_MS = 60_000
 SCHEMA_VERSION = 1
@@ -245,7 +245,7 @@ class Store:
         ).fetchall()
         base = self._base_t(run_id)
         by_dev: dict[str, list[Any]] = {}
-        for key, seq, data, _t0 in rows:
+        for key, _seq, data, _t0 in rows:
             by_dev.setdefault(key, []).append(data)
         if all(len(v) <= 1 for v in by_dev.values()):
             return
@@ -320,12 +320,15 @@ class Store:
             ids = [r["id"] for r in rows]
             q = ",".join("?" * len(ids))
             counts: dict[str, list[str]] = {}
-            for rid, kind, dname in self.conn.execute(
-                f"SELECT run_id, kind, name FROM devices WHERE run_id IN ({q}) ORDER BY run_id, key", ids
+            methods: dict[str, list[str]] = {}
+            for rid, kind, dname, method in self.conn.execute(
+                f"SELECT run_id, kind, name, method FROM devices WHERE run_id IN ({q}) ORDER BY run_id, key", ids
             ):
                 counts.setdefault(rid, []).append(dname if kind == "gpu" else kind)
+                methods.setdefault(rid, []).append(method)
             for r in rows:
                 r["devices"] = summarise_devices(counts.get(r["id"], []))
+                r["energy_method"] = energy_method(methods.get(r["id"], []))
         return rows
 
     def _many(self, sql: str, params: list[Any], n: int = 1000) -> bool:

@@ -14,8 +14,9 @@ import os
 from pathlib import Path
 from typing import Any, Sequence
 
-from ..units import J_PER_KWH, fmt_co2, fmt_duration, fmt_energy, fmt_time, fmt_watts
-from .runs import REPORT_COLUMNS, run_record, run_row
+from ..units import J_PER_KWH, fmt_co2, fmt_duration, fmt_energy, fmt_time, fmt_watts, mark, modelled
+from .runs import MODELLED_NOTE, REPORT_COLUMNS, run_record, run_row
+from .show import model_lines
 
 PLOT_POINTS = 600  # bins per device line: enough for a 1200-pixel-wide chart
 
@@ -24,12 +25,14 @@ body{font-family:system-ui,-apple-system,'Segoe UI',Roboto,sans-serif;margin:2re
 color:#1d2a22;padding:0 1rem;background:#fff}
 h1{color:#1f6f43;margin-bottom:.2rem}h2{border-bottom:2px solid #cfe6d7;padding-bottom:.2rem;margin-top:2rem}
 h3{margin-bottom:.3rem}.meta{color:#5b6b61;font-size:.9rem}
-table{border-collapse:collapse;font-size:.85rem;margin:.5rem 0}th,td{padding:.25rem .6rem;border-bottom:1px solid #e3ece6;
+table{border-collapse:collapse;font-size:.85rem;margin:.5rem 0}
+th,td{padding:.25rem .6rem;border-bottom:1px solid #e3ece6;
 text-align:left;white-space:nowrap}th{background:#eef6f1}td.num{text-align:right;font-variant-numeric:tabular-nums}
 tr.failed td,tr.interrupted td,tr.lost td{color:#9b2c2c}.totals{font-weight:600}
 section.run{border:1px solid #e3ece6;border-radius:6px;padding:.6rem 1rem;margin:1rem 0}
 dl{display:grid;grid-template-columns:max-content 1fr;gap:.15rem 1rem;font-size:.9rem}dt{color:#5b6b61}dd{margin:0}
-.chart svg{width:100%;height:auto}.wide{overflow-x:auto}td.tags{white-space:normal}.note{color:#8a5a00;font-size:.9rem}.bad{color:#9b2c2c;font-weight:600}
+.chart svg{width:100%;height:auto}tr.modelled td{font-style:italic}.wide{overflow-x:auto}td.tags{white-space:normal}
+.note{color:#8a5a00;font-size:.9rem}.bad{color:#9b2c2c;font-weight:600}
 table.greentrack-compare caption{caption-side:bottom;text-align:left;color:#5b6b61;font-size:.85rem}
 table.greentrack-compare tr.cheapest td:first-child::after{content:" (cheapest)";color:#1f6f43}
 table.greentrack-compare tr.cleanest td:first-child::after{content:" (cleanest)";color:#1f6f43}
@@ -150,7 +153,8 @@ def _run_table(rows: list[dict[str, Any]]) -> str:
         out.append(f"<tr class={_e(r['status'])}>{tds}</tr>")
     tot_j = sum(r["energy_j"] for r in rows if r.get("energy_j") is not None)
     tot_c = sum(r["co2e_kg"] for r in rows if r.get("co2e_kg") is not None)
-    out.append(f"<tr class=totals><td colspan=5>total of {len(rows)} runs</td><td class=num>{tot_j / J_PER_KWH:.6f}</td>"
+    out.append(f"<tr class=totals><td colspan=5>total of {len(rows)} runs</td>"
+               f"<td class=num>{tot_j / J_PER_KWH:.6f}</td>"
                f"<td class=num>{_e(fmt_co2(tot_c))}</td><td colspan={len(cols) - 7}></td></tr>")
     out.append("</tbody></table>")
     return "<div class=wide>" + "\n".join(out) + "</div>"
@@ -158,16 +162,21 @@ def _run_table(rows: list[dict[str, Any]]) -> str:
 
 def _run_section(Figure: Any, run: dict[str, Any], series: dict[str, tuple[Any, Any]]) -> str:
     rec = run_record(run)
+    how = rec["energy_method"]
     facts = [
         ("status", run["status"] + (f" ({run['error']})" if run.get("error") else "")),
         ("started", fmt_time(run.get("started_at"))), ("duration", fmt_duration(run.get("duration_s"))),
-        ("energy", fmt_energy(run.get("energy_j"))), ("average power", f"{fmt_watts(rec['avg_power_w'])} W"),
-        ("CO2e", fmt_co2(run.get("co2e_kg"))), ("region", run.get("region") or "-"),
+        ("energy", mark(fmt_energy(run.get("energy_j")), how)),
+        ("average power", f"{mark(fmt_watts(rec['avg_power_w']), how)} W"),
+        ("CO2e", mark(fmt_co2(run.get("co2e_kg")), how)), ("region", run.get("region") or "-"),
         ("grid intensity", run.get("intensity_source") or "-"), ("PUE", run.get("pue")),
         ("budget", "EXCEEDED: " + str(run["budget"]) if run.get("budget") else "no live budget was crossed"),
     ]
     if run.get("command"):
         facts.append(("command", run["command"]))
+    model = [ln.strip() for ln in model_lines(run["devices"])]
+    if model:
+        facts.append(("energy method", " · ".join(ln.removeprefix("model").strip() for ln in model)))
     st = (run.get("stats") or {}).get("step") if isinstance(run.get("stats"), dict) else None
     if st:
         extra = "".join(f", {st[k]:.4g} J/{u}" for k, u in (("j_per_sample", "sample"), ("j_per_token", "token"))
@@ -179,10 +188,13 @@ def _run_section(Figure: Any, run: dict[str, Any], series: dict[str, tuple[Any, 
     devs = ["<table><thead><tr><th>device</th><th>name</th><th>method</th><th>series</th><th>energy</th>"
             "<th>avg W</th><th>peak W</th></tr></thead><tbody>"]
     for d in run["devices"]:
-        devs.append(f"<tr><td>{_e(d['key'])}</td><td>{_e(d.get('name'))}</td><td>{_e(d.get('method'))}</td>"
-                    f"<td>{_e(d.get('series_method'))}</td><td class=num>{_e(fmt_energy(d.get('energy_j')))}</td>"
-                    f"<td class=num>{_e(fmt_watts(d.get('avg_power_w')))}</td>"
-                    f"<td class=num>{_e(fmt_watts(d.get('peak_power_w')))}</td></tr>")
+        m = d.get("method")
+        cls = " class=modelled" if m == "model" else ""
+        devs.append(f"<tr{cls}><td>{_e(d['key'])}</td><td>{_e(d.get('name'))}</td><td>{_e(m)}</td>"
+                    f"<td>{_e(d.get('series_method'))}</td>"
+                    f"<td class=num>{_e(mark(fmt_energy(d.get('energy_j')), m))}</td>"
+                    f"<td class=num>{_e(mark(fmt_watts(d.get('avg_power_w')), m))}</td>"
+                    f"<td class=num>{_e(mark(fmt_watts(d.get('peak_power_w')), m))}</td></tr>")
     devs.append("</tbody></table>")
     out.append("\n".join(devs))
     if Figure is not None:
@@ -196,7 +208,8 @@ def _run_section(Figure: Any, run: dict[str, Any], series: dict[str, tuple[Any, 
     if run.get("phases"):
         rows = "".join(
             f"<tr><td>{_e(p['name'])}</td><td class=num>{_e(fmt_duration(p['ended_at'] - p['started_at']))}</td>"
-            f"<td class=num>{_e(fmt_energy(p.get('energy_j')))}</td><td class=num>{_e(p.get('steps'))}</td></tr>"
+            f"<td class=num>{_e(mark(fmt_energy(p.get('energy_j')), how))}</td>"
+            f"<td class=num>{_e(p.get('steps'))}</td></tr>"
             for p in run["phases"])
         out.append("<table><thead><tr><th>phase</th><th>duration</th><th>energy</th><th>steps</th></tr></thead>"
                    f"<tbody>{rows}</tbody></table>")
@@ -244,6 +257,8 @@ def render_html(rows: list[dict[str, Any]], details: Sequence[tuple[dict[str, An
         parts += [_run_section(Figure, run, series) for run, series in details]
         if len(rows) > len(details):
             parts.append(f"<p class=meta>{len(rows) - len(details)} more runs in the table only (--detail N)</p>")
-    parts.append("<p class=meta>energy is measured energy before PUE; CO2e = energy × PUE × grid intensity "
-                  "(source per run above).</p></body></html>")
+    if any(modelled(r.get("energy_method")) for r in rows):
+        parts.append(f"<p class='note modelled'>{_e(MODELLED_NOTE)}</p>")
+    parts.append("<p class=meta>energy is measured energy before PUE, except figures marked ~ (modelled); "
+                  "CO2e = energy × PUE × grid intensity (source per run above).</p></body></html>")
     return "\n".join(parts) + "\n"

@@ -14,8 +14,8 @@ import json
 from typing import Any
 
 from ..errors import GreentrackError, suggest
-from ..store.records import summarise_devices
-from ..units import J_PER_KWH, fmt_co2, fmt_duration, fmt_kwh, fmt_time, fmt_watts, table
+from ..store.records import energy_method, summarise_devices
+from ..units import J_PER_KWH, fmt_co2, fmt_duration, fmt_kwh, fmt_time, fmt_watts, mark, modelled, table
 
 REPORT_COLUMNS = ["id", "name", "started", "duration", "status", "kWh", "CO2e", "avg W", "devices"]
 FORMATS = ("table", "csv", "json", "markdown", "html")
@@ -53,8 +53,11 @@ RUN_FIELDS: list[tuple[str, str]] = [
     ("command", "command line (greentrack run)"),
     ("tags", "tags, a JSON object (in CSV: its JSON text)"),
     ("error", "error of a failed run"),
+    ("energy_method", "measured, model (estimated from CPU time by the cpu-model source, not measured) or mixed"),
 ]
 FIELD_NAMES = [f for f, _ in RUN_FIELDS]
+MODELLED_NOTE = ("~ modelled from CPU time (cpu-model source: CPU seconds x watts per thread), not measured; "
+                 "greentrack show RUN gives the model's inputs")
 
 
 def _iso(ts: float | None) -> str | None:
@@ -67,15 +70,20 @@ def _iso(ts: float | None) -> str | None:
 def run_row(r: dict[str, Any]) -> list[str]:
     dur = r.get("duration_s")
     avg = (r["energy_j"] / dur) if (r.get("energy_j") is not None and dur) else None
+    how = r.get("energy_method")
     return [r["id"], r["name"], fmt_time(r.get("started_at")), fmt_duration(dur), r["status"],
-            fmt_kwh(r.get("energy_j")), fmt_co2(r.get("co2e_kg")), fmt_watts(avg), r.get("devices") or "-"]
+            mark(fmt_kwh(r.get("energy_j")), how), mark(fmt_co2(r.get("co2e_kg")), how), mark(fmt_watts(avg), how),
+            r.get("devices") or "-"]
 
 
 def render_table(rows: list[dict[str, Any]]) -> str:
     """The ``greentrack report`` table."""
     if not rows:
         return "no runs yet (wrap a training loop with greentrack.session(), or try 'greentrack demo')"
-    return table(REPORT_COLUMNS, [run_row(r) for r in rows], right={3, 5, 6, 7})
+    out = table(REPORT_COLUMNS, [run_row(r) for r in rows], right={3, 5, 6, 7})
+    if any(modelled(r.get("energy_method")) for r in rows):
+        out += f"\n{MODELLED_NOTE}"
+    return out
 
 
 def run_record(r: dict[str, Any]) -> dict[str, Any]:
@@ -85,7 +93,9 @@ def run_record(r: dict[str, Any]) -> dict[str, Any]:
     stats = r.get("stats") if isinstance(r.get("stats"), dict) else {}
     step = (stats or {}).get("step") or {}
     devices = r.get("devices")
+    method = r.get("energy_method")
     if isinstance(devices, list):  # a get_run() row carries the device rows themselves
+        method = energy_method(d.get("method") for d in devices if d.get("energy_j") is not None)
         devices = summarise_devices([d.get("name") if d.get("kind") == "gpu" else d.get("kind") for d in devices])
     tags = r.get("tags") if isinstance(r.get("tags"), dict) else {}
     rec = {
@@ -99,7 +109,7 @@ def run_record(r: dict[str, Any]) -> dict[str, Any]:
         "tokens": r.get("tokens"), "j_per_step": step.get("mean_j"), "j_per_sample": step.get("j_per_sample"),
         "j_per_token": step.get("j_per_token"), "budget_exceeded": bool(r.get("budget")),
         "host": r.get("host"), "job_id": r.get("job_id"), "command": r.get("command"), "tags": tags,
-        "error": r.get("error"),
+        "error": r.get("error"), "energy_method": method,
     }
     return {k: rec[k] for k in FIELD_NAMES}
 
@@ -136,6 +146,8 @@ def render_markdown(rows: list[dict[str, Any]]) -> str:
     align = ["---:" if i in {3, 5, 6, 7} else "---" for i in range(len(REPORT_COLUMNS))]
     lines = ["| " + " | ".join(REPORT_COLUMNS) + " |", "| " + " | ".join(align) + " |"]
     lines += ["| " + " | ".join(cell(c) for c in run_row(r)) + " |" for r in rows]
+    if any(modelled(r.get("energy_method")) for r in rows):
+        lines += ["", f"{MODELLED_NOTE}"]
     return "\n".join(lines) + "\n"
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from ..units import fmt_co2, fmt_duration, fmt_energy, fmt_time, fmt_watts, table
+from ..units import fmt_co2, fmt_duration, fmt_energy, fmt_time, fmt_watts, mark, table
 from .runs import _iso, run_record
 from .sparkline import sparkline
 
@@ -49,6 +49,27 @@ def _phase_ruler(phases: list[dict[str, Any]], t0: float, t1: float, width: int)
     return "".join(cells).rstrip()
 
 
+def model_lines(devices: list[dict[str, Any]]) -> list[str]:
+    """The ``model`` block of ``show``: what a modelled device's energy was computed from."""
+    out: list[str] = []
+    for d in devices:
+        info = d.get("info") if isinstance(d.get("info"), dict) else {}
+        if d.get("method") != "model" or not info:
+            continue
+        cpu_s = info.get("cpu_s")
+        w = info.get("watts_per_thread")
+        idle = info.get("idle_share") or 0
+        head = "  model      " if not out else "             "
+        out.append(f"{head}{d['key']}: modelled from CPU time, not measured ({info.get('method_ref') or 'model'})")
+        formula = f"{cpu_s:.3f} CPU-s" if isinstance(cpu_s, (int, float)) else "CPU seconds"
+        out.append(f"             {formula} x {w:g} W per thread" if isinstance(w, (int, float)) else
+                   f"             {formula} x watts per thread")
+        if info.get("basis"):
+            out.append(f"             watts per thread: {info['basis']}")
+        out.append(f"             idle share {idle:g}: {info.get('idle_basis') or '-'}")
+    return out
+
+
 def render_show(run: dict[str, Any], unicode: bool = True) -> str:
     """The text of ``greentrack show``."""
     rec = run_record(run)
@@ -63,17 +84,22 @@ def render_show(run: dict[str, Any], unicode: bool = True) -> str:
         out.append(f"  job        {run['job_id']}" + (f"  rank {run['rank']}/{run['world_size']}"
                                                       if run.get("rank") is not None else ""))
     peak = sum(d["peak_power_w"] for d in run["devices"] if d.get("peak_power_w") is not None) or None
-    out.append(f"  energy     {fmt_energy(run.get('energy_j'))}"
+    how = rec["energy_method"]
+    out.append(f"  energy     {mark(fmt_energy(run.get('energy_j')), how)}"
                + (f" ({rec['energy_kwh']:.6f} kWh)" if rec["energy_kwh"] is not None and rec["energy_kwh"] < 1 else "")
-               + f"   avg {fmt_watts(rec['avg_power_w'])} W   peak {fmt_watts(peak)} W   backend {run.get('backend') or '-'}")
-    out.append(f"  CO2e       {fmt_co2(run.get('co2e_kg'))}   region {run.get('region') or '-'}"
+               + f"   avg {mark(fmt_watts(rec['avg_power_w']), how)} W   peak {mark(fmt_watts(peak), how)} W"
+               + f"   backend {run.get('backend') or '-'}")
+    out.append(f"  CO2e       {mark(fmt_co2(run.get('co2e_kg')), how)}   region {run.get('region') or '-'}"
                f"   PUE {run.get('pue') if run.get('pue') is not None else '-'}")
+    out += model_lines(run["devices"])
     out.append(f"  intensity  {run.get('intensity_source') or '-'}")
     budget = run.get("budget")
     if budget and budget.get("exceeded", True):
-        out.append(f"  budget     EXCEEDED: {budget.get('budget')} {budget.get('usage'):.6g} > limit {budget.get('limit'):.6g}")
+        out.append(f"  budget     EXCEEDED: {budget.get('budget')} {budget.get('usage'):.6g} "
+                   f"> limit {budget.get('limit'):.6g}")
     elif budget:
-        out.append(f"  budget     within: {budget.get('budget')} {budget.get('usage'):.6g} <= limit {budget.get('limit'):.6g}")
+        out.append(f"  budget     within: {budget.get('budget')} {budget.get('usage'):.6g} "
+                   f"<= limit {budget.get('limit'):.6g}")
     else:
         out.append("  budget     none set")
     if run.get("tags"):
@@ -84,7 +110,9 @@ def render_show(run: dict[str, Any], unicode: bool = True) -> str:
     if run["devices"]:
         out += ["", "devices"]
         rows = [[d["key"], d.get("name") or "-", d.get("method") or "-", d.get("series_method") or "-",
-                 fmt_energy(d.get("energy_j")), fmt_watts(d.get("avg_power_w")), fmt_watts(d.get("peak_power_w")),
+                 mark(fmt_energy(d.get("energy_j")), d.get("method")),
+                 mark(fmt_watts(d.get("avg_power_w")), d.get("method")),
+                 mark(fmt_watts(d.get("peak_power_w")), d.get("method")),
                  str(d.get("n_samples") or 0)] for d in run["devices"]]
         out += ["  " + ln for ln in table(["key", "name", "method", "series", "energy", "avg W", "peak W", "samples"],
                                           rows, right={4, 5, 6, 7}).splitlines()]
@@ -107,7 +135,8 @@ def render_show(run: dict[str, Any], unicode: bool = True) -> str:
             import numpy as np
 
             tmax = float(np.nanmax(total)) if np.isfinite(total).any() else 0.0
-            out.append(f"  {'total':<{label_w}} {sparkline(total, lo=0.0, hi=tmax, unicode=unicode)}  peak {tmax:.0f} W")
+            out.append(f"  {'total':<{label_w}} {sparkline(total, lo=0.0, hi=tmax, unicode=unicode)}"
+                       f"  peak {tmax:.0f} W")
         ruler = _phase_ruler(run["phases"], t0, t1, width)
         if ruler.strip():
             out.append(f"  {'':<{label_w}} {ruler}")
@@ -131,14 +160,16 @@ def render_show(run: dict[str, Any], unicode: bool = True) -> str:
         for p in phases:
             dur = p["dur"] if grouped else p["ended_at"] - p["started_at"]
             share = f"{p['energy_j'] / total_j * 100:.1f}%" if (p.get("energy_j") is not None and total_j) else "-"
-            per_step = fmt_energy(p["energy_j"] / p["steps"]) if (p.get("energy_j") is not None and p.get("steps")) else "-"
+            per_step = (fmt_energy(p["energy_j"] / p["steps"])
+                        if (p.get("energy_j") is not None and p.get("steps")) else "-")
             start = f"{p['n']}x" if grouped else f"+{fmt_duration(p['started_at'] - t0)}"
             rows.append([p["name"], start, fmt_duration(dur),
-                         fmt_energy(p.get("energy_j")), share, str(p.get("steps") or 0), per_step])
+                         mark(fmt_energy(p.get("energy_j")), how), share, str(p.get("steps") or 0),
+                         mark(per_step, how)])
         stats = run.get("stats") if isinstance(run.get("stats"), dict) else {}
         outside = (stats or {}).get("outside_phases_j")
         if outside is not None:
-            rows.append(["(outside phases)", "", "", fmt_energy(outside),
+            rows.append(["(outside phases)", "", "", mark(fmt_energy(outside), how),
                          f"{outside / total_j * 100:.1f}%" if total_j else "-", "", ""])
         out += ["", f"phases ({len(run['phases'])}, summed per name)" if grouped else "phases"]
         out += ["  " + ln for ln in table(["phase", "times" if grouped else "start", "duration", "energy", "share",

@@ -6,13 +6,13 @@ __all__ = ["Device", "Source", "SourceUnavailable", "NullSource", "Reading", "bu
 
 
 def available_sources() -> dict[str, tuple]:
-    """``{name: (factory, priority, auto)}`` registered by the plugins."""
+    """``{name: (factory, priority, auto, fallback)}`` registered by the plugins."""
     from ... import plugins
 
     found: dict[str, tuple] = {}
 
-    def register(name: str, factory, priority: int = 0, auto: bool = True) -> None:
-        found[name] = (factory, priority, auto)
+    def register(name: str, factory, priority: int = 0, auto: bool = True, fallback: bool = False) -> None:
+        found[name] = (factory, priority, auto, fallback)
 
     plugins.hook().greentrack_register_sources(register=register)
     return found
@@ -22,7 +22,9 @@ def build_sources(settings) -> tuple[list[Source], list[str]]:
     """Open the source(s) *settings.backend* names; returns (sources, notes).
 
     ``auto`` tries every auto source by priority and keeps the first that finds devices, plus
-    any host-level sources (RAPL). ``none`` measures nothing. An unknown name is an error.
+    any host-level sources (RAPL). Fallback sources (the CPU model) are tried only when none of
+    these measures anything, and then the first note says so. ``none`` measures nothing. An
+    unknown name is an error.
     """
     from ...errors import ConfigError, suggest
 
@@ -47,8 +49,9 @@ def build_sources(settings) -> tuple[list[Source], list[str]]:
         return sources, notes
     gpu_found = False
     sources = []
-    for name, (factory, _prio, auto) in sorted(registry.items(), key=lambda kv: -kv[1][1]):
-        if not auto:
+    ranked = sorted(registry.items(), key=lambda kv: -kv[1][1])
+    for name, (factory, _prio, auto, fallback) in ranked:
+        if not auto or fallback:
             continue
         try:
             src = factory(settings)
@@ -63,4 +66,19 @@ def build_sources(settings) -> tuple[list[Source], list[str]]:
         sources.append(src)
     if not gpu_found:
         notes.insert(0, "no GPU power source found (set GREENTRACK_BACKEND=mock to simulate one)")
+    if sources:
+        return sources, notes
+    for name, (factory, _prio, auto, fallback) in ranked:  # nothing measures here: a labelled model
+        if not (auto and fallback):
+            continue
+        try:
+            src = factory(settings)
+        except SourceUnavailable as exc:
+            notes.append(f"{name}: {exc}")
+            continue
+        why = "; ".join(n for n in notes if not n.startswith("no GPU power source")) or "no GPU, no RAPL"
+        short = getattr(getattr(src, "inputs", None), "short", None)
+        notes.insert(0, f"nothing here measures power ({why}): energy is modelled by {name}"
+                        + (f" from CPU time x {short()}" if short else "") + "; modelled figures are marked ~")
+        return [src], notes
     return sources, notes
