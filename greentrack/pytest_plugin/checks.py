@@ -10,6 +10,7 @@ line (:func:`greentrack.pytest_plugin.ci.add_to_short_summary`).
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from ..units import fmt_energy, mark
@@ -29,6 +30,12 @@ class Check:
     failed: bool = False
     detail: list[str] = field(default_factory=list)
     data: dict[str, Any] = field(default_factory=dict)
+    # (node id, message) of the entries in pytest's short test summary when failed: a regressed
+    # test under its own node id, so that the name is never cut off; default greentrack::<name>
+    entries: list[tuple[str, str]] = field(default_factory=list)
+
+    def summary_entries(self) -> list[tuple[str, str]]:
+        return self.entries or [(f"greentrack::{self.name}", self.text)]
 
     def as_dict(self) -> dict[str, Any]:
         return {"check": self.name, "status": self.status, "failed": self.failed, "text": self.text,
@@ -48,11 +55,13 @@ def run_checks(plugin: Any) -> list[Check]:
         if lim is None:
             continue
         if used is None:
-            out.append(Check(key, "unchecked", f"{key} not checked: no power was measured or modelled", strict))
+            out.append(Check(key, "unchecked", f"{key} not checked: no power was measured or modelled", strict,
+                             entries=[(f"greentrack::{key}", "not checked: no power was measured or modelled")]))
         elif used > lim:
-            out.append(Check(key, "exceeded", f"session over its energy budget: {mark(f'{used:.4g}', how)} {unit} "
-                                              f"> {lim:.4g} {unit} ({key})", True,
-                             data={"limit": lim, "usage": used, "unit": unit}))
+            over = f"{mark(f'{used:.4g}', how)} {unit} > {lim:.4g} {unit}"
+            out.append(Check(key, "exceeded", f"session over its energy budget: {over} ({key})", True,
+                             data={"limit": lim, "usage": used, "unit": unit},
+                             entries=[(f"greentrack::{key}", f"session {over}")]))
         else:
             out.append(Check(key, "ok", f"session within its energy budget: {mark(f'{used:.4g}', how)} {unit} "
                                         f"<= {lim:.4g} {unit} ({key})", data={"limit": lim, "usage": used}))
@@ -71,6 +80,11 @@ def run_checks(plugin: Any) -> list[Check]:
         out.append(save_baseline(plugin))
     _record(plugin, out)
     return out
+
+
+def _fine(j: float) -> str:
+    """Joules for one test: mJ below 1 J (a test's figure is often a few millijoules)."""
+    return f"{j * 1000:.3g} mJ" if abs(j) < 1 else fmt_energy(j)
 
 
 def _record(plugin: Any, checks: list[Check]) -> None:
@@ -131,8 +145,8 @@ def baseline_check(plugin: Any, strict: bool) -> Check:
                      strict and not saving_here, data=data)
     detail: list[str] = []
     for rg in cmp.regressions[:20]:
-        detail.append(f"{rg.nodeid}: {mark(fmt_energy(rg.before_j), how)} -> {mark(fmt_energy(rg.after_j), how)} "
-                      f"({rg.change_pct:+.0f}%; highest saved {mark(fmt_energy(rg.highest_j), how)}) [{rg.method}]")
+        detail.append(f"{rg.nodeid}: {mark(_fine(rg.before_j), how)} -> {mark(_fine(rg.after_j), how)} "
+                      f"({rg.change_pct:+.0f}%; highest saved {mark(_fine(rg.highest_j), how)}) [{rg.method}]")
     if len(cmp.regressions) > 20:
         detail.append(f"... and {len(cmp.regressions) - 20} more")
     for label, names in (("new since the baseline (not compared)", cmp.added),
@@ -145,13 +159,19 @@ def baseline_check(plugin: Any, strict: bool) -> Check:
                f"{mark(fmt_energy(cmp.total_after_j), how)} against {mark(fmt_energy(cmp.total_before_j), how)}"
                + (f" ({total:+.1f}%)" if total is not None else "") + f"; limit +{pct:g}% per test and in total")
     data.update(usage=total)
+    entries = [(rg.nodeid, f"energy regression: {rg.change_pct:+.0f}% over baseline {Path(path).name} "
+                           f"({mark(_fine(rg.before_j), how)} -> {mark(_fine(rg.after_j), how)}, {rg.method})")
+               for rg in cmp.regressions]
+    if cmp.total_regressed:
+        entries.append(("greentrack::energy_regression", f"total {total:+.0f}% over baseline {Path(path).name} "
+                                                         f"({cmp.common} tests in common)"))
     if cmp.failed:
         n = len(cmp.regressions)
         what = (f"{n} test(s) over the baseline" if n else "") + (" and " if n and cmp.total_regressed else "") \
             + ("the total over the baseline" if cmp.total_regressed else "")
         first = f"; largest: {cmp.regressions[0].nodeid} ({cmp.regressions[0].change_pct:+.0f}%)" if n else ""
         return Check("energy_regression", "regressed", f"energy regression: {what}{first}; {summary}", True,
-                     detail=detail, data=data)
+                     detail=detail, data=data, entries=entries)
     return Check("energy_baseline", "ok", f"no energy regression: {summary}", detail=detail, data=data)
 
 

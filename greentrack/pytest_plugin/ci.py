@@ -8,7 +8,9 @@
   ``greentrack_energy_method`` properties (written by the measuring plugin), the test suite
   ``greentrack_*`` properties with the session's figures and the checks' outcome;
 - a failed session check (budget, regression, strict) is added to pytest's short test summary
-  and its final line as an ``ERROR`` entry, besides the exit status 1.
+  and its final line as ``ERROR`` entries, besides the exit status 1: a test over the baseline
+  under its own node id (``ERROR tests/test_x.py::test_y - energy regression: +101% ...``), a
+  session check as ``greentrack::<check>``.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ from typing import Any
 import pytest
 
 from ..units import fmt_co2, fmt_duration, fmt_energy, mark
+from .checks import _fine
 
 SCHEMA = "greentrack.pytest"
 VERSION = 1
@@ -82,7 +85,7 @@ def markdown(plugin: Any, top: int = 10) -> str:
             out += ["| most energy-hungry tests | energy | time | budget |", "|---|---:|---:|---|"]
             for t in hungry:
                 budget = ("**over**" if t.get("over") else "within") if t.get("budget") else ""
-                out.append(f"| `{_cell(t['nodeid'])}` | {mark(fmt_energy(t['energy_j']), how)} | "
+                out.append(f"| `{_cell(t['nodeid'])}` | {mark(_fine(t['energy_j']), how)} | "
                            f"{(t['t1'] - t['t0']) * 1000:.0f} ms | {budget} |")
             out.append("")
     over = [t for t in plugin.tests if t.get("over")]
@@ -177,9 +180,10 @@ def add_to_short_summary(plugin: Any, tr: Any) -> None:
     for c in plugin.checks:
         if not c.failed:
             continue
-        rep = pytest.TestReport(nodeid=f"greentrack::{c.name}", location=("greentrack", None, c.name),
-                                keywords={}, outcome="failed", longrepr=_Longrepr(c.text, c.detail), when="teardown")
-        tr.stats.setdefault("error", []).append(rep)
+        for nodeid, message in c.summary_entries():
+            rep = pytest.TestReport(nodeid=nodeid, location=("greentrack", None, c.name), keywords={},
+                                    outcome="failed", longrepr=_Longrepr(message, []), when="teardown")
+            tr.stats.setdefault("error", []).append(rep)
     if any(c.failed for c in plugin.checks) and hasattr(tr, "_set_main_color"):
         tr._set_main_color()  # the final line turns red (pytest recomputes it only after the last test)
 
