@@ -57,12 +57,12 @@ def test_codecarbon_table_is_read_from_its_installed_file_and_matched_like_codec
     table, source = codecarbon_cpu_table()
     assert source.startswith("codecarbon ") and source.endswith("data/hardware/cpu_power.csv")
     assert len(table) > 1000
+    names = table
     probe = ("import sys\nfrom greentrack.measure.sources.cpu_model import codecarbon_cpu_table, resolve_inputs\n"
              "assert codecarbon_cpu_table() and resolve_inputs()\nprint(sorted(m for m in sys.modules "
              "if m.split('.')[0] in ('codecarbon', 'pandas', 'rapidfuzz', 'cpuinfo')))")
     p = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True)
     assert p.stdout.strip() == "[]"  # read as a file: codecarbon (pandas, rapidfuzz) never imported
-    names = list(table)
     cases = {
         "AMD EPYC 7763 64-Core Processor": ("AMD EPYC 7763", 280.0),  # GitHub's hosted runners
         "Intel(R) Xeon(R) Platinum 8480+": ("Intel Xeon Platinum 8480+", 350.0),
@@ -74,6 +74,32 @@ def test_codecarbon_table_is_read_from_its_installed_file_and_matched_like_codec
         assert table[name] == tdp
     assert match_cpu("Intel(R) Xeon(R) Processor", names) is None  # a VM's generic name: ambiguous, no guess
     assert match_cpu("Quantum Abacus 9000", names) is None
+
+
+BRANDS = [  # what /proc/cpuinfo says on CI runners, clouds, laptops; and names no table knows
+    "Intel(R) Xeon(R) Processor", "AMD EPYC 7763 64-Core Processor", "Intel(R) Xeon(R) Platinum 8480+",
+    "Intel(R) Xeon(R) CPU E5-2686 v4 @ 2.30GHz", "Intel(R) Core(TM) i7-10700 CPU @ 2.90GHz", "Apple M2", "Apple M1 Pro",
+    "Quantum Abacus 9000", "AMD Ryzen 9 5950X 16-Core Processor", "AMD EPYC 9654 96-Core Processor",
+    "Intel(R) Core(TM) i7-1185G7 @ 3.00GHz", "Intel(R) Xeon(R) Platinum 8370C CPU @ 2.80GHz",
+    "Intel(R) Xeon(R) Platinum 8272CL CPU @ 2.60GHz", "Intel(R) Xeon(R) CPU @ 2.20GHz", "AMD EPYC 7B13",
+    "Intel(R) Xeon(R) Gold 6248R CPU @ 3.00GHz", "Intel(R) Core(TM) i9-13900K", "13th Gen Intel(R) Core(TM) i7-1365U",
+    "AMD Ryzen 7 PRO 4750U with Radeon Graphics", "Intel(R) Celeron(R) N4020 CPU @ 1.10GHz", "Intel Xeon", "AMD",
+    "AMD Ryzen Threadripper PRO 5995WX 64-Cores", "Intel(R) Core(TM) Ultra 7 155H", "ARMv8 Processor rev 1 (v8l)",
+]
+
+
+def test_matching_agrees_with_codecarbons_own_matcher() -> None:
+    """The same entry as codecarbon's ``_get_matching_cpu`` (rapidfuzz) for every brand string."""
+    cpu = pytest.importorskip("codecarbon.core.cpu")
+    from codecarbon.input import DataSource
+
+    df = DataSource().get_cpu_power_data()
+    table, _ = codecarbon_cpu_table()
+    for brand in BRANDS:
+        theirs = cpu.TDP._get_matching_cpu(object(), brand, df)  # self is unused there
+        assert match_cpu(brand, table) == theirs, brand
+        if theirs is not None:
+            assert table[theirs] == float(df[df["Name"] == theirs]["TDP"].values[0])
 
 
 def test_cpuinfo_parsing_threads_and_virtualisation() -> None:

@@ -35,7 +35,8 @@ def artifact(plugin: Any) -> dict[str, Any]:
     gs, r = plugin.gsession, plugin.result
     model = next((d.info for s in gs.sources for d in s.devices if d.series_method == "model"), None)
     tests = [{"nodeid": t["nodeid"], "outcome": t.get("outcome"), "energy_j": t.get("energy_j"),
-              "co2e_g": t.get("co2e_g"), "duration_s": t["t1"] - t["t0"], "method": t.get("method"),
+              "co2e_g": plugin.co2e_g(t["energy_j"]) if t.get("energy_j") is not None else None,
+              "duration_s": t["t1"] - t["t0"], "method": t.get("method"),
               "budget": t.get("budget"), "over_budget": bool(t.get("over")), "budget_checked": not t.get("unchecked")}
              for t in plugin.tests]
     return {

@@ -96,7 +96,7 @@ class TestEnergy:
         e = self.energy_j
         if e is None or not self.budget:
             return []
-        used = {"joules": e, "kwh": e / J_PER_KWH, "co2e_g": self.co2e_g}
+        used = {"joules": e, "kwh": e / J_PER_KWH, "co2e_g": self.co2e_g if "co2e_g" in self.budget else None}
         tilde = "~" if self.modelled else ""
         out = []
         for key in ("joules", "kwh", "co2e_g"):
@@ -187,8 +187,7 @@ class EnergyPlugin:
         from ..store.records import energy_method
 
         devices = [d for s in gs.sources for d in s.devices]
-        self.energy_method = energy_method(d.series_method if d.series_method == "model" else d.method
-                                           for d in devices)
+        self.energy_method = energy_method(d.method for d in devices)
         self.test_method = "+".join(sorted({d.series_method for d in devices})) or "none"
         hw: dict[str, Any] = {"energy_method": self.energy_method, "backend": gs.backend,
                               "devices": sorted(d.name for d in devices), "series_method": self.test_method}
@@ -248,8 +247,8 @@ class EnergyPlugin:
         m.ended_at = t1
         over = m.over_budget()
         unchecked = bool(m.budget) and m._final_j is None
-        rec = {"t0": m.started_at, "t1": t1, "energy_j": m._final_j, "co2e_g": m.co2e_g,
-               "budget": m.budget or None, "over": bool(over), "unchecked": unchecked, "method": self.test_method}
+        rec = {"t0": m.started_at, "t1": t1, "energy_j": m._final_j, "budget": m.budget or None, "over": bool(over),
+               "unchecked": unchecked, "method": self.test_method}  # CO2e: computed when reported
         item.stash[_RECORD] = rec
         props = item.user_properties  # JUnit XML <property> elements (--junitxml)
         if m._final_j is not None:

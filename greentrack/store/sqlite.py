@@ -42,8 +42,36 @@ def _sqlite_utils() -> Any:
     return sqlite_utils
 
 
-def _m1(db: Any) -> None:
-    db["runs"].create({
+_SQL_TYPES = {str: "TEXT", float: "REAL", int: "INTEGER", bytes: "BLOB"}
+
+
+class _Migration:
+    """What a migration gets: ``execute`` (plain SQL) and ``utils`` (the sqlite-utils Database,
+    imported on first use: a new database, as every CI run has, then costs no sqlite-utils import)."""
+
+    def __init__(self, store: "Store") -> None:
+        self._store = store
+
+    def execute(self, sql: str, params: Sequence[Any] = ()) -> Any:
+        return self._store.conn.execute(sql, params)
+
+    @property
+    def utils(self) -> Any:
+        return self._store.db
+
+    def create(self, table: str, columns: dict[str, type], pk: str | tuple[str, ...]) -> None:
+        """``CREATE TABLE``, written as sqlite-utils' ``Table.create`` writes it (same schema text)."""
+        cols = [f'   "{c}" {_SQL_TYPES[t]}' + (" PRIMARY KEY" if pk == c else "") for c, t in columns.items()]
+        if isinstance(pk, tuple):
+            cols.append("   PRIMARY KEY (" + ", ".join(f'"{c}"' for c in pk) + ")")
+        self.execute(f'CREATE TABLE "{table}" (\n' + ",\n".join(cols) + "\n)")
+
+    def index(self, table: str, columns: list[str], name: str) -> None:
+        self.execute(f'CREATE INDEX "{name}"\n    ON "{table}" (' + ", ".join(f'"{c}"' for c in columns) + ")")
+
+
+def _m1(db: _Migration) -> None:
+    db.create("runs", {
         "id": str, "name": str, "status": str, "started_at": float, "ended_at": float,
         "duration_s": float, "energy_j": float, "co2e_kg": float, "region": str,
         "intensity_g_per_kwh": float, "intensity_source": str, "pue": float, "backend": str,
@@ -51,21 +79,21 @@ def _m1(db: Any) -> None:
         "world_size": int, "steps": int, "samples": float, "tokens": float, "error": str,
         "notes": str, "stats": str, "budget": str, "updated_at": float, "version": str,
     }, pk="id")
-    db["runs"].create_index(["started_at"], index_name="idx_runs_started")
-    db["runs"].create_index(["name", "started_at"], index_name="idx_runs_name")
-    db["runs"].create_index(["job_id"], index_name="idx_runs_job")
-    db["run_tags"].create({"run_id": str, "key": str, "value": str}, pk=("run_id", "key"))
-    db["run_tags"].create_index(["key", "value"], index_name="idx_tags_kv")
-    db["devices"].create({
+    db.index("runs", ["started_at"], "idx_runs_started")
+    db.index("runs", ["name", "started_at"], "idx_runs_name")
+    db.index("runs", ["job_id"], "idx_runs_job")
+    db.create("run_tags", {"run_id": str, "key": str, "value": str}, pk=("run_id", "key"))
+    db.index("run_tags", ["key", "value"], "idx_tags_kv")
+    db.create("devices", {
         "run_id": str, "key": str, "kind": str, "idx": int, "name": str, "uuid": str,
         "method": str, "series_method": str, "energy_j": float, "series_energy_j": float,
         "avg_power_w": float, "peak_power_w": float, "n_samples": int, "info": str,
     }, pk=("run_id", "key"))
-    db["phases"].create({
+    db.create("phases", {
         "run_id": str, "seq": int, "name": str, "started_at": float, "ended_at": float,
         "energy_j": float, "steps": int,
     }, pk=("run_id", "seq"))
-    db["series"].create({
+    db.create("series", {
         "run_id": str, "device_key": str, "seq": int, "t0": float, "t1": float, "n": int,
         "codec": str, "data": bytes,
     }, pk=("run_id", "device_key", "seq"))
@@ -172,9 +200,10 @@ class Store:
             return
         try:
             with self.write():
-                db = self.db
+                db = _Migration(self)
                 version = self.conn.execute("PRAGMA user_version").fetchone()[0]
-                if version == 0 and "runs" in db.table_names():
+                if version == 0 and self.conn.execute(
+                        "SELECT 1 FROM sqlite_master WHERE type='table' AND name='runs'").fetchone():
                     raise SchemaError(f"{self.path} holds a 'runs' table that greentrack did not create")
                 while version < SCHEMA_VERSION:
                     MIGRATIONS[version](db)

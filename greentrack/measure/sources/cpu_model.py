@@ -35,7 +35,9 @@ import os
 import re
 import sys
 import time
+from bisect import bisect_right
 from dataclasses import dataclass
+from itertools import accumulate
 from pathlib import Path
 from typing import Any, Callable
 
@@ -72,19 +74,13 @@ def read_cpuinfo(text: str | None = None) -> CPUInfo:
     if text is None:
         try:
             with open("/proc/cpuinfo", encoding="utf-8", errors="replace") as fh:
-                text = fh.read()
+                fields = _first_block(fh)  # the first processor's block (the file is long on big machines)
         except OSError:
             import platform
 
             return CPUInfo(platform.processor() or None, logical, None, None, False)
-    fields: dict[str, str] = {}
-    for line in text.splitlines():
-        if not line.strip():
-            if fields:
-                break  # the first processor's block is enough
-            continue
-        key, _, val = line.partition(":")
-        fields.setdefault(key.strip().lower(), val.strip())
+    else:
+        fields = _first_block(text.splitlines())
     siblings = _int(fields.get("siblings"))
     cores = _int(fields.get("cpu cores"))
     tpc = siblings // cores if siblings and cores and siblings % cores == 0 else None
@@ -92,48 +88,105 @@ def read_cpuinfo(text: str | None = None) -> CPUInfo:
     return CPUInfo(fields.get("model name") or None, logical, tpc, siblings, virtual)
 
 
+def _first_block(lines: Any) -> dict[str, str]:
+    fields: dict[str, str] = {}
+    for line in lines:
+        if not line.strip():
+            if fields:
+                break
+            continue
+        key, _, val = line.partition(":")
+        fields.setdefault(key.strip().lower(), val.strip())
+    return fields
+
+
 def _int(v: str | None) -> int | None:
     return int(v) if v is not None and v.strip().isdigit() and int(v) > 0 else None
 
 
-def codecarbon_cpu_table() -> tuple[dict[str, float], str] | None:
-    """``({name: TDP W}, "codecarbon X cpu_power.csv")`` from codecarbon's installed data, or None."""
+class CPUTable:
+    """codecarbon's CPU power table: ``{name: TDP W}``, and what matching needs, built once per process."""
+
+    def __init__(self, tdp: dict[str, float], source: str) -> None:
+        self.tdp = tdp
+        self.source = source
+        self.names = list(tdp)
+        self.by_lower = {n.lower(): n for n in self.names}
+        self._lines: list[str] | None = None
+
+    def words_index(self) -> tuple[str, list[int]]:
+        """All entries as one lower-case text, one per line, with the lines' start offsets: searched
+        with regular expressions (C speed) rather than a Python loop over ~5,000 entries. Built on
+        first use: an exact name never needs it."""
+        if self._lines is None:
+            self._lines = [n.lower() for n in self.names]
+            self._text = "\n".join(self._lines)
+            self._starts = list(accumulate((len(x) + 1 for x in self._lines[:-1]), initial=0))
+        return self._text, self._starts
+
+    def __iter__(self) -> Any:
+        return iter(self.names)
+
+    def __getitem__(self, name: str) -> float:
+        return self.tdp[name]
+
+    def __len__(self) -> int:
+        return len(self.names)
+
+    def get(self, name: str | None) -> float | None:
+        return self.tdp.get(name) if name else None
+
+
+_TABLE: dict[str, CPUTable | None] = {}
+
+
+def codecarbon_cpu_table() -> tuple[CPUTable, str] | None:
+    """``(table, "codecarbon X data/hardware/cpu_power.csv")`` from codecarbon's installed file, or None."""
     from ...carbon.grid import _codecarbon_version, codecarbon_data_dir
 
     d = codecarbon_data_dir()
     if d is None:
         return None
     path = d / "hardware" / "cpu_power.csv"
-    table: dict[str, float] = {}
-    try:
-        with open(path, encoding="utf-8") as fh:
-            next(fh, None)  # header: Name,TDP
-            for line in fh:
-                name, _, tdp = line.rstrip("\n").rpartition(",")
-                try:
-                    w = float(tdp)
-                except ValueError:
-                    continue
-                if name and w > 0:
-                    table.setdefault(name.strip().strip('"'), w)
-    except OSError:
-        return None
-    return (table, f"codecarbon {_codecarbon_version()} data/hardware/cpu_power.csv") if table else None
+    key = str(path)
+    if key not in _TABLE:
+        tdp: dict[str, float] = {}
+        try:
+            text = path.read_text(encoding="utf-8")
+        except OSError:
+            text = ""
+        for line in text.splitlines()[1:]:  # "Name,TDP" rows; the first row of a name wins, as in codecarbon
+            name, _, w = line.rpartition(",")
+            try:
+                watts = float(w)
+            except ValueError:
+                continue
+            name = name.strip().strip('"')
+            if name and watts > 0 and name not in tdp:
+                tdp[name] = watts
+        _TABLE[key] = CPUTable(tdp, f"codecarbon {_codecarbon_version()} data/hardware/cpu_power.csv") if tdp else None
+    table = _TABLE[key]
+    return (table, table.source) if table is not None else None
 
 
-def _tokens(s: str) -> frozenset[str]:
-    return frozenset(re.sub(r"[^0-9a-z]+", " ", s.lower()).split())
+_NON_ALNUM = str.maketrans({c: " " for c in map(chr, range(128)) if not c.isalnum()})
 
 
-def match_cpu(raw: str, names: list[str]) -> str | None:
+def _words(s: str) -> list[str]:
+    """Lower-case words of *s* (rapidfuzz's default_process: non-alphanumerics are spaces)."""
+    return s.lower().translate(_NON_ALNUM).split()
+
+
+def match_cpu(raw: str, names: Any) -> str | None:
     """The table entry for brand string *raw*, by codecarbon 3.3.2's rules (``_get_matching_cpu``).
 
     An exact (case-insensitive) match; else the same after dropping ``(R)``, ``CPU`` and the
     ``@ 2.60GHz`` suffix; else the one entry whose words contain, or are contained in, the
-    brand's words (rapidfuzz token-set ratio 100). Several such entries: no match.
+    brand's words (rapidfuzz token-set ratio 100). Several such entries: no match. *names* is a
+    :class:`CPUTable` or a list of names.
     """
-    by_lower = {n.lower(): n for n in names}
-    hit = by_lower.get(raw.strip().lower())
+    table = names if isinstance(names, CPUTable) else CPUTable({n: 1.0 for n in names}, "")
+    hit = table.by_lower.get(raw.strip().lower())
     if hit:
         return hit
     s = raw.replace("(R)", "").replace("(TM)", "")
@@ -141,14 +194,25 @@ def match_cpu(raw: str, names: list[str]) -> str | None:
     if cut > 0:
         s = s[:cut]
     s = re.sub(r" @\s*\d+\.\d+GHz", "", s.replace(" CPU", "")).strip()
-    hit = by_lower.get(s.lower())
+    hit = table.by_lower.get(s.lower())
     if hit:
         return hit
-    want = _tokens(s)
+    want = set(_words(s))
     if not want:
         return None
-    found = [n for n in names if (t := _tokens(n)) and (t <= want or want <= t)]
-    return found[0] if len(found) == 1 else None
+    text, starts = table.words_index()
+    sep = "[^0-9a-z\\n]"  # what separates words: anything not alphanumeric (rapidfuzz's default_process)
+    alt = "|".join(re.escape(w) for w in sorted(want, key=len, reverse=True))
+    # entries whose every word is one of the brand's
+    found = {bisect_right(starts, m.start()) - 1
+             for m in re.finditer(rf"^{sep}*(?:(?:{alt})(?:{sep}+|$))+$", text, re.M)}
+    # entries holding every word of the brand: among those holding its longest word
+    longest = max(want, key=len)
+    for m in re.finditer(rf"(?<![0-9a-z]){re.escape(longest)}(?![0-9a-z])", text):
+        i = bisect_right(starts, m.start()) - 1
+        if want <= set(_words(table.names[i])):
+            found.add(i)
+    return table.names[found.pop()] if len(found) == 1 else None
 
 
 # the model's inputs ------------------------------------------------------------------------------
@@ -208,7 +272,7 @@ def resolve_inputs(extra: dict[str, Any] | None = None, info: CPUInfo | None = N
         w = _number(raw_w, label, 0.0, 1e4, lo_open=True)
         return ModelInputs(w, f"set by {label}", idle, idle_basis, cpu=info.name)
     found = codecarbon_cpu_table() if info.name else None
-    matched = match_cpu(info.name, list(found[0])) if (found and info.name) else None
+    matched = match_cpu(info.name, found[0]) if (found and info.name) else None
     if found and matched:
         tdp = found[0][matched]
         threads = _package_threads(info, matched)
