@@ -72,6 +72,122 @@ def import_cost_ms(env: dict[str, str], reps: int = 10) -> float:
     return statistics.median(vals)
 
 
+ACCOUNT_PLUGIN = '''
+"""Accounts the CPU time greentrack's pytest hooks spend on the main thread, and its sampler thread's."""
+import json
+import os
+import threading
+import time
+
+import pytest
+
+SPENT = {"hooks_s": 0.0, "sampler_s": 0.0, "tests": 0, "by_hook": {}}
+
+
+def _add(name, dt):
+    SPENT["hooks_s"] += dt
+    SPENT["by_hook"][name] = SPENT["by_hook"].get(name, 0.0) + dt
+
+
+def _timed(fn, wrapper, name):
+    if not wrapper:
+        def plain(*args):
+            t = time.thread_time()
+            try:
+                return fn(*args)
+            finally:
+                _add(name, time.thread_time() - t)
+        return plain
+
+    def wrapped(*args):
+        t = time.thread_time()
+        gen = fn(*args)
+        first = next(gen)
+        _add(name, time.thread_time() - t)
+        try:
+            res = yield first
+        except BaseException as exc:
+            t = time.thread_time()
+            try:
+                gen.throw(exc)
+            except StopIteration as stop:
+                return stop.value
+            finally:
+                _add(name, time.thread_time() - t)
+            raise
+        t = time.thread_time()
+        try:
+            gen.send(res)
+        except StopIteration as stop:
+            return stop.value
+        finally:
+            _add(name, time.thread_time() - t)
+        raise RuntimeError("yielded twice")
+    return wrapped
+
+
+@pytest.hookimpl(trylast=True)
+def pytest_configure(config):
+    pm = config.pluginmanager
+    for name in ("greentrack-energy", "greentrack"):
+        plugin = pm.get_plugin(name)
+        for caller in pm.get_hookcallers(plugin) or [] if plugin is not None else []:
+            if caller.name in ("pytest_addoption", "pytest_configure"):
+                continue
+            for impl in caller.get_hookimpls():
+                if impl.plugin is plugin:
+                    impl.function = _timed(impl.function, impl.wrapper, caller.name)
+
+
+def _sampler_cpu_s():
+    for th in threading.enumerate():
+        if th.name == "greentrack-sampler" and th.ident:
+            return time.clock_gettime(time.pthread_getcpuclockid(th.ident))
+    return 0.0
+
+
+@pytest.hookimpl(wrapper=True, trylast=True)
+def pytest_runtestloop(session):
+    try:
+        return (yield)
+    finally:
+        SPENT["sampler_s"] = _sampler_cpu_s()  # read before greentrack (an outer wrapper) stops it
+        SPENT["tests"] = session.testscollected
+
+
+def pytest_unconfigure(config):
+    with open(os.environ["GT_ACCOUNT_OUT"], "w") as fh:
+        json.dump(SPENT, fh)
+'''
+
+
+def account(root: Path, env: dict[str, str], rounds: int) -> str:
+    """Direct accounting: greentrack's own CPU time inside the enabled pytest process."""
+    import json
+
+    with tempfile.TemporaryDirectory(prefix="gt-account-") as tmp:
+        Path(tmp, "gt_account.py").write_text(ACCOUNT_PLUGIN)
+        out = Path(tmp) / "spent.json"
+        env = dict(env, PYTHONPATH=os.pathsep.join(filter(None, [tmp, env.get("PYTHONPATH", "")])),
+                   GT_ACCOUNT_OUT=str(out))
+        rows = []
+        for _ in range(rounds):
+            _w, cpu = run_once(root, ["-p", "gt_account", "--greentrack"], env)
+            d = json.loads(out.read_text())
+            rows.append((d["hooks_s"], d["sampler_s"], cpu, d["tests"], d["by_hook"]))
+    hooks = statistics.median(r[0] for r in rows)
+    sampler = statistics.median(r[1] for r in rows)
+    total = statistics.median(r[2] for r in rows)
+    share = statistics.median((r[0] + r[1]) / r[2] for r in rows)
+    by = {k: statistics.median(r[4].get(k, 0.0) for r in rows) for k in rows[0][4]}
+    parts = ", ".join(f"{k.removeprefix('pytest_')} {v * 1000:.1f}"
+                      for k, v in sorted(by.items(), key=lambda kv: -kv[1]))
+    return (f"greentrack's own CPU in the enabled run (median of {rounds}): hooks on the main thread "
+            f"{hooks * 1000:.1f} ms (start, {rows[0][3]} tests, stop, checks, summary), sampler thread "
+            f"{sampler * 1000:.1f} ms; {share * 100:.2f}% of the run's CPU ({total * 1000:.0f} ms)\n"
+            f"  by hook (ms): {parts}")
+
+
 GPU_SUITE = """
 import time
 import pytest
@@ -174,6 +290,7 @@ def main() -> None:
                 cpu[label].append(c)
 
         imp = import_cost_ms(env)
+        accounted = account(root, run_env, max(5, args.rounds // 3)) if args.enabled else ""
 
     work = f", each doing {args.work_ms:g} ms of CPU work" if args.work_ms else " (trivial)"
     print(f"pytest, {args.tests} tests{work}, {args.rounds} interleaved rounds, python {sys.version.split()[0]}")
@@ -188,6 +305,8 @@ def main() -> None:
             line += f" {med * 1000:9.1f}ms {diff * 1000:+10.1f}ms {diff / statistics.median(base) * 100:+9.2f}%  "
         print(line)
     print(f"import greentrack.pytest_plugin (with greentrack/__init__), median of 10: {imp:.2f}ms")
+    if accounted:
+        print(accounted)
 
 
 if __name__ == "__main__":

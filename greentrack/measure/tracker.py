@@ -101,14 +101,20 @@ class Session:
 
     @contextmanager
     def phase(self, name: str) -> Iterator[None]:
-        """Mark a phase (``with s.phase("eval"):``); phases may nest. Energy is attributed later."""
+        """Mark a phase (``with s.phase("eval"):``); phases may nest. Energy is attributed later.
+
+        Sources whose series is derived at each read (the CPU model, RAPL) are read at both
+        edges, so the phase gets exactly its own energy (about 1 µs each; none for GPUs)."""
+        self.poll_edges()
         t0 = time.time()
         self._open_phases.append((name, t0))
         try:
             yield
         finally:
+            t1 = time.time()
+            self.poll_edges()
             self._open_phases.remove((name, t0))
-            self._phases.append((str(name), t0, time.time()))
+            self._phases.append((str(name), t0, t1))
 
     # lifecycle -----------------------------------------------------------------------------------
     def start(self) -> "Session":

@@ -24,7 +24,6 @@ from ..units import J_PER_KWH, fmt_energy, mark
 PROP = "greentrack"  # attribute of each call report carrying the test's figures (through xdist too)
 MARKER = "energy_budget"
 _UNITS = {"kwh": "kWh", "co2e_g": "gCO2e", "joules": "J"}
-_RECORD = pytest.StashKey[dict]()
 
 
 class TestEnergy:
@@ -152,6 +151,7 @@ class EnergyPlugin:
         self.test_method = "none"  # how a test's figure is obtained: the series method(s), e.g. "model"
         self.hardware: dict[str, Any] = {}
         self._measurements: dict[str, TestEnergy] = {}
+        self._records: dict[str, dict[str, Any]] = {}  # a call's figures until its report is logged
 
     # lifecycle -------------------------------------------------------------------------------
     @pytest.hookimpl(tryfirst=True)
@@ -249,7 +249,7 @@ class EnergyPlugin:
         unchecked = bool(m.budget) and m._final_j is None
         rec = {"t0": m.started_at, "t1": t1, "energy_j": m._final_j, "budget": m.budget or None, "over": bool(over),
                "unchecked": unchecked, "method": self.test_method}  # CO2e: computed when reported
-        item.stash[_RECORD] = rec
+        self._records[item.nodeid] = rec
         props = item.user_properties  # JUnit XML <property> elements (--junitxml)
         if m._final_j is not None:
             props.append(("greentrack_energy_j", f"{m._final_j:.6g}"))
@@ -261,19 +261,17 @@ class EnergyPlugin:
         self._measurements.pop(item.nodeid, None)
         return over, unchecked
 
-    @pytest.hookimpl(wrapper=True)
-    def pytest_runtest_makereport(self, item: pytest.Item, call: Any) -> Any:
-        rep = yield
-        if call.when == "call":
-            rec = item.stash.get(_RECORD, None)
-            if rec is not None:
-                setattr(rep, PROP, rec)  # serialised with the report by pytest-xdist
-        return rep
-
+    @pytest.hookimpl(tryfirst=True)  # in a pytest-xdist worker: before the report is sent to the controller
     def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
-        if report.when != "call" or self.worker or self.gsession is None:
+        if report.when != "call" or self.gsession is None:
             return
-        val = getattr(report, PROP, None)
+        val = self._records.pop(report.nodeid, None)
+        if val is not None:
+            setattr(report, PROP, val)  # serialised with the report by pytest-xdist
+        else:
+            val = getattr(report, PROP, None)  # the controller: a worker's figures
+        if self.worker:
+            return
         if isinstance(val, dict):
             rec = dict(val, nodeid=report.nodeid, outcome=report.outcome)
             self.tests.append(rec)
