@@ -190,6 +190,25 @@ def test_cpu_time_counts_own_threads_and_children_reaped_or_live() -> None:
     assert c3 <= c4 < c3 + 0.3
 
 
+def test_greentracks_own_sampler_thread_is_not_counted(no_measured_source: None) -> None:
+    burned = []
+
+    class BusyExporter:  # a plugin whose hook runs on the sampler thread, as exporters' do
+        @plugins.hookimpl
+        def greentrack_samples(self, run, batch):
+            t = time.thread_time()
+            busy(0.1)
+            burned.append(time.thread_time() - t)
+
+    plugins.register(BusyExporter(), name="busy-exporter")
+    with Session("sampler-cost", backend="cpu-model", store=False, sample_interval_s=0.05,
+                 flush_interval_s=0.1) as s:
+        time.sleep(0.8)
+    w = s.result.devices[0].info["watts_per_thread"]
+    assert sum(burned) >= 0.3  # the sampler thread burned that much CPU meanwhile
+    assert s.result.energy_j < 0.1 * w  # ... none of which is the workload's (a sleep)
+
+
 def test_source_energy_is_cpu_time_times_watts_exactly_per_window() -> None:
     src = CPUModelSource(ModelInputs(10.0, "test value"))
     d = src.devices[0]

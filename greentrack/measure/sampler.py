@@ -39,6 +39,9 @@ class DeviceState:
         return self.counter_sum_j
 
 
+THREAD_NAME = "greentrack-sampler"  # sources may recognise it (the CPU model leaves its CPU time out)
+
+
 class Sampler:
     """Polls every device of every source on its own interval; flushes every *flush_interval_s*."""
 
@@ -197,7 +200,7 @@ class Sampler:
     # thread --------------------------------------------------------------------------------------
     def start(self) -> None:
         self.read_counters(first=True)
-        self._thread = threading.Thread(target=self._run, name="greentrack-sampler", daemon=True)
+        self._thread = threading.Thread(target=self._run, name=THREAD_NAME, daemon=True)
         self._thread.start()
 
     def _run(self) -> None:

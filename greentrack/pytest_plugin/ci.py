@@ -182,8 +182,9 @@ def add_to_short_summary(plugin: Any, tr: Any) -> None:
         if not c.failed:
             continue
         for nodeid, message in c.summary_entries():
+            longrepr: Any = _Longrepr(message, [])  # what pytest reads of a longrepr: reprcrash, toterminal
             rep = pytest.TestReport(nodeid=nodeid, location=("greentrack", None, c.name), keywords={},
-                                    outcome="failed", longrepr=_Longrepr(message, []), when="teardown")
+                                    outcome="failed", longrepr=longrepr, when="teardown")
             tr.stats.setdefault("error", []).append(rep)
     if any(c.failed for c in plugin.checks) and hasattr(tr, "_set_main_color"):
         tr._set_main_color()  # the final line turns red (pytest recomputes it only after the last test)

@@ -58,7 +58,8 @@ class TestEnergy:
     @property
     def method(self) -> str | None:
         """``measured``, ``model`` (estimated from CPU time, not measured) or ``mixed``; None when nothing is."""
-        return self._plugin.energy_method if self.enabled else None
+        plugin = self._plugin
+        return plugin.energy_method if plugin is not None and plugin.gsession is not None else None
 
     @property
     def modelled(self) -> bool:
@@ -70,9 +71,10 @@ class TestEnergy:
         """Joules used since the call began (None when nothing is measured or modelled)."""
         if self.ended_at is not None:
             return self._final_j
-        if self.started_at is None or not self.enabled:
+        plugin = self._plugin
+        if self.started_at is None or plugin is None or plugin.gsession is None:
             return None
-        return self._plugin.gsession.energy_between(self.started_at)
+        return plugin.gsession.energy_between(self.started_at)
 
     @property
     def energy_kwh(self) -> float | None:
@@ -81,8 +83,8 @@ class TestEnergy:
 
     @property
     def co2e_g(self) -> float | None:
-        e = self.energy_j
-        return None if e is None or not self.enabled else self._plugin.co2e_g(e)
+        e, plugin = self.energy_j, self._plugin
+        return None if e is None or plugin is None else plugin.co2e_g(e)
 
     @property
     def duration_s(self) -> float | None:
@@ -95,13 +97,14 @@ class TestEnergy:
         e = self.energy_j
         if e is None or not self.budget:
             return []
-        used = {"joules": e, "kwh": e / J_PER_KWH, "co2e_g": self.co2e_g if "co2e_g" in self.budget else None}
+        used: dict[str, float | None] = {"joules": e, "kwh": e / J_PER_KWH,
+                                         "co2e_g": self.co2e_g if "co2e_g" in self.budget else None}
         tilde = "~" if self.modelled else ""
         out = []
         for key in ("joules", "kwh", "co2e_g"):
-            lim = self.budget.get(key)
-            if lim is not None and used[key] is not None and used[key] > lim:
-                out.append(f"{tilde}{used[key]:.4g} {_UNITS[key]} > {lim:.4g} {_UNITS[key]} ({key}={lim:g})")
+            lim, val = self.budget.get(key), used[key]
+            if lim is not None and val is not None and val > lim:
+                out.append(f"{tilde}{val:.4g} {_UNITS[key]} > {lim:.4g} {_UNITS[key]} ({key}={lim:g})")
         return out
 
     def __repr__(self) -> str:

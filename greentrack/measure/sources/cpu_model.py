@@ -34,6 +34,7 @@ import math
 import os
 import re
 import sys
+import threading
 import time
 from bisect import bisect_right
 from dataclasses import dataclass
@@ -53,6 +54,7 @@ KEY_IDLE = "cpu_idle_share"
 # codecarbon 3.3.2, core/cpu.py DEFAULT_POWER_PER_CORE: its "W per thread" for a CPU not in its table
 UNKNOWN_CPU_W_PER_THREAD = 4.0
 METHOD_REF = "Green Algorithms (Lannelongue et al., Advanced Science 2021)"
+SAMPLER_THREAD = "greentrack-sampler"  # greentrack.measure.sampler.THREAD_NAME (not imported: no cycle)
 LIVE_REFRESH_S = 0.5  # live descendants are re-read at most this often (and whenever a child was reaped)
 
 
@@ -307,6 +309,10 @@ class ProcessCPUTime:
     ``greentrack run``'s command, pytest-xdist's workers seen by the controller) are re-read at
     most every 0.5 s, and at once when a child has been reaped since, so a child is never counted
     both live and reaped. The total never goes backwards.
+
+    greentrack's own sampling thread is not counted (:meth:`exclude_current_thread`): its reads
+    and database writes are the measurement's cost, not the workload's, and would otherwise land
+    in whichever test happens to run when it wakes up.
     """
 
     def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
@@ -318,6 +324,8 @@ class ProcessCPUTime:
         self._live_at = -math.inf
         self._reaped_seen: float | None = None
         self._last = 0.0
+        self._excluded: list[Any] = []  # CPU clocks of threads not counted, with their last reading
+        self._excluded_s = 0.0
         try:
             import resource
 
@@ -332,9 +340,30 @@ class ProcessCPUTime:
         t = os.times()  # pragma: no cover - Windows: children fields are 0 there
         return t.children_user + t.children_system
 
+    def exclude_current_thread(self) -> None:
+        """Leave the calling thread's CPU time out from now on (the sampler thread; Unix only)."""
+        getclock = getattr(time, "pthread_getcpuclockid", None)
+        if getclock is None:  # pragma: no cover - Windows
+            return
+        try:
+            clk = getclock(threading.get_ident())
+            self._excluded.append([clk, time.clock_gettime(clk)])
+        except (OSError, ValueError):  # pragma: no cover
+            pass
+
+    def _excluded_now(self) -> float:
+        for ex in self._excluded:
+            try:
+                v = time.clock_gettime(ex[0])
+            except OSError:  # the thread has ended: its last reading stands
+                continue
+            self._excluded_s += v - ex[1]
+            ex[1] = v
+        return self._excluded_s
+
     def read(self) -> float:
         """Cumulative CPU seconds (any origin; monotone)."""
-        own = time.process_time()
+        own = time.process_time() - (self._excluded_now() if self._excluded else 0.0)
         reaped = self._reaped()
         now = self.clock()
         if reaped != self._reaped_seen or now - self._live_at >= LIVE_REFRESH_S:
@@ -351,15 +380,15 @@ class ProcessCPUTime:
         """CPU seconds of live descendants (their own plus their reaped children's)."""
         if self._proc:
             return self._live_proc()
-        psutil = sys.modules.get("psutil")
-        if psutil is None:
-            try:
-                import psutil  # noqa: PLC0415 - optional, only where /proc has no children files
+        ps: Any = sys.modules.get("psutil")
+        if ps is None:
+            try:  # optional, only where /proc has no children files
+                ps = __import__("psutil")
             except ImportError:
                 return 0.0
         try:
             total = 0.0
-            for c in psutil.Process(self.pid).children(recursive=True):
+            for c in ps.Process(self.pid).children(recursive=True):
                 try:
                     t = c.cpu_times()
                 except Exception:
@@ -424,9 +453,13 @@ class CPUModelSource:
         self.devices = [self.device]
         self._cpu0 = self.cpu_time.read()
         self._last = (clock(), self._cpu0)
+        self._sampler_known = False
 
     def poll(self, device: Device) -> list[tuple[float, float]]:
         """The modelled mean power since the previous poll."""
+        if not self._sampler_known and threading.current_thread().name == SAMPLER_THREAD:
+            self._sampler_known = True
+            self.cpu_time.exclude_current_thread()
         cpu = self.cpu_time.read()
         now = self.clock()
         t_prev, cpu_prev = self._last
