@@ -30,12 +30,13 @@ def run_cmd(name: str | None, region: str | None, tags: tuple[str, ...], backend
     greentrack run --name llama-ft --tag precision=bf16 -- python train.py --epochs 3
     """
     from ..measure.wrap import run_command
-    from ..units import fmt_co2, fmt_duration, fmt_energy
+    from ..units import fmt_co2, fmt_duration, fmt_energy, mark
 
     code, result = run_command(list(command), name=name, region=region, tags=parse_tags(tags), backend=backend,
                                db=db, live=live, pue=pue)
+    how = result.energy_method  # "model": estimated from CPU time, marked ~
     click.echo(f"greentrack: {result.name} [{result.run_id}] {result.status}: {fmt_duration(result.duration_s)}, "
-               f"{fmt_energy(result.energy_j)}, {fmt_co2(result.co2e_kg)}", err=True)
+               f"{mark(fmt_energy(result.energy_j), how)}, {mark(fmt_co2(result.co2e_kg), how)}", err=True)
     sys.exit(code)
 
 

@@ -113,7 +113,8 @@ class RunResult:
 
     def summary(self) -> str:
         """One line for people."""
-        from ..units import fmt_co2, fmt_duration, fmt_energy
+        from ..units import fmt_co2, fmt_duration, fmt_energy, mark
 
+        how = self.energy_method  # "model" figures (the CPU model) are marked ~
         return (f"{self.name} [{self.run_id}] {self.status}: {fmt_duration(self.duration_s)}, "
-                f"{fmt_energy(self.energy_j)}, {fmt_co2(self.co2e_kg)}")
+                f"{mark(fmt_energy(self.energy_j), how)}, {mark(fmt_co2(self.co2e_kg), how)}")

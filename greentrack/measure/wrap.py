@@ -23,7 +23,7 @@ import time
 from typing import Any, Sequence, TextIO
 
 from ..errors import GreentrackError
-from ..units import fmt_duration, fmt_energy
+from ..units import fmt_duration, fmt_energy, mark
 
 FORWARDED = ("SIGTERM", "SIGHUP", "SIGUSR1", "SIGUSR2", "SIGINT")
 
@@ -50,7 +50,8 @@ class LiveLine:
         per_dev = [max(st.counter_energy_j() or 0.0, st.acc.cum_j) for st in states if st.acc.n_raw]
         energy = sum(per_dev) if per_dev else s.live_energy_j()
         pw = "-" if power is None else f"{power:.0f} W"
-        return f"greentrack {s.name}: {fmt_duration(elapsed)}  {pw}  {fmt_energy(energy)}"
+        how = "model" if getattr(s, "modelled", False) else None  # the CPU model: estimated, marked ~
+        return f"greentrack {s.name}: {fmt_duration(elapsed)}  {mark(pw, how)}  {mark(fmt_energy(energy), how)}"
 
     def _draw(self, final: bool = False) -> None:
         try:
