@@ -215,7 +215,8 @@ def test_ini_options_in_pyproject(pytester: pytest.Pytester, monkeypatch: pytest
 
 
 @pytest.mark.parametrize("args, ini, message", [
-    (["--energy-budget-kwh", "-1"], None, "greentrack: --energy-budget-kwh must be a finite number >= 0 (kWh), got -1.0"),
+    (["--energy-budget-kwh", "-1"], None,
+     "greentrack: --energy-budget-kwh must be a finite number >= 0 (kWh), got -1.0"),
     (["--energy-budget-co2e-g", "lots"], None, "argument --energy-budget-co2e-g: invalid float value: 'lots'"),
     ([], 'energy_budget_kwh = "abc"', "greentrack: bad value for ini option energy_budget_kwh: "),
     ([], 'greentrack_top = "many"', None),  # not enabled: the key is not read
