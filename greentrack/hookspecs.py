@@ -25,13 +25,16 @@ hookspec = pluggy.HookspecMarker("greentrack")
 def greentrack_register_sources(register: Callable[..., None]) -> None:
     """Register power sources.
 
-    Call ``register(name, factory, priority=0, auto=True)`` for each source. ``factory(settings)``
-    returns an object implementing :class:`greentrack.measure.sources.base.Source`; it may raise
+    Call ``register(name, factory, priority=0, auto=True, fallback=False)`` for each source.
+    ``factory(settings)`` returns an object implementing
+    :class:`greentrack.measure.sources.base.Source`; it may raise
     :class:`greentrack.measure.sources.base.SourceUnavailable` when its hardware is absent. With
-    ``backend="auto"`` every source with ``auto=True`` is tried, highest priority first. A factory
-    that raises anything else, or returns something that is not a usable source, is reported once
-    and skipped (``auto``) or is a one-line configuration error (a backend named explicitly). A source
-    named in the backend setting is used whatever its ``auto``.
+    ``backend="auto"`` every source with ``auto=True`` is tried, highest priority first; a
+    ``fallback=True`` source (a model, not a measurement, such as ``cpu-model``) only when no
+    other source measures anything.
+    A factory that raises anything else, or returns something that is not a usable source, is
+    reported once and skipped (``auto``) or is a one-line configuration error (a backend named
+    explicitly). A source named in the backend setting is used whatever its ``auto``.
     """
 
 

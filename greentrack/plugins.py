@@ -11,7 +11,7 @@ said what a valid answer is (:func:`check_results`): a wrong answer (a string wh
 ``Intensity`` belongs) is reported once like an exception, and the call goes on to the next
 plugin. A plugin that fails to import is reported once and the others still load.
 
-Built-in behaviour (the mock, NVML and RAPL sources, the grid table, the scenario catalogue)
+Built-in behaviour (the mock, NVML, RAPL and CPU-model sources, the grid table, the scenario catalogue)
 is registered first, as plugins; then the ``greentrack`` entry-point group.
 ``GREENTRACK_DISABLE_PLUGINS=name1,name2`` blocks plugins by name, built-ins included. The
 plugin manager knows nothing of the CLI: the CLI registers its own commands when it is built.
@@ -39,6 +39,7 @@ BUILTIN_PLUGINS = (
     "greentrack.measure.sources.mock",
     "greentrack.measure.sources.nvml",
     "greentrack.measure.sources.rapl",
+    "greentrack.measure.sources.cpu_model",
     "greentrack.carbon.grid",
     "greentrack.carbon.scenarios",
 )

@@ -21,6 +21,19 @@ def fmt_energy(j: float | None) -> str:
     return f"{j:.1f} J"
 
 
+MODELLED_MARK = "~"  #: before a figure that is modelled (the CPU model), not measured
+
+
+def modelled(method: str | None) -> bool:
+    """True when a figure of this energy method (``model``, ``mixed``) is modelled, wholly or partly."""
+    return method in ("model", "mixed")
+
+
+def mark(text: str, method: str | None) -> str:
+    """*text* with ``~`` before it when *method* says the figure is modelled (``-`` stays ``-``)."""
+    return MODELLED_MARK + text if modelled(method) and text != "-" else text
+
+
 def fmt_kwh(j: float | None, digits: int = 6) -> str:
     return "-" if j is None else f"{j / J_PER_KWH:.{digits}f}"
 

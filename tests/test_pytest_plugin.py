@@ -40,16 +40,16 @@ def runs_named(db: Path, name: str) -> list[dict]:
 
 
 def test_inert_when_not_enabled(pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch, db_path: Path) -> None:
+    # no energy_budget marker and no greentrack_energy fixture (those enable it: tests/test_pytest_ci.py)
     pytester.makepyfile(test_idle="""
         import sys
         import pytest
 
-        @pytest.mark.energy_budget(joules=0)
-        def test_idle(greentrack_energy, request):
+        def test_idle(request):
             assert request.config.pluginmanager.has_plugin("greentrack")
-            assert not greentrack_energy.enabled and greentrack_energy.energy_j is None
             # nothing of the measuring machinery was imported
-            assert "greentrack.measure.tracker" not in sys.modules and "greentrack.pytest_plugin.energy" in sys.modules
+            assert "greentrack.measure.tracker" not in sys.modules
+            assert "greentrack.pytest_plugin.energy" not in sys.modules
             assert not request.config.pluginmanager.has_plugin("greentrack-energy")
     """)
     res = run(pytester, monkeypatch, "--strict-markers")
@@ -131,7 +131,7 @@ def test_session_budget_exits_non_zero(pytester: pytest.Pytester, monkeypatch: p
                                        db_path: Path) -> None:
     pytester.makepyfile(test_suite=SUITE)
     res = run(pytester, monkeypatch, "--energy-budget-kwh", "1e-9")
-    res.assert_outcomes(passed=3)
+    res.assert_outcomes(passed=3, errors=1)  # the exceeded budget is an error in pytest's final line
     assert res.ret == 1
     res.stdout.re_match_lines([r"greentrack: session over its energy budget: [\d.e-]+ kWh > 1e-09 kWh "
                                r"\(energy_budget_kwh\)"])

@@ -126,7 +126,8 @@ def test_auto_backend_skips_rapl_where_unreadable(tmp_path: Path, monkeypatch: p
     monkeypatch.setenv("GREENTRACK_DISABLE_PLUGINS", "greentrack.measure.sources.nvml")
     plugins.reset()
     sources, notes = build_sources(Settings(db_path=tmp_path / "x.db", backend="auto"))
-    assert sources == []
+    assert [s.name for s in sources] == ["cpu-model"]  # nothing measures: the labelled CPU model, said first
+    assert notes[0].startswith("nothing here measures power") and "rapl: no RAPL zones" in notes[0]
     assert any(n.startswith("rapl: no RAPL zones") for n in notes)
     root = make_tree(tmp_path / "pc", dram=False, core=False)
     monkeypatch.setenv("GREENTRACK_RAPL_ROOT", str(root))

@@ -140,14 +140,28 @@ def test_unknown_backend_never_breaks_the_loop(monkeypatch, capsys):
     assert err.count("unknown backend") == 1
 
 
-def test_no_gpu_says_so_once_and_invents_nothing(monkeypatch, capsys):
+def test_no_gpu_says_so_once_and_passes_nothing_off_as_measured(monkeypatch, capsys, tmp_path):
+    from greentrack import plugins
+
     monkeypatch.setenv("GREENTRACK_BACKEND", "auto")
     monkeypatch.setenv("GREENTRACK_DISABLE_PLUGINS", "greentrack.measure.sources.nvml")
+    monkeypatch.setenv("GREENTRACK_RAPL_ROOT", str(tmp_path / "no-powercap"))
     for _ in range(2):
         with greentrack.session("cpu-only") as s:
             time.sleep(0.05)
-        assert s.result.energy_j is None and s.result.co2e_kg is None
-        assert s.result.devices == [] or all(d.kind != "gpu" for d in s.result.devices)
+        # nothing measures here: the CPU model's figure, labelled as a model (docs/cpu-model.md)
+        assert s.result.energy_method == "model"
+        assert [(d.kind, d.method) for d in s.result.devices] == [("cpu", "model")]
+    err = capsys.readouterr().err
+    assert err.count("nothing here measures power") == 1 and "modelled figures are marked ~" in err
+    # without the model either: nothing at all, and no figure invented
+    monkeypatch.setenv("GREENTRACK_DISABLE_PLUGINS",
+                       "greentrack.measure.sources.nvml,greentrack.measure.sources.cpu_model")
+    plugins.reset()
+    for _ in range(2):
+        with greentrack.session("cpu-only") as s:
+            time.sleep(0.05)
+        assert s.result.energy_j is None and s.result.co2e_kg is None and s.result.devices == []
     assert capsys.readouterr().err.count("no GPU power source found") == 1
 
 

@@ -120,12 +120,30 @@ def _settings() -> dict[str, Any]:
     return out
 
 
+def _cpu_model(gpus: dict[str, Any], rapl: dict[str, Any]) -> dict[str, Any]:
+    """The CPU model's inputs, and whether ``backend=auto`` would use it here (nothing else measures)."""
+    from .. import settings as config
+    from ..errors import GreentrackError
+    from ..measure.sources.cpu_model import resolve_inputs
+
+    out: dict[str, Any] = {"auto_uses_it": not gpus["available"] and not any(z["readable"] for z in rapl["zones"])}
+    try:
+        inputs = resolve_inputs(config.load_tool_config())
+    except GreentrackError as exc:
+        out["error"] = str(exc)
+        return out
+    out.update(watts_per_thread=inputs.watts_per_thread, basis=inputs.basis, idle_share=inputs.idle_share,
+               idle_basis=inputs.idle_basis, cpu=inputs.cpu)
+    return out
+
+
 def diagnose(db: str | None = None, nv: Any = None) -> dict[str, Any]:
     """Everything ``greentrack doctor`` reports, as a dict (``nv``: a pynvml stand-in, for tests)."""
     from .. import __version__
 
-    return {"greentrack": __version__, "gpus": _gpus(nv), "rapl": _rapl(), "database": _database(db),
-            "spool": _spool(), "environment": _scope(), "settings": _settings()}
+    gpus, rapl = _gpus(nv), _rapl()
+    return {"greentrack": __version__, "gpus": gpus, "rapl": rapl, "cpu_model": _cpu_model(gpus, rapl),
+            "database": _database(db), "spool": _spool(), "environment": _scope(), "settings": _settings()}
 
 
 def _show_value(value: Any) -> str:
@@ -214,17 +232,26 @@ def render(d: dict[str, Any]) -> str:
     if not zones:
         lines += ["CPU and memory (RAPL): not measured.",
                   f"  {r['root']} has no intel-rapl zones (a virtual machine, a container without /sys/class/powercap,"
-                  " or a CPU without RAPL). Nothing is recorded for the CPU: no estimate."]
+                  " or a CPU without RAPL). RAPL records nothing for the CPU here: no estimate from it."]
     elif not readable:
         lines += ["CPU and memory (RAPL): not measured.",
                   f"  zones found under {r['root']}, but {zones[0]['why']}.",
                   "  Run as root, or allow reading: sudo chmod o+r /sys/class/powercap/intel-rapl:*/energy_uj "
-                  "(Linux >= 5.10 restricts it). Nothing is recorded for the CPU: no estimate."]
+                  "(Linux >= 5.10 restricts it). RAPL records nothing for the CPU here: no estimate from it."]
     else:
         lines.append(f"CPU and memory (RAPL): {plural(len(readable), 'zone')} measured with their energy counters.")
         for z in zones:
             state = "readable" if z["readable"] else "not readable: " + str(z["why"])
             lines.append(f"  {z['zone']}  {z['name']:<10} {state}")
+    m = d.get("cpu_model") or {}
+    if m.get("error"):
+        lines.append(f"CPU model (cpu-model): cannot be used: {m['error']}.")
+    elif m:
+        use = ("used by backend auto here, since nothing measures power: figures are modelled, marked ~"
+               if m["auto_uses_it"] else "not used by backend auto (a measured source wins); ask for it by name")
+        lines.append(f"CPU model (cpu-model): {use}.")
+        lines.append(f"  energy = CPU seconds of the process and its children x {m['watts_per_thread']:.3g} "
+                     f"W per thread ({m['basis']}); idle share {m['idle_share']:g}.")
     lines.append("")
     db = d["database"]
     if db.get("path") is None:
@@ -236,7 +263,8 @@ def render(d: dict[str, Any]) -> str:
     if b is None and "settings" not in d and "GREENTRACK_BACKEND" in env:  # a diagnosis without its settings
         b = {"value": env["GREENTRACK_BACKEND"], "from": "env"}
     if b is None:
-        lines.append("Backend: auto (default: NVML when a GPU answers, plus RAPL where readable).")
+        lines.append("Backend: auto (default: NVML when a GPU answers, plus RAPL where readable; the CPU model "
+                     "where neither is).")
     else:
         named = "GREENTRACK_BACKEND" if b["from"] == "env" else "[tool.greentrack] backend"
         lines.append(f"Backend: {b['value']} ({named}).")

@@ -30,12 +30,14 @@ def run_cmd(name: str | None, region: str | None, tags: tuple[str, ...], backend
     greentrack run --name llama-ft --tag precision=bf16 -- python train.py --epochs 3
     """
     from ..measure.wrap import run_command
-    from ..units import fmt_co2, fmt_duration, fmt_energy, one_line
+    from ..units import fmt_co2, fmt_duration, fmt_energy, mark, one_line
 
     code, result = run_command(list(command), name=name, region=region, tags=parse_tags(tags), backend=backend,
                                db=db, live=live, pue=pue)
+    how = result.energy_method  # "model": estimated from CPU time, marked ~
     click.echo(f"greentrack: {one_line(result.name)} [{result.run_id}] {result.status}: "
-               f"{fmt_duration(result.duration_s)}, {fmt_energy(result.energy_j)}, {fmt_co2(result.co2e_kg)}", err=True)
+               f"{fmt_duration(result.duration_s)}, {mark(fmt_energy(result.energy_j), how)}, "
+               f"{mark(fmt_co2(result.co2e_kg), how)}", err=True)
     sys.exit(code)
 
 

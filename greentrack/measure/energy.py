@@ -99,6 +99,30 @@ class Accumulator:
             self._emit(t)
         self.head = (t, self.cum_j, p)
 
+    def add_mean(self, t: float, p: float) -> None:
+        """One interval sample: *p* is the mean power since the previous sample (RAPL deltas, the CPU model).
+
+        Integrated as a rectangle, so the energy between any two samples is exactly what the
+        source reported, however short the interval (a trapezoid would mix in the previous
+        interval's power). The first sample only dates the start.
+        """
+        if p != p or p < 0 or math.isinf(p):
+            return
+        last = self.last_t
+        if last is None:
+            self.add(t, p)
+            return
+        if t <= last:
+            return
+        self.cum_j += p * (t - last)
+        self.last_t, self.last_p = t, p
+        self.n_raw += 1
+        if p > self.peak_w:
+            self.peak_w = p
+        self._door(t, self.cum_j)
+        if t - self.bucket_t >= self.resolution_s * 0.999:
+            self._emit(t)
+
     def _door(self, t: float, c: float) -> None:
         cand = self._cand
         if cand is None:

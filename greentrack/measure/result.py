@@ -15,7 +15,7 @@ class DeviceResult:
     index: int
     name: str
     uuid: str | None
-    method: str  # counter | buffer | instant | average | none
+    method: str  # counter | buffer | instant | average | delta | model | none
     series_method: str
     energy_j: float | None
     series_energy_j: float | None
@@ -82,6 +82,13 @@ class RunResult:
         return None if self.energy_j is None else self.energy_j / J_PER_KWH
 
     @property
+    def energy_method(self) -> str | None:
+        """``measured``, ``model`` (estimated from CPU time, not measured) or ``mixed``; None if nothing."""
+        from ..store.records import energy_method
+
+        return energy_method(d.method for d in self.devices if d.energy_j is not None)
+
+    @property
     def co2e_g(self) -> float | None:
         return None if self.co2e_kg is None else self.co2e_kg * 1000.0
 
@@ -111,7 +118,8 @@ class RunResult:
 
     def summary(self) -> str:
         """One line for people."""
-        from ..units import fmt_co2, fmt_duration, fmt_energy, shorten
+        from ..units import fmt_co2, fmt_duration, fmt_energy, mark, shorten
 
+        how = self.energy_method  # "model" figures (the CPU model) are marked ~
         return (f"{shorten(self.name, 80)} [{self.run_id}] {self.status}: {fmt_duration(self.duration_s)}, "
-                f"{fmt_energy(self.energy_j)}, {fmt_co2(self.co2e_kg)}")
+                f"{mark(fmt_energy(self.energy_j), how)}, {mark(fmt_co2(self.co2e_kg), how)}")

@@ -60,6 +60,9 @@ class DeviceState:
         return self.counter_sum_j
 
 
+THREAD_NAME = "greentrack-sampler"  # sources may recognise it (the CPU model leaves its CPU time out)
+
+
 class Sampler:
     """Polls every device of every source on its own interval; flushes every *flush_interval_s*."""
 
@@ -73,8 +76,10 @@ class Sampler:
         self.on_start = on_start
         self.clock = clock
         self.sleep = sleep  # with a virtual clock, a sleep that advances it
+        # a source whose power is small (the CPU model: a few watts) keeps its series at a finer tolerance
         self.states: list[DeviceState] = [
-            DeviceState(source=s, device=d, acc=Accumulator()) for s in self.sources for d in s.devices
+            DeviceState(source=s, device=d, acc=Accumulator(tolerance_j=getattr(s, "series_tolerance_j", 0.1)))
+            for s in self.sources for d in s.devices
         ]
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -225,7 +230,8 @@ class Sampler:
                 continue
             if not samples:
                 continue
-            add = st.acc.add
+            # interval_means: each sample is the mean power since the previous one (RAPL, CPU model)
+            add = st.acc.add_mean if getattr(source, "interval_means", False) else st.acc.add
             if st.in_gap_since is not None:
                 g0, (t_r, p_r) = st.in_gap_since, samples[0]
                 st.in_gap_since = st.gap_seen_at = None
@@ -277,6 +283,15 @@ class Sampler:
         except Exception as exc:  # never lose the run over step statistics
             warn_once("greentrack", "step statistics", exc)
 
+    def poll_edges(self) -> None:
+        """Poll now the sources that derive power at each poll (``poll_at_edges``: RAPL, the CPU model),
+        so a window that opens here (a test's call) starts at a sample. Called on the caller's thread."""
+        edge = [s for s in self.sources if getattr(s, "poll_at_edges", False)]
+        if edge:
+            with self.lock:
+                for s in edge:
+                    self.poll(s)
+
     def flush(self, final: bool = False, read_counters: bool = True) -> None:
         if read_counters:
             self.read_counters()
@@ -301,7 +316,7 @@ class Sampler:
     # thread --------------------------------------------------------------------------------------
     def start(self) -> None:
         self.read_counters(first=True)
-        self._thread = threading.Thread(target=self._run, name="greentrack-sampler", daemon=True)
+        self._thread = threading.Thread(target=self._run, name=THREAD_NAME, daemon=True)
         self._thread.start()
 
     def _run(self) -> None:

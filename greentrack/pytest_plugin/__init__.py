@@ -1,25 +1,33 @@
 """pytest plugin: measure each test and the whole session, fail the build over an energy budget.
 
 Installed with greentrack (entry point ``pytest11``, name ``greentrack``; ``-p no:greentrack``
-disables it). Until enabled it only registers its options, ini keys, marker and fixture: the
-measuring part (:mod:`greentrack.pytest_plugin.energy`) is imported and registered only when one of
-these is given:
+disables it). Until enabled it only registers its options, ini keys, marker and fixture, and
+after collection looks for tests that need it: the measuring part
+(:mod:`greentrack.pytest_plugin.energy`) is imported and registered only when
 
-- ``--greentrack`` or the ini key ``greentrack = true``;
-- a session budget: ``--energy-budget-kwh``, ``--energy-budget-co2e-g``,
-  ``--energy-budget-regression`` or the ini keys of the same names (``energy_budget_kwh``...).
+- ``--greentrack`` or the ini key ``greentrack = true`` is given;
+- a session budget, a baseline or an output is asked for: ``--energy-budget-kwh``,
+  ``--energy-budget-co2e-g``, ``--energy-budget-regression``, ``--energy-baseline``,
+  ``--energy-baseline-save``, ``--greentrack-json`` or their ini keys;
+- or a collected test carries the ``energy_budget`` marker or uses the ``greentrack_energy``
+  fixture: a budget is never silently ignored (measuring then starts after collection).
 
 Per-test budgets use the marker ``@pytest.mark.energy_budget(kwh=..., co2e_g=..., joules=...)``;
-the fixture ``greentrack_energy`` gives a test its own measurement.
+the fixture ``greentrack_energy`` gives a test its own measurement. Where a budget cannot be
+checked (nothing measures or models power), the summary says so, and ``--energy-budget-strict``
+(ini ``energy_budget_strict``) makes that a failure. See docs/pytest-ci.md.
 """
 
 from __future__ import annotations
 
+import os
 from typing import Any
 
 import pytest
 
 ACTIVE_NAME = "greentrack-energy"  # name of the measuring plugin object once registered
+MARKER = "energy_budget"
+FIXTURE = "greentrack_energy"
 
 # (command-line dest, ini key, what it is) for the session budgets
 _BUDGETS = (
@@ -39,8 +47,19 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     g.addoption("--energy-budget-co2e-g", type=float, default=None, metavar="G",
                 help="fail the session when its emissions exceed G grams CO2e (enables greentrack)")
     g.addoption("--energy-budget-regression", type=float, default=None, metavar="PCT",
-                help="fail when the tests in common with the last stored run of this suite used more than "
-                     "PCT %% more energy (enables greentrack)")
+                help="allowed energy increase in percent: per test and in total against --energy-baseline "
+                     "(default there: 60), else against the last stored run of this suite (enables greentrack)")
+    g.addoption("--energy-baseline", default=None, metavar="PATH",
+                help="compare each test and the total with the baseline JSON file PATH, committed in the "
+                     "repository (enables greentrack)")
+    g.addoption("--energy-baseline-save", default=None, metavar="PATH",
+                help="write this run's per-test energies into the baseline JSON file PATH (created or updated; "
+                     "other hardware's entries are kept)")
+    g.addoption("--energy-budget-strict", action="store_true", default=None,
+                help="fail where a budget, marker or baseline cannot be checked (nothing measured, no baseline "
+                     "for this hardware)")
+    g.addoption("--greentrack-json", default=None, metavar="PATH",
+                help="write the session, each test's energy and the checks as JSON to PATH (a CI artifact)")
     g.addoption("--greentrack-top", type=int, default=None, metavar="N",
                 help="how many of the most energy-hungry tests the summary lists (default 5)")
     g.addoption("--greentrack-name", default=None, metavar="NAME",
@@ -50,7 +69,12 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     parser.addini("energy_budget_kwh", type="float", default=None, help="session energy budget in kWh")
     parser.addini("energy_budget_co2e_g", type="float", default=None, help="session budget in grams CO2e")
     parser.addini("energy_budget_regression", type="float", default=None,
-                  help="allowed energy increase in percent against the last stored run of this suite")
+                  help="allowed energy increase in percent against the baseline or the last stored run")
+    parser.addini("energy_baseline", type="string", default="",
+                  help="baseline JSON file to compare with (relative to the rootdir)")
+    parser.addini("energy_budget_strict", type="bool", default=False,
+                  help="fail where a budget cannot be checked (as --energy-budget-strict)")
+    parser.addini("greentrack_json", type="string", default="", help="write the energy report as JSON here")
     parser.addini("greentrack_top", type="string", default="5", help="tests listed in the energy summary")
     parser.addini("greentrack_name", type="string", default="", help="run name of this suite in the database")
 
@@ -60,7 +84,7 @@ def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line(
         "markers",
         "energy_budget(kwh=None, co2e_g=None, joules=None): fail the test when its call uses more "
-        "energy or CO2e than this (checked when greentrack is enabled)",
+        "energy or CO2e than this (a test carrying it is always measured)",
     )
     opts = _resolve(config)
     if opts is None:
@@ -70,6 +94,31 @@ def pytest_configure(config: pytest.Config) -> None:
     config.pluginmanager.register(EnergyPlugin(config, opts), ACTIVE_NAME)
 
 
+@pytest.hookimpl(trylast=True)
+def pytest_collection_modifyitems(session: pytest.Session, config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Not enabled yet: a test that carries ``energy_budget`` or uses the fixture enables measuring."""
+    if config.option.collectonly or config.pluginmanager.has_plugin(ACTIVE_NAME):
+        return
+    marked = fixtures = 0
+    for item in items:
+        if item.get_closest_marker(MARKER) is not None:
+            marked += 1
+        elif FIXTURE in getattr(item, "fixturenames", ()):
+            fixtures += 1
+    if not (marked or fixtures):
+        return
+    why = " and ".join(x for x in (f"{marked} energy_budget marker(s)" if marked else "",
+                                   f"{fixtures} test(s) using the {FIXTURE} fixture" if fixtures else "") if x)
+    opts = _resolve(config, force=True)
+    assert opts is not None
+    opts["enabled_by"] = why
+    from .energy import EnergyPlugin
+
+    plugin = EnergyPlugin(config, opts)
+    config.pluginmanager.register(plugin, ACTIVE_NAME)
+    plugin.begin()
+
+
 def _ini(config: pytest.Config, name: str) -> Any:
     try:
         return config.getini(name)
@@ -77,10 +126,20 @@ def _ini(config: pytest.Config, name: str) -> Any:
         raise pytest.UsageError(f"greentrack: bad value for ini option {name}: {exc}") from None
 
 
-def _resolve(config: pytest.Config) -> dict[str, Any] | None:
-    """The plugin's settings when enabled, else None. Bad values are a one-line usage error."""
+def _path(config: pytest.Config, value: str | None, ini: str | None) -> str | None:
+    """A file option: the command line as given, an ini value relative to the rootdir."""
+    if value:
+        return str(value)
+    raw = _ini(config, ini) if ini else ""
+    if raw:
+        return raw if os.path.isabs(raw) else str(config.rootpath / raw)
+    return None
+
+
+def _resolve(config: pytest.Config, force: bool = False) -> dict[str, Any] | None:
+    """The plugin's settings when enabled (or *force*), else None. Bad values are a one-line usage error."""
     opt = config.option
-    budgets: dict[str, float | None] = {}
+    budgets: dict[str, Any] = {}
     for dest, ini, unit in _BUDGETS:
         val = getattr(opt, dest, None)
         src = "--" + dest.replace("_", "-")
@@ -92,9 +151,20 @@ def _resolve(config: pytest.Config) -> dict[str, Any] | None:
             if not (val >= 0 and val != float("inf")):
                 raise pytest.UsageError(f"greentrack: {src} must be a finite number >= 0 ({unit}), got {val}")
         budgets[dest] = val
-    enabled = bool(opt.greentrack) or any(v is not None for v in budgets.values()) or bool(_ini(config, "greentrack"))
+    files = {"baseline": _path(config, opt.energy_baseline, "energy_baseline"),
+             "baseline_save": _path(config, opt.energy_baseline_save, None),
+             "json": _path(config, opt.greentrack_json, "greentrack_json")}
+    enabled = (force or bool(opt.greentrack) or any(v is not None for v in budgets.values())
+               or any(files.values()) or bool(_ini(config, "greentrack")))
     if not enabled:
         return None
+    if files["baseline"]:
+        from .baseline import BaselineError, load
+
+        try:
+            load(files["baseline"])  # a broken file is a usage error now, not a surprise after the tests
+        except BaselineError as exc:
+            raise pytest.UsageError(f"greentrack: --energy-baseline: {exc}") from None
     top = opt.greentrack_top
     if top is None:
         raw = _ini(config, "greentrack_top")
@@ -104,16 +174,19 @@ def _resolve(config: pytest.Config) -> dict[str, Any] | None:
             raise pytest.UsageError(f"greentrack: greentrack_top must be a whole number, got {raw!r}") from None
     if top < 0:
         raise pytest.UsageError(f"greentrack: --greentrack-top must be >= 0, got {top}")
+    strict = opt.energy_budget_strict if opt.energy_budget_strict is not None else _ini(config, "energy_budget_strict")
     name = opt.greentrack_name or _ini(config, "greentrack_name") or config.rootpath.name or "pytest"
-    return dict(budgets, top=top, name=str(name))
+    return dict(budgets, top=top, name=str(name), strict=bool(strict), enabled_by=None, **files)
 
 
 @pytest.fixture
 def greentrack_energy(request: pytest.FixtureRequest) -> Any:
     """The current test's energy measurement (a :class:`greentrack.pytest_plugin.energy.TestEnergy`).
 
-    ``energy_j`` reads the energy used since the test's call began (live while it runs);
-    ``enabled`` is False, and the figures None, when greentrack is not enabled.
+    ``energy_j`` reads the energy used since the test's call began (live while it runs); it is a
+    number whenever a source measures or models power (``method`` says which). A test using
+    this fixture is measured even when nothing else enabled greentrack. ``enabled`` is False, and
+    the figures None, only when greentrack is not measuring (the fixture requested dynamically).
     """
     plugin = request.config.pluginmanager.get_plugin(ACTIVE_NAME)
     if plugin is None:

@@ -3,10 +3,11 @@
 One greentrack :class:`~greentrack.measure.tracker.Session` spans the pytest session. The call of each
 test (the test function's body) is a phase named by its node id; its energy is read from the
 power series right after the call (:meth:`Session.energy_between`), checked against the test's
-``energy_budget`` marker, and attached to the test report as the user property ``greentrack``.
-Under pytest-xdist each worker measures its own tests (and stores nothing); the controller
-measures the session total, collects the workers' per-test figures from the reports, stores
-the run and prints the summary.
+``energy_budget`` marker, written to the JUnit XML report as properties (``greentrack_energy_j``,
+``greentrack_energy_method``...) and carried to the controller by the report itself. Under
+pytest-xdist each worker measures its own tests (and stores nothing); the controller measures
+the session total, collects the workers' per-test figures from the reports, stores the run,
+checks the session budgets and the baseline, and prints the summary.
 """
 
 from __future__ import annotations
@@ -18,9 +19,9 @@ from typing import Any
 import pytest
 
 from ..carbon.footprint import operational
-from ..units import J_PER_KWH, fmt_energy, one_line, terminal_safe
+from ..units import J_PER_KWH, fmt_energy, mark, one_line, terminal_safe
 
-PROP = "greentrack"  # user property carried by each call report (through xdist too)
+PROP = "greentrack"  # attribute of each call report carrying the test's figures (through xdist too)
 MARKER = "energy_budget"
 _UNITS = {"kwh": "kWh", "co2e_g": "gCO2e", "joules": "J"}
 
@@ -28,8 +29,10 @@ _UNITS = {"kwh": "kWh", "co2e_g": "gCO2e", "joules": "J"}
 class TestEnergy:
     """One test's measurement, as the ``greentrack_energy`` fixture gives it.
 
-    ``energy_j`` is the energy of the devices since the test's call began: read live while the
-    test runs, fixed once the call has ended. ``budget`` holds the marker's limits.
+    ``energy_j`` is the energy since the test's call began: read live while the test runs, fixed
+    once the call has ended. It is a number whenever a source measures or models power (on a
+    machine with no GPU and no RAPL, the CPU model); ``method`` says which (``model`` figures
+    are estimated from CPU time, not measured). ``budget`` holds the marker's limits.
     """
 
     __test__ = False  # not a test class, despite its name
@@ -53,13 +56,25 @@ class TestEnergy:
         return self._plugin.gsession if self._plugin is not None else None
 
     @property
+    def method(self) -> str | None:
+        """``measured``, ``model`` (estimated from CPU time, not measured) or ``mixed``; None when nothing is."""
+        plugin = self._plugin
+        return plugin.energy_method if plugin is not None and plugin.gsession is not None else None
+
+    @property
+    def modelled(self) -> bool:
+        """True when the figure is modelled (the CPU model), wholly or partly."""
+        return self.method in ("model", "mixed")
+
+    @property
     def energy_j(self) -> float | None:
-        """Joules used since the call began (None when nothing is measured)."""
+        """Joules used since the call began (None when nothing is measured or modelled)."""
         if self.ended_at is not None:
             return self._final_j
-        if self.started_at is None or not self.enabled:
+        plugin = self._plugin
+        if self.started_at is None or plugin is None or plugin.gsession is None:
             return None
-        return self._plugin.gsession.energy_between(self.started_at)
+        return plugin.gsession.energy_between(self.started_at)
 
     @property
     def energy_kwh(self) -> float | None:
@@ -68,8 +83,8 @@ class TestEnergy:
 
     @property
     def co2e_g(self) -> float | None:
-        e = self.energy_j
-        return None if e is None or not self.enabled else self._plugin.co2e_g(e)
+        e, plugin = self.energy_j, self._plugin
+        return None if e is None or plugin is None else plugin.co2e_g(e)
 
     @property
     def duration_s(self) -> float | None:
@@ -82,28 +97,30 @@ class TestEnergy:
         e = self.energy_j
         if e is None or not self.budget:
             return []
-        used = {"joules": e, "kwh": e / J_PER_KWH, "co2e_g": self.co2e_g}
+        used: dict[str, float | None] = {"joules": e, "kwh": e / J_PER_KWH,
+                                         "co2e_g": self.co2e_g if "co2e_g" in self.budget else None}
+        tilde = "~" if self.modelled else ""
         out = []
         for key in ("joules", "kwh", "co2e_g"):
-            lim = self.budget.get(key)
-            if lim is not None and used[key] is not None and used[key] > lim:
-                out.append(f"{used[key]:.4g} {_UNITS[key]} > {lim:.4g} {_UNITS[key]} ({key}={lim:g})")
+            lim, val = self.budget.get(key), used[key]
+            if lim is not None and val is not None and val > lim:
+                out.append(f"{tilde}{val:.4g} {_UNITS[key]} > {lim:.4g} {_UNITS[key]} ({key}={lim:g})")
         return out
 
     def __repr__(self) -> str:
-        return f"<TestEnergy {self.nodeid} {fmt_energy(self.energy_j)}>"
+        return f"<TestEnergy {self.nodeid} {mark(fmt_energy(self.energy_j), self.method)}>"
 
 
 def marker_budget(item: pytest.Item) -> dict[str, float]:
     """The closest ``energy_budget`` marker's limits; a malformed marker fails the test clearly."""
-    mark = item.get_closest_marker(MARKER)
-    if mark is None:
+    mark_ = item.get_closest_marker(MARKER)
+    if mark_ is None:
         return {}
-    if mark.args:
-        pytest.fail(f"{MARKER} takes keyword arguments only (kwh=, co2e_g=, joules=), got {mark.args!r}",
+    if mark_.args:
+        pytest.fail(f"{MARKER} takes keyword arguments only (kwh=, co2e_g=, joules=), got {mark_.args!r}",
                     pytrace=False)
     out: dict[str, float] = {}
-    for key, val in mark.kwargs.items():
+    for key, val in mark_.kwargs.items():
         if key not in _UNITS:
             pytest.fail(f"{MARKER}: unknown limit {key!r}; use kwh=, co2e_g= or joules=", pytrace=False)
         if val is None:
@@ -131,13 +148,23 @@ class EnergyPlugin:
         self.worker = hasattr(config, "workerinput")
         self.tests: list[dict[str, Any]] = []  # one record per measured call, in report order
         self.lines: list[tuple[str, bool]] = []  # summary lines (text, is_failure)
+        self.checks: list[Any] = []  # session-level checks (greentrack.pytest_plugin.checks.Check)
         self.failed_budget = False
+        self.energy_method: str | None = None  # measured | model | mixed (None: nothing)
+        self.test_method = "none"  # how a test's figure is obtained: the series method(s), e.g. "model"
+        self.hardware: dict[str, Any] = {}
         self._measurements: dict[str, TestEnergy] = {}
+        self._records: dict[str, dict[str, Any]] = {}  # a call's figures until its report is logged
 
     # lifecycle -------------------------------------------------------------------------------
     @pytest.hookimpl(tryfirst=True)
     def pytest_sessionstart(self, session: pytest.Session) -> None:
-        if self.config.option.collectonly:
+        if not self.opts.get("enabled_by"):
+            self.begin()
+
+    def begin(self) -> None:
+        """Start measuring (at session start, or after collection when a marker or the fixture enabled it)."""
+        if self.config.option.collectonly or self.gsession is not None:
             return
         from ..errors import GreentrackError
         from ..measure.tracker import Session
@@ -150,10 +177,29 @@ class EnergyPlugin:
         except GreentrackError as exc:
             raise pytest.UsageError(f"greentrack: {exc}") from None
         self.gsession = gs
+        self._describe_hardware(gs)
+        if self.opts.get("enabled_by") and not self.worker:
+            self.lines.append((f"enabled by {self.opts['enabled_by']} (--greentrack measures every run; "
+                               "-p no:greentrack turns the plugin off)", False))
         if self.controller:
             self.lines.append(("pytest-xdist: the controller measures the session total; each worker measures "
                                "its own tests (a test's energy includes what other workers ran meanwhile on "
                                "shared devices)", False))
+
+    def _describe_hardware(self, gs: Any) -> None:
+        from ..store.records import energy_method
+
+        devices = [d for s in gs.sources for d in s.devices]
+        self.energy_method = energy_method(d.method for d in devices)
+        self.test_method = "+".join(sorted({d.series_method for d in devices})) or "none"
+        hw: dict[str, Any] = {"energy_method": self.energy_method, "backend": gs.backend,
+                              "devices": sorted(d.name for d in devices), "series_method": self.test_method}
+        for d in devices:
+            if d.series_method == "model":
+                hw["watts_per_thread"] = d.info.get("watts_per_thread")
+                hw["cpu"] = d.info.get("cpu")
+                hw["model_basis"] = d.info.get("basis")
+        self.hardware = hw
 
     @property
     def controller(self) -> bool:
@@ -179,18 +225,22 @@ class EnergyPlugin:
             return (yield)
         m = self.measurement(item)
         m.budget = marker_budget(item)
+        gs.poll_edges()  # sources derived at each read (CPU model, RAPL): the window starts at a sample
         m.started_at = time.time()
         try:
             res = yield
         except BaseException:
             self._end(item, m)
             raise
-        over = self._end(item, m)
+        over, unchecked = self._end(item, m)
         if over:
             pytest.fail("energy budget exceeded: " + "; ".join(over), pytrace=False)
+        if unchecked and self.opts.get("strict"):
+            pytest.fail("energy budget not checked: no power was measured or modelled (--energy-budget-strict)",
+                        pytrace=False)
         return res
 
-    def _end(self, item: pytest.Item, m: TestEnergy) -> list[str]:
+    def _end(self, item: pytest.Item, m: TestEnergy) -> tuple[list[str], bool]:
         t1 = time.time()
         try:
             m._final_j = self.gsession.energy_between(m.started_at, t1)
@@ -199,20 +249,36 @@ class EnergyPlugin:
             m._final_j = None
         m.ended_at = t1
         over = m.over_budget()
-        item.user_properties.append((PROP, {
-            "t0": m.started_at, "t1": t1, "energy_j": m._final_j, "co2e_g": m.co2e_g,
-            "budget": m.budget or None, "over": bool(over)}))
+        unchecked = bool(m.budget) and m._final_j is None
+        rec = {"t0": m.started_at, "t1": t1, "energy_j": m._final_j, "budget": m.budget or None, "over": bool(over),
+               "unchecked": unchecked, "method": self.test_method}  # CO2e: computed when reported
+        self._records[item.nodeid] = rec
+        props = item.user_properties  # JUnit XML <property> elements (--junitxml)
+        if m._final_j is not None:
+            props.append(("greentrack_energy_j", f"{m._final_j:.6g}"))
+            props.append(("greentrack_energy_method", self.test_method))
+        if m.budget:
+            props.append(("greentrack_energy_budget", ",".join(f"{k}={v:g}" for k, v in sorted(m.budget.items()))))
+            props.append(("greentrack_energy_budget_status",
+                          "exceeded" if over else "not checked" if unchecked else "within"))
         self._measurements.pop(item.nodeid, None)
-        return over
+        return over, unchecked
 
+    @pytest.hookimpl(tryfirst=True)  # in a pytest-xdist worker: before the report is sent to the controller
     def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
-        if report.when != "call" or self.worker or self.gsession is None:
+        if report.when != "call" or self.gsession is None:
             return
-        for name, val in report.user_properties:
-            if name == PROP and isinstance(val, dict):
-                rec = dict(val, nodeid=report.nodeid, outcome=report.outcome)
-                self.tests.append(rec)
-                self.gsession.mark_phase(report.nodeid, rec["t0"], rec["t1"])
+        val = self._records.pop(report.nodeid, None)
+        if val is not None:
+            setattr(report, PROP, val)  # serialised with the report by pytest-xdist
+        else:
+            val = getattr(report, PROP, None)  # the controller: a worker's figures
+        if self.worker:
+            return
+        if isinstance(val, dict):
+            rec = dict(val, nodeid=report.nodeid, outcome=report.outcome)
+            self.tests.append(rec)
+            self.gsession.mark_phase(report.nodeid, rec["t0"], rec["t1"])
 
     # end of the session ----------------------------------------------------------------------
     @pytest.hookimpl(wrapper=True, tryfirst=True)
@@ -239,52 +305,31 @@ class EnergyPlugin:
         except Exception as exc:
             _say(f"cannot finish the measurement: {exc}")
 
-    def pytest_sessionfinish(self) -> None:
+    def _check_session(self) -> bool:
+        """Session budgets, regression, baseline, strict; returns True when one fails the session."""
+        from .checks import run_checks
+
+        self.checks = run_checks(self)
+        self.failed_budget = any(c.failed for c in self.checks)
+        return self.failed_budget
+
+    @pytest.hookimpl(tryfirst=True)  # before junitxml writes its file
+    def pytest_sessionfinish(self, session: pytest.Session) -> None:
         self._stop("finished")  # when the test loop never ran (e.g. an error before it)
+        if self.worker or self.gsession is None:
+            return
+        from .ci import write_outputs
+
+        write_outputs(self)
 
     def pytest_unconfigure(self) -> None:
         self._stop("interrupted")
-
-    def _check_session(self) -> bool:
-        """Session budgets and regression; returns True when one is exceeded."""
-        r = self.result
-        if r is None:
-            return False
-        exceeded: dict[str, Any] | None = None
-        within: dict[str, Any] | None = None  # a budget that was checked and held: show says so
-        checks = (("energy_budget_kwh", r.energy_kwh, "kWh"), ("energy_budget_co2e_g", r.co2e_g, "gCO2e"))
-        for key, used, unit in checks:
-            lim = self.opts.get(key)
-            if lim is None:
-                continue
-            if used is None:
-                self.lines.append((f"{key} not checked: no power was measured", False))
-                continue
-            if used > lim:
-                self.lines.append((f"session over its energy budget: {used:.4g} {unit} > {lim:.4g} {unit} ({key})",
-                                   True))
-                exceeded = exceeded or {"budget": key, "limit": lim, "usage": used, "exceeded": True}
-            within = within or {"budget": key, "limit": lim, "usage": used, "exceeded": False}
-        if self.opts.get("energy_budget_regression") is not None:
-            from .report import check_regression
-
-            msg, usage = check_regression(self.gsession, r, self.opts["energy_budget_regression"])
-            self.lines.append((msg, usage is not None))
-            if usage is not None:
-                exceeded = exceeded or usage
-        outcome = exceeded or within
-        if outcome is not None and self.gsession.store is not None:
-            try:
-                self.gsession.store.update_run(r.run_id, {"budget": outcome})
-            except Exception as exc:
-                _say(f"cannot record the budget outcome in run {r.run_id}: {exc}")
-        self.failed_budget = exceeded is not None
-        return self.failed_budget
 
     # the summary -----------------------------------------------------------------------------
     def pytest_terminal_summary(self, terminalreporter: Any) -> None:
         if self.worker or self.gsession is None:
             return
+        from .ci import add_to_short_summary
         from .report import summary_lines
 
         tr = terminalreporter
@@ -293,6 +338,11 @@ class EnergyPlugin:
             tr.write_line(terminal_safe(text))
         for text, bad in self.lines:
             tr.write_line(f"greentrack: {one_line(text)}", red=bad, bold=bad)
+        for c in self.checks:
+            tr.write_line(f"greentrack: {one_line(c.text)}", red=c.failed, bold=c.failed)
+            for d in c.detail:
+                tr.write_line(f"  {one_line(d)}", red=c.failed)
+        add_to_short_summary(self, tr)
 
 
 def _say(msg: str) -> None:

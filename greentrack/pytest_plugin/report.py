@@ -4,29 +4,40 @@ from __future__ import annotations
 
 from typing import Any
 
-from ..units import fmt_co2, fmt_duration, fmt_energy, fmt_time, plural
+from ..units import fmt_co2, fmt_duration, fmt_energy, fmt_time, mark, plural
 
 
 def summary_lines(plugin: Any) -> list[str]:
-    """Lines of the ``greentrack energy`` summary: session totals, then the hungriest tests."""
+    """Lines of the ``greentrack energy`` summary: session totals, then the hungriest tests.
+
+    Modelled figures (the CPU model) carry ``~`` and a line says what the model multiplied.
+    """
     gs, r = plugin.gsession, plugin.result
     if r is None:
         return ["the measurement did not finish"]
-    out = [f"session {r.name!r} (run {r.run_id}): {fmt_duration(r.duration_s)}, {fmt_energy(r.energy_j)}"
-           + (f" ({r.energy_kwh:.4g} kWh)" if r.energy_kwh is not None else "")
-           + f", {fmt_co2(r.co2e_kg)}, backend {gs.backend}"]
+    how = plugin.energy_method
+    out = [f"session {r.name!r} (run {r.run_id}): {fmt_duration(r.duration_s)}, {mark(fmt_energy(r.energy_j), how)}"
+           + (f" ({mark(f'{r.energy_kwh:.4g}', how)} kWh)" if r.energy_kwh is not None else "")
+           + f", {mark(fmt_co2(r.co2e_kg), how)}, backend {gs.backend}"]
     if r.energy_j is None:
         why = next((n for n in r.notes if "region" not in n), None) or "no power source"
         out.append(f"nothing was measured: {why}")
-    elif r.intensity_source:
-        out.append(f"CO2e: {r.intensity_source}, PUE {r.pue:g}")
+    else:
+        if how in ("model", "mixed"):
+            hw = plugin.hardware
+            out.append(f"~ modelled, not measured: CPU time of pytest and its children x "
+                       f"{hw.get('watts_per_thread'):g} W per thread ({hw.get('model_basis')}); "
+                       f"see greentrack show {r.run_id}")
+        if r.intensity_source:
+            out.append(f"CO2e: {r.intensity_source}, PUE {r.pue:g}")
     tests = plugin.tests
     measured = [t for t in tests if t.get("energy_j") is not None]
     if measured:
         calls_j = sum(t["energy_j"] for t in measured)
-        line = f"{plural(len(measured), 'test')} measured, {fmt_energy(calls_j)} in their calls"
+        line = f"{plural(len(measured), 'test')} measured, {mark(fmt_energy(calls_j), how)} in their calls"
         if r.energy_j is not None and not plugin.controller:
-            line += f"; outside the calls (collection, fixtures, pytest): {fmt_energy(max(0.0, r.energy_j - calls_j))}"
+            line += (f"; outside the calls (collection, fixtures, pytest): "
+                     f"{mark(fmt_energy(max(0.0, r.energy_j - calls_j)), how)}")
         out.append(line)
         top = plugin.opts.get("top", 5)
         if top:
@@ -34,7 +45,7 @@ def summary_lines(plugin: Any) -> list[str]:
             out.append("most energy-hungry tests (energy of the call):")
             for t in hungry:
                 flag = "  OVER BUDGET" if t.get("over") else ""
-                out.append(f"  {_j(t['energy_j']):>11}  {_dur(t['t1'] - t['t0']):>7}  "
+                out.append(f"  {mark(_j(t['energy_j']), how):>12}  {_dur(t['t1'] - t['t0']):>7}  "
                            f"{t['nodeid']}{flag}")
     over = [t for t in tests if t.get("over")]
     if over:
@@ -91,7 +102,7 @@ def check_regression(gs: Any, result: Any, pct: float) -> tuple[str, dict[str, A
     if store is None:
         return "energy_budget_regression not checked: the run is not stored", None
     if result.energy_j is None:
-        return "energy_budget_regression not checked: no power was measured", None
+        return "energy_budget_regression not checked: no power was measured or modelled", None
     prev = None
     for row in store.list_runs(last=50, name=gs.name):
         tags = row.get("tags") if isinstance(row.get("tags"), dict) else {}

@@ -17,7 +17,8 @@ from ..errors import NotFoundError, suggest
 from ..notify import say_once
 from ..units import J_PER_KWH
 from . import codec
-from .records import StoredRun, chunk_from, clean_row, device_from, phase_from, run_from, summarise_devices
+from .records import (StoredRun, chunk_from, clean_row, device_from, energy_method, phase_from, run_from,
+                      summarise_devices)
 from .schema import DEVICES, PHASES, RUNS, SERIES
 
 T = TypeVar("T")
@@ -148,12 +149,16 @@ class Reader:
         if rows:
             ids = [r["id"] for r in rows]
             names: dict[str, list[str]] = {}
-            for d in self._rows(f"SELECT run_id, kind, name FROM devices WHERE run_id IN ({','.join('?' * len(ids))}) "
-                                "ORDER BY run_id, key", ids):
+            methods: dict[str, list[str | None]] = {}
+            for d in self._rows(f"SELECT run_id, kind, name, method, energy_j FROM devices WHERE run_id IN "
+                                f"({','.join('?' * len(ids))}) ORDER BY run_id, key", ids):
                 label = d["name"] if d["kind"] == "gpu" else d["kind"]
                 names.setdefault(d["run_id"], []).append(label if isinstance(label, str) else "?")
+                if d["energy_j"] is not None:
+                    methods.setdefault(d["run_id"], []).append(d["method"] if isinstance(d["method"], str) else None)
             for r in rows:
                 r["devices"] = summarise_devices(names.get(r["id"], []))
+                r["energy_method"] = energy_method(methods.get(r["id"], []))
         return rows
 
     def resolve_id(self, ref: str) -> str:

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass, field, fields
-from typing import Any, Mapping, Sequence
+from typing import Any, Iterable, Mapping, Sequence
 
 from ..errors import GreentrackError
 from . import codec
@@ -262,3 +262,12 @@ def phase_from(data: Mapping[str, Any]) -> PhaseRow:
 
 def chunk_from(data: Mapping[str, Any]) -> SeriesChunk:
     return SeriesChunk(**_kwargs(SeriesChunk, data))
+
+
+def energy_method(methods: Iterable[str | None]) -> str | None:
+    """What a run's energy is made of, from its devices' methods: ``measured``, ``model`` (estimated
+    from CPU time by the cpu-model source, not measured), ``mixed``, or None when nothing was."""
+    kinds = {"model" if m == "model" else "measured" for m in methods if m and m != "none"}
+    if not kinds:
+        return None
+    return kinds.pop() if len(kinds) == 1 else "mixed"

@@ -17,10 +17,22 @@ import os
 from pathlib import Path
 from typing import Any, Sequence
 
-from ..units import J_PER_KWH, fmt_co2, fmt_duration, fmt_energy, fmt_time, fmt_watts, one_line, plural, shorten
+from ..units import (
+    J_PER_KWH,
+    fmt_co2,
+    fmt_duration,
+    fmt_energy,
+    fmt_time,
+    fmt_watts,
+    mark,
+    modelled,
+    one_line,
+    plural,
+    shorten,
+)
 from .charts import matplotlib_figure, phase_chart, power_chart
-from .runs import REPORT_COLUMNS, co2e_kg, gap_footnote, run_record, run_row, unmeasured_s
-from .show import budget_text
+from .runs import MODELLED_NOTE, REPORT_COLUMNS, co2e_kg, gap_footnote, run_record, run_row, unmeasured_s
+from .show import budget_text, model_lines
 
 NAME_CHARS = 60  # a run name in the table (the whole name, up to 1,000 characters, is its tooltip)
 
@@ -38,7 +50,7 @@ table.runs td.tags{white-space:normal;overflow-wrap:anywhere;min-width:9rem}
 tr.failed td,tr.interrupted td,tr.lost td{color:#9b2c2c}.totals{font-weight:600}
 section.run{border:1px solid #e3ece6;border-radius:6px;padding:.6rem 1rem;margin:1rem 0}
 dl{display:grid;grid-template-columns:max-content 1fr;gap:.15rem 1rem;font-size:.9rem}dt{color:#5b6b61}
-dd{margin:0;overflow-wrap:anywhere}.chart svg{width:100%;height:auto}.wide{overflow-x:auto}
+dd{margin:0;overflow-wrap:anywhere}.chart svg{width:100%;height:auto}tr.modelled td{font-style:italic}.wide{overflow-x:auto}
 .note{color:#8a5a00;font-size:.9rem}.bad{color:#9b2c2c;font-weight:600}
 table.greentrack-compare caption{caption-side:bottom;text-align:left;color:#5b6b61;font-size:.85rem}
 table.greentrack-compare tr.cheapest td:first-child::after{content:" (cheapest)";color:#1f6f43}
@@ -90,11 +102,13 @@ def _run_table(rows: list[dict[str, Any]]) -> str:
 
 def _run_section(Figure: Any, run: dict[str, Any], series: dict[str, tuple[Any, Any]]) -> str:
     rec = run_record(run)
+    how = rec["energy_method"]
     facts = [
         ("status", run["status"] + (f" ({run['error']})" if run.get("error") else "")),
         ("started", fmt_time(run.get("started_at"))), ("duration", fmt_duration(run.get("duration_s"))),
-        ("energy", fmt_energy(run.get("energy_j"))), ("average power", f"{fmt_watts(rec['avg_power_w'])} W"),
-        ("CO2e", fmt_co2(co2e_kg(run))), ("region", run.get("region") or "-"),
+        ("energy", mark(fmt_energy(run.get("energy_j")), how)),
+        ("average power", f"{mark(fmt_watts(rec['avg_power_w']), how)} W"),
+        ("CO2e", mark(fmt_co2(co2e_kg(run)), how)), ("region", run.get("region") or "-"),
         ("grid intensity", run.get("intensity_source") or "-"), ("PUE", run.get("pue")),
         ("budget", budget_text(run.get("budget"))),
     ]
@@ -103,6 +117,9 @@ def _run_section(Figure: Any, run: dict[str, Any], series: dict[str, tuple[Any, 
     if unmeasured_s(run):
         facts.append(("unmeasured", f"{fmt_duration(unmeasured_s(run))} of sensor data gaps: their energy is not "
                                     "in the total (see the notes)"))
+    model = [ln.strip() for ln in model_lines(run["devices"])]
+    if model:
+        facts.append(("energy method", " · ".join(ln.removeprefix("model").strip() for ln in model)))
     st = (run.get("stats") or {}).get("step") if isinstance(run.get("stats"), dict) else None
     if st:
         extra = "".join(f", {st[k]:.4g} J/{u}" for k, u in (("j_per_sample", "sample"), ("j_per_token", "token"))
@@ -116,10 +133,13 @@ def _run_section(Figure: Any, run: dict[str, Any], series: dict[str, tuple[Any, 
     devs = ["<table><thead><tr><th>device</th><th>name</th><th>method</th><th>series</th><th>energy</th>"
             "<th>avg W</th><th>peak W</th></tr></thead><tbody>"]
     for d in run["devices"]:
-        devs.append(f"<tr><td>{_e(d['key'])}</td><td>{_e(d.get('name'))}</td><td>{_e(d.get('method'))}</td>"
-                    f"<td>{_e(d.get('series_method'))}</td><td class=num>{_e(fmt_energy(d.get('energy_j')))}</td>"
-                    f"<td class=num>{_e(fmt_watts(d.get('avg_power_w')))}</td>"
-                    f"<td class=num>{_e(fmt_watts(d.get('peak_power_w')))}</td></tr>")
+        m = d.get("method")
+        cls = " class=modelled" if m == "model" else ""
+        devs.append(f"<tr{cls}><td>{_e(d['key'])}</td><td>{_e(d.get('name'))}</td><td>{_e(m)}</td>"
+                    f"<td>{_e(d.get('series_method'))}</td>"
+                    f"<td class=num>{_e(mark(fmt_energy(d.get('energy_j')), m))}</td>"
+                    f"<td class=num>{_e(mark(fmt_watts(d.get('avg_power_w')), m))}</td>"
+                    f"<td class=num>{_e(mark(fmt_watts(d.get('peak_power_w')), m))}</td></tr>")
     devs.append("</tbody></table>")
     out.append("\n".join(devs))
     if Figure is not None:
@@ -134,7 +154,7 @@ def _run_section(Figure: Any, run: dict[str, Any], series: dict[str, tuple[Any, 
         rows = "".join(
             f"<tr><td>{_e(shorten(p['name'], NAME_CHARS))}</td>"
             f"<td class=num>{_e(fmt_duration(p['ended_at'] - p['started_at']))}</td>"
-            f"<td class=num>{_e(fmt_energy(p.get('energy_j')))}</td><td class=num>{_e(p.get('steps'))}</td></tr>"
+            f"<td class=num>{_e(mark(fmt_energy(p.get('energy_j')), how))}</td><td class=num>{_e(p.get('steps'))}</td></tr>"
             for p in run["phases"])
         out.append("<table><thead><tr><th>phase</th><th>duration</th><th>energy</th><th>steps</th></tr></thead>"
                    f"<tbody>{rows}</tbody></table>")
@@ -204,6 +224,8 @@ def render_html(rows: list[dict[str, Any]], details: Sequence[tuple[dict[str, An
         if len(rows) > len(details):
             parts.append(f"<p class=meta>{plural(len(rows) - len(details), 'more run', 'more runs')} in the table "
                          "only (--detail N)</p>")
-    parts.append("<p class=meta>energy is measured energy before PUE; CO2e = energy × PUE × grid intensity "
-                  "(source per run above).</p></body></html>")
+    if any(modelled(r.get("energy_method")) for r in rows):
+        parts.append(f"<p class='note modelled'>{_e(MODELLED_NOTE)}</p>")
+    parts.append("<p class=meta>energy is measured energy before PUE, except figures marked ~ (modelled); "
+                  "CO2e = energy × PUE × grid intensity (source per run above).</p></body></html>")
     return "\n".join(parts) + "\n"

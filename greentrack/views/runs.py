@@ -16,8 +16,21 @@ from typing import Any
 
 from ..carbon.footprint import operational
 from ..errors import GreentrackError, suggest
-from ..store.records import summarise_devices
-from ..units import J_PER_KWH, csv_cell, fmt_co2, fmt_duration, fmt_kwh, fmt_time, fmt_watts, one_line, shorten, table
+from ..store.records import energy_method, summarise_devices
+from ..units import (
+    J_PER_KWH,
+    csv_cell,
+    fmt_co2,
+    fmt_duration,
+    fmt_kwh,
+    fmt_time,
+    fmt_watts,
+    mark,
+    modelled,
+    one_line,
+    shorten,
+    table,
+)
 
 REPORT_COLUMNS = ["id", "name", "started", "duration", "status", "kWh", "CO2e", "avg W", "devices"]
 FORMATS = ("table", "csv", "json", "markdown", "html")
@@ -56,8 +69,11 @@ RUN_FIELDS: list[tuple[str, str]] = [
     ("tags", "tags, a JSON object (in CSV: its JSON text)"),
     ("error", "error of a failed run"),
     ("unmeasured_s", "seconds whose energy no reading measured (sensor data gaps; 0 when none)"),
+    ("energy_method", "measured, model (estimated from CPU time by the cpu-model source, not measured) or mixed"),
 ]
 FIELD_NAMES = [f for f, _ in RUN_FIELDS]
+MODELLED_NOTE = ("~ modelled from CPU time (cpu-model source: CPU seconds x watts per thread), not measured; "
+                 "greentrack show RUN gives the model's inputs")
 
 
 def _iso(ts: float | None) -> str | None:
@@ -93,9 +109,10 @@ def run_row(r: dict[str, Any]) -> list[str]:
     """The report's cells of one run; a run with data gaps has its kWh marked ``*`` (see :func:`gap_footnote`)."""
     dur = r.get("duration_s")
     avg = (r["energy_j"] / dur) if (r.get("energy_j") is not None and dur) else None
-    kwh = fmt_kwh(r.get("energy_j")) + ("*" if gap_count(r) else "")
+    how = r.get("energy_method")
+    kwh = mark(fmt_kwh(r.get("energy_j")), how) + ("*" if gap_count(r) else "")
     return [r["id"], shorten(r["name"]), fmt_time(r.get("started_at")), fmt_duration(dur), r["status"],
-            kwh, fmt_co2(co2e_kg(r)), fmt_watts(avg), r.get("devices") or "-"]
+            kwh, mark(fmt_co2(co2e_kg(r)), how), mark(fmt_watts(avg), how), r.get("devices") or "-"]
 
 
 def gap_footnote(rows: list[dict[str, Any]]) -> str | None:
@@ -117,6 +134,8 @@ def render_table(rows: list[dict[str, Any]]) -> str:
     if not rows:
         return "no runs yet (wrap a training loop with greentrack.session(), or try 'greentrack demo')"
     out = table(REPORT_COLUMNS, [run_row(r) for r in rows], right={3, 5, 6, 7})
+    if any(modelled(r.get("energy_method")) for r in rows):
+        out += f"\n{MODELLED_NOTE}"
     note = gap_footnote(rows)
     return out + ("\n" + note if note else "")
 
@@ -128,7 +147,9 @@ def run_record(r: dict[str, Any]) -> dict[str, Any]:
     stats = r.get("stats") if isinstance(r.get("stats"), dict) else {}
     step = (stats or {}).get("step") or {}
     devices = r.get("devices")
+    method = r.get("energy_method")
     if isinstance(devices, list):  # a get_run() row carries the device rows themselves
+        method = energy_method(d.get("method") for d in devices if d.get("energy_j") is not None)
         devices = summarise_devices([d.get("name") if d.get("kind") == "gpu" else d.get("kind") for d in devices])
     tags = r.get("tags") if isinstance(r.get("tags"), dict) else {}
     rec = {
@@ -142,7 +163,7 @@ def run_record(r: dict[str, Any]) -> dict[str, Any]:
         "tokens": r.get("tokens"), "j_per_step": step.get("mean_j"), "j_per_sample": step.get("j_per_sample"),
         "j_per_token": step.get("j_per_token"), "budget_exceeded": budget_exceeded(r.get("budget")),
         "host": r.get("host"), "job_id": r.get("job_id"), "command": r.get("command"), "tags": tags,
-        "error": r.get("error"), "unmeasured_s": unmeasured_s(r),
+        "error": r.get("error"), "unmeasured_s": unmeasured_s(r), "energy_method": method,
     }
     return {k: _finite(rec[k]) for k in FIELD_NAMES}
 
@@ -227,6 +248,8 @@ def render_markdown(rows: list[dict[str, Any]]) -> str:
     align = ["---:" if i in {3, 5, 6, 7} else "---" for i in range(len(REPORT_COLUMNS))]
     lines = ["| " + " | ".join(REPORT_COLUMNS) + " |", "| " + " | ".join(align) + " |"]
     lines += ["| " + " | ".join(cell(c) for c in run_row(r)) + " |" for r in rows]
+    if any(modelled(r.get("energy_method")) for r in rows):
+        lines += ["", f"{MODELLED_NOTE}"]
     note = gap_footnote(rows)
     return "\n".join(lines) + "\n" + (f"\n{cell(note)}\n" if note else "")
 

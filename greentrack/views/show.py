@@ -10,6 +10,7 @@ from ..units import (
     fmt_energy,
     fmt_time,
     fmt_watts,
+    mark,
     one_line,
     plural,
     printable,
@@ -83,6 +84,27 @@ def budget_text(budget: Any) -> str:
     return f"within: {what} {usage:.6g}{sep}{unit} <= limit {limit:.6g}{sep}{unit}{share}".rstrip()
 
 
+def model_lines(devices: list[dict[str, Any]]) -> list[str]:
+    """The ``model`` block of ``show``: what a modelled device's energy was computed from."""
+    out: list[str] = []
+    for d in devices:
+        info = d.get("info") if isinstance(d.get("info"), dict) else {}
+        if d.get("method") != "model" or not info:
+            continue
+        cpu_s = info.get("cpu_s")
+        w = info.get("watts_per_thread")
+        idle = info.get("idle_share") or 0
+        head = "  model      " if not out else "             "
+        out.append(f"{head}{d['key']}: modelled from CPU time, not measured ({info.get('method_ref') or 'model'})")
+        formula = f"{cpu_s:.3f} CPU-s" if isinstance(cpu_s, (int, float)) else "CPU seconds"
+        out.append(f"             {formula} x {w:g} W per thread" if isinstance(w, (int, float)) else
+                   f"             {formula} x watts per thread")
+        if info.get("basis"):
+            out.append(f"             watts per thread: {info['basis']}")
+        out.append(f"             idle share {idle:g}: {info.get('idle_basis') or '-'}")
+    return out
+
+
 def render_show(run: dict[str, Any], unicode: bool = True) -> str:
     """The text of ``greentrack show``: every stored text shown as one printable line (no control
     character from a name, tag, phase, command or error reaches the terminal)."""
@@ -106,9 +128,10 @@ def _render_show(run: dict[str, Any], unicode: bool = True) -> str:
         out.append(f"  job        {e(run['job_id'])}" + (f"  rank {e(run['rank'])}/{e(run['world_size'])}"
                                                          if run.get("rank") is not None else ""))
     peak = sum(d["peak_power_w"] for d in run["devices"] if d.get("peak_power_w") is not None) or None
-    out.append(f"  energy     {fmt_energy(run.get('energy_j'))}"
+    how = rec["energy_method"]
+    out.append(f"  energy     {mark(fmt_energy(run.get('energy_j')), how)}"
                + (f" ({rec['energy_kwh']:.6f} kWh)" if rec["energy_kwh"] is not None and rec["energy_kwh"] < 1 else "")
-               + f"   avg {fmt_watts(rec['avg_power_w'])} W   peak {fmt_watts(peak)} W"
+               + f"   avg {mark(fmt_watts(rec['avg_power_w']), how)} W   peak {mark(fmt_watts(peak), how)} W"
                + f"   backend {run.get('backend') or '-'}")
     if rec.get("unmeasured_s"):
         out.append(f"  unmeasured {fmt_duration(rec['unmeasured_s'])} of sensor data gaps: their energy is not "
@@ -118,8 +141,9 @@ def _render_show(run: dict[str, Any], unicode: bool = True) -> str:
     if run.get("co2e_kg") is None and co2 is not None:
         so_far = (" (from the energy measured until the run was lost)" if run.get("status") == "lost"
                   else " (so far)")
-    out.append(f"  CO2e       {fmt_co2(co2)}{so_far}   region {run.get('region') or '-'}"
+    out.append(f"  CO2e       {mark(fmt_co2(co2), how)}{so_far}   region {run.get('region') or '-'}"
                f"   PUE {run.get('pue') if run.get('pue') is not None else '-'}")
+    out += model_lines(run["devices"])
     out.append(f"  intensity  {run.get('intensity_source') or '-'}")
     out.append(f"  budget     {budget_text(run.get('budget'))}")
     if run.get("tags"):
@@ -131,7 +155,9 @@ def _render_show(run: dict[str, Any], unicode: bool = True) -> str:
     if run["devices"]:
         out += ["", "devices"]
         rows = [[d["key"], d.get("name") or "-", d.get("method") or "-", d.get("series_method") or "-",
-                 fmt_energy(d.get("energy_j")), fmt_watts(d.get("avg_power_w")), fmt_watts(d.get("peak_power_w")),
+                 mark(fmt_energy(d.get("energy_j")), d.get("method")),
+                 mark(fmt_watts(d.get("avg_power_w")), d.get("method")),
+                 mark(fmt_watts(d.get("peak_power_w")), d.get("method")),
                  str(d.get("n_samples") or 0)] for d in run["devices"]]
         out += ["  " + ln for ln in table(["key", "name", "method", "series", "energy", "avg W", "peak W", "samples"],
                                           rows, right={4, 5, 6, 7}).splitlines()]
@@ -183,11 +209,12 @@ def _render_show(run: dict[str, Any], unicode: bool = True) -> str:
                         else "-")
             start = f"{p['n']}x" if grouped else f"+{fmt_duration(p['started_at'] - t0)}"
             rows.append([shorten(p["name"]), start, fmt_duration(dur),
-                         fmt_energy(p.get("energy_j")), share, str(p.get("steps") or 0), per_step])
+                         mark(fmt_energy(p.get("energy_j")), how), share, str(p.get("steps") or 0),
+                         mark(per_step, how)])
         stats = run.get("stats") if isinstance(run.get("stats"), dict) else {}
         outside = (stats or {}).get("outside_phases_j")
         if outside is not None:
-            rows.append(["(outside phases)", "", "", fmt_energy(outside),
+            rows.append(["(outside phases)", "", "", mark(fmt_energy(outside), how),
                          f"{outside / total_j * 100:.1f}%" if total_j else "-", "", ""])
         out += ["", f"phases ({len(run['phases'])}, summed per name)" if grouped else "phases"]
         out += ["  " + ln for ln in table(["phase", "times" if grouped else "start", "duration", "energy", "share",

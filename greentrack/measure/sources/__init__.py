@@ -19,12 +19,14 @@ __all__ = ["Device", "Source", "SourceUnavailable", "NullSource", "Reading", "bu
 
 
 def available_sources() -> dict[str, tuple]:
-    """``{name: (factory, priority, auto)}`` registered by the plugins (bad registrations reported, skipped)."""
+    """``{name: (factory, priority, auto, fallback)}`` registered by the plugins (bad registrations reported,
+    skipped)."""
     from ... import plugins
 
     found: dict[str, tuple] = {}
 
-    def register(name: str, factory: Callable[..., Any], priority: int = 0, auto: bool = True) -> None:
+    def register(name: str, factory: Callable[..., Any], priority: int = 0, auto: bool = True,
+                 fallback: bool = False) -> None:
         if not isinstance(name, str) or not name.strip() or "," in name:
             warn_once(repr(name)[:40], "greentrack_register_sources",
                       TypeError(f"a source name must be a non-empty string without commas, got {name!r}"[:120]))
@@ -35,7 +37,7 @@ def available_sources() -> dict[str, tuple]:
         if isinstance(priority, bool) or not isinstance(priority, (int, float)) or not math.isfinite(priority):
             warn_once(name, "greentrack_register_sources", TypeError(f"priority {priority!r} is not a number"))
             return
-        found[name.strip()] = (factory, priority, bool(auto))
+        found[name.strip()] = (factory, priority, bool(auto), bool(fallback))
 
     plugins.hook().greentrack_register_sources(register=register)
     return found
@@ -109,8 +111,9 @@ def build_sources(settings: Any) -> tuple[list[Source], list[str]]:
 
     ``auto`` tries every auto source by priority and keeps the first that finds devices, plus
     any host-level sources (RAPL); a source whose factory fails (any exception) or builds
-    something unusable is reported once and skipped. ``none`` measures nothing. An unknown name,
-    or a named source that cannot be opened, is a :class:`ConfigError`.
+    something unusable is reported once and skipped. Fallback sources (the CPU model) are tried
+    only when none of these measures anything, and then the first note says so. ``none``
+    measures nothing. An unknown name, or a named source that cannot be opened, is a :class:`ConfigError`.
     """
     from ...errors import ConfigError, suggest
 
@@ -141,8 +144,9 @@ def build_sources(settings: Any) -> tuple[list[Source], list[str]]:
         return sources, notes
     gpu_found = False
     sources = []
-    for name, (factory, _prio, auto) in sorted(registry.items(), key=lambda kv: -kv[1][1]):
-        if not auto:
+    ranked = sorted(registry.items(), key=lambda kv: -kv[1][1])
+    for name, (factory, _prio, auto, fallback) in ranked:
+        if not auto or fallback:
             continue
         try:
             src = _open(name, factory, settings)
@@ -162,4 +166,19 @@ def build_sources(settings: Any) -> tuple[list[Source], list[str]]:
         sources.append(src)
     if not gpu_found:
         notes.insert(0, "no GPU power source found (set GREENTRACK_BACKEND=mock to simulate one)")
+    if sources:
+        return sources, notes
+    for name, (factory, _prio, auto, fallback) in ranked:  # nothing measures here: a labelled model
+        if not (auto and fallback):
+            continue
+        try:
+            src = factory(settings)
+        except SourceUnavailable as exc:
+            notes.append(f"{name}: {exc}")
+            continue
+        why = "; ".join(n for n in notes if not n.startswith("no GPU power source")) or "no GPU, no RAPL"
+        short = getattr(getattr(src, "inputs", None), "short", None)
+        notes.insert(0, f"nothing here measures power ({why}): energy is modelled by {name}"
+                        + (f" from CPU time x {short()}" if short else "") + "; modelled figures are marked ~")
+        return [src], notes
     return sources, notes

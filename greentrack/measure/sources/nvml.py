@@ -21,6 +21,7 @@ measures only its own rank's GPU unless ``GREENTRACK_ALL_GPUS=1``.
 from __future__ import annotations
 
 import os
+import sys
 import time
 from typing import Any, Callable
 
@@ -333,7 +334,14 @@ class NVMLSource:
             pass
 
 
+# what an NVIDIA driver leaves on Linux (WSL 2: /dev/dxg); without any, NVML cannot answer
+_DRIVER_PATHS = ("/dev/nvidiactl", "/proc/driver/nvidia", "/dev/dxg")
+
+
 def from_settings(settings: Any) -> NVMLSource:
+    if sys.platform.startswith("linux") and not any(os.path.exists(p) for p in _DRIVER_PATHS):
+        # no driver: skip importing pynvml and failing nvmlInit (about 15 ms on a CPU-only CI runner)
+        raise SourceUnavailable("no NVIDIA driver here (no /dev/nvidiactl)")
     return NVMLSource(poll_interval_s=getattr(settings, "sample_interval_s", None))
 
 

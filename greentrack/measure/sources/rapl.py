@@ -117,6 +117,8 @@ class RAPLSource:
 
     name = "rapl"
     kind = "cpu"
+    interval_means = True  # each sample is the mean power since the previous poll (a counter delta)
+    poll_at_edges = True  # a poll is one file read: a test's window starts at a sample
 
     def __init__(self, root: Path | str | None = None, clock: Callable[[], float] = time.time,
                  poll_interval_s: float | None = None) -> None:

@@ -1,0 +1,496 @@
+"""CPU energy modelled from CPU time where nothing can measure it: the ``cpu-model`` source (method ``model``).
+
+Most CI runners have no GPU and no readable RAPL counter, so nothing there measures power. This
+source does not measure either: it *models* the energy of this process and its children from the
+CPU time they use, the way the Green Algorithms calculator does (Lannelongue, Grealey & Inouye,
+"Green Algorithms: Quantifying the Carbon Footprint of Computation", Advanced Science 8, 2100707,
+2021: energy = run time x cores x core usage x TDP per core), per hardware thread::
+
+    energy_J = watts_per_thread x (cpu_s x (1 - idle_share) + wall_s x idle_share)
+
+- ``cpu_s``: CPU seconds (user + system) of this process, of its children that have been waited
+  for (``getrusage(RUSAGE_CHILDREN)``) and, on Linux, of its live descendants (``/proc``; psutil
+  elsewhere when it is installed). Not the whole machine: a neighbour's load on a shared runner
+  does not leak in.
+- ``watts_per_thread``: ``[tool.greentrack] cpu_watts_per_thread`` or
+  ``GREENTRACK_CPU_WATTS_PER_THREAD`` when set; else the CPU model's TDP from codecarbon's CPU
+  power table (its installed ``data/hardware/cpu_power.csv``, read as a file, matched by
+  codecarbon's own rules) divided by the CPU's hardware threads; else codecarbon's figure for a
+  CPU it does not know, 4 W per thread.
+- ``idle_share`` (0 to 1, default 0): the part of a thread's watts charged for every second of
+  wall time, busy or not. 0 is Green Algorithms' method (power in proportion to use); 0.1 follows
+  CodeCarbon's ``cpu_load`` mode, whose floor is 10 % of TDP. A share above 0 makes a figure
+  depend on wall time, and so on the neighbours of a shared runner.
+
+It is chosen by ``backend=auto`` only when no source measures anything here (no GPU, no
+readable RAPL); a measured source always wins. Its figures are labelled (method ``model``,
+``~`` before the number) and the inputs are kept with the run (``greentrack show``). Its error
+against RAPL is stated in docs/cpu-model.md and measured by benchmarks/bench_cpu_model_vs_rapl.py.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import re
+import sys
+import threading
+import time
+from bisect import bisect_right
+from dataclasses import dataclass
+from itertools import accumulate
+from pathlib import Path
+from typing import Any, Callable
+
+from ...errors import ConfigError
+from ...plugins import hookimpl
+from ...settings import env as settings_env
+from .base import Device
+
+ENV_WATTS = "GREENTRACK_CPU_WATTS_PER_THREAD"
+ENV_IDLE = "GREENTRACK_CPU_IDLE_SHARE"
+KEY_WATTS = "cpu_watts_per_thread"
+KEY_IDLE = "cpu_idle_share"
+# codecarbon 3.3.2, core/cpu.py DEFAULT_POWER_PER_CORE: its "W per thread" for a CPU not in its table
+UNKNOWN_CPU_W_PER_THREAD = 4.0
+METHOD_REF = "Green Algorithms (Lannelongue et al., Advanced Science 2021)"
+SAMPLER_THREAD = "greentrack-sampler"  # greentrack.measure.sampler.THREAD_NAME (not imported: no cycle)
+LIVE_REFRESH_S = 0.5  # live descendants are re-read at most this often (and whenever a child was reaped)
+
+
+# the CPU -----------------------------------------------------------------------------------------
+@dataclass
+class CPUInfo:
+    """What this machine says about its CPU."""
+
+    name: str | None  # brand string, e.g. "AMD EPYC 7763 64-Core Processor"
+    logical: int  # hardware threads this OS sees
+    threads_per_core: int | None  # 2 with SMT (siblings / cpu cores in /proc/cpuinfo)
+    package_threads: int | None  # threads of one package as this OS sees them (siblings)
+    virtual: bool  # running under a hypervisor: the OS sees a slice of the host's CPU
+
+
+def read_cpuinfo(text: str | None = None) -> CPUInfo:
+    """Parse ``/proc/cpuinfo`` (or *text*); elsewhere, what ``platform`` says."""
+    logical = os.cpu_count() or 1
+    if text is None:
+        try:
+            with open("/proc/cpuinfo", encoding="utf-8", errors="replace") as fh:
+                fields = _first_block(fh)  # the first processor's block (the file is long on big machines)
+        except OSError:
+            import platform
+
+            return CPUInfo(platform.processor() or None, logical, None, None, False)
+    else:
+        fields = _first_block(text.splitlines())
+    siblings = _int(fields.get("siblings"))
+    cores = _int(fields.get("cpu cores"))
+    tpc = siblings // cores if siblings and cores and siblings % cores == 0 else None
+    virtual = "hypervisor" in fields.get("flags", "").split()
+    return CPUInfo(fields.get("model name") or None, logical, tpc, siblings, virtual)
+
+
+def _first_block(lines: Any) -> dict[str, str]:
+    fields: dict[str, str] = {}
+    for line in lines:
+        if not line.strip():
+            if fields:
+                break
+            continue
+        key, _, val = line.partition(":")
+        fields.setdefault(key.strip().lower(), val.strip())
+    return fields
+
+
+def _int(v: str | None) -> int | None:
+    return int(v) if v is not None and v.strip().isdigit() and int(v) > 0 else None
+
+
+class CPUTable:
+    """codecarbon's CPU power table: ``{name: TDP W}``, and what matching needs, built once per process."""
+
+    def __init__(self, tdp: dict[str, float], source: str) -> None:
+        self.tdp = tdp
+        self.source = source
+        self.names = list(tdp)
+        self.by_lower = {n.lower(): n for n in self.names}
+        self._lines: list[str] | None = None
+
+    def words_index(self) -> tuple[str, list[int]]:
+        """All entries as one lower-case text, one per line, with the lines' start offsets: searched
+        with regular expressions (C speed) rather than a Python loop over ~5,000 entries. Built on
+        first use: an exact name never needs it."""
+        if self._lines is None:
+            self._lines = [n.lower() for n in self.names]
+            self._text = "\n".join(self._lines)
+            self._starts = list(accumulate((len(x) + 1 for x in self._lines[:-1]), initial=0))
+        return self._text, self._starts
+
+    def __iter__(self) -> Any:
+        return iter(self.names)
+
+    def __getitem__(self, name: str) -> float:
+        return self.tdp[name]
+
+    def __len__(self) -> int:
+        return len(self.names)
+
+    def get(self, name: str | None) -> float | None:
+        return self.tdp.get(name) if name else None
+
+
+_TABLE: dict[str, CPUTable | None] = {}
+
+
+def codecarbon_cpu_table() -> tuple[CPUTable, str] | None:
+    """``(table, "codecarbon X data/hardware/cpu_power.csv")`` from codecarbon's installed file, or None."""
+    from ...carbon.grid import _codecarbon_version, codecarbon_data_dir
+
+    d = codecarbon_data_dir()
+    if d is None:
+        return None
+    path = d / "hardware" / "cpu_power.csv"
+    key = str(path)
+    if key not in _TABLE:
+        tdp: dict[str, float] = {}
+        try:
+            text = path.read_text(encoding="utf-8")
+        except OSError:
+            text = ""
+        for line in text.splitlines()[1:]:  # "Name,TDP" rows; the first row of a name wins, as in codecarbon
+            name, _, w = line.rpartition(",")
+            try:
+                watts = float(w)
+            except ValueError:
+                continue
+            name = name.strip().strip('"')
+            if name and watts > 0 and name not in tdp:
+                tdp[name] = watts
+        _TABLE[key] = CPUTable(tdp, f"codecarbon {_codecarbon_version()} data/hardware/cpu_power.csv") if tdp else None
+    table = _TABLE[key]
+    return (table, table.source) if table is not None else None
+
+
+_NON_ALNUM = str.maketrans({c: " " for c in map(chr, range(128)) if not c.isalnum()})
+
+
+def _words(s: str) -> list[str]:
+    """Lower-case words of *s* (rapidfuzz's default_process: non-alphanumerics are spaces)."""
+    return s.lower().translate(_NON_ALNUM).split()
+
+
+def match_cpu(raw: str, names: Any) -> str | None:
+    """The table entry for brand string *raw*, by codecarbon 3.3.2's rules (``_get_matching_cpu``).
+
+    An exact (case-insensitive) match; else the same after dropping ``(R)``, ``CPU`` and the
+    ``@ 2.60GHz`` suffix; else the one entry whose words contain, or are contained in, the
+    brand's words (rapidfuzz token-set ratio 100). Several such entries: no match. *names* is a
+    :class:`CPUTable` or a list of names.
+    """
+    table = names if isinstance(names, CPUTable) else CPUTable({n: 1.0 for n in names}, "")
+    hit = table.by_lower.get(raw.strip().lower())
+    if hit:
+        return hit
+    s = raw.replace("(R)", "").replace("(TM)", "")
+    cut = s.find(" CPU @ ")
+    if cut > 0:
+        s = s[:cut]
+    s = re.sub(r" @\s*\d+\.\d+GHz", "", s.replace(" CPU", "")).strip()
+    hit = table.by_lower.get(s.lower())
+    if hit:
+        return hit
+    want = set(_words(s))
+    if not want:
+        return None
+    text, starts = table.words_index()
+    sep = "[^0-9a-z\\n]"  # what separates words: anything not alphanumeric (rapidfuzz's default_process)
+    alt = "|".join(re.escape(w) for w in sorted(want, key=len, reverse=True))
+    # entries whose every word is one of the brand's
+    found = {bisect_right(starts, m.start()) - 1
+             for m in re.finditer(rf"^{sep}*(?:(?:{alt})(?:{sep}+|$))+$", text, re.M)}
+    # entries holding every word of the brand: among those holding its longest word
+    longest = max(want, key=len)
+    for m in re.finditer(rf"(?<![0-9a-z]){re.escape(longest)}(?![0-9a-z])", text):
+        i = bisect_right(starts, m.start()) - 1
+        if want <= set(_words(table.names[i])):
+            found.add(i)
+    return table.names[found.pop()] if len(found) == 1 else None
+
+
+# the model's inputs ------------------------------------------------------------------------------
+@dataclass
+class ModelInputs:
+    """What the model multiplies CPU time by, and where each figure comes from."""
+
+    watts_per_thread: float
+    basis: str  # where watts_per_thread comes from, in words, with its source
+    idle_share: float = 0.0
+    idle_basis: str = "Green Algorithms: power in proportion to CPU use, no idle share"
+    cpu: str | None = None
+    matched: str | None = None  # codecarbon table entry
+    tdp_w: float | None = None
+    threads: int | None = None
+
+    def as_info(self) -> dict[str, Any]:
+        """The inputs as stored with the run (``devices.info``)."""
+        return {"model": "cpu-time", "watts_per_thread": round(self.watts_per_thread, 6), "basis": self.basis,
+                "idle_share": self.idle_share, "idle_basis": self.idle_basis, "cpu": self.cpu,
+                "tdp_match": self.matched, "tdp_w": self.tdp_w, "threads": self.threads, "method_ref": METHOD_REF}
+
+    def short(self) -> str:
+        """``4 W per thread (codecarbon ...'s default ...)`` for one-line notes."""
+        idle = f", idle share {self.idle_share:g}" if self.idle_share else ""
+        return f"{self.watts_per_thread:.3g} W per thread ({self.basis}){idle}"
+
+
+def _number(raw: Any, label: str, lo: float, hi: float, lo_open: bool) -> float:
+    try:
+        val = float(raw)
+    except (TypeError, ValueError):
+        raise ConfigError(f"{label}={raw!r} is not a number") from None
+    if isinstance(raw, bool) or not math.isfinite(val) or val > hi or (val <= lo if lo_open else val < lo):
+        rng = f"> {lo:g}" if lo_open else f"between {lo:g} and {hi:g}"
+        raise ConfigError(f"{label}={raw!r} must be a number {rng}")
+    return val
+
+
+def resolve_inputs(extra: dict[str, Any] | None = None, info: CPUInfo | None = None) -> ModelInputs:
+    """The model's inputs: the user's values (environment, then ``[tool.greentrack]``), else the CPU's."""
+    extra = extra or {}
+    info = info or read_cpuinfo()
+    idle, idle_basis = 0.0, ModelInputs.idle_basis
+    raw_idle = settings_env(ENV_IDLE)
+    label = ENV_IDLE
+    if raw_idle is None and extra.get(KEY_IDLE) is not None:
+        raw_idle, label = extra[KEY_IDLE], f"[tool.greentrack] {KEY_IDLE}"
+    if raw_idle is not None:
+        idle = _number(raw_idle, label, 0.0, 1.0, lo_open=False)
+        idle_basis = f"set by {label}"
+    raw_w = settings_env(ENV_WATTS)
+    label = ENV_WATTS
+    if raw_w is None and extra.get(KEY_WATTS) is not None:
+        raw_w, label = extra[KEY_WATTS], f"[tool.greentrack] {KEY_WATTS}"
+    if raw_w is not None:
+        w = _number(raw_w, label, 0.0, 1e4, lo_open=True)
+        return ModelInputs(w, f"set by {label}", idle, idle_basis, cpu=info.name)
+    found = codecarbon_cpu_table() if info.name else None
+    matched = match_cpu(info.name, found[0]) if (found and info.name) else None
+    if found and matched:
+        tdp = found[0][matched]
+        threads = _package_threads(info, matched)
+        if threads:
+            return ModelInputs(tdp / threads, f"{matched}: TDP {tdp:g} W / {threads} threads, {found[1]}", idle,
+                               idle_basis, cpu=info.name, matched=matched, tdp_w=tdp, threads=threads)
+        why = (f"{matched} (TDP {tdp:g} W in {found[1]}) in a virtual machine that shows {info.logical} of "
+               "its threads; codecarbon's figure for an unknown CPU, 4 W per thread")
+        return ModelInputs(UNKNOWN_CPU_W_PER_THREAD, why, idle, idle_basis, cpu=info.name, matched=matched, tdp_w=tdp)
+    src = found[1].rsplit(" data/", 1)[0] if found else "codecarbon 3.3.2"
+    what = f"{info.name!r} is not in {src}'s CPU table" if info.name else "CPU model unknown"
+    return ModelInputs(UNKNOWN_CPU_W_PER_THREAD, f"{what}: {src}'s figure for an unknown CPU, 4 W per thread",
+                       idle, idle_basis, cpu=info.name)
+
+
+def _package_threads(info: CPUInfo, matched: str) -> int | None:
+    """Hardware threads of one CPU package: what the OS sees on bare metal; in a VM, from the
+    model name's core count (``64-Core``, AMD) times the threads per core the VM sees; else None."""
+    if not info.virtual:
+        return info.package_threads or info.logical
+    m = re.search(r"(\d+)-Core", info.name or "") or re.search(r"(\d+)-Core", matched)
+    if m and info.threads_per_core:
+        return int(m.group(1)) * info.threads_per_core
+    return None
+
+
+# CPU time ----------------------------------------------------------------------------------------
+class ProcessCPUTime:
+    """CPU seconds of this process and its children: own threads, waited-for and live descendants.
+
+    Reading own and reaped time costs about 1 µs. Live descendants (a server a fixture started,
+    ``greentrack run``'s command, pytest-xdist's workers seen by the controller) are re-read at
+    most every 0.5 s, and at once when a child has been reaped since, so a child is never counted
+    both live and reaped. The total never goes backwards.
+
+    greentrack's own sampling thread is not counted (:meth:`exclude_current_thread`): its reads
+    and database writes are the measurement's cost, not the workload's, and would otherwise land
+    in whichever test happens to run when it wakes up.
+    """
+
+    def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
+        self.clock = clock
+        self.pid = os.getpid()
+        self._tick = float(os.sysconf("SC_CLK_TCK")) if hasattr(os, "sysconf") else 100.0
+        self._proc = Path(f"/proc/{self.pid}/task/{self.pid}/children").exists()
+        self._live = 0.0
+        self._live_at = -math.inf
+        self._reaped_seen: float | None = None
+        self._last = 0.0
+        self._excluded: list[Any] = []  # CPU clocks of threads not counted, with their last reading
+        self._excluded_s = 0.0
+        try:
+            import resource
+
+            self._rusage: Any = resource
+        except ImportError:  # pragma: no cover - Windows
+            self._rusage = None
+
+    def _reaped(self) -> float:
+        if self._rusage is not None:
+            r = self._rusage.getrusage(self._rusage.RUSAGE_CHILDREN)
+            return r.ru_utime + r.ru_stime
+        t = os.times()  # pragma: no cover - Windows: children fields are 0 there
+        return t.children_user + t.children_system
+
+    def exclude_current_thread(self) -> None:
+        """Leave the calling thread's CPU time out from now on (the sampler thread; Unix only)."""
+        getclock = getattr(time, "pthread_getcpuclockid", None)
+        if getclock is None:  # pragma: no cover - Windows
+            return
+        try:
+            clk = getclock(threading.get_ident())
+            self._excluded.append([clk, time.clock_gettime(clk)])
+        except (OSError, ValueError):  # pragma: no cover
+            pass
+
+    def _excluded_now(self) -> float:
+        for ex in self._excluded:
+            try:
+                v = time.clock_gettime(ex[0])
+            except OSError:  # the thread has ended: its last reading stands
+                continue
+            self._excluded_s += v - ex[1]
+            ex[1] = v
+        return self._excluded_s
+
+    def read(self) -> float:
+        """Cumulative CPU seconds (any origin; monotone)."""
+        own = time.process_time() - (self._excluded_now() if self._excluded else 0.0)
+        reaped = self._reaped()
+        now = self.clock()
+        if reaped != self._reaped_seen or now - self._live_at >= LIVE_REFRESH_S:
+            self._live = self.live_children_s()
+            self._live_at = now
+            self._reaped_seen = reaped
+        total = own + reaped + self._live
+        if total < self._last:
+            total = self._last
+        self._last = total
+        return total
+
+    def live_children_s(self) -> float:
+        """CPU seconds of live descendants (their own plus their reaped children's)."""
+        if self._proc:
+            return self._live_proc()
+        ps: Any = sys.modules.get("psutil")
+        if ps is None:
+            try:  # optional, only where /proc has no children files
+                ps = __import__("psutil")
+            except ImportError:
+                return 0.0
+        try:
+            total = 0.0
+            for c in ps.Process(self.pid).children(recursive=True):
+                try:
+                    t = c.cpu_times()
+                except Exception:
+                    continue
+                total += t.user + t.system + getattr(t, "children_user", 0.0) + getattr(t, "children_system", 0.0)
+            return total
+        except Exception:
+            return 0.0
+
+    def _live_proc(self) -> float:
+        total, stack, seen = 0.0, [str(self.pid)], set()
+        while stack:
+            pid = stack.pop()
+            try:
+                tids = os.listdir(f"/proc/{pid}/task")
+            except OSError:
+                continue
+            for tid in tids:
+                try:
+                    with open(f"/proc/{pid}/task/{tid}/children") as fh:
+                        kids = fh.read().split()
+                except OSError:
+                    continue
+                for k in kids:
+                    if k in seen:
+                        continue
+                    seen.add(k)
+                    try:
+                        with open(f"/proc/{k}/stat") as fh:
+                            stat = fh.read()
+                    except OSError:
+                        continue
+                    f = stat[stat.rfind(")") + 2:].split()  # f[0] is field 3 (state); utime is field 14
+                    try:
+                        total += (int(f[11]) + int(f[12]) + int(f[13]) + int(f[14])) / self._tick
+                    except (IndexError, ValueError):
+                        continue
+                    stack.append(k)
+        return total
+
+
+# the source --------------------------------------------------------------------------------------
+class CPUModelSource:
+    """One device, ``cpu-model``: the modelled power of this process and its children."""
+
+    name = "cpu-model"
+    kind = "cpu"
+    measured = False  # a model, not a measurement: figures are labelled as such
+    interval_means = True  # each sample is the mean power since the previous poll
+    poll_at_edges = True  # a poll costs about 1 µs: a test's window starts at a sample
+    series_tolerance_j = 1e-4  # a few watts: keep the series' time resolution at sub-millijoule level
+
+    def __init__(self, inputs: ModelInputs, cpu_time: ProcessCPUTime | None = None,
+                 clock: Callable[[], float] = time.time, poll_interval_s: float | None = None) -> None:
+        self.inputs = inputs
+        self.clock = clock
+        self.poll_interval_s = poll_interval_s or 1.0
+        self.cpu_time = cpu_time or ProcessCPUTime()
+        label = inputs.matched or inputs.cpu or "CPU"
+        self.device = Device(key="cpu-model", kind="cpu", index=0, name=f"{label} (modelled)", uuid=None,
+                             has_counter=False, series_method="model", info=dict(inputs.as_info(), cpu_s=0.0))
+        self.devices = [self.device]
+        self._cpu0 = self.cpu_time.read()
+        self._last = (clock(), self._cpu0)
+        self._sampler_known = False
+
+    def poll(self, device: Device) -> list[tuple[float, float]]:
+        """The modelled mean power since the previous poll."""
+        if not self._sampler_known and threading.current_thread().name == SAMPLER_THREAD:
+            self._sampler_known = True
+            self.cpu_time.exclude_current_thread()
+        cpu = self.cpu_time.read()
+        now = self.clock()
+        t_prev, cpu_prev = self._last
+        self._last = (now, cpu)
+        dt = now - t_prev
+        if dt <= 0:
+            self._last = (t_prev, cpu_prev)  # same instant: keep the CPU time for the next poll
+            return []
+        idle = self.inputs.idle_share
+        joules = self.inputs.watts_per_thread * ((cpu - cpu_prev) * (1.0 - idle) + dt * idle)
+        device.info["cpu_s"] = round(cpu - self._cpu0, 6)
+        return [(now, joules / dt)]
+
+    def energy_j(self, device: Device) -> float | None:
+        return None  # no counter: the series is exact (rectangles of the CPU time between polls)
+
+    def close(self) -> None:
+        pass
+
+
+def from_settings(settings: Any) -> CPUModelSource:
+    """The source with the inputs the settings give (bad values: one-line ConfigError)."""
+    return CPUModelSource(resolve_inputs(getattr(settings, "extra", None) or {}),
+                          poll_interval_s=getattr(settings, "sample_interval_s", None))
+
+
+@hookimpl
+def greentrack_register_sources(register: Callable[..., None]) -> None:
+    # auto, but only where no measured source found anything (fallback)
+    register("cpu-model", from_settings, priority=-50, auto=True, fallback=True)
+
+
+__all__ = ["CPUModelSource", "ModelInputs", "ProcessCPUTime", "CPUInfo", "read_cpuinfo", "resolve_inputs",
+           "match_cpu", "codecarbon_cpu_table"]

@@ -1,0 +1,297 @@
+"""The cpu-model source: codecarbon's real CPU table, real CPU time of real child processes, real sessions.
+
+No RAPL on this machine: a fake powercap tree (tests/test_rapl.py's make_tree) shows that a
+measured source always wins over the model.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from test_rapl import make_tree
+
+from greentrack import plugins
+from greentrack.errors import ConfigError
+from greentrack.measure.sources import build_sources
+from greentrack.measure.sources.cpu_model import (
+    UNKNOWN_CPU_W_PER_THREAD,
+    CPUInfo,
+    CPUModelSource,
+    ModelInputs,
+    ProcessCPUTime,
+    codecarbon_cpu_table,
+    match_cpu,
+    read_cpuinfo,
+    resolve_inputs,
+)
+from greentrack.measure.tracker import Session
+from greentrack.settings import Settings
+
+BUSY_CHILD = "import time\nt = time.process_time()\nwhile time.process_time() - t < {s}:\n    pass\n"
+
+
+def busy(seconds: float) -> None:
+    t = time.process_time()
+    while time.process_time() - t < seconds:
+        pass
+
+
+@pytest.fixture
+def no_measured_source(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """This machine as a CI runner: auto backend, no RAPL tree, no NVML."""
+    monkeypatch.setenv("GREENTRACK_BACKEND", "auto")
+    monkeypatch.setenv("GREENTRACK_RAPL_ROOT", str(tmp_path / "no-powercap"))
+    monkeypatch.setenv("GREENTRACK_DISABLE_PLUGINS", "greentrack.measure.sources.nvml")
+    for var in ("GREENTRACK_CPU_WATTS_PER_THREAD", "GREENTRACK_CPU_IDLE_SHARE"):
+        monkeypatch.delenv(var, raising=False)
+    plugins.reset()
+
+
+# the CPU table ---------------------------------------------------------------------------------
+def test_codecarbon_table_is_read_from_its_installed_file_and_matched_like_codecarbon() -> None:
+    table, source = codecarbon_cpu_table()
+    assert source.startswith("codecarbon ") and source.endswith("data/hardware/cpu_power.csv")
+    assert len(table) > 1000
+    names = table
+    probe = ("import sys\nfrom greentrack.measure.sources.cpu_model import codecarbon_cpu_table, resolve_inputs\n"
+             "assert codecarbon_cpu_table() and resolve_inputs()\nprint(sorted(m for m in sys.modules "
+             "if m.split('.')[0] in ('codecarbon', 'pandas', 'rapidfuzz', 'cpuinfo')))")
+    p = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True)
+    assert p.stdout.strip() == "[]"  # read as a file: codecarbon (pandas, rapidfuzz) never imported
+    cases = {
+        "AMD EPYC 7763 64-Core Processor": ("AMD EPYC 7763", 280.0),  # GitHub's hosted runners
+        "Intel(R) Xeon(R) Platinum 8480+": ("Intel Xeon Platinum 8480+", 350.0),
+        "Intel(R) Xeon(R) CPU E5-2686 v4 @ 2.30GHz": ("Intel Xeon E5-2686 v4", 145.0),
+        "Intel(R) Core(TM) i7-10700 CPU @ 2.90GHz": ("Intel Core i7-10700", 65.0),
+    }
+    for raw, (name, tdp) in cases.items():
+        assert match_cpu(raw, names) == name
+        assert table[name] == tdp
+    assert match_cpu("Intel(R) Xeon(R) Processor", names) is None  # a VM's generic name: ambiguous, no guess
+    assert match_cpu("Quantum Abacus 9000", names) is None
+
+
+BRANDS = [  # what /proc/cpuinfo says on CI runners, clouds, laptops; and names no table knows
+    "Intel(R) Xeon(R) Processor", "AMD EPYC 7763 64-Core Processor", "Intel(R) Xeon(R) Platinum 8480+",
+    "Intel(R) Xeon(R) CPU E5-2686 v4 @ 2.30GHz", "Intel(R) Core(TM) i7-10700 CPU @ 2.90GHz", "Apple M2", "Apple M1 Pro",
+    "Quantum Abacus 9000", "AMD Ryzen 9 5950X 16-Core Processor", "AMD EPYC 9654 96-Core Processor",
+    "Intel(R) Core(TM) i7-1185G7 @ 3.00GHz", "Intel(R) Xeon(R) Platinum 8370C CPU @ 2.80GHz",
+    "Intel(R) Xeon(R) Platinum 8272CL CPU @ 2.60GHz", "Intel(R) Xeon(R) CPU @ 2.20GHz", "AMD EPYC 7B13",
+    "Intel(R) Xeon(R) Gold 6248R CPU @ 3.00GHz", "Intel(R) Core(TM) i9-13900K", "13th Gen Intel(R) Core(TM) i7-1365U",
+    "AMD Ryzen 7 PRO 4750U with Radeon Graphics", "Intel(R) Celeron(R) N4020 CPU @ 1.10GHz", "Intel Xeon", "AMD",
+    "AMD Ryzen Threadripper PRO 5995WX 64-Cores", "Intel(R) Core(TM) Ultra 7 155H", "ARMv8 Processor rev 1 (v8l)",
+]
+
+
+def test_matching_agrees_with_codecarbons_own_matcher() -> None:
+    """The same entry as codecarbon's ``_get_matching_cpu`` (rapidfuzz) for every brand string."""
+    cpu = pytest.importorskip("codecarbon.core.cpu")
+    from codecarbon.input import DataSource
+
+    df = DataSource().get_cpu_power_data()
+    table, _ = codecarbon_cpu_table()
+    for brand in BRANDS:
+        theirs = cpu.TDP._get_matching_cpu(object(), brand, df)  # self is unused there
+        assert match_cpu(brand, table) == theirs, brand
+        if theirs is not None:
+            assert table[theirs] == float(df[df["Name"] == theirs]["TDP"].values[0])
+
+
+def test_cpuinfo_parsing_threads_and_virtualisation() -> None:
+    text = ("processor\t: 0\nmodel name\t: AMD EPYC 7763 64-Core Processor\nsiblings\t: 4\ncpu cores\t: 2\n"
+            "flags\t\t: fpu sse hypervisor avx2\n\nprocessor\t: 1\nmodel name\t: other\n")
+    info = read_cpuinfo(text)
+    assert (info.name, info.threads_per_core, info.package_threads, info.virtual) == (
+        "AMD EPYC 7763 64-Core Processor", 2, 4, True)
+    real = read_cpuinfo()  # this machine's own /proc/cpuinfo
+    assert real.logical >= 1
+
+
+# the model's inputs --------------------------------------------------------------------------------
+def test_watts_per_thread_from_tdp_on_bare_metal_and_in_a_vm(no_measured_source: None) -> None:
+    bare = resolve_inputs({}, CPUInfo("Intel(R) Xeon(R) Platinum 8480+", 224, 2, 112, False))
+    assert bare.watts_per_thread == pytest.approx(350 / 112)
+    assert bare.tdp_w == 350 and bare.threads == 112 and "TDP 350 W / 112 threads" in bare.basis
+    # a GitHub runner: a VM seeing 4 threads of a 64-core EPYC; the name gives the cores, SMT the rest
+    vm_amd = resolve_inputs({}, CPUInfo("AMD EPYC 7763 64-Core Processor", 4, 2, 4, True))
+    assert vm_amd.watts_per_thread == pytest.approx(280 / 128)
+    # an Intel VM: TDP known, but not how many threads the host CPU has: no division by the VM's slice
+    vm_intel = resolve_inputs({}, CPUInfo("Intel(R) Xeon(R) Platinum 8480+", 2, 1, 2, True))
+    assert vm_intel.watts_per_thread == UNKNOWN_CPU_W_PER_THREAD
+    assert "virtual machine" in vm_intel.basis and "TDP 350 W" in vm_intel.basis
+    unknown = resolve_inputs({}, CPUInfo("Intel(R) Xeon(R) Processor", 2, 1, 2, True))
+    assert unknown.watts_per_thread == 4.0 and "not in codecarbon" in unknown.basis
+    assert unknown.idle_share == 0.0 and "Green Algorithms" in unknown.idle_basis
+
+
+def test_user_values_win_environment_over_pyproject(no_measured_source: None, monkeypatch: pytest.MonkeyPatch,
+                                                    tmp_path: Path) -> None:
+    (tmp_path / "pyproject.toml").write_text("[tool.greentrack]\ncpu_watts_per_thread = 7.5\ncpu_idle_share = 0.1\n")
+    monkeypatch.chdir(tmp_path)
+    s = Session("cfg", backend="cpu-model", store=False)
+    s.start()
+    s.stop()
+    info = s.result.devices[0].info
+    assert info["watts_per_thread"] == 7.5 and info["basis"] == "set by [tool.greentrack] cpu_watts_per_thread"
+    assert info["idle_share"] == 0.1 and info["idle_basis"] == "set by [tool.greentrack] cpu_idle_share"
+    monkeypatch.setenv("GREENTRACK_CPU_WATTS_PER_THREAD", "2")
+    got = resolve_inputs({"cpu_watts_per_thread": 7.5})
+    assert got.watts_per_thread == 2.0 and got.basis == "set by GREENTRACK_CPU_WATTS_PER_THREAD"
+
+
+@pytest.mark.parametrize("env, value, message", [
+    ("GREENTRACK_CPU_WATTS_PER_THREAD", "lots", "GREENTRACK_CPU_WATTS_PER_THREAD='lots' is not a number"),
+    ("GREENTRACK_CPU_WATTS_PER_THREAD", "0", "GREENTRACK_CPU_WATTS_PER_THREAD='0' must be a number > 0"),
+    ("GREENTRACK_CPU_WATTS_PER_THREAD", "nan", "must be a number > 0"),
+    ("GREENTRACK_CPU_IDLE_SHARE", "1.5", "GREENTRACK_CPU_IDLE_SHARE='1.5' must be a number between 0 and 1"),
+])
+def test_bad_values_are_one_line_errors(no_measured_source: None, monkeypatch: pytest.MonkeyPatch, cli,
+                                        env: str, value: str, message: str) -> None:
+    monkeypatch.setenv(env, value)
+    with pytest.raises(ConfigError, match=message.replace("(", r"\(").replace(")", r"\)")):
+        resolve_inputs({})
+    with pytest.raises(ConfigError):
+        Session("bad", store=False, strict=True).start()
+    p = cli("run", "--", sys.executable, "-c", "pass")  # the CLI: one line, exit 2, no traceback
+    assert p.returncode == 2 and message in p.stderr and "Traceback" not in p.stderr
+
+
+# CPU time -----------------------------------------------------------------------------------------
+def test_cpu_time_counts_own_threads_and_children_reaped_or_live() -> None:
+    ct = ProcessCPUTime()
+    c0 = ct.read()
+    busy(0.1)
+    c1 = ct.read()
+    assert 0.09 < c1 - c0 < 0.3
+    subprocess.run([sys.executable, "-c", BUSY_CHILD.format(s=0.3)], check=True)  # waited for: RUSAGE_CHILDREN
+    c2 = ct.read()
+    assert 0.3 <= c2 - c1 < 0.8
+    child = subprocess.Popen([sys.executable, "-c", BUSY_CHILD.format(s=0.6) + "time.sleep(30)\n"])
+    try:
+        deadline = time.monotonic() + 20
+        live = 0.0
+        while time.monotonic() < deadline:  # still running: counted live from /proc
+            time.sleep(0.1)
+            live = ct.live_children_s()
+            if live >= 0.6:
+                break
+        assert live >= 0.6
+        c3 = ct.read()
+        assert c3 - c2 >= 0.6
+    finally:
+        child.kill()
+        child.wait()
+    c4 = ct.read()  # reaped now: its time moves from live to reaped, never counted twice
+    assert c3 <= c4 < c3 + 0.3
+
+
+def test_greentracks_own_sampler_thread_is_not_counted(no_measured_source: None) -> None:
+    burned = []
+
+    class BusyExporter:  # a plugin whose hook runs on the sampler thread, as exporters' do
+        @plugins.hookimpl
+        def greentrack_samples(self, run, batch):
+            t = time.thread_time()
+            busy(0.1)
+            burned.append(time.thread_time() - t)
+
+    plugins.register(BusyExporter(), name="busy-exporter")
+    with Session("sampler-cost", backend="cpu-model", store=False, sample_interval_s=0.05,
+                 flush_interval_s=0.1) as s:
+        time.sleep(0.8)
+    w = s.result.devices[0].info["watts_per_thread"]
+    assert sum(burned) >= 0.3  # the sampler thread burned that much CPU meanwhile
+    assert s.result.energy_j < 0.1 * w  # ... none of which is the workload's (a sleep)
+
+
+def test_source_energy_is_cpu_time_times_watts_exactly_per_window() -> None:
+    src = CPUModelSource(ModelInputs(10.0, "test value"))
+    d = src.devices[0]
+    assert (d.key, d.kind, d.method, src.measured) == ("cpu-model", "cpu", "model", False)
+    ct = src.cpu_time
+    src.poll(d)
+    t0, cpu0 = time.time(), ct.read()
+    busy(0.15)
+    (t1, p), = src.poll(d)
+    cpu1 = ct.read()
+    assert p * (t1 - t0) == pytest.approx(10.0 * (cpu1 - cpu0), rel=0.05)
+    time.sleep(0.2)  # asleep: hardly any CPU, hardly any energy
+    (t2, p2), = src.poll(d)
+    assert p2 * (t2 - t1) < 0.1 * 10.0 * 0.15
+    idle = CPUModelSource(ModelInputs(10.0, "test value", idle_share=0.5))
+    time.sleep(0.2)
+    (_t, p3), = idle.poll(idle.devices[0])
+    assert p3 == pytest.approx(5.0, rel=0.15)  # half a thread's watts while idle
+
+
+# sessions ----------------------------------------------------------------------------------------
+def test_auto_uses_the_model_only_where_nothing_measures_and_says_so(no_measured_source: None,
+                                                                    capsys: pytest.CaptureFixture[str],
+                                                                    tmp_path: Path) -> None:
+    with Session("ci-job", region="FR") as s:
+        t0 = time.time()
+        busy(0.2)
+        t1 = time.time()
+        window = s.energy_between(t0, t1)
+        with s.phase("sleep"):
+            time.sleep(0.2)
+    r = s.result
+    assert s.backend == "cpu-model" and r.energy_method == "model"
+    (dev,) = r.devices
+    assert dev.method == "model" and dev.info["watts_per_thread"] > 0
+    w = dev.info["watts_per_thread"]
+    assert window == pytest.approx(0.2 * w, rel=0.25)
+    assert r.phase("sleep").energy_j < 0.1 * window
+    assert 0.2 <= dev.info["cpu_s"] < 2.0
+    err = capsys.readouterr().err
+    assert err.count("greentrack: nothing here measures power") == 1
+    assert "modelled figures are marked ~" in err and "rapl: no RAPL zones" in err
+
+
+def test_rapl_always_wins_over_the_model(no_measured_source: None, monkeypatch: pytest.MonkeyPatch,
+                                         tmp_path: Path) -> None:
+    root = make_tree(tmp_path / "powercap", dram=True, core=False)
+    monkeypatch.setenv("GREENTRACK_RAPL_ROOT", str(root))
+    sources, notes = build_sources(Settings(db_path=tmp_path / "x.db", backend="auto"))
+    assert [s.name for s in sources] == ["rapl"]
+    assert not any("modelled" in n for n in notes)
+    with Session("on-rapl", region="FR", store=False) as s:
+        time.sleep(0.05)
+    assert s.backend == "rapl" and s.result.energy_method == "measured"
+    # the fake counters stand still, so the totals come from RAPL's own series (delta); never the model
+    assert {d.key for d in s.result.devices} == {"cpu0", "dram0"}
+    assert {d.method for d in s.result.devices} <= {"counter", "delta"}
+    # asked for by name next to RAPL, the model is added (and the total says it is mixed)
+    sources, _ = build_sources(Settings(db_path=tmp_path / "x.db", backend="rapl,cpu-model"))
+    assert [s.name for s in sources] == ["rapl", "cpu-model"]
+
+
+def test_show_report_and_html_label_the_model(no_measured_source: None, cli, tmp_path: Path) -> None:
+    with Session("modelled-run", region="FR", tags={"k": "v"}) as s:
+        busy(0.1)
+    rid = s.id
+    show = cli("show", rid)
+    assert show.returncode == 0, show.stderr
+    out = show.stdout
+    energy_line = next(ln for ln in out.splitlines() if ln.strip().startswith("energy"))
+    assert "~" in energy_line
+    assert "model      cpu-model: modelled from CPU time, not measured (Green Algorithms" in out
+    assert "CPU-s x 4 W per thread" in out or "W per thread" in out
+    assert "watts per thread:" in out and "idle share 0:" in out
+    rep = cli("report", "--name", "modelled-run")
+    assert rep.returncode == 0
+    row = next(ln for ln in rep.stdout.splitlines() if ln.startswith(rid))
+    assert "~0.0000" in row
+    assert "~ modelled from CPU time" in rep.stdout
+    doc = json.loads(cli("report", "--name", "modelled-run", "--format", "json").stdout)
+    assert doc["runs"][0]["energy_method"] == "model"
+    html = tmp_path / "r.html"
+    p = cli("report", "--name", "modelled-run", "--format", "html", "-o", str(html))
+    assert p.returncode == 0, p.stderr
+    text = html.read_text()
+    assert "tr class=modelled" in text and "modelled from CPU time, not measured" in text and "~" in text
