@@ -314,12 +314,8 @@ Store = SQLiteStore  # the name the rest of the code and the tests have always u
 
 
 def open_store(path: str | os.PathLike[str] | None = None, create: bool = True, *, write: bool | None = None,
-               verify: bool = False) -> SQLiteStore:
-    """Open the database the settings name (argument > env > pyproject > default).
+               verify: bool = False) -> Any:
+    """Open the database the settings name (any backend: see :func:`greentrack.store.location.open_store`)."""
+    from .location import open_store as open_any
 
-    ``create=False`` (or ``write=False``) opens it for reading only: a missing file is an
-    error rather than a new database, and a read-only file or mount reads fine.
-    """
-    from ..settings import resolve_db_path
-
-    return SQLiteStore(resolve_db_path(path), write=create if write is None else write, verify=verify)
+    return open_any(path, create, write=write, verify=verify)
