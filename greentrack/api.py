@@ -20,17 +20,18 @@ def query_runs(db: str | os.PathLike[str] | None = None, last: int | None = 10, 
 
     A database that does not exist yet holds no runs: the answer is ``[]``.
     """
-    from .settings import resolve_db_path
+    from .settings import resolve_db
+    from .store.location import exists, open_location
 
     status = filters.get("status")
     if status is not None and status not in STATUSES:
         raise GreentrackError(f"bad status {status!r}: use one of {', '.join(STATUSES)}" + suggest(status, STATUSES))
     if last is not None and last < 1:
         raise GreentrackError(f"--last must be at least 1, got {last}")
-    path = resolve_db_path(db)
-    if not path.exists():
+    location = resolve_db(db)
+    if not exists(location):
         return []
-    return open_store(path, write=False).list_runs(last=last, **filters)
+    return open_location(location, write=False).list_runs(last=last, **filters)
 
 
 def runs(last: int | None = None, db: str | os.PathLike[str] | None = None, **filters: Any) -> Any:
