@@ -81,6 +81,33 @@ def load(run: str, db: str | os.PathLike[str] | None = None) -> dict[str, Any]:
     return r
 
 
+def job_view(job_id: str, db: str | os.PathLike[str] | None = None) -> dict[str, Any]:
+    """One job across nodes (see :mod:`greentrack.views.job`): its total, per node, per rank.
+
+    *job_id* is a job id (a Slurm job id also gathers its steps, ``123.0``, ``123.1``...) or
+    ``last`` (the job of the newest run that has one). An unknown job is a one-line error with
+    close matches.
+    """
+    from .errors import NotFoundError
+    from .views.job import summarise
+
+    store = open_store(db, create=False)
+    try:
+        if job_id in ("last", "latest"):
+            found = next((r for r in store.list_runs(last=200) if r.get("job_id")), None)
+            if found is None:
+                raise NotFoundError("none of the newest 200 runs belongs to a job")
+            job_id = str(found["job_id"])
+        rows = store.list_runs(last=None, job_id=job_id)
+        if not rows:
+            known = sorted({str(r["job_id"]) for r in store.list_runs(last=500) if r.get("job_id")})
+            raise NotFoundError(f"no runs of job {job_id!r}" + suggest(job_id, known))
+        runs = [store.get_run(r["id"]) for r in rows]
+    finally:
+        store.close()
+    return summarise(job_id, runs)
+
+
 def run_with_series(store: RunStore, ref: str) -> tuple[dict[str, Any], dict[str, tuple[Any, Any]]]:
     """One run (``RunStore.get_run``) and its power series as numpy arrays."""
     run = store.get_run(ref)

@@ -15,8 +15,8 @@ from ..errors import GreentrackError
 
 def db_option(fn: Callable[..., Any]) -> Callable[..., Any]:
     return click.option("--db", type=click.Path(dir_okay=False), default=None,
-                        help="Database: a SQLite file or a postgresql:// URL (default: GREENTRACK_DB, [tool.greentrack] db, "
-                             "or the user data dir).")(fn)
+                        help="Database: a SQLite file or a postgresql:// URL (default: GREENTRACK_DB, "
+                             "[tool.greentrack] db, or the user data dir).")(fn)
 
 
 def parse_tags(values: tuple[str, ...] | list[str]) -> dict[str, str]:
