@@ -177,7 +177,10 @@ class Session:
             if self.strict:
                 raise
             _say_once(f"{exc} (using defaults)")
-            settings = config.Settings(db_path=config.default_db_path())
+            try:  # keep the other settings (the backend above all) when only the database is wrong
+                settings = config.resolve(region=self.region, **{**self._kw, "db": config.default_db_path()})
+            except GreentrackError:
+                settings = config.Settings(db_path=config.default_db_path())
         self.settings = settings
         self.region = settings.region
         try:

@@ -29,14 +29,14 @@ from typing import Any, Callable, Sequence
 
 from ..errors import GreentrackError
 from ..notify import say_once
-from .base import RunStore, StoreBusy, StoreError, StoreGone
+from .base import RunStore, StoreBusy, StoreError, StoreGone, StoreUnavailable
 from .records import DeviceRow, PhaseRow, RunEnd, RunRow, SeriesChunk, StoredRun
 
 FLUSH_WAIT_S = 0.5  # the longest a flush waits for a locked database
 BUSY_FLUSH_WAIT_S = 0.05  # ... once the lock has already made a flush wait in vain
 LOCK_TIMEOUT_S = 3.0  # default of GREENTRACK_LOCK_TIMEOUT: the end of a run waits at most this long
 REOPEN_EVERY_S = 5.0  # how often a store that failed to open is tried again during a run
-KEEP_EVERY_S = 5.0  # while its database cannot be written, a run's copy in the spool is renewed this often
+KEEP_EVERY_S = 1.0  # while its database cannot be written, a run's copy in the spool is renewed this often
 DELIVER_BUDGET_S = 2.0  # a session delivers spooled runs for at most this long at its start (the rest: later)
 
 
@@ -100,7 +100,8 @@ class RunWriter:
             if self.strict and not isinstance(exc, StoreBusy):
                 raise
             self.open_error = exc
-            say_once(f"{exc}; the run is measured and kept until it can be written")
+            if not isinstance(exc, StoreUnavailable):  # a server that is down: the spool's line says it
+                say_once(f"{exc}; the run is measured and kept until it can be written")
             self.store = None
         return self.store
 
@@ -195,8 +196,9 @@ class RunWriter:
         except StoreError as exc:
             self.busy = isinstance(exc, StoreBusy)
             self._retryable = exc.transient
-            if not isinstance(exc, StoreBusy):
-                say_once(f"cannot write run {run.id} ({run.name}): {exc}; the run is kept until it can be written")
+            if not isinstance(exc, (StoreBusy, StoreUnavailable)):  # unavailable: the spool's line says it
+                say_once(f"cannot write run {run.id} ({run.name}): {exc}; the run is kept until it can be written",
+                         key=f"write:{run.id}:{type(exc).__name__}")
             self._last_error = exc
             return
         except Exception as exc:  # a bug must not stop training: say it, keep the data
@@ -269,8 +271,8 @@ class RunWriter:
             say_once(f"run {self.run.id} ({self.run.name}) cannot be kept in the spool ({type(exc).__name__}: {exc});"
                      " it is kept in memory until its database can be written")
             return
-        say_once(f"run {self.run.id} ({self.run.name}) is measured and kept in the spool ({self._kept}) until "
-                 f"{self.location} can be written")
+        say_once(f"{err or 'the database could not be written'}; run {self.run.id} ({self.run.name}) is measured "
+                 f"and kept in the spool ({self._kept}) until {self.location} can be written", key=f"keep:{self.run.id}")
 
     def _unkeep(self) -> None:
         """The run reached its database: drop the copy kept in the spool (one line says so)."""
