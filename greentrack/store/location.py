@@ -25,8 +25,14 @@ def describe(location: Location) -> str:
 
 def open_location(location: Location | os.PathLike[str], *, write: bool = True, verify: bool = False,
                   timeout_s: float | None = None) -> RunStore:
-    """Open the database *location* names (a :class:`Path` or path string: SQLite; a URL: its server)."""
+    """Open the database *location* names (a :class:`Path` or path string: SQLite; a URL: its server).
+
+    A URL with its password masked (a store's :attr:`~RunStore.location`) opens the configured
+    database it stands for (``GREENTRACK_DB`` or ``[tool.greentrack] db``), credentials included.
+    """
     loc = location if isinstance(location, Path) else db_location(os.fspath(location))
+    if is_server(loc) and "***" in str(loc):
+        loc = _unmask(str(loc))
     if is_server(loc):
         from .postgres import WRITE_TIMEOUT_S, PostgresStore
 
@@ -36,6 +42,15 @@ def open_location(location: Location | os.PathLike[str], *, write: bool = True, 
     from .sqlite import SQLiteStore
 
     return SQLiteStore(loc, write=write, verify=verify, timeout_s=SQLITE_TIMEOUT_S if timeout_s is None else timeout_s)
+
+
+def _unmask(masked: str) -> str:
+    """A store's :attr:`location` back to the configured URL it masks (so ``db=store.location`` works)."""
+    try:
+        configured = resolve_db()
+    except Exception:
+        return masked
+    return configured if isinstance(configured, str) and mask_url(configured) == masked else masked
 
 
 def open_store(db: str | os.PathLike[str] | None = None, create: bool = True, *, write: bool | None = None,
