@@ -140,7 +140,8 @@ class RunWriter:
         for c in chunks:
             self.pending[(c.device_key, c.seq)] = c
         self._write(final=False, timeout_s=BUSY_FLUSH_WAIT_S if self.busy else FLUSH_WAIT_S)
-        if not self._done and not self.busy:
+        err = self.open_error if self.store is None else self._last_error
+        if not self._done and isinstance(err, StoreUnavailable):  # a server that is down: keep the run on disk
             self._keep()
 
     def finish(self, end: RunEnd, devices: Sequence[DeviceRow], phases: Sequence[PhaseRow]) -> None:
