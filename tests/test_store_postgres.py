@@ -87,6 +87,25 @@ def test_a_server_unreachable_at_start_spools_the_run_and_push_or_doctor_deliver
     assert open_store(create=False).read_series(run_id)["gpu0"][0]
 
 
+def test_greentrack_run_starts_its_command_while_the_server_is_down(pg_cluster, pg_url, cli_process, cli):
+    pg_cluster.stop("fast")
+    try:
+        res = cli_process("run", "--name", "wrapped", "--", sys.executable, "-c", "import time; time.sleep(0.5)")
+    finally:
+        pg_cluster.start()
+    assert res.returncode == 0, res.stderr
+    assert "unreachable" in res.stderr and "spool" in res.stderr and "Traceback" not in res.stderr
+    import greentrack
+
+    local = str(Path(os.environ["XDG_DATA_HOME"]) / "laptop.db")
+    with greentrack.session("on-the-laptop", db=local):
+        time.sleep(0.1)
+    pushed = cli("push", "--to", pg_url, "--db", local)  # push delivers what waits in the spool for its target too
+    assert pushed.returncode == 0, pushed.stderr
+    assert "pushed 1 run" in pushed.stdout and "1 spooled run delivered" in pushed.stdout
+    assert sorted(r["name"] for r in open_store(create=False).list_runs()) == ["on-the-laptop", "wrapped"]
+
+
 def test_a_crash_during_an_outage_is_delivered_by_the_next_session(pg_cluster, pg_url, tmp_path):
     import signal
 

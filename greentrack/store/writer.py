@@ -97,7 +97,7 @@ class RunWriter:
         try:
             self.store = self._opener(self.path, verify=self.strict)
         except GreentrackError as exc:
-            if self.strict and not isinstance(exc, StoreBusy):
+            if self.strict and not isinstance(exc, (StoreBusy, StoreUnavailable)):  # a server down: keep measuring
                 raise
             self.open_error = exc
             if not isinstance(exc, StoreUnavailable):  # a server that is down: the spool's line says it
