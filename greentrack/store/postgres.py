@@ -128,6 +128,7 @@ class PostgresStore(SQLStore):
     """A greentrack database on a PostgreSQL server (see the module docstring)."""
 
     page_rows = 64
+    glob_hint = False  # the planner chooses; a regular expression cannot use the name index anyway
 
     def __init__(self, url: str, *, write: bool = True, verify: bool = False,
                  timeout_s: float = WRITE_TIMEOUT_S) -> None:

@@ -47,6 +47,8 @@ class Reader:
     _read: Callable[..., Any]
     #: Rows fetched per query while scanning runs newest first (None: one lazily stepped cursor).
     page_rows: int | None = None
+    #: Whether :meth:`_glob` chooses between a scan and the name index (counting matches first).
+    glob_hint = True
 
     # helpers -------------------------------------------------------------------------------------
     def _rows(self, sql: str, params: Iterable[Any] = ()) -> list[dict[str, Any]]:
@@ -112,7 +114,7 @@ class Reader:
         if name:
             if any(c in name for c in "*?["):
                 cond, param = self._glob(name, False)
-                common = self._many(f"SELECT 1 FROM runs WHERE {cond}", [param])
+                common = self._many(f"SELECT 1 FROM runs WHERE {cond}", [param]) if self.glob_hint else False
                 cond, param = self._glob(name, common)
                 where.append(cond)
                 params.append(param)
