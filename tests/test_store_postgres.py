@@ -121,7 +121,7 @@ def test_a_crash_during_an_outage_is_delivered_by_the_next_session(pg_cluster, p
     nxt, nxt_id = _spawn(tmp_path, 0.3)
     _, err = nxt.communicate(timeout=60)
     assert nxt.returncode == 0, err
-    assert f"delivered 1 spooled run(s)" in err and run_id in err
+    assert "delivered 1 spooled run(s)" in err and run_id in err
     run = open_store(create=False).get_run(run_id)
     assert run["status"] == "lost"
     t, _w = open_store(create=False).read_series(run_id)["gpu0"]

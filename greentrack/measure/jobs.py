@@ -27,6 +27,7 @@ from ..notify import say_once
 from ..units import J_PER_KWH
 from .live import PREFIX, LiveFigures, Meter
 
+
 def job_id_from_env(environ: Any = None) -> str | None:
     """The job id the runs of one job share, on every node, from the environment.
 

@@ -273,7 +273,8 @@ class RunWriter:
                      " it is kept in memory until its database can be written")
             return
         say_once(f"{err or 'the database could not be written'}; run {self.run.id} ({self.run.name}) is measured "
-                 f"and kept in the spool ({self._kept}) until {self.location} can be written", key=f"keep:{self.run.id}")
+                 f"and kept in the spool ({self._kept}) until {self.location} can be written",
+                 key=f"keep:{self.run.id}")
 
     def _unkeep(self) -> None:
         """The run reached its database: drop the copy kept in the spool (one line says so)."""
