@@ -20,17 +20,18 @@ def query_runs(db: str | os.PathLike[str] | None = None, last: int | None = 10, 
 
     A database that does not exist yet holds no runs: the answer is ``[]``.
     """
-    from .settings import resolve_db_path
+    from .settings import resolve_db
+    from .store.location import exists, open_location
 
     status = filters.get("status")
     if status is not None and status not in STATUSES:
         raise GreentrackError(f"bad status {status!r}: use one of {', '.join(STATUSES)}" + suggest(status, STATUSES))
     if last is not None and last < 1:
         raise GreentrackError(f"--last must be at least 1, got {last}")
-    path = resolve_db_path(db)
-    if not path.exists():
+    location = resolve_db(db)
+    if not exists(location):
         return []
-    return open_store(path, write=False).list_runs(last=last, **filters)
+    return open_location(location, write=False).list_runs(last=last, **filters)
 
 
 def runs(last: int | None = None, db: str | os.PathLike[str] | None = None, **filters: Any) -> Any:
@@ -78,6 +79,33 @@ def load(run: str, db: str | os.PathLike[str] | None = None) -> dict[str, Any]:
         phases["duration_s"] = phases["ended_at"] - phases["started_at"]
     r["phases"] = phases
     return r
+
+
+def job_view(job_id: str, db: str | os.PathLike[str] | None = None) -> dict[str, Any]:
+    """One job across nodes (see :mod:`greentrack.views.job`): its total, per node, per rank.
+
+    *job_id* is a job id (a Slurm job id also gathers its steps, ``123.0``, ``123.1``...) or
+    ``last`` (the job of the newest run that has one). An unknown job is a one-line error with
+    close matches.
+    """
+    from .errors import NotFoundError
+    from .views.job import summarise
+
+    store = open_store(db, create=False)
+    try:
+        if job_id in ("last", "latest"):
+            found = next((r for r in store.list_runs(last=200) if r.get("job_id")), None)
+            if found is None:
+                raise NotFoundError("none of the newest 200 runs belongs to a job")
+            job_id = str(found["job_id"])
+        rows = store.list_runs(last=None, job_id=job_id)
+        if not rows:
+            known = sorted({str(r["job_id"]) for r in store.list_runs(last=500) if r.get("job_id")})
+            raise NotFoundError(f"no runs of job {job_id!r}" + suggest(job_id, known))
+        runs = [store.get_run(r["id"]) for r in rows]
+    finally:
+        store.close()
+    return summarise(job_id, runs)
 
 
 def run_with_series(store: RunStore, ref: str) -> tuple[dict[str, Any], dict[str, tuple[Any, Any]]]:

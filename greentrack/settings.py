@@ -9,6 +9,7 @@ and the docs list them from it, and a test fails when the code reads one that is
 from __future__ import annotations
 
 import os
+import re
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -29,7 +30,8 @@ class Setting:
 
 SETTINGS: tuple[Setting, ...] = (
     Setting("GREENTRACK_DB", "db", "$XDG_DATA_HOME/greentrack/greentrack.db",
-            "database file (a relative pyproject value is relative to the pyproject's folder)"),
+            "database: a SQLite file (a relative pyproject value is relative to the pyproject's folder) or a "
+            "postgresql:// URL (credentials: in the URL, a libpq service file or PG* variables; never stored)"),
     Setting("GREENTRACK_BACKEND", "backend", "auto",
             "power source: auto, nvml, mock, rapl, none, or a plugin's source; several with commas"),
     Setting("GREENTRACK_REGION", "region", "(world average, labelled)", "grid region used when a session names none"),
@@ -53,8 +55,11 @@ SETTINGS: tuple[Setting, ...] = (
             "cpu-model source: watts drawn by one fully busy hardware thread (see docs/cpu-model.md)"),
     Setting("GREENTRACK_CPU_IDLE_SHARE", "cpu_idle_share", "0",
             "cpu-model source: share (0-1) of a thread's watts charged for each second of wall time, busy or not"),
-    Setting("GREENTRACK_JOB_ID", None, "(TORCHELASTIC_RUN_ID, SLURM_JOB_ID)",
-            "job id shared by the runs of one job; greentrack run sets it for its child"),
+    Setting("GREENTRACK_JOB_ID", None, "(TORCHELASTIC_RUN_ID, else SLURM_JOB_ID[.SLURM_STEP_ID])",
+            "job id shared by the runs of one job, on every node; greentrack run sets it for its child"),
+    Setting("GREENTRACK_HOST", None, "(this machine's name)",
+            "host name stored with each run (a node of a job); running runs whose process is gone on this "
+            "host read as lost"),
     Setting("GREENTRACK_PARENT_RUN_ID", None, "", "set by greentrack run for its child: the wrapper's run id"),
     Setting("GREENTRACK_PRICE_PER_KWH", None, "", "electricity price per kWh for the cost rows of greentrack diff"),
     Setting("GREENTRACK_GPU_STATE", None, "$XDG_STATE_HOME/greentrack/gpu-settings.json",
@@ -85,6 +90,11 @@ def env(name: str) -> str | None:
         raise KeyError(f"{name} is not a registered setting (add it to greentrack.settings.SETTINGS)")
     return os.environ.get(name) or None
 
+
+
+def host_name() -> str:
+    """The host name stored with runs: ``GREENTRACK_HOST``, else this machine's name (``os.uname``)."""
+    return env("GREENTRACK_HOST") or os.uname().nodename
 
 
 def default_db_path() -> Path:
@@ -137,7 +147,7 @@ def load_tool_config(start: Path | None = None) -> dict[str, Any]:
 class Settings:
     """Resolved settings for one session or command."""
 
-    db_path: Path
+    db_path: Path | str  # a SQLite file, or a server URL (see resolve_db)
     backend: str = "auto"
     region: str | None = None
     sample_interval_s: float | None = None
@@ -170,18 +180,70 @@ def currency(given: str | None = None) -> str:
     return text.upper() if text.isalpha() else text
 
 
-def resolve_db_path(db: str | os.PathLike[str] | None = None, conf: dict[str, Any] | None = None) -> Path:
-    """Database path: argument > ``GREENTRACK_DB`` > ``[tool.greentrack] db`` > default."""
+_URL = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]*):(//|$)")
+#: URL schemes greentrack stores runs in (besides a plain file path, which is SQLite).
+SERVER_SCHEMES = ("postgresql", "postgres")
+
+
+def url_scheme(value: str | os.PathLike[str]) -> str | None:
+    """The scheme of a URL-looking database value (``postgresql://...`` -> ``postgresql``), else None."""
+    m = _URL.match(os.fspath(value)) if isinstance(value, (str, os.PathLike)) else None
+    return m.group(1).lower() if m else None
+
+
+def mask_url(url: str) -> str:
+    """*url* with its password replaced by ``***`` (``postgresql://me:***@db/runs``); other text as is."""
+    url = re.sub(r"((?:^|[?&\s])password=)[^&\s]*", r"\1***", url, flags=re.IGNORECASE)
+    return re.sub(r"(://[^/@:\s]*:)[^/\s]*@", r"\1***@", url)
+
+
+def db_location(value: str | os.PathLike[str], source: str = "--db") -> Path | str:
+    """A database value as what it names: a server URL (str) or a SQLite file (Path).
+
+    A URL of a scheme greentrack does not store runs in is one :class:`ConfigError` line
+    (``GREENTRACK_DB=mysql://...`` must not become a folder named ``mysql:``).
+    """
+    scheme = url_scheme(value)
+    if scheme is None:
+        return Path(value).expanduser()
+    text = os.fspath(value)
+    if scheme in SERVER_SCHEMES:
+        return text
+    hint = " (for SQLite give the file path itself)" if scheme.startswith("sqlite") or scheme == "file" else ""
+    raise ConfigError(f"{source}={mask_url(text)} is a URL of an unsupported scheme {scheme!r}: use a file path "
+                      f"(SQLite) or a postgresql:// URL{hint}")
+
+
+def is_server(location: Path | str) -> bool:
+    """Whether a resolved database location is a server URL rather than a file."""
+    return isinstance(location, str) and url_scheme(location) in SERVER_SCHEMES
+
+
+def resolve_db(db: str | os.PathLike[str] | None = None, conf: dict[str, Any] | None = None) -> Path | str:
+    """The database: argument > ``GREENTRACK_DB`` > ``[tool.greentrack] db`` > default.
+
+    A SQLite file as a :class:`Path`, or a ``postgresql://`` URL as a ``str`` (see :func:`db_location`).
+    """
     if db:
-        return Path(db).expanduser()
-    env = os.environ.get(ENV_DB)
-    if env:
-        return Path(env).expanduser()
+        return db_location(db)
+    value = os.environ.get(ENV_DB)
+    if value:
+        return db_location(value, ENV_DB)
     conf = load_tool_config() if conf is None else conf
     if conf.get("db"):
-        p = Path(str(conf["db"])).expanduser()
-        return p if p.is_absolute() else Path(conf["_root"]) / p
+        got = db_location(str(conf["db"]), "[tool.greentrack] db")
+        if isinstance(got, str) or got.is_absolute():
+            return got
+        return Path(conf["_root"]) / got
     return default_db_path()
+
+
+def resolve_db_path(db: str | os.PathLike[str] | None = None, conf: dict[str, Any] | None = None) -> Path:
+    """The database *file* (see :func:`resolve_db`); a server URL is a one-line error here."""
+    got = resolve_db(db, conf)
+    if isinstance(got, str):
+        raise ConfigError(f"{mask_url(got)} is a database server: this needs a SQLite file (use --db FILE)")
+    return got
 
 
 def resolve(
@@ -201,7 +263,7 @@ def resolve(
         if v is not None and (not isinstance(v, (int, float)) or v <= 0):
             raise ConfigError(f"{label} must be a positive number, got {v!r}")
     return Settings(
-        db_path=resolve_db_path(db, conf),
+        db_path=resolve_db(db, conf),
         backend=str(backend).strip().lower(),
         region=str(region) if region else None,
         sample_interval_s=float(si) if si else None,

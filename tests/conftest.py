@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import os
-import time
 import subprocess
 import sys
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, TypeVar, cast
@@ -189,3 +189,40 @@ def cli():
 def cli_process():
     """``cli_process("run", "--", ...)`` -> CompletedProcess of a real ``greentrack`` subprocess."""
     return run_cli
+
+
+# PostgreSQL: one throwaway cluster per test session; the backend tests run on SQLite and on it -----------
+@pytest.fixture(scope="session")
+def pg_cluster():
+    """A running throwaway PostgreSQL cluster (see tests/pg_cluster.py); skipped where PostgreSQL or
+    psycopg is missing, unless CI_REQUIRE_POSTGRES=1 (.ci/run sets it: there a missing server fails)."""
+    from pg_cluster import Cluster
+
+    try:
+        import psycopg  # noqa: F401
+
+        cluster = Cluster()
+    except (ImportError, FileNotFoundError, RuntimeError) as exc:
+        if os.environ.get("CI_REQUIRE_POSTGRES") == "1":
+            raise
+        pytest.skip(f"PostgreSQL is not available here: {exc}")
+    yield cluster
+    cluster.close()
+
+
+@pytest.fixture
+def pg_url(pg_cluster, monkeypatch: pytest.MonkeyPatch) -> str:
+    """A fresh PostgreSQL database (its own schema) as GREENTRACK_DB."""
+    url = pg_cluster.url()
+    monkeypatch.setenv("GREENTRACK_DB", url)
+    return url
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def store_url(request: pytest.FixtureRequest, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> str:
+    """GREENTRACK_DB for the test, on each backend in turn: a SQLite file, then a PostgreSQL URL."""
+    if request.param == "sqlite":
+        return os.environ["GREENTRACK_DB"]
+    url = request.getfixturevalue("pg_cluster").url()
+    monkeypatch.setenv("GREENTRACK_DB", url)
+    return url

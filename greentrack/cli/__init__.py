@@ -48,8 +48,8 @@ def cli() -> None:
     """Measure the energy, carbon and cost of machine-learning work."""
 
 
-COMMAND_MODULES = ("compare", "demo", "diff", "doctor", "estimate", "export", "importer", "plugins_cmd", "regions",
-                   "report", "run", "show", "study", "tune")
+COMMAND_MODULES = ("compare", "demo", "diff", "doctor", "estimate", "export", "importer", "job", "plugins_cmd", "push",
+                   "regions", "report", "run", "show", "study", "tune")
 
 
 class BuiltinCommands:

@@ -15,7 +15,8 @@ from ..errors import GreentrackError
 
 def db_option(fn: Callable[..., Any]) -> Callable[..., Any]:
     return click.option("--db", type=click.Path(dir_okay=False), default=None,
-                        help="Database file (default: GREENTRACK_DB, [tool.greentrack] db, or the user data dir).")(fn)
+                        help="Database: a SQLite file or a postgresql:// URL (default: GREENTRACK_DB, "
+                             "[tool.greentrack] db, or the user data dir).")(fn)
 
 
 def parse_tags(values: tuple[str, ...] | list[str]) -> dict[str, str]:
@@ -61,11 +62,13 @@ def write_output(text: str, path: str | os.PathLike[str], db: str | os.PathLike[
     """
     from pathlib import Path
 
-    from ..settings import resolve_db_path
+    from ..settings import resolve_db
     from ..store.health import guard_output
 
     p = Path(path).expanduser()
-    guard_output(p, resolve_db_path(db))
+    location = resolve_db(db)
+    if isinstance(location, Path):  # a server database has no file to overwrite
+        guard_output(p, location)
     try:
         if p.is_dir():
             raise GreentrackError(f"cannot write {p}: it is a directory")

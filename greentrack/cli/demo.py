@@ -26,11 +26,12 @@ def demo_cmd(steps: int, step_time: float, eval_time: float, name: str, region: 
     """
     from ..api import query_runs
     from ..measure.demo import run_demo
-    from ..settings import resolve_db_path
+    from ..settings import resolve_db
+    from ..store.location import describe
     from ..units import plural
     from ..views.runs import render_table
 
-    path = resolve_db_path(db)
+    path = describe(resolve_db(db))
     where = "the database given with --db" if db else "your greentrack database"
     click.echo(f"greentrack demo: {plural(steps, 'simulated training step')} and an evaluation on the {backend} "
                f"backend, stored in {where}: {path}" + ("" if db else " (--db FILE to keep it elsewhere)"))

@@ -67,13 +67,13 @@ def _rapl() -> dict[str, Any]:
 def _database(db: str | None) -> dict[str, Any]:
     from .. import settings as config
     from ..errors import GreentrackError
-    from ..store.health import inspect
+    from ..store.health import inspect, inspect_server
 
     try:
-        path = config.resolve_db_path(db)
+        location = config.resolve_db(db)
     except GreentrackError as exc:  # e.g. a pyproject.toml that does not parse: say so, diagnose the rest
         return {"path": None, "exists": False, "writable": False, "error": str(exc)}
-    return inspect(path)
+    return inspect_server(location) if isinstance(location, str) else inspect(location)
 
 
 def _spool() -> dict[str, Any]:
@@ -91,7 +91,7 @@ def _scope() -> dict[str, Any]:
 def _settings() -> dict[str, Any]:
     """Each registered setting: whether it is set, its value and where it came from (env > pyproject)."""
     from ..errors import GreentrackError, suggest
-    from ..settings import SETTINGS, load_tool_config
+    from ..settings import SETTINGS, load_tool_config, mask_url
 
     out: dict[str, Any] = {"pyproject": None, "items": [], "unknown_keys": []}
     try:
@@ -107,11 +107,12 @@ def _settings() -> dict[str, Any]:
                                 "default": st.default, "help": st.help}
         env_value = os.environ.get(st.env) if st.env else None
         if env_value:  # an empty variable counts as unset, as everywhere in greentrack
-            item.update(set=True, value=env_value, **{"from": "env"})
+            item.update(set=True, value=mask_url(env_value), **{"from": "env"})
             if st.key and st.key in conf:
                 item["overrides"] = f"[tool.greentrack] {st.key}"
         elif st.key and st.key in conf:
-            item.update(set=True, value=conf[st.key], **{"from": "pyproject"})
+            value = conf[st.key]
+            item.update(set=True, value=mask_url(value) if isinstance(value, str) else value, **{"from": "pyproject"})
         out["items"].append(item)
     known = {st.key for st in SETTINGS if st.key}
     for key, value in conf.items():
@@ -291,6 +292,12 @@ def _render_database(db: dict[str, Any], spool: dict[str, Any] | None) -> list[s
     access = "writable" if db["writable"] else "NOT writable"
     if db.get("why_not_writable"):
         access += f": {db['why_not_writable']}"
+    if db.get("server"):
+        if db.get("error"):
+            state, access = db["error"], "cannot be used now"
+        elif db.get("note"):
+            state = db["note"]
+        state = f"{db['server']}; {state}" if isinstance(db["server"], str) else state
     lines = [f"Database: {db['path']} ({state}; {access})."]
     if db.get("damaged"):
         reason = db.get("integrity") if db.get("integrity") not in (None, "ok") else db.get("error")
@@ -303,7 +310,11 @@ def _render_database(db: dict[str, Any], spool: dict[str, Any] | None) -> list[s
     if db.get("others_can_read"):
         lines.append(f"  Readable by other users (mode {db['mode']}): chmod 600 {db['path']} keeps your runs and "
                      "command lines private.")
-    lines.append("  Set GREENTRACK_DB or [tool.greentrack] db in pyproject.toml to use another file.")
+    if db.get("server") and db.get("error"):
+        lines.append("  Runs measured meanwhile are kept in the spool and delivered once it can be written "
+                     "('greentrack doctor --deliver' or 'greentrack push').")
+    lines.append("  Set GREENTRACK_DB or [tool.greentrack] db in pyproject.toml to use another file or a "
+                 "postgresql:// URL (its password is never shown).")
     if spool:
         waiting = spool.get("waiting") or {}
         n = sum(len(v) for v in waiting.values())
@@ -319,7 +330,7 @@ def _render_database(db: dict[str, Any], spool: dict[str, Any] | None) -> list[s
 
 @click.command("doctor")
 @click.option("--json", "as_json", is_flag=True, help="Print the diagnosis as JSON.")
-@click.option("--db", type=click.Path(), default=None, help="Database file to check.")
+@click.option("--db", type=click.Path(), default=None, help="Database to check: a SQLite file or a postgresql:// URL.")
 @click.option("--deliver", is_flag=True, help="Deliver the runs waiting in the spool to their databases, then check.")
 @click.option("--salvage", type=click.Path(dir_okay=False), default=None, metavar="NEW.db",
               help="Copy every row of a damaged database that can still be read into the new file NEW.db.")

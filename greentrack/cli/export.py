@@ -40,7 +40,7 @@ def export_cmd(runs: tuple[str, ...], last: int | None, name: str | None, since:
         ids = [store.resolve_id(r) for r in runs]
         rows = [store.get_run(i) for i in ids]
     else:
-        rows = query_runs(db=store.location, last=last, name=name, since=parse_since(since), tags=parse_tags(tags),
+        rows = query_runs(db=db, last=last, name=name, since=parse_since(since), tags=parse_tags(tags),
                           status=status)
         ids = [r["id"] for r in rows]
     if fmt == "sqlite":

@@ -14,7 +14,9 @@ from .common import db_option, parse_since, parse_tags
 @click.option("--until", default=None, help="Only runs started before: 1d, yesterday, 2026-11-15.")
 @click.option("--tag", "tags", multiple=True, help="Only runs with this tag (key=value); repeatable.")
 @click.option("--status", default=None, help="running, finished, failed, interrupted or lost.")
-@click.option("--job", "job_id", default=None, help="Only runs of this job id (GREENTRACK_JOB_ID, torchrun, SLURM).")
+@click.option("--job", "job_id", default=None,
+              help="Only runs of this job id (GREENTRACK_JOB_ID, torchrun, SLURM); the table adds the job's total, "
+                   "per node and per rank.")
 @click.option("--format", "fmt", default=None,
               help="table, csv, json, markdown or html (default: from the --output file's extension, else table).")
 @click.option("--output", "-o", default=None, type=click.Path(dir_okay=False),
@@ -77,6 +79,11 @@ def report_cmd(last: int, name: str | None, since: str | None, until: str | None
         click.echo(render_comparison(study_id, study_comparison(study_id, db=db)))
         return
     text = render(rows, fmt)
+    if job_id and fmt == "table" and not output:  # the job's total, per node and per rank, under its runs
+        from ..api import job_view
+        from ..views.job import render_job
+
+        text = text.rstrip("\n") + "\n\n" + render_job(job_view(job_id, db=db))
     if output:
         write_output(text if text.endswith("\n") else text + "\n", output, db)
         click.echo(f"wrote {output} ({plural(len(rows), 'run')}, {fmt})", err=True)

@@ -99,8 +99,12 @@ class Session:
         self._forked = False
         self._lock = threading.Lock()
         self.view = RunView(self)
-        self.job_id = settings_env("GREENTRACK_JOB_ID") or os.environ.get("TORCHELASTIC_RUN_ID") \
-            or os.environ.get("SLURM_JOB_ID")
+        from .jobs import job_id_from_env
+
+        self.job_id = settings_env("GREENTRACK_JOB_ID") or job_id_from_env()
+        parent = settings_env("GREENTRACK_PARENT_RUN_ID")
+        if parent and "parent_run" not in self.tags:  # measured inside greentrack run: the job total counts it once
+            self.tags = {**self.tags, "parent_run": parent}
         self.rank = _int_env("RANK")
         self.world_size = _int_env("WORLD_SIZE")
 
@@ -179,7 +183,10 @@ class Session:
             if self.strict:
                 raise
             _say_once(f"{exc} (using defaults)")
-            settings = config.Settings(db_path=config.default_db_path())
+            try:  # keep the other settings (the backend above all) when only the database is wrong
+                settings = config.resolve(region=self.region, **{**self._kw, "db": config.default_db_path()})
+            except GreentrackError:
+                settings = config.Settings(db_path=config.default_db_path())
         self.settings = settings
         self.region = settings.region
         try:

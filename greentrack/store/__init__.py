@@ -4,7 +4,10 @@
 - :mod:`.migrations`: schema changes as named functions, numbered by ``PRAGMA user_version``;
 - :mod:`.records`: typed rows (run, device, phase, series chunk) used by writers and readers;
 - :mod:`.base`: the :class:`RunStore` interface every backend implements, and its errors;
-- :mod:`.sqlite` (+ :mod:`.queries`): the SQLite backend, plain ``sqlite3``, WAL mode;
+- :mod:`.sqlstore` (+ :mod:`.queries`): the reads and writes both backends share, in portable SQL;
+- :mod:`.sqlite`: the SQLite backend, plain ``sqlite3``, WAL mode (the default);
+- :mod:`.postgres`: the PostgreSQL backend, psycopg 3 (a ``postgresql://`` URL);
+- :mod:`.location`: which backend a database value names, and opening it;
 - :mod:`.writer` and :mod:`.spool`: a session's bounded writes, and the runs that wait to be delivered;
 - :mod:`.transfer`: export and import files (validated field by field, one transaction per file);
 - :mod:`.codec`, :mod:`.series`: the compressed power series; :mod:`.redact`: secrets out of command lines.
@@ -14,8 +17,18 @@ Callers get a :class:`RunStore` from :func:`open_store` and never learn which ba
 
 from __future__ import annotations
 
-from .base import RunStore, StoreBusy, StoreCorrupt, StoreError, StoreFull, StoreGone, StoreUnwritable
-from .sqlite import SQLiteStore, Store, hostname, open_store
+from .base import (
+    RunStore,
+    StoreBusy,
+    StoreCorrupt,
+    StoreError,
+    StoreFull,
+    StoreGone,
+    StoreUnavailable,
+    StoreUnwritable,
+)
+from .location import open_location, open_store
+from .sqlite import SQLiteStore, Store, hostname
 
-__all__ = ["RunStore", "Store", "SQLiteStore", "open_store", "hostname", "StoreError", "StoreBusy", "StoreFull",
-           "StoreGone", "StoreUnwritable", "StoreCorrupt"]
+__all__ = ["RunStore", "Store", "SQLiteStore", "open_store", "open_location", "hostname", "StoreError", "StoreBusy",
+           "StoreFull", "StoreGone", "StoreUnwritable", "StoreCorrupt", "StoreUnavailable"]

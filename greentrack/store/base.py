@@ -1,4 +1,4 @@
-"""The store interface: what every backend (SQLite today, PostgreSQL next) implements.
+"""The store interface: what every backend (SQLite, PostgreSQL) implements.
 
 The rest of greentrack talks to a :class:`RunStore` and never to a database module: the
 session through :class:`greentrack.store.writer.RunWriter`, import and export through
@@ -49,6 +49,12 @@ class StoreUnwritable(StoreError):
 
 class StoreGone(StoreError):
     """The database file was deleted or replaced while open."""
+
+    transient = True
+
+
+class StoreUnavailable(StoreError):
+    """The database server cannot be reached (down, restarting, network): the run is kept and delivered later."""
 
     transient = True
 
@@ -111,6 +117,9 @@ class RunStore(Protocol):
 
     def run_ids(self) -> Iterable[str]:
         """Every run id (export of everything)."""
+
+    def updated(self, run_ids: Iterable[str]) -> dict[str, float | None]:
+        """``{run_id: updated_at}`` of those of *run_ids* stored here (``push`` skips runs already current)."""
 
     # the database itself -----------------------------------------------------------------------
     def health(self, write: bool = False) -> dict[str, Any]:

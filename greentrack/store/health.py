@@ -120,6 +120,33 @@ def inspect(path: Path) -> dict[str, Any]:
     return out
 
 
+def inspect_server(url: str) -> dict[str, Any]:
+    """Everything doctor says of a server database (its URL shown with the password masked); never writes."""
+    from ..errors import NotFoundError
+    from .location import describe, open_location
+
+    out: dict[str, Any] = {"path": describe(url), "server": True, "exists": False, "writable": False}
+    try:
+        store = open_location(url, write=False)
+    except NotFoundError:
+        out.update(exists=False, writable=True, why_not_writable=None)
+        out["note"] = "no greentrack tables yet: the first run creates them"
+        return out
+    except GreentrackError as exc:
+        out["error"] = str(exc)
+        return out
+    try:
+        h = store.health(write=True)
+    except GreentrackError as exc:
+        out["error"] = str(exc)
+        return out
+    finally:
+        store.close()
+    out.update(h)
+    out["exists"] = True
+    return out
+
+
 def advice(path: str) -> list[str]:
     """What to do about a damaged database at *path* (doctor prints it)."""
     new = f"{path}.salvaged"
@@ -250,20 +277,20 @@ def spool_status() -> dict[str, Any]:
 
 def deliver_spool() -> list[tuple[str, str, str | None]]:
     """Deliver every spooled run to its own database: ``[(run_id, location, error or None)]``."""
+    from ..settings import resolve_db
     from . import spool
-    from .sqlite import WRITE_TIMEOUT_S, SQLiteStore
+    from .location import spool_opener
+    from .sqlite import WRITE_TIMEOUT_S
 
-    opened: dict[str, SQLiteStore] = {}
-
-    def open_for(loc: str) -> SQLiteStore:
-        if loc not in opened:
-            opened[loc] = SQLiteStore(loc, write=True)
-        return opened[loc]
-
+    try:
+        configured: Any = resolve_db()
+    except GreentrackError:
+        configured = None
+    open_for = spool_opener(configured)
     results = []
     for e in spool.entries():
         loc, err = spool.deliver(e, open_for, timeout_s=WRITE_TIMEOUT_S)
         results.append((e.run_id, loc, err))
-    for st in opened.values():
+    for st in open_for.opened.values():
         st.close()
     return results

@@ -1,4 +1,9 @@
-"""The SQLite backend's reads: run lists with filters, one run, its series, a whole-run snapshot.
+"""The reads both backends share: run lists with filters, one run, its series, a whole-run snapshot.
+
+The SQL here is portable (``?`` placeholders; the PostgreSQL backend passes them on as ``%s``);
+what differs between SQLite and PostgreSQL is a hook a backend overrides: :meth:`Reader._glob`
+(SQLite's ``GLOB`` and its index hint, PostgreSQL's regular expression) and
+:attr:`Reader.page_rows` (SQLite steps a cursor lazily; a PostgreSQL client fetches pages).
 
 Every row read back is cleaned by :func:`.records.clean_row`: a value that breaks its column's
 rule (text in a number column, a timestamp of 1e300, broken JSON) reads as null and the run
@@ -9,12 +14,12 @@ bad row never stops a report of all the others.
 from __future__ import annotations
 
 import os
-import sqlite3
 import zlib
-from typing import Any, Callable, Iterable, TypeVar
+from typing import Any, Callable, Iterable, Iterator, TypeVar
 
 from ..errors import NotFoundError, suggest
 from ..notify import say_once
+from ..settings import host_name
 from ..units import J_PER_KWH
 from . import codec
 from .records import (StoredRun, chunk_from, clean_row, device_from, energy_method, phase_from, run_from,
@@ -41,10 +46,14 @@ class Reader:
 
     location: str
     _read: Callable[..., Any]
+    #: Rows fetched per query while scanning runs newest first (None: one lazily stepped cursor).
+    page_rows: int | None = None
+    #: Whether :meth:`_glob` chooses between a scan and the name index (counting matches first).
+    glob_hint = True
 
     # helpers -------------------------------------------------------------------------------------
     def _rows(self, sql: str, params: Iterable[Any] = ()) -> list[dict[str, Any]]:
-        def q(c: sqlite3.Connection) -> list[dict[str, Any]]:
+        def q(c: Any) -> list[dict[str, Any]]:
             cur = c.execute(sql, list(params))
             cols = [d[0] for d in cur.description]
             return [dict(zip(cols, r)) for r in cur.fetchall()]
@@ -53,8 +62,14 @@ class Reader:
 
     def _many(self, sql: str, params: list[Any], n: int = 1000) -> bool:
         """Whether *sql* matches at least *n* rows (counted through its index, stopping at *n*)."""
-        count = f"SELECT count(*) FROM ({sql} LIMIT {int(n)})"
+        count = f"SELECT count(*) FROM ({sql} LIMIT {int(n)}) AS sub"
         return self._read(lambda c: c.execute(count, params).fetchone()[0]) >= n
+
+    def _glob(self, pattern: str, common: bool) -> tuple[str, Any]:
+        """The condition that matches ``name`` against a shell glob, and its parameter.
+
+        *common*: the pattern matches many runs (scan newest-first rather than use the name index)."""
+        return ("+name GLOB ?" if common else "name GLOB ?"), pattern
 
     def _decorate(self, row: dict[str, Any]) -> dict[str, Any] | None:
         """A cleaned run row (None when it has no usable id), ``lost`` detected, ``energy_kwh`` added."""
@@ -70,7 +85,7 @@ class Reader:
             from .redact import redact_command
 
             clean["command"] = redact_command(clean["command"])
-        if clean["status"] == "running" and clean.get("host") == os.uname().nodename and clean.get("pid"):
+        if clean["status"] == "running" and clean.get("host") == host_name() and clean.get("pid"):
             if not _pid_alive(int(clean["pid"])):
                 clean["status"] = "lost"  # the process died without finishing the run (e.g. SIGKILL)
         ej = clean.get("energy_j")
@@ -99,11 +114,14 @@ class Reader:
         # a selective one goes through its index (few rows to sort): either way, fast on 1e5 runs
         if name:
             if any(c in name for c in "*?["):
-                common = self._many("SELECT 1 FROM runs WHERE name GLOB ?", [name])
-                where.append("+name GLOB ?" if common else "name GLOB ?")
+                cond, param = self._glob(name, False)
+                common = self._many(f"SELECT 1 FROM runs WHERE {cond}", [param]) if self.glob_hint else False
+                cond, param = self._glob(name, common)
+                where.append(cond)
+                params.append(param)
             else:
                 where.append("name = ?")
-            params.append(name)
+                params.append(name)
         if status is not None:
             if status == "lost":  # stored as 'running' with its process gone (imported ones: 'lost')
                 where.append("status IN ('running', 'lost')")
@@ -116,9 +134,9 @@ class Reader:
         if until is not None:
             where.append("started_at < ?")
             params.append(until)
-        if job_id:
-            where.append("job_id = ?")
-            params.append(job_id)
+        if job_id:  # the job, and its Slurm steps (job 123 holds 123.0, 123.1...)
+            where.append("(job_id = ? OR (job_id > ? AND job_id < ?))")
+            params += [job_id, job_id + ".", job_id + "/"]
         for k, v in (tags or {}).items():
             if self._many("SELECT 1 FROM run_tags WHERE key = ? AND value = ?", [k, v]):
                 where.append("EXISTS (SELECT 1 FROM run_tags t WHERE t.run_id = runs.id AND t.key = ? AND t.value = ?)")
@@ -127,21 +145,35 @@ class Reader:
             params += [k, v]
         sql = "SELECT * FROM runs" + (" WHERE " + " AND ".join(where) if where else "") + " ORDER BY started_at DESC"
 
-        def scan(c: sqlite3.Connection) -> tuple[list[dict[str, Any]], int]:
+        def pages(c: Any) -> Iterator[tuple[list[str], Iterable[Any]]]:
+            if self.page_rows is None or last is None:
+                cur = c.execute(sql, params)
+                yield [d[0] for d in cur.description], cur
+                return
+            size, offset = max(self.page_rows, last + 8), 0
+            while True:
+                cur = c.execute(f"{sql} LIMIT {size} OFFSET {offset}", params)
+                rows = cur.fetchall()
+                yield [d[0] for d in cur.description], rows
+                if len(rows) < size:
+                    return
+                offset += size
+                size *= 4
+
+        def scan(c: Any) -> tuple[list[dict[str, Any]], int]:
             out: list[dict[str, Any]] = []
             bad = 0
-            cur = c.execute(sql, params)
-            cols = [d[0] for d in cur.description]
-            for r in cur:
-                row = self._decorate(dict(zip(cols, r)))
-                if row is None:
-                    bad += 1
-                    continue
-                if status and row["status"] != status:
-                    continue
-                out.append(row)
-                if last is not None and len(out) >= last:
-                    break
+            for cols, page in pages(c):
+                for r in page:
+                    row = self._decorate(dict(zip(cols, r)))
+                    if row is None:
+                        bad += 1
+                        continue
+                    if status and row["status"] != status:
+                        continue
+                    out.append(row)
+                    if last is not None and len(out) >= last:
+                        return out, bad
             return out, bad
 
         rows, bad = self._read(scan)
@@ -211,6 +243,16 @@ class Reader:
             run["phases"].append(ph)
         run["notes"] = notes
         return run
+
+    def updated(self, run_ids: Iterable[str]) -> dict[str, float | None]:
+        """``{run_id: updated_at}`` of those of *run_ids* stored here (``push`` skips runs already current)."""
+        ids = list(run_ids)
+        out: dict[str, float | None] = {}
+        for i in range(0, len(ids), 500):
+            part = ids[i:i + 500]
+            for r in self._rows(f"SELECT id, updated_at FROM runs WHERE id IN ({','.join('?' * len(part))})", part):
+                out[str(r["id"])] = r["updated_at"] if isinstance(r["updated_at"], (int, float)) else None
+        return out
 
     def run_ids(self) -> list[str]:
         return [str(r[0]) for r in self._read(lambda c: c.execute(

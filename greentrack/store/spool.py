@@ -95,6 +95,15 @@ def write(sr: StoredRun, location: str, reason: str, folder: Path | None = None)
     return path
 
 
+def discard(path: Path) -> bool:
+    """Remove a spooled run's file that its own session has now delivered (False: it was gone or claimed)."""
+    try:
+        os.unlink(path)
+        return True
+    except OSError:
+        return False
+
+
 def _pid_alive(pid: int) -> bool:
     try:
         os.kill(pid, 0)
@@ -114,11 +123,16 @@ class Entry:
         self._doc: dict[str, Any] | None = None
         self.error: str | None = None
 
+    pid: int | None = None  # the process that spooled it (set by load)
+
     def load(self) -> tuple[str, StoredRun] | None:
         """``(location, run)``; None (with :attr:`error` set) for a file that does not read."""
         try:
             doc = json.loads(self.path.read_text(encoding="utf-8"))
-            return _decode(doc)
+            got = _decode(doc)
+            pid = doc.get("pid")
+            self.pid = pid if isinstance(pid, int) and not isinstance(pid, bool) else None
+            return got
         except (OSError, ValueError, KeyError, TypeError) as exc:
             self.error = f"{type(exc).__name__}: {exc}"
             return None
@@ -163,6 +177,8 @@ def deliver(entry: Entry, open_store: Callable[[str], Any], timeout_s: float | N
     location, sr = got
     if only is not None and location != only:
         return location, "for another database"
+    if sr.run.status == "running" and entry.pid not in (None, os.getpid()) and _pid_alive(entry.pid):
+        return location, "its session is still running (it delivers the run itself)"
     claim = entry.path.with_name(entry.path.name + f"{CLAIM}{os.getpid()}")
     try:
         os.replace(entry.path, claim)

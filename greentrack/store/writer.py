@@ -29,13 +29,14 @@ from typing import Any, Callable, Sequence
 
 from ..errors import GreentrackError
 from ..notify import say_once
-from .base import RunStore, StoreBusy, StoreError, StoreGone
+from .base import RunStore, StoreBusy, StoreError, StoreGone, StoreUnavailable
 from .records import DeviceRow, PhaseRow, RunEnd, RunRow, SeriesChunk, StoredRun
 
 FLUSH_WAIT_S = 0.5  # the longest a flush waits for a locked database
 BUSY_FLUSH_WAIT_S = 0.05  # ... once the lock has already made a flush wait in vain
 LOCK_TIMEOUT_S = 3.0  # default of GREENTRACK_LOCK_TIMEOUT: the end of a run waits at most this long
 REOPEN_EVERY_S = 5.0  # how often a store that failed to open is tried again during a run
+KEEP_EVERY_S = 1.0  # while its database cannot be written, a run's copy in the spool is renewed this often
 DELIVER_BUDGET_S = 2.0  # a session delivers spooled runs for at most this long at its start (the rest: later)
 
 
@@ -54,20 +55,23 @@ def lock_timeout_s() -> float:
     return max(0.0, min(val, 600.0))
 
 
-def open_store(path: str | os.PathLike[str], verify: bool = False) -> RunStore:
-    """The backend for *path* (SQLite for a file path), opened for writing."""
-    from .sqlite import SQLiteStore
+def open_store(location: str | os.PathLike[str], verify: bool = False) -> RunStore:
+    """The backend for *location* (SQLite for a file path, PostgreSQL for a URL), opened for writing."""
+    from .location import open_location
 
-    return SQLiteStore(path, write=True, verify=verify, timeout_s=lock_timeout_s())
+    return open_location(location, write=True, verify=verify, timeout_s=lock_timeout_s())
 
 
 class RunWriter:
     """Writes one run; see the module docstring. Methods never raise (except :meth:`open` when strict)."""
 
-    def __init__(self, path: str | os.PathLike[str], *, strict: bool = False,
+    def __init__(self, path: str | os.PathLike[str] | Path, *, strict: bool = False,
                  opener: Callable[..., RunStore] = open_store, timeout_s: float | None = None) -> None:
-        self.path = Path(path).expanduser()
-        self.location = str(self.path)
+        from ..settings import db_location
+        from .location import describe
+
+        self.path: Path | str = path if isinstance(path, Path) else db_location(os.fspath(path))
+        self.location = describe(self.path)
         self.strict = strict
         self.timeout_s = lock_timeout_s() if timeout_s is None else timeout_s
         self._opener = opener
@@ -83,6 +87,8 @@ class RunWriter:
         self.busy = False
         self.spooled: Path | None = None
         self.delivered: list[str] = []
+        self._kept_at = 0.0  # when the run was last kept in the spool while its database could not be written
+        self._kept: Path | None = None
 
     # opening ---------------------------------------------------------------------------------------
     def open(self) -> RunStore | None:
@@ -91,10 +97,11 @@ class RunWriter:
         try:
             self.store = self._opener(self.path, verify=self.strict)
         except GreentrackError as exc:
-            if self.strict and not isinstance(exc, StoreBusy):
+            if self.strict and not isinstance(exc, (StoreBusy, StoreUnavailable)):  # a server down: keep measuring
                 raise
             self.open_error = exc
-            say_once(f"{exc}; the run is measured and kept until it can be written")
+            if not isinstance(exc, StoreUnavailable):  # a server that is down: the spool's line says it
+                say_once(f"{exc}; the run is measured and kept until it can be written")
             self.store = None
         return self.store
 
@@ -114,9 +121,9 @@ class RunWriter:
     # the run ---------------------------------------------------------------------------------------
     def begin(self, run: RunRow, devices: Sequence[DeviceRow]) -> None:
         """The run starts: write its row (status ``running``), then deliver this database's spool."""
-        from .sqlite import hostname
+        from ..settings import host_name
 
-        self.run = replace(run, host=run.host or hostname(), pid=run.pid if run.pid is not None else os.getpid())
+        self.run = replace(run, host=run.host or host_name(), pid=run.pid if run.pid is not None else os.getpid())
         self.devices = list(devices)
         self._write(final=False, timeout_s=FLUSH_WAIT_S)
         if self.begun:
@@ -133,6 +140,9 @@ class RunWriter:
         for c in chunks:
             self.pending[(c.device_key, c.seq)] = c
         self._write(final=False, timeout_s=BUSY_FLUSH_WAIT_S if self.busy else FLUSH_WAIT_S)
+        err = self.open_error if self.store is None else self._last_error
+        if not self._done and isinstance(err, StoreUnavailable):  # a server that is down: keep the run on disk
+            self._keep()
 
     def finish(self, end: RunEnd, devices: Sequence[DeviceRow], phases: Sequence[PhaseRow]) -> None:
         """The run ends: write everything within the lock timeout, else spool it."""
@@ -187,8 +197,9 @@ class RunWriter:
         except StoreError as exc:
             self.busy = isinstance(exc, StoreBusy)
             self._retryable = exc.transient
-            if not isinstance(exc, StoreBusy):
-                say_once(f"cannot write run {run.id} ({run.name}): {exc}; the run is kept until it can be written")
+            if not isinstance(exc, (StoreBusy, StoreUnavailable)):  # unavailable: the spool's line says it
+                say_once(f"cannot write run {run.id} ({run.name}): {exc}; the run is kept until it can be written",
+                         key=f"write:{run.id}:{type(exc).__name__}")
             self._last_error = exc
             return
         except Exception as exc:  # a bug must not stop training: say it, keep the data
@@ -199,6 +210,8 @@ class RunWriter:
         for c in chunks:
             self.pending.pop((c.device_key, c.seq), None)
         self._done = True
+        if self._kept is not None:
+            self._unkeep()
 
     def _whole(self, chunks: list[SeriesChunk]) -> StoredRun:
         assert self.run is not None
@@ -241,6 +254,38 @@ class RunWriter:
             return
         say_once(f"{reason}; run {self.run.id} ({self.run.name}) kept in the spool ({self.spooled}): the next "
                  "session on this database or 'greentrack doctor --deliver' delivers it")
+
+    def _keep(self) -> None:
+        """The database cannot be written now (server down, disk full...): keep the run so far in the
+        spool, so that even a crash before the database is back loses nothing already measured.
+        Rewritten at most every :data:`KEEP_EVERY_S`; removed once the run is written."""
+        from . import spool
+
+        if self.run is None or time.monotonic() - self._kept_at < KEEP_EVERY_S:
+            return
+        self._kept_at = time.monotonic()
+        err = self._last_error or self.open_error
+        try:
+            self._kept = spool.write(self._whole(list(self.pending.values())), self.location,
+                                     str(err) if err else "the database could not be written")
+        except Exception as exc:
+            say_once(f"run {self.run.id} ({self.run.name}) cannot be kept in the spool ({type(exc).__name__}: {exc});"
+                     " it is kept in memory until its database can be written")
+            return
+        say_once(f"{err or 'the database could not be written'}; run {self.run.id} ({self.run.name}) is measured "
+                 f"and kept in the spool ({self._kept}) until {self.location} can be written",
+                 key=f"keep:{self.run.id}")
+
+    def _unkeep(self) -> None:
+        """The run reached its database: drop the copy kept in the spool (one line says so)."""
+        from . import spool
+
+        assert self.run is not None
+        if self._kept is not None and spool.discard(self._kept):
+            say_once(f"{self.location} can be written again: run {self.run.id} ({self.run.name}) delivered, "
+                     "nothing lost")
+        self._kept = None
+        self._kept_at = 0.0
 
     def _deliver_spool(self) -> None:
         """Deliver spooled runs meant for this database (at a session's start, on the sampler thread)."""
