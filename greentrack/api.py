@@ -203,8 +203,10 @@ def study_comparison(study_id: str, db: str | os.PathLike[str] | None = None) ->
                                         and r.get("duration_s") else None for r in rs]),
                     "task": (rs[0].get("tags") or {}).get("task", "train")})
     base = {r["task"]: r for r in out if r["baseline"]}
+    for r in out:  # a task without a marked baseline (generation) is compared with its first setting
+        base.setdefault(r["task"], r)
     for r in out:
-        b = base.get(r["task"]) or base.get("train")
+        b = base.get(r["task"])
         r["saving_pct"] = r["slowdown_pct"] = None
         if b is None:
             continue

@@ -83,7 +83,7 @@ def test_counts_are_pluralised(cli, tmp_path, pytester):
     bad.write_text('[scenarios.mine]\nkind = "onprem"\nregion = "FR"\n')
     p = cli("compare", "last", "--scenarios", str(bad), "-s", "mine")
     assert p.returncode == 2 and "an on-prem scenario needs" in p.stderr, p.stderr
-    pytester.makepyfile("def test_a():\n    pass\n")
+    pytester.makepyfile("import time\n\n\ndef test_a():\n    time.sleep(0.05)\n")
     res = pytester.runpytest("-p", "greentrack", "--greentrack")
     res.stdout.fnmatch_lines(["*1 test measured*"])
 

@@ -126,7 +126,7 @@ def test_no_run_name_phase_tag_or_step_count_breaks_a_run_or_a_later_report(name
         assert not row["name"].startswith(("=", "+", "-", "@", "\t", "\r"))
     view = show_view(s.id, db=db_path, width=30)
     assert not RAW.findall(render_show(view).replace("\n", ""))
-    assert json.loads(show_json(view))["name"] == name
+    assert json.loads(show_json(view))["name"] == (name or "run")  # an empty name gets the default
 
 
 @settings(deadline=None, max_examples=5, suppress_health_check=[HealthCheck.function_scoped_fixture])

@@ -279,8 +279,8 @@ def test_redaction_patterns_are_configurable(monkeypatch, tmp_path):
     assert redact_command("t.py --cookie c --token t") == "t.py --cookie '***' --token t"
 
 
-def test_secrets_in_a_wrapped_command_never_reach_the_database_file(cli, db_path):
-    p = cli("run", "--", sys.executable, "-c", "import sys; print(len(sys.argv))", "--api-key=SUPERSECRET1",
+def test_secrets_in_a_wrapped_command_never_reach_the_database_file(cli, cli_process, db_path):
+    p = cli_process("run", "--", sys.executable, "-c", "import sys; print(len(sys.argv))", "--api-key=SUPERSECRET1",
             "--token", "SUPERSECRET2", env={"GREENTRACK_BACKEND": "mock"})
     assert p.returncode == 0, p.stderr
     assert p.stdout.strip() == "4"  # the program still got its real arguments

@@ -88,18 +88,21 @@ def _fine(j: float) -> str:
 
 
 def _record(plugin: Any, checks: list[Check]) -> None:
-    """Keep the first failed budget with the stored run (``greentrack show`` says it was exceeded)."""
+    """Keep the budget outcome with the stored run: the first failed budget, else the first one that held
+    (``greentrack show`` says which, and by how much)."""
     gs, r = plugin.gsession, plugin.result
     bad = next((c for c in checks if c.failed and c.status in ("exceeded", "regressed")), None)
-    if bad is None or gs is None or gs.store is None or r is None:
+    held = next((c for c in checks if c.status == "ok" and c.data.get("limit") is not None), None)
+    chosen = bad or held
+    if chosen is None or gs is None or gs.store is None or r is None:
         return
-    budget = {"budget": bad.data.get("budget", bad.name), "limit": bad.data.get("limit"),
-              "usage": bad.data.get("usage")}
-    budget.update({k: v for k, v in bad.data.items() if k in ("against", "baseline")})
+    budget = {"budget": chosen.data.get("budget", chosen.name), "limit": chosen.data.get("limit"),
+              "usage": chosen.data.get("usage"), "exceeded": bad is not None}
+    budget.update({k: v for k, v in chosen.data.items() if k in ("against", "baseline")})
     try:
-        gs.store.finish_run(r.run_id, {"budget": budget}, [], [])
+        gs.store.update_run(r.run_id, {"budget": budget})
     except Exception as exc:
-        print(f"greentrack: cannot record the exceeded budget in run {r.run_id}: {exc}")
+        print(f"greentrack: cannot record the budget outcome in run {r.run_id}: {exc}")
 
 
 def call_energies(plugin: Any, passed_only: bool = False) -> dict[str, float]:

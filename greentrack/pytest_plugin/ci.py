@@ -52,7 +52,7 @@ def artifact(plugin: Any) -> dict[str, Any]:
         "tests": tests,
         "checks": [c.as_dict() for c in plugin.checks],
         "failed": bool(plugin.failed_budget),
-        "stored_in": str(gs.store.path) if gs.store is not None else None,
+        "stored_in": gs.store.location if gs.store is not None else None,
     }
 
 

@@ -299,7 +299,8 @@ class Reader:
         if not found:
             return None
         run, _ = clean_row(RUNS, found[0])
-        run["name"] = run.get("name") or "?"
+        if run.get("name") is None:  # an empty name is a name; only a missing one is shown as "?"
+            run["name"] = "?"
         run["status"] = run.get("status") or "running"
         if run.get("started_at") is None:
             return None

@@ -140,7 +140,7 @@ def render_table(rows: list[dict[str, Any]]) -> str:
     return out + ("\n" + note if note else "")
 
 
-def run_record(r: dict[str, Any]) -> dict[str, Any]:
+def run_record(r: dict[str, Any], finite: bool = True) -> dict[str, Any]:
     """One run as the stable schema-v1 record (plain JSON types, keys in :data:`FIELD_NAMES` order)."""
     dur = r.get("duration_s")
     ej = r.get("energy_j")
@@ -165,7 +165,7 @@ def run_record(r: dict[str, Any]) -> dict[str, Any]:
         "host": r.get("host"), "job_id": r.get("job_id"), "command": r.get("command"), "tags": tags,
         "error": r.get("error"), "unmeasured_s": unmeasured_s(r), "energy_method": method,
     }
-    return {k: _finite(rec[k]) for k in FIELD_NAMES}
+    return {k: _finite(rec[k]) if finite else rec[k] for k in FIELD_NAMES}
 
 
 def _finite(v: Any) -> Any:
@@ -207,8 +207,8 @@ def render_json(rows: list[dict[str, Any]]) -> str:
     ``notes`` list names each such field.
     """
     doc = {"schema": SCHEMA_NAME, "version": SCHEMA_VERSION, "generated_at": _iso(_dt.datetime.now().timestamp()),
-           "runs": [run_record(r) for r in rows]}
-    return dumps_json(doc)
+           "runs": [run_record(r, finite=False) for r in rows]}
+    return dumps_json(doc)  # non-finite numbers become null, with a note naming each
 
 
 def render_csv(rows: list[dict[str, Any]]) -> str:
