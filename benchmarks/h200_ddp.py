@@ -151,7 +151,8 @@ def launch(args: argparse.Namespace) -> int:
     wall = time.time() - t0
     time.sleep(0.3)
     ref.stop()
-    ranks = [json.loads((outdir / f"rank{r}.json").read_text()) for r in range(n) if (outdir / f"rank{r}.json").exists()]
+    files = [outdir / f"rank{r}.json" for r in range(n)]
+    ranks = [json.loads(f.read_text()) for f in files if f.exists()]
     res: dict[str, Any] = {"env": env_info(), "dry_run": dry, "rc": rc, "job_wall_s": wall, "nproc": n,
                            "seconds": args.seconds, "ranks": ranks}
     if len(ranks) == n:

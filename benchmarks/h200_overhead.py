@@ -245,7 +245,8 @@ def main() -> int:
     db = os.path.join(tempfile.mkdtemp(), "overhead.db")
     step = make_step(dry)
     import_s = {}
-    for mod, name in (("greentrack.measure.tracker", "greentrack"), ("codecarbon", "codecarbon"), ("zeus.monitor", "zeus")):
+    peers = (("greentrack.measure.tracker", "greentrack"), ("codecarbon", "codecarbon"), ("zeus.monitor", "zeus"))
+    for mod, name in peers:
         if not any(c.startswith(name) for c in conds):
             continue
         t = time.perf_counter()

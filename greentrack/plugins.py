@@ -114,7 +114,7 @@ def _guard(impl: Any, plugin_name: str, hook_name: str) -> None:
             raise RuntimeError(f"{plugin_name}: wrapper for {hook_name} yielded twice")
 
         impl.function = functools.wraps(fn)(guarded_wrapper)
-        impl.function._greentrack_guarded = True  # type: ignore[attr-defined]
+        impl.function._greentrack_guarded = True
     else:
         def guarded(*args: Any) -> Any:
             try:
@@ -125,7 +125,7 @@ def _guard(impl: Any, plugin_name: str, hook_name: str) -> None:
             return _checked(plugin_name, hook_name, value)
 
         impl.function = functools.wraps(fn)(guarded)
-        impl.function._greentrack_guarded = True  # type: ignore[attr-defined]
+        impl.function._greentrack_guarded = True
 
 
 def _blocked() -> set[str]:

@@ -22,7 +22,8 @@ def test_a_session_loads_neither_pandas_nor_sqlite_utils(tmp_path):
     code = ("import os, greentrack\n"
             f"os.environ['GREENTRACK_DB'] = {str(tmp_path / 'x.db')!r}\n"
             "from greentrack.store.sqlite import Store\nStore(os.environ['GREENTRACK_DB'])\n"  # schema exists
-            "import sys\nfor m in [m for m in sys.modules if m.startswith(('sqlite_utils', 'click'))]: del sys.modules[m]\n"
+            "import sys\nfor m in [m for m in sys.modules if m.startswith(('sqlite_utils', 'click'))]:\n"
+            "    del sys.modules[m]\n"
             "with greentrack.session('light', backend='mock'):\n    pass\n")
     loaded = _loaded(code)
     assert "pandas" not in loaded and "numpy" not in loaded

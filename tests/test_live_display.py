@@ -17,8 +17,8 @@ from pathlib import Path
 import pytest
 
 import greentrack
-from greentrack.measure.snapshot import snapshot
 from greentrack.measure.progress import LineSplitter
+from greentrack.measure.snapshot import snapshot
 
 ROOT = Path(__file__).resolve().parent.parent
 

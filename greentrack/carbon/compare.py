@@ -130,7 +130,8 @@ def compare_run(run: Mapping[str, Any], scenario_names: Sequence[str | Scenario]
         notes.append(f"the run used {', '.join(sorted(set(names)))}; these scenarios price another GPU: "
                      f"{', '.join(mismatch)} (energy is replayed as measured)")
     scen = [r for r in rows if r.kind != "measured"]
-    cheapest = min(scen, key=lambda r: (r.cost_usd if r.cost_usd is not None else float("inf"))).scenario if scen else None
+    cheapest = (min(scen, key=lambda r: r.cost_usd if r.cost_usd is not None else float("inf")).scenario
+                if scen else None)
     cleanest = min(scen, key=lambda r: r.total_kg).scenario if scen else None
     return Comparison(rid, run.get("name"), float(energy_j), duration_s, n_gpus, names, rows, cheapest, cleanest,
                       notes)

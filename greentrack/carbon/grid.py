@@ -113,7 +113,7 @@ def _read_json(*parts: str) -> Any:
 def world_average() -> Intensity:
     data = _read_json("private_infra", "carbon_intensity_per_source.json")
     try:
-        g = float(data["world_average"])  # type: ignore[index]
+        g = float(data["world_average"])
         src = f"IEA Global Energy & CO2 Status Report 2019 {_via()}"
     except (TypeError, KeyError, ValueError):
         g, src = 475.0, "IEA Global Energy & CO2 Status Report 2019"  # same figure, in case the file is missing

@@ -22,7 +22,7 @@ import functools
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterable, Mapping
+from typing import Any, Callable, Iterable, Mapping, overload
 
 from ..errors import ConfigError, NotFoundError, suggest
 from ..plugins import hookimpl
@@ -82,7 +82,14 @@ class Scenario:
     origin: str = "built-in"
     template: bool = False
 
+    @overload
+    def value(self, name: str, default: float) -> float: ...
+
+    @overload
+    def value(self, name: str, default: None = None) -> float | None: ...
+
     def value(self, name: str, default: float | None = None) -> float | None:
+        """The figure's value, or *default* when the scenario does not give it."""
         f = self.figures.get(name)
         return default if f is None else f.value
 
@@ -158,7 +165,7 @@ def read_scenario_file(path: str | Path) -> dict[str, dict[str, Any]]:
             try:
                 import tomllib
             except ImportError:  # Python 3.10
-                import tomli as tomllib  # type: ignore[no-redef]
+                import tomli as tomllib
 
             data = tomllib.loads(text)
     except Exception as exc:

@@ -41,8 +41,8 @@ def diff_cmd(run_a: str | None, run_b: str | None, study_id: str | None, price_p
     from ..store import open_store
     from ..views.diff import diff_json, diff_runs, render_diff
 
-    if price_per_kwh is None and settings_env("GREENTRACK_PRICE_PER_KWH"):
-        raw = settings_env("GREENTRACK_PRICE_PER_KWH")
+    raw = settings_env("GREENTRACK_PRICE_PER_KWH")
+    if price_per_kwh is None and raw:
         try:
             price_per_kwh = float(raw)
         except ValueError:

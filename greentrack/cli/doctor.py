@@ -335,7 +335,8 @@ def _render_database(db: dict[str, Any], spool: dict[str, Any] | None) -> list[s
 @click.option("--salvage", type=click.Path(dir_okay=False), default=None, metavar="NEW.db",
               help="Copy every row of a damaged database that can still be read into the new file NEW.db.")
 def doctor_cmd(as_json: bool, db: str | None, deliver: bool, salvage: str | None) -> None:
-    """What this machine can measure: GPUs, counters, sample buffers, RAPL, the database, the spool, the settings in force."""
+    """What this machine can measure: GPUs, counters, sample buffers, RAPL, the database, the spool,
+    the settings in force."""
     if salvage:
         from pathlib import Path
 

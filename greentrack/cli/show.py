@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import shutil
+import sys
 
 import click
 
@@ -30,7 +31,7 @@ def show_cmd(run: str, width: int | None, fmt: str, ascii_only: bool, db: str | 
     if fmt == "json":
         click.echo(show_json(view))
     else:
-        click.echo(render_show(view, unicode=not ascii_only and can_unicode(click.get_text_stream("stdout"))))
+        click.echo(render_show(view, unicode=not ascii_only and can_unicode(sys.stdout)))
 
 
 def register(cli: click.Group) -> None:

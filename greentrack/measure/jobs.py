@@ -193,7 +193,7 @@ class JobMeter:
         t[rank] = torch.tensor(row, dtype=torch.float64, device=device)
         dist.all_reduce(t, op=dist.ReduceOp.SUM, group=self.group)
         self.collectives += 1
-        return t.cpu().tolist()  # type: ignore[no-any-return]
+        return t.cpu().tolist()
 
 
 def _result(meter: Meter | None, local: LiveFigures | None) -> tuple[float | None, float | None]:

@@ -207,6 +207,9 @@ class Sampler:
             st.counter_log = array("d", [t, 0.0])
             return
         wrap = st.device.info.get("wrap_j") or getattr(st.source, "wrap_j", None)  # per device (RAPL)
+        if st.counter_last_j is None:  # no reading yet to measure from (the first one was lost)
+            st.counter_last_j = val
+            return
         delta, anomaly = counter_delta_j(st.counter_last_j, val, wrap)
         st.counter_sum_j += delta
         st.counter_anomaly |= anomaly

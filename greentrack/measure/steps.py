@@ -327,6 +327,7 @@ class StepLog:
             e = np.diff(_cum_np(d.acc, x))
             total = e if total is None else total + e
             self.energy_sum[d.key] = self.energy_sum.get(d.key, 0.0) + float(e[ok].sum())
+        assert total is not None  # devices is never empty here
         self.hist.add_array(total[ok])
         if gaps:
             self.unmeasured += int(k - ok.sum())

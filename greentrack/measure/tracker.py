@@ -74,7 +74,7 @@ class Session:
         self.progress = bool(progress)
         self._display: Any = None
         self._want_store = store
-        self._kw = dict(db=db, backend=backend, sample_interval_s=sample_interval_s,
+        self._kw: dict[str, Any] = dict(db=db, backend=backend, sample_interval_s=sample_interval_s,
                         flush_interval_s=flush_interval_s)
         self._given_sources = sources
         self._steps = StepLog(start_t=time.time())
@@ -204,7 +204,8 @@ class Session:
                 self.notes.append(f"no region given: CO2e uses the {self.intensity.describe()}")
         # sources
         if self._given_sources is not None:
-            self.sources, notes = list(self._given_sources), []
+            notes: list[str] = []
+            self.sources = list(self._given_sources)
             self.backend = ",".join(s.name for s in self.sources) or "none"
         else:
             try:
@@ -287,8 +288,7 @@ class Session:
         """Energy measured so far (as of the last flush); no hardware read on this thread."""
         if self.sampler is None:
             return None
-        vals = [self._device_energy_so_far(st) for st in self.sampler.states]
-        vals = [v for v in vals if v is not None]
+        vals = [e for e in (self._device_energy_so_far(st) for st in self.sampler.states) if e is not None]
         return sum(vals) if vals else None
 
     def snapshot(self) -> Any:
@@ -393,6 +393,7 @@ class Session:
                 self._phases.append((name, t0, self.ended_at))
             self._open_phases.clear()
             # a stale counter reading (<= 0.1 s) matters below ~100 s; for long runs skip the wait
+            assert self.started_at is not None
             sync = self.exact_edges if self.exact_edges is not None else (self.ended_at - self.started_at) < 100.0
             self.sampler.stop(sync=sync)
             if self._signal is not None and status is None:
@@ -421,6 +422,7 @@ class Session:
     def _compute(self, status: str) -> RunResult:
         from .attribution import RunRecord, compute_result
 
+        assert self.started_at is not None and self.ended_at is not None
         record = RunRecord(
             run_id=self.id, name=self.name, started_at=self.started_at, ended_at=self.ended_at,
             states=list(self.sampler.states), steps=self._steps, phases=list(self._phases),

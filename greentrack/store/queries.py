@@ -22,8 +22,16 @@ from ..notify import say_once
 from ..settings import host_name
 from ..units import J_PER_KWH
 from . import codec
-from .records import (StoredRun, chunk_from, clean_row, device_from, energy_method, phase_from, run_from,
-                      summarise_devices)
+from .records import (
+    StoredRun,
+    chunk_from,
+    clean_row,
+    device_from,
+    energy_method,
+    phase_from,
+    run_from,
+    summarise_devices,
+)
 from .schema import DEVICES, PHASES, RUNS, SERIES
 
 T = TypeVar("T")

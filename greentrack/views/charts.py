@@ -73,7 +73,7 @@ def font_families(chars: frozenset[str]) -> tuple[str, ...]:
 
 
 #: chart text is plain text: no mathtext (a '$' in a name), no TeX
-PLAIN_TEXT: dict[str, Any] = {"text.parse_math": False, "text.usetex": False}
+PLAIN_TEXT: Any = {"text.parse_math": False, "text.usetex": False}
 
 
 @contextmanager

@@ -43,7 +43,8 @@ def render_text(c: Comparison, sources: bool = True) -> str:
     from ..units import fmt_duration, plural, shorten
 
     e = one_line
-    head = (f"run {e(c.run_id or '-')} {shorten(c.run_name or '', 60)}: {_kwh(c.energy_j / J_PER_KWH)} kWh measured over "
+    head = (f"run {e(c.run_id or '-')} {shorten(c.run_name or '', 60)}: {_kwh(c.energy_j / J_PER_KWH)} kWh "
+            "measured over "
             f"{fmt_duration(c.duration_s)} on {plural(c.n_gpus, 'GPU')} = "
             f"{c.rows[0].gpu_hours if c.rows else 0:.4g} GPU-hours")
     out = [head, "", table(HEADERS, table_rows(c), right=set(range(2, len(HEADERS))))]

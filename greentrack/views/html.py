@@ -50,7 +50,8 @@ table.runs td.tags{white-space:normal;overflow-wrap:anywhere;min-width:9rem}
 tr.failed td,tr.interrupted td,tr.lost td{color:#9b2c2c}.totals{font-weight:600}
 section.run{border:1px solid #e3ece6;border-radius:6px;padding:.6rem 1rem;margin:1rem 0}
 dl{display:grid;grid-template-columns:max-content 1fr;gap:.15rem 1rem;font-size:.9rem}dt{color:#5b6b61}
-dd{margin:0;overflow-wrap:anywhere}.chart svg{width:100%;height:auto}tr.modelled td{font-style:italic}.wide{overflow-x:auto}
+dd{margin:0;overflow-wrap:anywhere}.chart svg{width:100%;height:auto}tr.modelled td{font-style:italic}
+.wide{overflow-x:auto}
 .note{color:#8a5a00;font-size:.9rem}.bad{color:#9b2c2c;font-weight:600}
 table.greentrack-compare caption{caption-side:bottom;text-align:left;color:#5b6b61;font-size:.85rem}
 table.greentrack-compare tr.cheapest td:first-child::after{content:" (cheapest)";color:#1f6f43}
@@ -154,7 +155,8 @@ def _run_section(Figure: Any, run: dict[str, Any], series: dict[str, tuple[Any, 
         rows = "".join(
             f"<tr><td>{_e(shorten(p['name'], NAME_CHARS))}</td>"
             f"<td class=num>{_e(fmt_duration(p['ended_at'] - p['started_at']))}</td>"
-            f"<td class=num>{_e(mark(fmt_energy(p.get('energy_j')), how))}</td><td class=num>{_e(p.get('steps'))}</td></tr>"
+            f"<td class=num>{_e(mark(fmt_energy(p.get('energy_j')), how))}</td>"
+            f"<td class=num>{_e(p.get('steps'))}</td></tr>"
             for p in run["phases"])
         out.append("<table><thead><tr><th>phase</th><th>duration</th><th>energy</th><th>steps</th></tr></thead>"
                    f"<tbody>{rows}</tbody></table>")

@@ -88,8 +88,8 @@ def summarise(job_id: str, runs: list[dict[str, Any]]) -> dict[str, Any]:
     world = {r.get("world_size") for r in counted if r.get("world_size")}
     rank_set = {r.get("rank") for r in counted if r.get("rank") is not None}
     if len(world) == 1:
-        expected = next(iter(world))
-        missing = sorted(set(range(int(expected))) - rank_set)
+        expected = int(next(iter(world)) or 0)
+        missing = sorted(set(range(expected)) - rank_set)
         if missing:
             notes.append(f"world size {expected} but no run of rank(s) {', '.join(map(str, missing))} is stored")
     starts = [r["started_at"] for r in counted if r.get("started_at") is not None]

@@ -99,10 +99,10 @@ def select_indices(nv: Any, count: int, visible: list[str] | None) -> list[tuple
         if uuids is None:
             uuids = [_text(nv.nvmlDeviceGetUUID(nv.nvmlDeviceGetHandleByIndex(i))) for i in range(count)]
         if tok.startswith("MIG-"):
-            idx = _mig_parent(nv, count, tok)
-            if idx is None:
+            parent = _mig_parent(nv, count, tok)
+            if parent is None:
                 break
-            chosen.append((idx, f"MIG instance {tok}: the whole parent GPU is measured"))
+            chosen.append((parent, f"MIG instance {tok}: the whole parent GPU is measured"))
             continue
         want = tok if tok.startswith("GPU-") else "GPU-" + tok
         hits = [i for i, u in enumerate(uuids) if u.startswith(want)]
@@ -110,7 +110,12 @@ def select_indices(nv: Any, count: int, visible: list[str] | None) -> list[tuple
             break
         chosen.append((hits[0], None))
     seen: set[int] = set()
-    return [(i, n) for i, n in chosen if not (i in seen or seen.add(i))]
+    out = []
+    for i, n in chosen:
+        if i not in seen:
+            seen.add(i)
+            out.append((i, n))
+    return out
 
 
 def _mig_parent(nv: Any, count: int, tok: str) -> int | None:
