@@ -243,6 +243,9 @@ def test_forked_child_does_not_finish_the_parents_run(db_path):
     # sys.modules); nothing is imported in the child: another thread may hold the import lock
     gs = greentrack.Session.stop.__globals__["lifecycle"].__dict__
     with greentrack.session("parent") as s:
+        deadline = time.time() + 10  # the run row is written by the sampler thread: wait for it first
+        while time.time() < deadline and not Store(db_path).list_runs(last=None):
+            time.sleep(0.01)
         pid = os.fork()
         if pid == 0:  # child: what the interpreter's exit would run
             gs["_stop_at_exit"]()
