@@ -15,6 +15,9 @@ The pytest plugin runs in real pytest subprocesses (pytester); the Session API i
 from __future__ import annotations
 
 import ast
+import csv
+import io
+import json
 import re
 import time
 import xml.etree.ElementTree as ET
@@ -410,3 +413,23 @@ def test_session_budgets_of_zero_hold_a_session_that_used_zero(monkeypatch: pyte
     assert r.budget == {"budget": "energy_kwh", "limit": 0.0, "usage": 0.0, "exceeded": False}
     r = measured_session(monkeypatch, 0, 0.2, budget_co2e_kg=0.0)
     assert watcher == [] and r.budget["exceeded"] is False
+
+
+def test_report_says_budget_exceeded_only_for_the_run_that_crossed_it(monkeypatch: pytest.MonkeyPatch,
+                                                                      watcher: list, cli: Any,
+                                                                      tmp_path: Path) -> None:
+    """A run within its budget stores its outcome too (``exceeded`` False): the report must not read
+    the mere presence of a budget as "exceeded"."""
+    within = measured_session(monkeypatch, 3600, 0.3, budget_kwh=1.0)
+    over = measured_session(monkeypatch, 3600, 0.3, budget_kwh=1e-5)
+    assert within.budget["exceeded"] is False and over.budget["exceeded"] is True
+    res = cli("report", "--format", "json")
+    assert res.returncode == 0, res.stderr
+    flags = {r["id"]: r["budget_exceeded"] for r in json.loads(res.stdout)["runs"]}
+    assert flags == {within.run_id: False, over.run_id: True}
+    rows = csv.DictReader(io.StringIO(cli("report", "--format", "csv").stdout))
+    assert {r["id"]: r["budget_exceeded"] for r in rows} == {within.run_id: "false", over.run_id: "true"}
+    html = cli("report", "--format", "html", "-o", str(tmp_path / "r.html"))
+    assert html.returncode == 0, html.stderr
+    page = (tmp_path / "r.html").read_text()
+    assert page.count("EXCEEDED: ") == 1 and page.count("within: ") == 1

@@ -24,12 +24,14 @@ body{font-family:system-ui,-apple-system,'Segoe UI',Roboto,sans-serif;margin:2re
 color:#1d2a22;padding:0 1rem;background:#fff}
 h1{color:#1f6f43;margin-bottom:.2rem}h2{border-bottom:2px solid #cfe6d7;padding-bottom:.2rem;margin-top:2rem}
 h3{margin-bottom:.3rem}.meta{color:#5b6b61;font-size:.9rem}
-table{border-collapse:collapse;font-size:.85rem;margin:.5rem 0}th,td{padding:.25rem .6rem;border-bottom:1px solid #e3ece6;
-text-align:left;white-space:nowrap}th{background:#eef6f1}td.num{text-align:right;font-variant-numeric:tabular-nums}
+table{border-collapse:collapse;font-size:.85rem;margin:.5rem 0}
+th,td{padding:.25rem .6rem;border-bottom:1px solid #e3ece6;text-align:left;white-space:nowrap}th{background:#eef6f1}
+td.num{text-align:right;font-variant-numeric:tabular-nums}
 tr.failed td,tr.interrupted td,tr.lost td{color:#9b2c2c}.totals{font-weight:600}
 section.run{border:1px solid #e3ece6;border-radius:6px;padding:.6rem 1rem;margin:1rem 0}
 dl{display:grid;grid-template-columns:max-content 1fr;gap:.15rem 1rem;font-size:.9rem}dt{color:#5b6b61}dd{margin:0}
-.chart svg{width:100%;height:auto}.wide{overflow-x:auto}td.tags{white-space:normal}.note{color:#8a5a00;font-size:.9rem}.bad{color:#9b2c2c;font-weight:600}
+.chart svg{width:100%;height:auto}.wide{overflow-x:auto}td.tags{white-space:normal}
+.note{color:#8a5a00;font-size:.9rem}.bad{color:#9b2c2c;font-weight:600}
 table.greentrack-compare caption{caption-side:bottom;text-align:left;color:#5b6b61;font-size:.85rem}
 table.greentrack-compare tr.cheapest td:first-child::after{content:" (cheapest)";color:#1f6f43}
 table.greentrack-compare tr.cleanest td:first-child::after{content:" (cleanest)";color:#1f6f43}
@@ -150,7 +152,8 @@ def _run_table(rows: list[dict[str, Any]]) -> str:
         out.append(f"<tr class={_e(r['status'])}>{tds}</tr>")
     tot_j = sum(r["energy_j"] for r in rows if r.get("energy_j") is not None)
     tot_c = sum(r["co2e_kg"] for r in rows if r.get("co2e_kg") is not None)
-    out.append(f"<tr class=totals><td colspan=5>total of {len(rows)} runs</td><td class=num>{tot_j / J_PER_KWH:.6f}</td>"
+    out.append(f"<tr class=totals><td colspan=5>total of {len(rows)} runs</td>"
+               f"<td class=num>{tot_j / J_PER_KWH:.6f}</td>"
                f"<td class=num>{_e(fmt_co2(tot_c))}</td><td colspan={len(cols) - 7}></td></tr>")
     out.append("</tbody></table>")
     return "<div class=wide>" + "\n".join(out) + "</div>"
@@ -164,7 +167,8 @@ def _run_section(Figure: Any, run: dict[str, Any], series: dict[str, tuple[Any, 
         ("energy", fmt_energy(run.get("energy_j"))), ("average power", f"{fmt_watts(rec['avg_power_w'])} W"),
         ("CO2e", fmt_co2(run.get("co2e_kg"))), ("region", run.get("region") or "-"),
         ("grid intensity", run.get("intensity_source") or "-"), ("PUE", run.get("pue")),
-        ("budget", "EXCEEDED: " + str(run["budget"]) if run.get("budget") else "no live budget was crossed"),
+        ("budget", "EXCEEDED: " + str(run["budget"]) if rec["budget_exceeded"] else
+         ("within: " + str(run["budget"]) if run.get("budget") else "none set")),
     ]
     if run.get("command"):
         facts.append(("command", run["command"]))

@@ -78,6 +78,15 @@ def render_table(rows: list[dict[str, Any]]) -> str:
     return table(REPORT_COLUMNS, [run_row(r) for r in rows], right={3, 5, 6, 7})
 
 
+def budget_exceeded(budget: Any) -> bool:
+    """Whether a stored budget outcome says the limit was crossed.
+
+    A session with a budget stores its outcome either way (``exceeded`` False when within); the
+    pytest plugin stores one only when a session budget was crossed (no ``exceeded`` key).
+    """
+    return isinstance(budget, dict) and bool(budget.get("exceeded", True))
+
+
 def run_record(r: dict[str, Any]) -> dict[str, Any]:
     """One run as the stable schema-v1 record (plain JSON types, keys in :data:`FIELD_NAMES` order)."""
     dur = r.get("duration_s")
@@ -97,7 +106,7 @@ def run_record(r: dict[str, Any]) -> dict[str, Any]:
         "intensity_source": r.get("intensity_source"), "pue": r.get("pue"), "backend": r.get("backend"),
         "devices": devices or None, "steps": r.get("steps"), "samples": r.get("samples"),
         "tokens": r.get("tokens"), "j_per_step": step.get("mean_j"), "j_per_sample": step.get("j_per_sample"),
-        "j_per_token": step.get("j_per_token"), "budget_exceeded": bool(r.get("budget")),
+        "j_per_token": step.get("j_per_token"), "budget_exceeded": budget_exceeded(r.get("budget")),
         "host": r.get("host"), "job_id": r.get("job_id"), "command": r.get("command"), "tags": tags,
         "error": r.get("error"),
     }
