@@ -1,0 +1,131 @@
+"""``greentrack report --status S``: each status filter returns exactly the runs in that state.
+
+Real processes make each state: a session that finishes, one that raises (failed), one stopped by
+SIGTERM (interrupted), one still running in another process, and one whose process was SIGKILLed
+mid-run (stored as ``running``; reported ``lost`` once its process is gone).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+import greentrack
+from greentrack.api import query_runs
+from greentrack.store.sqlite import Store
+
+# a run that goes on until it is signalled; prints its id once its row is in the database
+LONG_RUN = """
+import sys, time
+import greentrack
+
+s = greentrack.session(sys.argv[1]).start()
+while s.store is not None and not s.store.list_runs(last=1, name=sys.argv[1]):
+    time.sleep(0.01)
+print(s.id, flush=True)
+while True:
+    time.sleep(0.05)
+    s.step()
+"""
+
+
+def start_long_run(name: str) -> tuple[subprocess.Popen[str], str]:
+    proc = subprocess.Popen([sys.executable, "-c", LONG_RUN, name], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True, env=dict(os.environ))
+    line = proc.stdout.readline().strip()
+    if not line:
+        proc.kill()
+        raise AssertionError(f"the run did not start: {proc.stderr.read()[-2000:]}")
+    return proc, line
+
+
+def report_ids(cli: Any, *args: str) -> dict[str, str]:
+    """``{run id: status}`` as ``greentrack report --format json`` lists them."""
+    res = cli("report", "--last", "100", "--format", "json", *args)
+    assert res.returncode == 0, res.stderr
+    return {r["id"]: r["status"] for r in json.loads(res.stdout)["runs"]}
+
+
+@pytest.fixture
+def five_runs(monkeypatch: pytest.MonkeyPatch) -> Any:
+    """finished, failed, interrupted (SIGTERM), running (alive) and lost (SIGKILL): ``{status: id}``, live process."""
+    monkeypatch.setenv("GREENTRACK_MOCK", "constant:300")
+    ids: dict[str, str] = {}
+    with greentrack.session("ok") as s:
+        time.sleep(0.05)
+    ids["finished"] = s.id
+    with pytest.raises(ValueError):
+        with greentrack.session("broken") as s:
+            time.sleep(0.05)
+            raise ValueError("bad batch")
+    ids["failed"] = s.id
+
+    term, ids["interrupted"] = start_long_run("terminated")
+    killed, ids["lost"] = start_long_run("killed")
+    alive, ids["running"] = start_long_run("alive")
+    try:
+        term.send_signal(signal.SIGTERM)
+        killed.send_signal(signal.SIGKILL)
+        # SIGTERM: the run is completed as interrupted, then the process dies of the signal as before
+        assert term.wait(timeout=30) == -signal.SIGTERM
+        killed.wait(timeout=30)
+        yield ids, alive
+    finally:
+        for p in (term, killed, alive):
+            if p.poll() is None:
+                p.kill()
+                p.wait(timeout=30)
+            p.stdout.close()
+            p.stderr.close()
+
+
+def test_report_status_lost_lists_a_sigkilled_run(five_runs: Any, cli: Any, db_path: Path) -> None:
+    """Kills a ``lost`` filter that returns nothing (it matches on a status that is never stored)."""
+    ids, _alive = five_runs
+    assert report_ids(cli, "--status", "lost") == {ids["lost"]: "lost"}
+    # stored as 'running' (the process could not finish it), decorated as lost on reading
+    raw = Store(db_path).conn.execute("SELECT status FROM runs WHERE id=?", (ids["lost"],)).fetchone()[0]
+    assert raw == "running"
+    table = cli("report", "--status", "lost")
+    assert table.returncode == 0 and ids["lost"] in table.stdout and "lost" in table.stdout
+    assert ids["running"] not in table.stdout
+
+
+def test_each_status_filter_returns_exactly_its_runs(five_runs: Any, cli: Any) -> None:
+    ids, alive = five_runs
+    everything = report_ids(cli)
+    assert everything == {rid: status for status, rid in ids.items()}
+    for status, rid in ids.items():
+        assert report_ids(cli, "--status", status) == {rid: status}, status
+    # the same through the library
+    for status, rid in ids.items():
+        assert [r["id"] for r in query_runs(last=None, status=status)] == [rid]
+    # the live one becomes lost when its process dies
+    alive.kill()
+    alive.wait(timeout=30)
+    assert report_ids(cli, "--status", "running") == {}
+    assert report_ids(cli, "--status", "lost") == {ids["lost"]: "lost", ids["running"]: "lost"}
+
+
+def test_interrupted_run_by_sigterm_is_complete(five_runs: Any, db_path: Path) -> None:
+    ids, _alive = five_runs
+    run = Store(db_path).get_run(ids["interrupted"])
+    assert run["status"] == "interrupted" and run["ended_at"] is not None and run["energy_j"] > 0
+    failed = Store(db_path).get_run(ids["failed"])
+    assert failed["status"] == "failed" and failed["error"] == "ValueError: bad batch"
+
+
+def test_unknown_status_is_one_line_and_exit_2(cli: Any) -> None:
+    res = cli("report", "--status", "lsot")
+    assert res.returncode == 2
+    lines = res.stderr.strip().splitlines()
+    assert len(lines) == 1 and "bad status 'lsot'" in lines[0] and "lost" in lines[0], res.stderr
+    assert "Traceback" not in res.stderr
