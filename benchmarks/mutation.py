@@ -4,6 +4,7 @@
     python3 benchmarks/mutation.py --target footprint   # one target (repeatable)
     python3 benchmarks/mutation.py --list               # the mutants, without running anything
     python3 benchmarks/mutation.py --jobs 2             # two mutants at a time (the tests mostly sleep)
+    python3 benchmarks/mutation.py --target energy --survivors   # after adding tests: only last run's survivors
     python3 benchmarks/mutation.py --target grid --only "world_average"   # mutants whose key contains this
 
 Each target of ``benchmarks/mutation.toml`` names a module, optionally some of its functions, and the
@@ -296,8 +297,15 @@ class Scratch:
         shutil.rmtree(self.dir, ignore_errors=True)
 
 
-def run_target(target: Target, pool: list[Scratch], only: str | None, out_dir: Path | None) -> list[Outcome]:
+def run_target(target: Target, pool: list[Scratch], only: str | None, out_dir: Path | None,
+               survivors: bool = False) -> list[Outcome]:
     all_sites = sites(target)
+    previous: dict[str, dict[str, Any]] = {}
+    prev_file = (out_dir / f"{target.name}.json") if out_dir is not None else None
+    if survivors:
+        if prev_file is None or not prev_file.exists():
+            raise SystemExit(f"{target.name}: --survivors needs an earlier run's {prev_file}")
+        previous = {m["key"]: m for m in json.loads(prev_file.read_text(encoding="utf-8"))["mutants"]}
     stale = sorted(set(target.equivalent) - {s.key for s in all_sites})
     for key in stale:
         print(f"  note: equivalent mutant listed in mutation.toml no longer exists: {key}", flush=True)
@@ -312,6 +320,9 @@ def run_target(target: Target, pool: list[Scratch], only: str | None, out_dir: P
     print(f"== {target.name}: {target.file}{' (' + ', '.join(target.functions) + ')' if target.functions else ''}; "
           f"{len(all_sites)} mutants; tests {' '.join(tests)} take {base_s:.1f} s", flush=True)
     todo = [(i, site) for i, site in enumerate(all_sites) if not only or only in site.key]
+    if survivors:  # only what survived last time (or is new); the rest keeps its earlier outcome
+        todo = [(i, site) for i, site in todo
+                if site.key not in previous or previous[site.key]["status"] in ("survived", "equivalent", "error")]
     free: queue.Queue[Scratch] = queue.Queue()
     for scratch in pool:
         free.put(scratch)
@@ -340,7 +351,11 @@ def run_target(target: Target, pool: list[Scratch], only: str | None, out_dir: P
         return o
 
     with ThreadPoolExecutor(max_workers=len(pool)) as ex:
-        results = list(ex.map(lambda a: one(*a), todo))
+        fresh = {o.key: o for o in ex.map(lambda a: one(*a), todo)}
+    if survivors:
+        results = [fresh.get(s.key) or Outcome(**previous[s.key]) for s in all_sites]
+    else:
+        results = [fresh[s.key] for _, s in todo]
     summary = score(results)
     print(f"== {target.name}: {summary['line']}", flush=True)
     if out_dir is not None and not only:
@@ -381,6 +396,8 @@ def main() -> int:
     ap.add_argument("--target", action="append", help="a target's name (repeatable; default: all)")
     ap.add_argument("--only", default=None, help="only the mutants whose key contains this text")
     ap.add_argument("--list", action="store_true", help="list the mutants and exit")
+    ap.add_argument("--survivors", action="store_true",
+                    help="test again only the mutants that survived the last run (reports/mutation/<target>.json)")
     ap.add_argument("--jobs", type=int, default=1, help="mutants tested at once, each in its own copy (default 1)")
     ap.add_argument("--out", type=Path, default=ROOT / "reports" / "mutation",
                     help="folder for <target>.json (default reports/mutation)")
@@ -405,7 +422,7 @@ def main() -> int:
     totals: list[Outcome] = []
     try:
         for t in targets:
-            totals += run_target(t, pool, args.only, args.out)
+            totals += run_target(t, pool, args.only, args.out, args.survivors)
     finally:
         for scratch in pool:
             scratch.close()
