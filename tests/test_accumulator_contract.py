@@ -153,3 +153,40 @@ def test_close_flushes_the_partial_bucket() -> None:
     assert stored_j == pytest.approx(acc.cum_j) and acc.cum_j == pytest.approx(300.0 * 0.24)
     acc.close()
     assert acc.take_pending() == []
+
+
+# ---- the pure functions: interpolation, stored averages, percentiles, reconciliation ----------------
+
+def test_cumulative_at_holds_the_edge_powers_outside_the_span() -> None:
+    """Kills the edge terms of ``cumulative_at``: the first time for the first power, the last cumulative
+    value for the last power, a single point, and the documented default of holding nothing."""
+    times, cums = [10.0, 11.0, 12.0], [0.0, 100.0, 250.0]
+    assert E.cumulative_at(times, cums, 9.0, first_p=50.0, last_p=150.0) == -50.0
+    assert E.cumulative_at(times, cums, 13.0, first_p=50.0, last_p=150.0) == 400.0
+    assert E.cumulative_at(times, cums, 11.5, first_p=50.0, last_p=150.0) == 175.0
+    assert E.cumulative_at(times, cums, 9.0) == 0.0 and E.cumulative_at(times, cums, 13.0) == 250.0
+    assert E.cumulative_at([], [], 5.0, 10.0, 10.0) == 0.0
+    assert E.cumulative_at([5.0], [0.0], 7.0, first_p=30.0, last_p=30.0) == 60.0  # one point: both held
+
+
+def test_cumulative_from_averages_is_the_rectangles_of_the_stored_series() -> None:
+    """Kills every operator of ``cumulative_from_averages`` (the regression check's energy per test)."""
+    # interval averages: 100 W over (0, 1], 50 W over (1, 3], 400 W over (3, 3.5]; the first power is unused
+    assert E.cumulative_from_averages([0.0, 1.0, 3.0, 3.5], [999.0, 100.0, 50.0, 400.0]) == [0.0, 100.0, 200.0,
+                                                                                              400.0]
+    assert E.cumulative_from_averages([2.0], [100.0]) == [0.0]
+
+
+def test_percentile_interpolates_between_two_values_and_is_zero_for_none() -> None:
+    """Kills ``len == 2`` for ``len == 1`` and a non-zero empty percentile; p50 of the steps is the 50th."""
+    assert E.percentile([], 50) == 0.0
+    assert E.percentile([7.0], 95) == 7.0
+    assert E.percentile([1.0, 3.0], 50) == 2.0
+    s = E.step_stats([0.0, 100.0], samples=None, tokens=None)
+    assert s.p50_j == 50.0 and s.p95_j == 95.0
+
+
+def test_reconcile_scale_applies_to_series_under_one_joule() -> None:
+    """Kills ``series_j <= 1``: a series of a fraction of a joule is scaled to its counter like any other."""
+    assert E.reconcile_scale(0.5, 1.0) == 2.0
+    assert E.reconcile_scale(0.0, 1.0) == 1.0 and E.reconcile_scale(-1.0, 1.0) == 1.0
