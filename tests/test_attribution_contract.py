@@ -131,3 +131,19 @@ def test_valid_step_counts_add_no_note() -> None:
     r = run([state()], marks=[(102.0, "eight", None), (104.0, 8, -1)])
     assert r.samples == 8 and r.tokens is None
     assert r.notes == ["step(samples=..., tokens=...) got a value that is not a non-negative number; it was ignored"]
+
+
+def test_bad_tokens_alone_are_reported() -> None:
+    """Kills the ``bad = True`` of the tokens branch dropped: a bad token count alone is said."""
+    r = run([state()], marks=[(102.0, 8, -1)])
+    assert (r.samples, r.tokens) == (8, None)
+    assert r.notes == ["step(samples=..., tokens=...) got a value that is not a non-negative number; it was ignored"]
+
+
+def test_energy_outside_phases_needs_disjoint_phases() -> None:
+    """Kills ``_disjoint`` answering True for overlapping phases (nested phases would be counted twice) and
+    ``<=`` for ``<`` (phases that touch are disjoint)."""
+    nested = run([state(counter_j=1000.0)], phases=[("outer", 100.0, 108.0), ("inner", 102.0, 104.0)])
+    assert nested.outside_phases_j is None
+    touching = run([state(counter_j=1000.0)], phases=[("a", 100.0, 105.0), ("b", 105.0, 108.0)])
+    assert touching.outside_phases_j == pytest.approx(200.0)
