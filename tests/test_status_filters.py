@@ -28,7 +28,10 @@ import sys, time
 import greentrack
 
 s = greentrack.session(sys.argv[1]).start()
-while s.store is not None and not s.store.list_runs(last=1, name=sys.argv[1]):
+deadline = time.time() + 30
+while s.store is None or not s.store.list_runs(last=1, name=sys.argv[1]):
+    if time.time() > deadline:
+        sys.exit("the run row did not appear within 30 s")
     time.sleep(0.01)
 print(s.id, flush=True)
 while True:
