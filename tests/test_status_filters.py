@@ -145,3 +145,22 @@ def test_listing_gives_ten_runs_by_default_and_zero_energy_as_zero_kwh(db_path: 
     assert [r["id"] for r in rows] == [f"run{i:02d}" for i in range(11, 1, -1)]
     assert store.list_runs(last=None)[-1]["energy_kwh"] == 0.0
     assert rows[0]["energy_kwh"] == pytest.approx(1.1)
+
+
+def test_job_and_tag_filters_select_their_runs_with_either_query_plan(db_path: Path) -> None:
+    """Kills a job filter or a tag filter dropped: a tag that 1000+ runs carry takes the scanning plan,
+    a rare one the indexed plan; both must select exactly the runs that carry it."""
+    store = Store(db_path)
+    rows = [(f"c{i:04d}", "n", "finished", 1_790_000_000.0 + i, "j-big" if i % 2 else None) for i in range(1100)]
+    rows += [(f"r{i}", "n", "finished", 1_790_001_000.5 + i, "j-rare") for i in range(3)]
+    with store.write() as conn:
+        conn.executemany("INSERT INTO runs (id, name, status, started_at, job_id) VALUES (?, ?, ?, ?, ?)", rows)
+        conn.executemany("INSERT INTO run_tags (run_id, key, value) VALUES (?, 'precision', ?)",
+                         [(r[0], "fp8" if r[0].startswith("r") else "bf16") for r in rows])
+    common = store.list_runs(last=5, tags={"precision": "bf16"})
+    assert [r["id"] for r in common] == ["c1099", "c1098", "c1097", "c1096", "c1095"]
+    rare = store.list_runs(last=None, tags={"precision": "fp8"})
+    assert [r["id"] for r in rare] == ["r2", "r1", "r0"]
+    assert [r["id"] for r in store.list_runs(last=None, job_id="j-rare")] == ["r2", "r1", "r0"]
+    assert len(store.list_runs(last=None, job_id="j-big")) == 550
+    assert store.list_runs(last=None, tags={"precision": "fp8"}, job_id="j-big") == []
