@@ -3,6 +3,7 @@
     python3 benchmarks/mutation.py                      # every target of benchmarks/mutation.toml
     python3 benchmarks/mutation.py --target footprint   # one target (repeatable)
     python3 benchmarks/mutation.py --list               # the mutants, without running anything
+    python3 benchmarks/mutation.py --markdown           # the last results (reports/mutation/*.json) as Markdown
     python3 benchmarks/mutation.py --jobs 2             # two mutants at a time (the tests mostly sleep)
     python3 benchmarks/mutation.py --target energy --survivors   # after adding tests: only last run's survivors
     python3 benchmarks/mutation.py --target grid --only "world_average"   # mutants whose key contains this
@@ -376,6 +377,36 @@ def score(results: list[Outcome]) -> dict[str, Any]:
     return dict(n, mutants=len(results), counted=counted, score_pct=round(pct, 2), line=line)
 
 
+def markdown(targets: list[Target], out_dir: Path) -> str:
+    """The last results of *targets* (``<out_dir>/<target>.json``) as Markdown: scores, then survivors."""
+    lines = ["| target | module (functions) | mutants | killed | timed out | survived | equivalent | score |",
+             "|---|---|---|---|---|---|---|---|"]
+    details: list[str] = []
+    tot = {"mutants": 0, "killed": 0, "timeout": 0, "survived": 0, "equivalent": 0, "counted": 0}
+    for t in targets:
+        f = out_dir / f"{t.name}.json"
+        if not f.exists():
+            lines.append(f"| {t.name} | `{t.file}` | not run | | | | | |")
+            continue
+        data = json.loads(f.read_text(encoding="utf-8"))
+        sm = data["summary"]
+        for k in tot:
+            tot[k] += sm[k]
+        funcs = f" ({', '.join(t.functions)})" if t.functions else ""
+        lines.append(f"| {t.name} | `{t.file}`{funcs} | {sm['mutants']} | {sm['killed']} | {sm['timeout']} | "
+                     f"{sm['survived']} | {sm['equivalent']} | {sm['score_pct']:.1f} % |")
+        left = [m for m in data["mutants"] if m["status"] in ("survived", "equivalent", "error")]
+        if left:
+            details.append(f"\n### {t.name}\n")
+            for m in left:
+                why = m["why"] or "**not killed, not explained**"
+                details.append(f"- L{m['line']} `{m['key']}` ({m['status']}): {why}")
+    pct = 100.0 * (tot["killed"] + tot["timeout"]) / tot["counted"] if tot["counted"] else 100.0
+    lines.append(f"| **all** | | {tot['mutants']} | {tot['killed']} | {tot['timeout']} | {tot['survived']} | "
+                 f"{tot['equivalent']} | **{pct:.1f} %** |")
+    return "\n".join(lines + details) + "\n"
+
+
 def load_targets(path: Path) -> list[Target]:
     try:
         import tomllib
@@ -396,6 +427,7 @@ def main() -> int:
     ap.add_argument("--target", action="append", help="a target's name (repeatable; default: all)")
     ap.add_argument("--only", default=None, help="only the mutants whose key contains this text")
     ap.add_argument("--list", action="store_true", help="list the mutants and exit")
+    ap.add_argument("--markdown", action="store_true", help="print the last results as Markdown and exit")
     ap.add_argument("--survivors", action="store_true",
                     help="test again only the mutants that survived the last run (reports/mutation/<target>.json)")
     ap.add_argument("--jobs", type=int, default=1, help="mutants tested at once, each in its own copy (default 1)")
@@ -410,6 +442,9 @@ def main() -> int:
                   file=sys.stderr)
             return 2
         targets = [t for t in targets if t.name in args.target]
+    if args.markdown:
+        print(markdown(targets, args.out), end="")
+        return 0
     if args.list:
         for t in targets:
             ss = sites(t)
