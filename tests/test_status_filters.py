@@ -137,16 +137,20 @@ def test_unknown_status_is_one_line_and_exit_2(cli: Any) -> None:
 
 
 def test_listing_gives_ten_runs_by_default_and_zero_energy_as_zero_kwh(db_path: Path) -> None:
-    """Kills a default page other than 10 runs and ``energy_j or 1.0`` in the decorated row (0 J is 0 kWh)."""
+    """Kills a default page other than 10 runs, ``energy_j or 1.0`` in the decorated row (0 J is 0 kWh), and
+    a glob told from a plain name by ``c not in name``."""
     store = Store(db_path)
     for i in range(12):
-        store.begin_run({"id": f"run{i:02d}", "name": "n", "started_at": 1_790_000_000.0 + i}, {}, [])
+        store.begin_run({"id": f"run{i:02d}", "name": f"run{i:02d}", "started_at": 1_790_000_000.0 + i}, {}, [])
         store.finish_run(f"run{i:02d}", {"status": "finished", "ended_at": 1_790_000_001.0 + i,
                                          "energy_j": float(i) * 3.6e5}, [], [])
     rows = store.list_runs()
     assert [r["id"] for r in rows] == [f"run{i:02d}" for i in range(11, 1, -1)]
     assert store.list_runs(last=None)[-1]["energy_kwh"] == 0.0
     assert rows[0]["energy_kwh"] == pytest.approx(1.1)
+    # a name with every glob character is a glob; a plain name matches itself only
+    assert [r["id"] for r in store.list_runs(last=None, name="r?n[0-9]1*")] == ["run11", "run10"]
+    assert store.list_runs(last=None, name="run1") == []
 
 
 def test_job_and_tag_filters_select_their_runs_with_either_query_plan(db_path: Path) -> None:
