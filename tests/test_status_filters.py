@@ -149,7 +149,7 @@ def test_listing_gives_ten_runs_by_default_and_zero_energy_as_zero_kwh(db_path: 
     assert store.list_runs(last=None)[-1]["energy_kwh"] == 0.0
     assert rows[0]["energy_kwh"] == pytest.approx(1.1)
     # a name with every glob character is a glob; a plain name matches itself only
-    assert [r["id"] for r in store.list_runs(last=None, name="r?n[0-9]1*")] == ["run11", "run10"]
+    assert [r["id"] for r in store.list_runs(last=None, name="r?n[0-9]1*")] == ["run11", "run01"]
     assert store.list_runs(last=None, name="run1") == []
 
 
