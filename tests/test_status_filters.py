@@ -24,8 +24,10 @@ from greentrack.store.sqlite import Store
 
 # a run that goes on until it is signalled; prints its id once its row is in the database
 LONG_RUN = """
-import sys, time
+import signal, sys, time
 import greentrack
+
+signal.signal(signal.SIGHUP, signal.SIG_DFL)  # as a training process has it, even if pytest runs under nohup
 
 s = greentrack.session(sys.argv[1]).start()
 deadline = time.time() + 15
