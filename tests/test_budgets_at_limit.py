@@ -302,8 +302,10 @@ def test_regression_percent_at_half_and_twice_the_limit(pytester: pytest.Pyteste
     assert pytest_run(pytester, monkeypatch, "--greentrack", watts=1000).ret == 0
     first = newest_run(db_path)["id"]
 
-    res = pytest_run(pytester, monkeypatch, "--energy-budget-regression", "100", watts=1500)
+    res = pytest_run(pytester, monkeypatch, "--color=yes", "--energy-budget-regression", "100", watts=1500)
     assert res.ret == 0, res.stdout.str()
+    line = next(ln for ln in res.stdout.str().splitlines() if "tests in common with run" in ln)
+    assert "\x1b[31m" not in line  # within the limit: not shown as a failure
     m = re.search(rf"greentrack: the 2 tests in common with run {first} .* used ([\d.]+) J against ([\d.]+) J: "
                   r"([+-][\d.]+)% \(limit \+100%\)", res.stdout.str())
     assert m, res.stdout.str()
@@ -312,8 +314,10 @@ def test_regression_percent_at_half_and_twice_the_limit(pytester: pytest.Pyteste
     assert 25.0 < change < 100.0  # +50 % by construction; the sleeps' jitter is far smaller
     second = newest_run(db_path)["id"]
 
-    res = pytest_run(pytester, monkeypatch, "--energy-budget-regression", "25", watts=2250)
+    res = pytest_run(pytester, monkeypatch, "--color=yes", "--energy-budget-regression", "25", watts=2250)
     assert res.ret == 1, res.stdout.str()
+    line = next(ln for ln in res.stdout.str().splitlines() if "energy regression: " in ln)
+    assert "\x1b[31m" in line  # over the limit: shown as a failure
     m = re.search(rf"greentrack: energy regression: the 2 tests in common with run {second} .* "
                   r"([+-][\d.]+)% \(limit \+25%\); largest increase: test_reg.py::test_[ab]", res.stdout.str())
     assert m, res.stdout.str()
