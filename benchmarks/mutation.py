@@ -321,9 +321,9 @@ def run_target(target: Target, pool: list[Scratch], only: str | None, out_dir: P
     print(f"== {target.name}: {target.file}{' (' + ', '.join(target.functions) + ')' if target.functions else ''}; "
           f"{len(all_sites)} mutants; tests {' '.join(tests)} take {base_s:.1f} s", flush=True)
     todo = [(i, site) for i, site in enumerate(all_sites) if not only or only in site.key]
-    if survivors:  # only what survived last time (or is new); the rest keeps its earlier outcome
-        todo = [(i, site) for i, site in todo
-                if site.key not in previous or previous[site.key]["status"] in ("survived", "equivalent", "error")]
+    if survivors:  # what survived last time, is new, or is listed as equivalent; the rest keeps its outcome
+        todo = [(i, site) for i, site in todo if site.key not in previous or site.key in target.equivalent
+                or previous[site.key]["status"] in ("survived", "equivalent", "error")]
     free: queue.Queue[Scratch] = queue.Queue()
     for scratch in pool:
         free.put(scratch)

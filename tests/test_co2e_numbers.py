@@ -48,8 +48,10 @@ def session_at(monkeypatch: pytest.MonkeyPatch, watts: float, seconds: float, **
 
 
 def assert_energy_is_power_times_time(r: Any, watts: float) -> None:
-    """Constant power: J = W x s, to the dating of the run's two edges (observed within 2.3 ms, allowed 5 ms)."""
-    assert r.energy_j == pytest.approx(watts * r.duration_s, abs=watts * 0.005)
+    """Constant power: J = W x s, to the dating of the run's two edges: within 2.3 ms in 15 runs on an idle
+    machine; allowed 25 ms, as the sampler thread runs late on a loaded one (the CO2e checks below use the
+    measured joules exactly, whatever this margin)."""
+    assert r.energy_j == pytest.approx(watts * r.duration_s, abs=watts * 0.025)
 
 
 # ---- sessions --------------------------------------------------------------------------------------
