@@ -6,6 +6,9 @@ constant power, the TEST-400 grid of tests/test_budgets_at_limit.py.
 from __future__ import annotations
 
 import re
+from pathlib import Path
+from types import SimpleNamespace
+from typing import Any
 
 import pytest
 from test_budgets_at_limit import FIXED_GRID, junit_properties, pytest_run
@@ -105,3 +108,72 @@ def test_unchecked_budgets_are_each_said_and_only_an_exceeded_one_is_red(
     res = pytest_run(pytester, monkeypatch, "--color=yes", "--energy-budget-kwh", "1e-12", watts=1000)
     line = next(ln for ln in res.stdout.str().splitlines() if "session over its energy budget" in ln)
     assert "\x1b[31m" in line and res.ret == 1
+
+
+# ---- the regression check on stored runs (check_regression, called directly) --------------------------
+
+def _store_run(store: Any, rid: str, started: float, powers: list[float], phases: list[tuple[str, float, float]],
+               status: str = "finished") -> None:
+    """A pytest run of suite 'suite' as the plugin stores it: a 10 Hz series from started+0.1 s, one phase per test."""
+    store.begin_run({"id": rid, "name": "suite", "started_at": started, "backend": "mock"}, {"runner": "pytest"}, [])
+    times = [started + 0.1 * (i + 1) for i in range(len(powers))]
+    store.progress(rid, None, [], [("gpu0", 0, started, times, powers)], started)
+    store.finish_run(rid, {"status": status, "ended_at": started + 10.0}, [], [
+        {"seq": i, "name": n, "started_at": a, "ended_at": b, "energy_j": None, "steps": 0}
+        for i, (n, a, b) in enumerate(phases)])
+
+
+def _check(store: Any, new_w: float, phases: list[tuple[str, float, float]], pct: float = 10.0) -> tuple[str, Any]:
+    from greentrack.pytest_plugin.report import check_regression
+
+    gs = SimpleNamespace(store=store, name="suite", id="new", backend="mock",
+                         energy_between=lambda a, b: (b - a) * new_w)
+    result = SimpleNamespace(energy_j=1.0, phases=[SimpleNamespace(name=n, started_at=a, ended_at=b)
+                                                   for n, a, b in phases])
+    return check_regression(gs, result, pct)
+
+
+def test_regression_reads_the_stored_series_with_its_edge_powers_held(db_path: Path) -> None:
+    """Kills the stored series' first power taken from its second point, its last from another point, and a
+    test's phases not added up when the same name appears twice."""
+    from greentrack.store.sqlite import Store
+
+    store = Store(db_path)
+    t = 1_790_000_000.0
+    # samples from t+0.1 to t+3.0: 50 W, then 100 W to t+0.5, then 300 W, and 600 W in the last interval
+    _store_run(store, "old", t, [50.0] + [100.0] * 4 + [300.0] * 24 + [600.0],
+               [("a", t, t + 0.1), ("b", t + 3.0, t + 3.5), ("b", t + 1.0, t + 2.0)])
+    # old: a = 0.1 s before the first sample, at its 50 W: 5 J; b = 0.5 s after the last, at its 600 W, plus
+    # 1 s at 300 W: 600 J; together 605 J. New, at 500 W: a = 50 J, b = 750 J: 800 J, +32.2 %
+    line, exceeded = _check(store, 500.0, [("a", t + 20, t + 20.1), ("b", t + 21, t + 22), ("b", t + 23, t + 23.5)])
+    assert "used 800.0 J against 605.0 J: +32.2% (limit +10%)" in line, line
+    assert exceeded["usage"] == pytest.approx(800 / 605 * 100 - 100) and exceeded["against"] == "old"
+
+
+def test_regression_against_a_run_that_used_nothing_is_not_checked(db_path: Path) -> None:
+    """Kills ``a < 0`` / ``a <= 1`` for ``a <= 0``: a previous run at 0 J gives no percentage."""
+    from greentrack.store.sqlite import Store
+
+    store = Store(db_path)
+    t = 1_790_000_000.0
+    _store_run(store, "idle", t, [0.0] * 30, [("a", t + 1, t + 2)])
+    line, exceeded = _check(store, 500.0, [("a", t + 20, t + 21)])
+    assert line == "the tests in common with run idle used no energy then; regression not checked"
+    assert exceeded is None
+
+
+def test_regression_looks_back_fifty_runs_of_the_suite(db_path: Path) -> None:
+    """Kills a look-back other than 50: the last finished run is found among the 50 newest, not beyond."""
+    from greentrack.store.sqlite import Store
+
+    store = Store(db_path)
+    t = 1_790_000_000.0
+    _store_run(store, "finished-long-ago", t, [100.0] * 30, [("a", t + 1, t + 2)])
+    for i in range(49):
+        _store_run(store, f"broken{i:02d}", t + 100 + i, [100.0] * 3, [("a", t + 101 + i, t + 101.2 + i)],
+                   status="interrupted")
+    line, _ = _check(store, 100.0, [("a", t + 500, t + 501)])
+    assert "tests in common with run finished-long-ago" in line  # the 50th newest
+    _store_run(store, "broken49", t + 149, [100.0] * 3, [("a", t + 150, t + 150.2)], status="interrupted")
+    line, _ = _check(store, 100.0, [("a", t + 500, t + 501)])
+    assert line == "no earlier run of suite 'suite' to compare with; regression not checked"
