@@ -123,11 +123,13 @@ def _store_run(store: Any, rid: str, started: float, powers: list[float], phases
         for i, (n, a, b) in enumerate(phases)])
 
 
-def _check(store: Any, new_w: float, phases: list[tuple[str, float, float]], pct: float = 10.0) -> tuple[str, Any]:
+def _check(store: Any, new_w: Any, phases: list[tuple[str, float, float]], pct: float = 10.0) -> tuple[str, Any]:
+    """check_regression for a new run whose devices drew *new_w* watts (or ``new_w(t0)`` W for the test at t0)."""
     from greentrack.pytest_plugin.report import check_regression
 
+    watts = new_w if callable(new_w) else (lambda t0: new_w)
     gs = SimpleNamespace(store=store, name="suite", id="new", backend="mock",
-                         energy_between=lambda a, b: (b - a) * new_w)
+                         energy_between=lambda a, b: (b - a) * watts(a))
     result = SimpleNamespace(energy_j=1.0, phases=[SimpleNamespace(name=n, started_at=a, ended_at=b)
                                                    for n, a, b in phases])
     return check_regression(gs, result, pct)
@@ -177,3 +179,21 @@ def test_regression_looks_back_fifty_runs_of_the_suite(db_path: Path) -> None:
     _store_run(store, "broken49", t + 149, [100.0] * 3, [("a", t + 150, t + 150.2)], status="interrupted")
     line, _ = _check(store, 100.0, [("a", t + 500, t + 501)])
     assert line == "no earlier run of suite 'suite' to compare with; regression not checked"
+
+
+def test_regression_exactly_at_the_limit_holds_and_names_the_largest_increase(db_path: Path) -> None:
+    """Kills ``change >= pct`` (+25 % against a 25 % limit holds) and the largest increase picked by the sum
+    of old and new energy instead of their difference."""
+    from greentrack.store.sqlite import Store
+
+    store = Store(db_path)
+    t = 1_790_000_000.0
+    _store_run(store, "old", t, [100.0] * 100, [("big", t + 1, t + 9), ("small", t + 0.1, t + 1)])  # 800 J, 90 J
+    new = {t + 20: 100.0, t + 30: 450.0}  # big: 800 J (+0), small: 405 J (+315 J): 1205 J against 890 J
+    line, exceeded = _check(store, lambda t0: new[t0], [("big", t + 20, t + 28), ("small", t + 30, t + 30.9)],
+                            pct=10.0)
+    assert line.endswith("largest increase: small (90.0 J -> 405.0 J)"), line
+    _store_run(store, "older", t - 100, [100.0] * 50, [("a", t - 99.5, t - 95.5)])  # 400 J
+    store.conn.execute("DELETE FROM runs WHERE id = 'old'")
+    line, exceeded = _check(store, 125.0, [("a", t + 40, t + 44)], pct=25.0)  # 500 J: +25 % exactly
+    assert "used 500.0 J against 400.0 J: +25.0% (limit +25%)" in line and exceeded is None
