@@ -153,7 +153,7 @@ def test_regression_reads_the_stored_series_with_its_edge_powers_held(db_path: P
 
 
 def test_regression_against_a_run_that_used_nothing_is_not_checked(db_path: Path) -> None:
-    """Kills ``a < 0`` / ``a <= 1`` for ``a <= 0``: a previous run at 0 J gives no percentage."""
+    """Kills ``a < 0`` / ``a <= 1`` for ``a <= 0``: a previous run at 0 J gives no percentage; at 0.5 J, one."""
     from greentrack.store.sqlite import Store
 
     store = Store(db_path)
@@ -162,6 +162,9 @@ def test_regression_against_a_run_that_used_nothing_is_not_checked(db_path: Path
     line, exceeded = _check(store, 500.0, [("a", t + 20, t + 21)])
     assert line == "the tests in common with run idle used no energy then; regression not checked"
     assert exceeded is None
+    _store_run(store, "tiny", t + 50, [1.0] * 30, [("a", t + 51, t + 51.5)])  # half a joule is energy
+    line, exceeded = _check(store, 1.0, [("a", t + 60, t + 61)])
+    assert "used 1.0 J against 0.5 J: +100.0% (limit +10%)" in line and exceeded["against"] == "tiny"
 
 
 def test_regression_looks_back_fifty_runs_of_the_suite(db_path: Path) -> None:
