@@ -299,7 +299,7 @@ class Scratch:
 
 
 def run_target(target: Target, pool: list[Scratch], only: str | None, out_dir: Path | None,
-               survivors: bool = False) -> list[Outcome]:
+               survivors: bool = False, recheck: str | None = None) -> list[Outcome]:
     all_sites = sites(target)
     previous: dict[str, dict[str, Any]] = {}
     prev_file = (out_dir / f"{target.name}.json") if out_dir is not None else None
@@ -323,7 +323,8 @@ def run_target(target: Target, pool: list[Scratch], only: str | None, out_dir: P
     todo = [(i, site) for i, site in enumerate(all_sites) if not only or only in site.key]
     if survivors:  # what survived last time, is new, or is listed as equivalent; the rest keeps its outcome
         todo = [(i, site) for i, site in todo if site.key not in previous or site.key in target.equivalent
-                or previous[site.key]["status"] in ("survived", "equivalent", "error")]
+                or previous[site.key]["status"] in ("survived", "equivalent", "error")
+                or (recheck and recheck in previous[site.key]["detail"])]
     free: queue.Queue[Scratch] = queue.Queue()
     for scratch in pool:
         free.put(scratch)
@@ -430,6 +431,9 @@ def main() -> int:
     ap.add_argument("--markdown", action="store_true", help="print the last results as Markdown and exit")
     ap.add_argument("--survivors", action="store_true",
                     help="test again only the mutants that survived the last run (reports/mutation/<target>.json)")
+    ap.add_argument("--recheck", default=None, metavar="TEST",
+                    help="with the survivors, test again the mutants last killed by this test (one that can fail "
+                         "under load: the kill may not be the mutant's)")
     ap.add_argument("--jobs", type=int, default=1, help="mutants tested at once, each in its own copy (default 1)")
     ap.add_argument("--out", type=Path, default=ROOT / "reports" / "mutation",
                     help="folder for <target>.json (default reports/mutation)")
@@ -457,7 +461,7 @@ def main() -> int:
     totals: list[Outcome] = []
     try:
         for t in targets:
-            totals += run_target(t, pool, args.only, args.out, args.survivors)
+            totals += run_target(t, pool, args.only, args.out, args.survivors or bool(args.recheck), args.recheck)
     finally:
         for scratch in pool:
             scratch.close()

@@ -34,14 +34,17 @@ def test_zero_watt_samples_are_energy_samples() -> None:
 
 
 def test_n_raw_counts_exactly_the_accepted_samples() -> None:
-    """Kills ``n_raw`` starting at 1 (or at 2 on the first sample) and ``+= 1`` dropped or changed: it is
-    stored as the device's ``n_samples`` and tells attribution whether a device was read at all."""
+    """Kills ``n_raw`` starting at 1 (or at 2 on the first sample), ``+= 1`` dropped or changed, and a repeated
+    timestamp taken as a new sample (``t < last_t``): ``n_raw`` is stored as the device's ``n_samples`` and
+    tells attribution whether a device was read at all."""
     acc = E.Accumulator()
     assert acc.n_raw == 0
     assert acc.series_energy_j(0.0, 10.0) == 0.0
-    for t, p in [(0.0, 10.0), (0.1, 10.0), (0.05, 10.0), (0.2, float("nan")), (0.2, 10.0), (0.3, 10.0)]:
+    for t, p in [(0.0, 10.0), (0.1, 10.0), (0.05, 10.0), (0.2, float("nan")), (0.2, 10.0), (0.3, 10.0),
+                 (0.3, 99.0)]:
         acc.add(t, p)
-    assert acc.n_raw == 4  # the out-of-order and the NaN sample are not counted
+    assert acc.n_raw == 4  # the out-of-order, the NaN and the repeated-timestamp samples are not counted
+    assert acc.last_p == 10.0 and acc.peak_w == 10.0
 
 
 def test_peak_is_the_highest_accepted_sample() -> None:
@@ -96,6 +99,17 @@ def test_compressed_series_stays_within_tolerance_at_every_raw_sample(seed: int)
     worst = max(abs(acc.cumulative_j(a) - c) for a, c in zip(times, exact))
     assert worst <= acc.tolerance_j + 1e-9
     assert len(acc.times) < len(times) / 2  # and it does compress
+
+
+def test_the_newest_sample_counts_when_the_power_just_changed() -> None:
+    """Kills ``cumulative_j`` reading the compressed series without its pending newest point: after 1 s at
+    100 W and a drop to 0 W, the energy so far is 101 J (the last 20 ms ramp), not 100 J extended at 0 W."""
+    acc = E.Accumulator()
+    for i in range(51):
+        acc.add(i * 0.02, 100.0)
+    acc.add(1.02, 0.0)
+    assert acc.cumulative_j(1.02) == pytest.approx(101.0)
+    assert acc.series_energy_j(0.0, 1.02) == pytest.approx(101.0)
 
 
 def test_a_point_exactly_at_the_tolerance_is_dropped() -> None:
