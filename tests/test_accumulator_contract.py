@@ -55,8 +55,10 @@ def test_peak_is_the_highest_accepted_sample() -> None:
 
 
 def test_storage_buckets_are_a_tenth_of_a_second_by_default() -> None:
-    """Kills a default ``resolution_s`` other than 0.1 (the stored series is 10 Hz, ~100 KB per GPU-hour)."""
+    """Kills a default ``resolution_s`` other than 0.1 (the stored series is 10 Hz, ~100 KB per GPU-hour) and a
+    default door tolerance other than 0.1 J (the attribution series' promise per point)."""
     acc = E.Accumulator()
+    assert acc.tolerance_j == 0.1
     for i in range(51):  # 1 s at 50 Hz
         acc.add(i * 0.02, 250.0)
     acc.close()
@@ -192,10 +194,12 @@ def test_cumulative_from_averages_is_the_rectangles_of_the_stored_series() -> No
 
 
 def test_percentile_interpolates_between_two_values_and_is_zero_for_none() -> None:
-    """Kills ``len == 2`` for ``len == 1`` and a non-zero empty percentile; p50 of the steps is the 50th."""
+    """Kills ``len == 2`` for ``len == 1``, a non-zero empty percentile and the top index unclamped (q=100);
+    p50 of the steps is the 50th."""
     assert E.percentile([], 50) == 0.0
     assert E.percentile([7.0], 95) == 7.0
     assert E.percentile([1.0, 3.0], 50) == 2.0
+    assert E.percentile([1.0, 2.0, 3.0], 100) == 3.0 and E.percentile([1.0, 2.0, 3.0], 0) == 1.0
     s = E.step_stats([0.0, 100.0], samples=None, tokens=None)
     assert s.p50_j == 50.0 and s.p95_j == 95.0
 
