@@ -62,14 +62,19 @@ def test_phases_and_steps_are_scaled_to_the_counter_total() -> None:
 
 
 def test_device_average_and_peak_power_are_energy_over_duration_and_the_highest_sample() -> None:
-    """Kills ``t1 + t0`` for the duration, ``dev_j * dur``, and the None guards of both figures."""
+    """Kills ``t1 + t0`` for the duration, ``dev_j * dur``, ``dur > 1`` and the None guards of both figures."""
     samples = [(T0 + 0.5 * i, 100.0 if i % 4 else 300.0) for i in range(21)]
     r = run([state(samples=samples, counter_j=1234.0), state("gpu1", samples=[])])
     busy, idle = r.devices
     assert busy.avg_power_w == pytest.approx(123.4) and busy.peak_power_w == 300.0 and busy.n_samples == 21
     assert idle.energy_j is None and idle.avg_power_w is None and idle.peak_power_w is None
     assert idle.method == "none" and idle.n_samples == 0
-    # a run of zero length has no average power
+    # a run of half a second has one; a run of zero length has none
+    rec = RunRecord(run_id="r2", name="half", started_at=T0, ended_at=T0 + 0.5,
+                    states=[state(samples=[(T0, 50.0), (T0 + 0.5, 50.0)])], marks=[], phases=[], intensity=GRID,
+                    pue=1.0, measured=True)
+    (d,) = compute_result(rec, "finished").devices
+    assert d.energy_j == pytest.approx(25.0) and d.avg_power_w == pytest.approx(50.0)
     rec = RunRecord(run_id="r0", name="zero", started_at=T0, ended_at=T0, states=[state(samples=[(T0, 50.0)])],
                     marks=[], phases=[], intensity=GRID, pue=1.0, measured=True)
     (d,) = compute_result(rec, "finished").devices
