@@ -200,3 +200,26 @@ def test_regression_exactly_at_the_limit_holds_and_names_the_largest_increase(db
     store.conn.execute("DELETE FROM runs WHERE id = 'old'")
     line, exceeded = _check(store, 125.0, [("a", t + 40, t + 44)], pct=25.0)  # 500 J: +25 % exactly
     assert "used 500.0 J against 400.0 J: +25.0% (limit +25%)" in line and exceeded is None
+
+
+def test_an_exceeded_budget_that_cannot_be_recorded_still_fails_the_build(
+        pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Kills the message deleted when the exceeded budget cannot be written to the run: said, and exit 1."""
+    pytester.makeconftest(FIXED_GRID + """
+import pytest
+
+
+@pytest.hookimpl(trylast=True)
+def pytest_sessionstart(session):
+    store = session.config.pluginmanager.get_plugin("greentrack-energy").gsession.store
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("disk full")
+
+    store.finish_run = broken
+""")
+    pytester.makepyfile(test_f="def test_one():\n    pass\n")
+    res = pytest_run(pytester, monkeypatch, "--energy-budget-kwh", "1e-12", watts=1000)
+    assert res.ret == 1
+    err = res.stderr.str()
+    assert re.search(r"greentrack: cannot record the exceeded budget in run [0-9a-f]{12}: disk full", err), err
