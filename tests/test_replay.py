@@ -98,11 +98,13 @@ def test_run_total_matches_the_recorded_counter(result: RunResult) -> None:
     ref = counter_at(META["session"]["ended_at"]) - counter_at(META["session"]["started_at"])
     dev = result.devices[0]
     assert dev.method == "counter"
-    # the mock's counter is the exact integral of the replayed 50 Hz samples: on the H200 those
-    # samples integrate to within a fraction of a percent of the counter
-    assert result.energy_j == pytest.approx(ref, rel=0.005)
-    assert result.energy_j == pytest.approx(META["greentrack"]["energy_j"], rel=0.005)
-    assert dev.series_energy_j == pytest.approx(result.energy_j, rel=0.002)
+    # the mock's counter is the exact integral of the replayed 50 Hz samples, and on the H200 those samples
+    # integrate 0.16-0.66 % above the hardware counter: the replay lands +0.255 % from the recorded counter
+    # and +0.257 % from the H200 run's own total (deterministic: a virtual clock). Allowed: 0.3 %, i.e. the
+    # achieved figure plus 0.045 points. This is not the H200's +-0.035 % (docs/accuracy.md, "What CI checks").
+    assert result.energy_j == pytest.approx(ref, rel=0.003)
+    assert result.energy_j == pytest.approx(META["greentrack"]["energy_j"], rel=0.003)
+    assert dev.series_energy_j == pytest.approx(result.energy_j, rel=1e-4)  # achieved -0.0004 %
 
 
 def test_each_phase_of_a_second_or_more_within_2_percent_of_the_counter(result: RunResult) -> None:
@@ -112,9 +114,10 @@ def test_each_phase_of_a_second_or_more_within_2_percent_of_the_counter(result: 
         if p.duration_s < 1.0:
             continue
         ref = counter_at(p.ended_at - 1_790_000_000.0) - counter_at(p.started_at - 1_790_000_000.0)
-        assert p.energy_j == pytest.approx(ref, rel=0.02), p.name
-        # and what greentrack said on the H200 for the same phase
-        assert p.energy_j == pytest.approx(rec["energy_j"], rel=0.01), p.name
+        # achieved: -0.01 % to +0.69 % (bursty); allowed 0.8 % (the 2 % target is the claim, this the check)
+        assert p.energy_j == pytest.approx(ref, rel=0.008), p.name
+        # and what greentrack said on the H200 for the same phase: achieved within 0.30 %, allowed 0.4 %
+        assert p.energy_j == pytest.approx(rec["energy_j"], rel=0.004), p.name
         checked += 1
     assert checked >= 5
     assert sum(p.energy_j for p in result.phases) + result.outside_phases_j == pytest.approx(result.energy_j)
@@ -123,9 +126,10 @@ def test_each_phase_of_a_second_or_more_within_2_percent_of_the_counter(result: 
 def test_energy_per_step_as_on_the_h200(result: RunResult) -> None:
     st, h200 = result.step_stats, META["greentrack"]["step_stats"]
     assert st["steps"] == h200["steps"] == len(META["steps"])
-    assert st["mean_j"] == pytest.approx(h200["mean_j"], rel=0.01)
-    assert st["p50_j"] == pytest.approx(h200["p50_j"], rel=0.03)
-    assert st["j_per_sample"] == pytest.approx(h200["j_per_sample"], rel=0.01)
+    # achieved: +0.255 %, -0.280 %, +0.255 %; allowed 0.35 %
+    assert st["mean_j"] == pytest.approx(h200["mean_j"], rel=0.0035)
+    assert st["p50_j"] == pytest.approx(h200["p50_j"], rel=0.0035)
+    assert st["j_per_sample"] == pytest.approx(h200["j_per_sample"], rel=0.0035)
 
 
 @pytest.mark.parametrize("features, poll", [("buffer", 1.0), ("instant", 0.1)])
@@ -133,7 +137,9 @@ def test_without_counter_the_series_alone_is_within_1_percent(features: str, pol
     r = replay(features=features, poll_s=poll)
     ref = counter_at(META["session"]["ended_at"]) - counter_at(META["session"]["started_at"])
     assert r.devices[0].method == features
-    assert r.energy_j == pytest.approx(ref, rel=0.01)
+    # achieved: buffer +0.254 %, instant +0.194 % (the H200 itself: buffer +0.16 to +0.65 %, instant polling
+    # -1.72 to +1.71 %: the replayed trace is one run, not the spread); allowed 0.3 %
+    assert r.energy_j == pytest.approx(ref, rel=0.003)
 
 
 def test_replay_is_deterministic(result: RunResult) -> None:

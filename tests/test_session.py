@@ -252,5 +252,9 @@ def test_forked_child_does_not_finish_the_parents_run(db_path):
             os._exit(0 if not gs["_active"] else 1)
         _, status = os.waitpid(pid, 0)
         assert os.waitstatus_to_exitcode(status) == 0
+        # the run row is written by the sampler thread just after start(): on a loaded machine, wait for it
+        deadline = time.time() + 10
+        while not Store(db_path).list_runs(last=1) and time.time() < deadline:
+            time.sleep(0.01)
         assert Store(db_path).get_run(s.id)["status"] == "running"
     assert Store(db_path).get_run(s.id)["status"] == "finished"

@@ -1,0 +1,195 @@
+"""``greentrack report --status S``: each status filter returns exactly the runs in that state.
+
+Real processes make each state: a session that finishes, one that raises (failed), one stopped by
+SIGTERM (interrupted), one still running in another process, and one whose process was SIGKILLed
+mid-run (stored as ``running``; reported ``lost`` once its process is gone).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+import greentrack
+from greentrack.api import query_runs
+from greentrack.store.sqlite import Store
+
+# a run that goes on until it is signalled; prints its id once its row is in the database
+LONG_RUN = """
+import signal, sys, time
+import greentrack
+
+signal.signal(signal.SIGHUP, signal.SIG_DFL)  # as a training process has it, even if pytest runs under nohup
+
+s = greentrack.session(sys.argv[1]).start()
+deadline = time.time() + 15
+while s.store is None or not s.store.list_runs(last=1, name=sys.argv[1]):
+    if time.time() > deadline:
+        sys.exit("the run row did not appear within 15 s")
+    time.sleep(0.01)
+print(s.id, flush=True)
+while True:
+    time.sleep(0.05)
+    s.step()
+"""
+
+
+def start_long_run(name: str) -> tuple[subprocess.Popen[str], str]:
+    proc = subprocess.Popen([sys.executable, "-c", LONG_RUN, name], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True, env=dict(os.environ))
+    line = proc.stdout.readline().strip()
+    if not line:
+        proc.kill()
+        raise AssertionError(f"the run did not start: {proc.stderr.read()[-2000:]}")
+    return proc, line
+
+
+def report_ids(cli: Any, *args: str) -> dict[str, str]:
+    """``{run id: status}`` as ``greentrack report --format json`` lists them."""
+    res = cli("report", "--last", "100", "--format", "json", *args)
+    assert res.returncode == 0, res.stderr
+    return {r["id"]: r["status"] for r in json.loads(res.stdout)["runs"]}
+
+
+@pytest.fixture
+def five_runs(monkeypatch: pytest.MonkeyPatch) -> Any:
+    """finished, failed, interrupted (SIGTERM), running (alive) and lost (SIGKILL): ``{status: id}``, live process."""
+    monkeypatch.setenv("GREENTRACK_MOCK", "constant:300")
+    ids: dict[str, str] = {}
+    with greentrack.session("ok") as s:
+        time.sleep(0.05)
+    ids["finished"] = s.id
+    with pytest.raises(ValueError):
+        with greentrack.session("broken") as s:
+            time.sleep(0.05)
+            raise ValueError("bad batch")
+    ids["failed"] = s.id
+
+    term, ids["interrupted"] = start_long_run("terminated")
+    killed, ids["lost"] = start_long_run("killed")
+    alive, ids["running"] = start_long_run("alive")
+    try:
+        term.send_signal(signal.SIGTERM)
+        killed.send_signal(signal.SIGKILL)
+        # SIGTERM: the run is completed as interrupted, then the process dies of the signal as before
+        assert term.wait(timeout=30) == -signal.SIGTERM
+        killed.wait(timeout=30)
+        yield ids, alive
+    finally:
+        for p in (term, killed, alive):
+            if p.poll() is None:
+                p.kill()
+                p.wait(timeout=30)
+            p.stdout.close()
+            p.stderr.close()
+
+
+def test_report_status_lost_lists_a_sigkilled_run(five_runs: Any, cli: Any, db_path: Path) -> None:
+    """Kills a ``lost`` filter that returns nothing (it matches on a status that is never stored)."""
+    ids, _alive = five_runs
+    assert report_ids(cli, "--status", "lost") == {ids["lost"]: "lost"}
+    # stored as 'running' (the process could not finish it), decorated as lost on reading
+    raw = Store(db_path).conn.execute("SELECT status FROM runs WHERE id=?", (ids["lost"],)).fetchone()[0]
+    assert raw == "running"
+    table = cli("report", "--status", "lost")
+    assert table.returncode == 0 and ids["lost"] in table.stdout and "lost" in table.stdout
+    assert ids["running"] not in table.stdout
+
+
+def test_each_status_filter_returns_exactly_its_runs(five_runs: Any, cli: Any) -> None:
+    ids, alive = five_runs
+    everything = report_ids(cli)
+    assert everything == {rid: status for status, rid in ids.items()}
+    for status, rid in ids.items():
+        assert report_ids(cli, "--status", status) == {rid: status}, status
+    # the same through the library
+    for status, rid in ids.items():
+        assert [r["id"] for r in query_runs(last=None, status=status)] == [rid]
+    # reading the runs only looks at the live process (signal 0): it is still running
+    assert alive.poll() is None
+    # the live one becomes lost when its process dies
+    alive.kill()
+    alive.wait(timeout=30)
+    assert report_ids(cli, "--status", "running") == {}
+    assert report_ids(cli, "--status", "lost") == {ids["lost"]: "lost", ids["running"]: "lost"}
+
+
+def test_interrupted_run_by_sigterm_is_complete(five_runs: Any, db_path: Path) -> None:
+    ids, _alive = five_runs
+    run = Store(db_path).get_run(ids["interrupted"])
+    assert run["status"] == "interrupted" and run["ended_at"] is not None and run["energy_j"] > 0
+    failed = Store(db_path).get_run(ids["failed"])
+    assert failed["status"] == "failed" and failed["error"] == "ValueError: bad batch"
+
+
+def test_unknown_status_is_one_line_and_exit_2(cli: Any) -> None:
+    res = cli("report", "--status", "lsot")
+    assert res.returncode == 2
+    lines = res.stderr.strip().splitlines()
+    assert len(lines) == 1 and "bad status 'lsot'" in lines[0] and "lost" in lines[0], res.stderr
+    assert "Traceback" not in res.stderr
+
+
+def test_listing_gives_ten_runs_by_default_and_zero_energy_as_zero_kwh(db_path: Path) -> None:
+    """Kills a default page other than 10 runs, ``energy_j or 1.0`` in the decorated row (0 J is 0 kWh), and
+    a glob told from a plain name by ``c not in name``."""
+    store = Store(db_path)
+    for i in range(12):
+        store.begin_run({"id": f"run{i:02d}", "name": f"run{i:02d}", "started_at": 1_790_000_000.0 + i}, {}, [])
+        store.finish_run(f"run{i:02d}", {"status": "finished", "ended_at": 1_790_000_001.0 + i,
+                                         "energy_j": float(i) * 3.6e5}, [], [])
+    rows = store.list_runs()
+    assert [r["id"] for r in rows] == [f"run{i:02d}" for i in range(11, 1, -1)]
+    assert store.list_runs(last=None)[-1]["energy_kwh"] == 0.0
+    assert rows[0]["energy_kwh"] == pytest.approx(1.1)
+    # a name with every glob character is a glob; a plain name matches itself only
+    assert [r["id"] for r in store.list_runs(last=None, name="r?n[0-9]1*")] == ["run11", "run01"]
+    assert store.list_runs(last=None, name="run1") == []
+
+
+def test_job_and_tag_filters_select_their_runs_with_either_query_plan(db_path: Path) -> None:
+    """Kills a job filter or a tag filter dropped: a tag that 1000+ runs carry takes the scanning plan,
+    a rare one the indexed plan; both must select exactly the runs that carry it."""
+    store = Store(db_path)
+    rows = [(f"c{i:04d}", "n", "finished", 1_790_000_000.0 + i, "j-big" if i % 2 else None) for i in range(1100)]
+    rows += [(f"r{i}", "n", "finished", 1_790_001_000.5 + i, "j-rare") for i in range(3)]
+    with store.write() as conn:
+        conn.executemany("INSERT INTO runs (id, name, status, started_at, job_id) VALUES (?, ?, ?, ?, ?)", rows)
+        conn.executemany("INSERT INTO run_tags (run_id, key, value) VALUES (?, 'precision', ?)",
+                         [(r[0], "fp8" if r[0].startswith("r") else "bf16") for r in rows])
+    common = store.list_runs(last=5, tags={"precision": "bf16"})
+    assert [r["id"] for r in common] == ["c1099", "c1098", "c1097", "c1096", "c1095"]
+    rare = store.list_runs(last=None, tags={"precision": "fp8"})
+    assert [r["id"] for r in rare] == ["r2", "r1", "r0"]
+    assert [r["id"] for r in store.list_runs(last=None, job_id="j-rare")] == ["r2", "r1", "r0"]
+    assert len(store.list_runs(last=None, job_id="j-big")) == 550
+    assert store.list_runs(last=None, tags={"precision": "fp8"}, job_id="j-big") == []
+
+
+def test_a_process_of_another_user_counts_as_alive() -> None:
+    """Kills ``return False`` on PermissionError: a run started by another user on this host is not lost
+    because greentrack may not signal its process. Checked for real: as an unprivileged user, pid 1."""
+    code = ("import os, sys\n"
+            "from greentrack.store.sqlite import _pid_alive\n"
+            "if os.geteuid() == 0:\n"
+            "    os.setgid(65534); os.setuid(65534)  # nobody\n"
+            "try:\n"
+            "    os.kill(1, 0)\n"
+            "except PermissionError:\n"
+            "    pass\n"
+            "else:\n"
+            "    sys.exit('pid 1 can be signalled here: nothing to check')\n"
+            "print(_pid_alive(1), _pid_alive(2 ** 22 + 12345))\n")
+    res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, env=dict(os.environ))
+    if "nothing to check" in res.stderr:
+        pytest.skip("pid 1 belongs to this user here")
+    assert res.returncode == 0, res.stderr
+    assert res.stdout.split() == ["True", "False"]  # another user's process; no process at all
