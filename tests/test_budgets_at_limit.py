@@ -127,35 +127,6 @@ def test_co2e_twice_the_limit():
 """
 
 
-def test_per_test_limits_at_half_and_twice_catch_unit_and_comparison_errors(
-        pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch) -> None:
-    """Kills: kWh as ``e / 3.6e9`` (or ``e * 3.6e6``), CO2e without the intensity or scaled, and
-    ``used > k * limit`` for any k outside (0.5, 2): each pair fails on one side."""
-    pytester.makepyfile(test_budgets=PER_TEST)
-    res = pytest_run(pytester, monkeypatch, "--greentrack", "--junitxml=junit.xml", watts=3600)
-    out = res.stdout.str()
-    res.assert_outcomes(passed=3, failed=3)
-    failed = set(re.findall(r"^FAILED test_budgets.py::(\w+) - Failed: energy", out, re.M))
-    assert failed == {"test_joules_twice_the_limit", "test_kwh_twice_the_limit", "test_co2e_twice_the_limit"}, out
-    props = junit_properties(pytester.path / "junit.xml")
-    assert len(props) == 6
-    for name, p in props.items():
-        j = p["energy_j"]
-        # constant 3600 W over a call of at least 0.2 s: at least 720 J; under 2x that, or the pairs
-        # above would not be at 0.5x / 2x of their limits
-        assert 720.0 * 0.999 <= j < 1440.0, (name, j)
-        assert j == pytest.approx(3600.0 * (p["t1"] - p["t0"]), rel=1e-6)
-        assert p["co2e_g"] == pytest.approx(j / J_PER_KWH * G_PER_KWH, rel=1e-12)
-        assert p["over"] is name.endswith("twice_the_limit")
-    # the failure lines show the measured figure in the limit's unit
-    twice = {k: props[f"test_{k}_twice_the_limit"]["energy_j"] for k in ("joules", "kwh", "co2e")}
-    m = re.search(r"energy budget exceeded: ([\d.e+-]+) J > 360 J \(joules=360\)", out)
-    assert m and float(m.group(1)) == pytest.approx(twice["joules"], rel=1e-3)
-    m = re.search(r"energy budget exceeded: ([\d.e+-]+) kWh > 0.0001 kWh \(kwh=0.0001\)", out)
-    assert m and float(m.group(1)) == pytest.approx(twice["kwh"] / J_PER_KWH, rel=1e-3)
-    m = re.search(r"energy budget exceeded: ([\d.e+-]+) gCO2e > 0.04 gCO2e \(co2e_g=0.04\)", out)
-    assert m and float(m.group(1)) == pytest.approx(twice["co2e"] / J_PER_KWH * G_PER_KWH, rel=1e-3)
-    assert "3 test(s) over their energy_budget marker" in out
 
 
 def test_per_test_limit_of_zero_holds_a_test_that_used_zero(pytester: pytest.Pytester,
@@ -223,51 +194,10 @@ def _session_figures(db: Path) -> tuple[float, float, float]:
     return j, j / J_PER_KWH, j / J_PER_KWH * G_PER_KWH
 
 
-def test_session_kwh_and_co2e_limits_at_twice_the_measure_pass(pytester: pytest.Pytester,
-                                                                monkeypatch: pytest.MonkeyPatch,
-                                                                db_path: Path) -> None:
-    """Kills ``used < limit`` and ``used > limit / 100``-style errors: within both, exit 0."""
-    pytester.makepyfile(test_session=SESSION)
-    res = pytest_run(pytester, monkeypatch, "--energy-budget-kwh", str(KWH_PASS), "--energy-budget-co2e-g",
-                     str(G_PASS), watts=3600)
-    assert res.ret == 0, res.stdout.str()
-    assert "over its energy budget" not in res.stdout.str()
-    _j, kwh, g = _session_figures(db_path)
-    assert kwh < KWH_PASS and g < G_PASS
-    assert newest_run(db_path)["budget"] is None
 
 
-def test_session_kwh_unit_error_is_caught_at_twice_the_limit(pytester: pytest.Pytester,
-                                                             monkeypatch: pytest.MonkeyPatch, db_path: Path) -> None:
-    """Kills the session kWh computed as ``e / 3.6e9`` and ``used > 100 * limit``: 2x the limit fails."""
-    pytester.makepyfile(test_session=SESSION)
-    res = pytest_run(pytester, monkeypatch, "--energy-budget-kwh", str(KWH_FAIL), "--energy-budget-co2e-g",
-                     str(G_PASS), watts=3600)
-    assert res.ret == 1, res.stdout.str()
-    _j, kwh, _g = _session_figures(db_path)
-    m = re.search(r"greentrack: session over its energy budget: ([\d.e+-]+) kWh > 0.00055 kWh "
-                  r"\(energy_budget_kwh\)", res.stdout.str())
-    assert m and float(m.group(1)) == pytest.approx(kwh, rel=1e-3)
-    assert "gCO2e > " not in res.stdout.str()
-    budget = newest_run(db_path)["budget"]
-    assert budget == {"budget": "energy_budget_kwh", "limit": KWH_FAIL, "usage": pytest.approx(kwh, rel=1e-9)}
 
 
-def test_session_co2e_without_intensity_or_scaled_is_caught_at_twice_the_limit(
-        pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch, db_path: Path) -> None:
-    """Kills a session gCO2e off by the intensity (or in kg): 2x the gCO2e limit fails, kWh within."""
-    pytester.makepyfile(test_session=SESSION)
-    res = pytest_run(pytester, monkeypatch, "--energy-budget-kwh", str(KWH_PASS), "--energy-budget-co2e-g",
-                     str(G_FAIL), watts=3600)
-    assert res.ret == 1, res.stdout.str()
-    _j, _kwh, g = _session_figures(db_path)
-    out = res.stdout.str()
-    m = re.search(r"greentrack: session over its energy budget: ([\d.e+-]+) gCO2e > 0.22 gCO2e "
-                  r"\(energy_budget_co2e_g\)", out)
-    assert m and float(m.group(1)) == pytest.approx(g, rel=1e-3)
-    assert "kWh > " not in out
-    budget = newest_run(db_path)["budget"]
-    assert budget == {"budget": "energy_budget_co2e_g", "limit": G_FAIL, "usage": pytest.approx(g, rel=1e-9)}
 
 
 def test_session_limit_of_zero_holds_a_session_that_used_zero(pytester: pytest.Pytester,

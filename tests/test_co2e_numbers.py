@@ -12,11 +12,9 @@ session figures, ``greentrack compare`` and ``greentrack estimate`` are each che
 
 from __future__ import annotations
 
-import ast
 import functools
 import json
 import time
-import xml.etree.ElementTree as ET
 from pathlib import Path
 from typing import Any
 
@@ -129,38 +127,6 @@ def test_session_without_region_uses_475_and_says_so(monkeypatch: pytest.MonkeyP
 
 # ---- the pytest plugin: per-test and session figures ----------------------------------------------
 
-def test_pytest_plugin_co2e_per_test_and_session_at_world_average(pytester: pytest.Pytester,
-                                                                  monkeypatch: pytest.MonkeyPatch,
-                                                                  db_path: Path) -> None:
-    """Kills the plugin's per-test CO2e scaled or computed with another intensity (it has no PUE setting:
-    PUE 1), and a session CO2e that differs from the hand calculation."""
-    monkeypatch.setenv("GREENTRACK_MOCK", "constant:2000")
-    pytester.makepyfile(test_two="""
-        import time
-
-        def test_short():
-            time.sleep(0.05)
-
-        def test_long():
-            time.sleep(0.2)
-    """)
-    res = pytester.runpytest_subprocess("-p", "no:cacheprovider", "--greentrack", "--junitxml=junit.xml")
-    res.assert_outcomes(passed=2)
-    props = {}
-    for case in ET.parse(pytester.path / "junit.xml").getroot().iter("testcase"):
-        for p in case.iter("property"):
-            if p.get("name") == "greentrack":
-                props[case.get("name")] = ast.literal_eval(p.get("value"))
-    assert set(props) == {"test_short", "test_long"}
-    for name, p in props.items():
-        assert p["energy_j"] == pytest.approx(2000 * (p["t1"] - p["t0"]), rel=1e-6)
-        assert p["co2e_g"] == pytest.approx(p["energy_j"] / 3.6e6 * WORLD_G_PER_KWH, rel=1e-12), name
-    (row,) = Store(db_path, create=False).list_runs(last=None)
-    assert row["pue"] == 1.0 and row["intensity_g_per_kwh"] == WORLD_G_PER_KWH
-    assert row["co2e_kg"] == pytest.approx(row["energy_j"] / 3.6e6 * WORLD_G_PER_KWH / 1000, rel=1e-12)
-    out = res.stdout.str()
-    assert "CO2e: 475 gCO2e/kWh (world average; IEA Global Energy & CO2 Status Report 2019" in out
-    assert f"({row['energy_j'] / 3.6e6:.4g} kWh)" in out
 
 
 # ---- greentrack compare ----------------------------------------------------------------------------
