@@ -175,3 +175,95 @@ def test_a_broken_entry_point_plugin_does_not_stop_the_others(tmp_path):
         assert entry_points("greentrack")[:2] == [("broken", "gt_missing_module"), ("ok", "gt_ok:Plugin")]
     finally:
         sys.path.remove(str(site))
+
+
+# --- pluggy as designed: calls go through pm.hook ----------------------------------------------------
+
+def test_a_firstresult_hook_takes_the_first_plugins_answer_and_skips_the_rest():
+    """greentrack_grid_intensity is firstresult: the plugin registered last answers first, the others
+    (and the built-in table, trylast) are not called at all."""
+    from greentrack.carbon.grid import Intensity, lookup
+
+    calls: list[str] = []
+
+    class First:
+        @greentrack.hookimpl
+        def greentrack_grid_intensity(self, region, at):
+            calls.append("first")
+            return Intensity(region, 11.0, "first plugin", 2026, "first")
+
+    class Second:
+        @greentrack.hookimpl
+        def greentrack_grid_intensity(self, region, at):
+            calls.append("second")
+            return Intensity(region, 22.0, "second plugin", 2026, "second")
+
+    plugins.register(Second(), name="second")
+    plugins.register(First(), name="first")  # registered last: called first (pluggy's LIFO order)
+    assert lookup("FR").g_per_kwh == 11.0
+    assert calls == ["first"]
+
+
+def test_a_wrapper_hook_runs_around_the_others_and_sees_their_results():
+    seen: list[object] = []
+
+    class Wrapper:
+        @greentrack.hookimpl(wrapper=True)
+        def greentrack_grid_intensity(self, region, at):
+            seen.append(("before", region))
+            result = yield
+            seen.append(("after", result.g_per_kwh))
+            return result
+
+    plugins.register(Wrapper(), name="wrapper")
+    from greentrack.carbon.grid import lookup
+
+    it = lookup("FR")
+    assert seen == [("before", "FR"), ("after", it.g_per_kwh)]
+
+
+def test_a_broken_wrapper_or_plain_plugin_is_reported_once_and_the_others_still_answer(capsys):
+    class BrokenPlain:
+        @greentrack.hookimpl(tryfirst=True)
+        def greentrack_grid_intensity(self, region, at):
+            raise RuntimeError("feed down")
+
+    class BrokenWrapper:
+        @greentrack.hookimpl(wrapper=True)
+        def greentrack_grid_intensity(self, region, at):
+            raise RuntimeError("wrapper bug")
+            yield  # noqa: unreachable, makes this a generator
+
+    plugins.register(BrokenPlain(), name="broken-plain")
+    plugins.register(BrokenWrapper(), name="broken-wrapper")
+    from greentrack.carbon.grid import lookup
+
+    for _ in range(3):
+        assert lookup("FR").g_per_kwh > 0  # the built-in table still answers
+    err = capsys.readouterr().err
+    assert err.count("broken-plain failed in greentrack_grid_intensity") == 1
+    assert err.count("broken-wrapper failed in greentrack_grid_intensity") == 1
+
+
+def test_hook_calls_can_be_traced_with_pluggys_monitoring():
+    traced: list[str] = []
+    pm = plugins.get_plugin_manager()
+    undo = pm.add_hookcall_monitoring(lambda name, impls, kwargs: traced.append(name), lambda *a: None)
+    try:
+        with greentrack.session("traced", flush_interval_s=0.05) as s:
+            s.step()
+    finally:
+        undo()
+    assert "greentrack_session_start" in traced and "greentrack_session_end" in traced
+
+
+def test_greentrack_plugins_lists_name_version_hooks_and_origin(cli):
+    r = cli("plugins", "--all", "--json")
+    assert r.returncode == 0, r.stderr
+    import json
+
+    items = {p["name"]: p for p in json.loads(r.stdout)}
+    grid = items["greentrack.carbon.grid"]
+    assert grid["origin"] == "built-in" and grid["hooks"] == ["greentrack_grid_intensity"] and grid["version"]
+    assert "greentrack_register_commands" in items["greentrack.cli"]["hooks"]
+    assert cli("plugins").stdout.strip().startswith("no plugins installed")
