@@ -323,6 +323,9 @@ class Sampler:
         self._thread.start()
 
     def _run(self) -> None:
+        for s in self.sources:  # a first power sample before the store's first write (which can be slow)
+            with self.lock:
+                self.poll(s)
         if self.on_start is not None:
             try:
                 self.on_start()
