@@ -12,17 +12,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from greentrack.errors import ConfigError
-
-
-@dataclass(frozen=True)
-class Setting:
-    """One setting of the plugin: variable, pyproject key, default, meaning (listed in the README)."""
-
-    env: str
-    key: str
-    default: str
-    help: str
-
+from greentrack.settings import Setting  # the same record the core's settings use
 
 SETTINGS: tuple[Setting, ...] = (
     Setting("GREENTRACK_PROMETHEUS_PORT", "port", "(off)",
