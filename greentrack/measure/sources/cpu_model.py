@@ -115,6 +115,7 @@ class CPUTable:
         self.names = list(tdp)
         self.by_lower = {n.lower(): n for n in self.names}
         self._lines: list[str] | None = None
+        self.matches: dict[str, str | None] = {}  # brand string -> entry, for this process's later sessions
 
     def words_index(self) -> tuple[str, list[int]]:
         """All entries as one lower-case text, one per line, with the lines' start offsets: searched
@@ -274,7 +275,12 @@ def resolve_inputs(extra: dict[str, Any] | None = None, info: CPUInfo | None = N
         w = _number(raw_w, label, 0.0, 1e4, lo_open=True)
         return ModelInputs(w, f"set by {label}", idle, idle_basis, cpu=info.name)
     found = codecarbon_cpu_table() if info.name else None
-    matched = match_cpu(info.name, found[0]) if (found and info.name) else None
+    matched = None
+    if found and info.name:
+        table = found[0]
+        if info.name not in table.matches:
+            table.matches[info.name] = match_cpu(info.name, table)
+        matched = table.matches[info.name]
     if found and matched:
         tdp = found[0][matched]
         threads = _package_threads(info, matched)
