@@ -165,6 +165,93 @@ def pytest_unconfigure(config):
 '''
 
 
+PHASES_PLUGIN = '''
+"""Process CPU time at pytest's landmarks, written at unconfigure (the rest is the interpreter's exit)."""
+import json
+import os
+import time
+
+import pytest
+
+T = {}
+
+
+def _now():
+    return [time.process_time(), time.time()]
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_configure(config):
+    T["configure"] = _now()
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_sessionstart(session):
+    T["sessionstart"] = _now()
+
+
+@pytest.hookimpl(trylast=True)
+def pytest_collection_finish(session):
+    T["collected"] = _now()
+
+
+@pytest.hookimpl(trylast=True)
+def pytest_sessionfinish(session):
+    T["finished"] = _now()
+
+
+@pytest.hookimpl(trylast=True)
+def pytest_unconfigure(config):
+    T["unconfigure"] = _now()
+    with open(os.environ["GT_PHASES_OUT"], "w") as fh:
+        json.dump(T, fh)
+'''
+
+PHASE_NAMES = [
+    ("interpreter and pytest start-up", None, "configure"),
+    ("configure -> session start (greentrack's start)", "configure", "sessionstart"),
+    ("collection", "sessionstart", "collected"),
+    ("the tests, then greentrack's stop and checks", "collected", "finished"),
+    ("session finish, summary, unconfigure", "finished", "unconfigure"),
+    ("the interpreter's exit", "unconfigure", None),
+]
+
+
+def phases(root: Path, env: dict[str, str], rounds: int, enabled: list[str]) -> str:
+    """Where the enabled plugin's CPU time goes: paired differences of each pytest phase's process CPU time."""
+    import json
+
+    with tempfile.TemporaryDirectory(prefix="gt-phases-") as tmp:
+        Path(tmp, "gt_phases.py").write_text(PHASES_PLUGIN)
+        out = Path(tmp) / "phases.json"
+        env = dict(env, PYTHONPATH=os.pathsep.join(filter(None, [tmp, env.get("PYTHONPATH", "")])),
+                   GT_PHASES_OUT=str(out))
+        spans: dict[str, list[list[tuple[float, float]]]] = {"off": [], "on": []}
+        for r in range(rounds):
+            order = [("off", ["-p", "no:greentrack"]), ("on", enabled)]
+            for key, extra in (order if r % 2 == 0 else order[::-1]):
+                t_start = time.time()
+                _w, cpu = run_once(root, ["-p", "gt_phases", *extra], env)
+                t_end = time.time()
+                t = json.loads(out.read_text())
+                row = []
+                for _label, a, b in PHASE_NAMES:
+                    start = t[a] if a else (0.0, t_start)
+                    end = t[b] if b else (cpu, t_end)
+                    row.append((end[0] - start[0], end[1] - start[1]))
+                spans[key].append(row)
+    lines = [f"where the enabled plugin's time goes (paired differences of each pytest phase, median of {rounds}; "
+             "process CPU, and wall time):"]
+    for i, (label, _a, _b) in enumerate(PHASE_NAMES):
+        cells = []
+        for j, what in ((0, "CPU"), (1, "wall")):
+            off = statistics.median(r[i][j] for r in spans["off"])
+            diff = statistics.median(b[i][j] - a[i][j] for a, b in zip(spans["off"], spans["on"]))
+            cells.append(f"{what} {off * 1000:7.1f} ms {diff * 1000:+7.1f} ms")
+        lines.append(f"  {label:<50} {cells[0]}   {cells[1]}")
+    return "\n".join(lines)
+
+
 def account(root: Path, env: dict[str, str], rounds: int) -> str:
     """Direct accounting: greentrack's own CPU time inside the enabled pytest process."""
     import json
@@ -316,6 +403,8 @@ def main() -> None:
 
         imp = import_cost_ms(env)
         accounted = account(root, run_env, max(5, args.rounds // 3)) if args.enabled else ""
+        if args.enabled:
+            accounted += "\n" + phases(root, run_env, max(5, args.rounds // 2), ["--greentrack"])
 
     work = f", each doing {args.work_ms:g} ms of CPU work" if args.work_ms else " (trivial)"
     what = f"the suite in {args.suite}" if args.suite is not None else f"{args.tests} tests{work}"
