@@ -45,7 +45,7 @@ from typing import Any, Callable
 from ...errors import ConfigError
 from ...plugins import hookimpl
 from ...settings import env as settings_env
-from .base import Device
+from .base import Device, timed_read
 
 ENV_WATTS = "GREENTRACK_CPU_WATTS_PER_THREAD"
 ENV_IDLE = "GREENTRACK_CPU_IDLE_SHARE"
@@ -466,8 +466,7 @@ class CPUModelSource:
         if not self._sampler_known and threading.current_thread().name == SAMPLER_THREAD:
             self._sampler_known = True
             self.cpu_time.exclude_current_thread()
-        cpu = self.cpu_time.read()
-        now = self.clock()
+        now, cpu = timed_read(self.cpu_time.read, self.clock)
         t_prev, cpu_prev = self._last
         self._last = (now, cpu)
         dt = now - t_prev
