@@ -20,6 +20,7 @@ import pytest
 
 import greentrack
 from greentrack.api import query_runs
+from greentrack.store.records import RunEnd, RunRow
 from greentrack.store.sqlite import Store
 
 # a run that goes on until it is signalled; prints its id once its row is in the database
@@ -138,7 +139,64 @@ def test_unknown_status_is_one_line_and_exit_2(cli: Any) -> None:
     assert "Traceback" not in res.stderr
 
 
+def test_listing_gives_ten_runs_by_default_and_zero_energy_as_zero_kwh(db_path: Path) -> None:
+    """Kills a default page other than 10 runs, ``energy_j or 1.0`` in the decorated row (0 J is 0 kWh), and
+    a glob told from a plain name by ``c not in name``."""
+    store = Store(db_path)
+    for i in range(12):
+        rid = f"run{i:02d}"
+        store.begin_run(RunRow(id=rid, name=rid, started_at=1_790_000_000.0 + i), [])
+        store.finish_run(rid, RunEnd(status="finished", ended_at=1_790_000_001.0 + i, energy_j=float(i) * 3.6e5),
+                         [], [])
+    rows = store.list_runs()
+    assert [r["id"] for r in rows] == [f"run{i:02d}" for i in range(11, 1, -1)]
+    assert store.list_runs(last=None)[-1]["energy_kwh"] == 0.0
+    assert rows[0]["energy_kwh"] == pytest.approx(1.1)
+    # a name with every glob character is a glob; a plain name matches itself only
+    assert [r["id"] for r in store.list_runs(last=None, name="r?n[0-9]1*")] == ["run11", "run01"]
+    assert store.list_runs(last=None, name="run1") == []
 
 
+def test_job_and_tag_filters_select_their_runs_with_either_query_plan(db_path: Path) -> None:
+    """Kills a job filter or a tag filter dropped: a tag that 1000+ runs carry takes the scanning plan,
+    a rare one the indexed plan; both must select exactly the runs that carry it. A job's Slurm steps
+    (``j-rare.0``) belong to it; another job whose id starts alike (``j-rarer``) does not."""
+    store = Store(db_path)
+    rows = [(f"c{i:04d}", "n", "finished", 1_790_000_000.0 + i, "j-big" if i % 2 else None) for i in range(1100)]
+    rows += [(f"r{i}", "n", "finished", 1_790_001_000.5 + i, "j-rare") for i in range(3)]
+    rows += [("r3", "n", "finished", 1_790_002_000.0, "j-rare.0"), ("x0", "n", "finished", 1_790_002_001.0, "j-rarer")]
+
+    def fill(conn: Any) -> None:
+        conn.executemany("INSERT INTO runs (id, name, status, started_at, job_id) VALUES (?, ?, ?, ?, ?)", rows)
+        conn.executemany("INSERT INTO run_tags (run_id, key, value) VALUES (?, 'precision', ?)",
+                         [(r[0], "fp8" if r[0].startswith("r") else "bf16") for r in rows])
+
+    store._write(fill)
+    common = store.list_runs(last=5, tags={"precision": "bf16"})
+    assert [r["id"] for r in common] == ["x0", "c1099", "c1098", "c1097", "c1096"]
+    rare = store.list_runs(last=None, tags={"precision": "fp8"})
+    assert [r["id"] for r in rare] == ["r3", "r2", "r1", "r0"]
+    assert [r["id"] for r in store.list_runs(last=None, job_id="j-rare")] == ["r3", "r2", "r1", "r0"]
+    assert len(store.list_runs(last=None, job_id="j-big")) == 550
+    assert store.list_runs(last=None, tags={"precision": "fp8"}, job_id="j-big") == []
 
 
+def test_a_process_of_another_user_counts_as_alive() -> None:
+    """Kills ``return False`` on PermissionError: a run started by another user on this host is not lost
+    because greentrack may not signal its process. Checked for real: as an unprivileged user, pid 1."""
+    code = ("import os, sys\n"
+            "from greentrack.store.queries import _pid_alive\n"
+            "if os.geteuid() == 0:\n"
+            "    os.setgid(65534); os.setuid(65534)  # nobody\n"
+            "try:\n"
+            "    os.kill(1, 0)\n"
+            "except PermissionError:\n"
+            "    pass\n"
+            "else:\n"
+            "    sys.exit('pid 1 can be signalled here: nothing to check')\n"
+            "print(_pid_alive(1), _pid_alive(2 ** 22 + 12345))\n")
+    res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, env=dict(os.environ))
+    if "nothing to check" in res.stderr:
+        pytest.skip("pid 1 belongs to this user here")
+    assert res.returncode == 0, res.stderr
+    assert res.stdout.split() == ["True", "False"]  # another user's process; no process at all
