@@ -11,7 +11,7 @@ from types import SimpleNamespace
 from typing import Any
 
 import pytest
-from test_budgets_at_limit import FIXED_GRID, junit_properties, pytest_run
+from test_budgets_at_limit import FIXED_GRID, artifact_tests, pytest_run
 
 
 def test_marker_limits_none_inf_and_a_failing_test(pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -43,15 +43,20 @@ def test_marker_limits_none_inf_and_a_failing_test(pytester: pytest.Pytester, mo
             plugin = request.config.pluginmanager.get_plugin("greentrack-energy")
             assert list(plugin._measurements) == [request.node.nodeid]
     """)
-    res = pytest_run(pytester, monkeypatch, "--greentrack", "--junitxml=junit.xml", watts=3600)
+    res = pytest_run(pytester, monkeypatch, "--greentrack", "--greentrack-json=gt.json", watts=3600)
     res.assert_outcomes(passed=1, failed=3)
     out = res.stdout.str()
     assert re.search(r"energy budget exceeded: [\d.]+ J > 360 J \(joules=360\)", out), out
     assert "energy_budget: joules=inf is not a finite number >= 0" in out
-    props = junit_properties(pytester.path / "junit.xml")
-    assert props["test_raises"]["energy_j"] == pytest.approx(3600 * (props["test_raises"]["t1"]
-                                                                     - props["test_raises"]["t0"]), rel=1e-6)
-    assert props["test_raises"]["energy_j"] >= 3600 * 0.05
+    tests = artifact_tests(pytester.path / "gt.json")
+    # the malformed marker fails its test before the call: nothing measured for it
+    assert set(tests) == {"test_none_then_joules", "test_raises", "test_nothing_left_over"}
+    assert tests["test_none_then_joules"]["budget"] == {"joules": 360.0}
+    assert tests["test_none_then_joules"]["over_budget"] is True
+    raised = tests["test_raises"]
+    assert raised["outcome"] == "failed"
+    assert raised["energy_j"] == pytest.approx(3600 * raised["duration_s"], rel=1e-6)
+    assert raised["energy_j"] >= 3600 * 0.05
 
 
 FAULTS = """
@@ -115,11 +120,13 @@ def test_unchecked_budgets_are_each_said_and_only_an_exceeded_one_is_red(
 def _store_run(store: Any, rid: str, started: float, powers: list[float], phases: list[tuple[str, float, float]],
                status: str = "finished") -> None:
     """A pytest run of suite 'suite' as the plugin stores it: a 10 Hz series from started+0.1 s, one phase per test."""
-    store.begin_run({"id": rid, "name": "suite", "started_at": started, "backend": "mock"}, {"runner": "pytest"}, [])
+    from greentrack.store.records import PhaseRow, RunEnd, RunRow, SeriesChunk
+
+    store.begin_run(RunRow(id=rid, name="suite", started_at=started, backend="mock", tags={"runner": "pytest"}), [])
     times = [started + 0.1 * (i + 1) for i in range(len(powers))]
-    store.progress(rid, None, [], [("gpu0", 0, started, times, powers)], started)
-    store.finish_run(rid, {"status": status, "ended_at": started + 10.0}, [], [
-        {"seq": i, "name": n, "started_at": a, "ended_at": b, "energy_j": None, "steps": 0}
+    store.progress(rid, None, [], [SeriesChunk.encode("gpu0", 0, times, powers, started)])
+    store.finish_run(rid, RunEnd(status=status, ended_at=started + 10.0), [], [
+        PhaseRow(seq=i, name=n, started_at=a, ended_at=b, energy_j=None, steps=0)
         for i, (n, a, b) in enumerate(phases)])
 
 
@@ -178,7 +185,7 @@ def test_regression_looks_back_fifty_runs_of_the_suite(db_path: Path) -> None:
         _store_run(store, f"broken{i:02d}", t + 100 + i, [100.0] * 3, [("a", t + 101 + i, t + 101.2 + i)],
                    status="interrupted")
     line, _ = _check(store, 100.0, [("a", t + 500, t + 501)])
-    assert "tests in common with run finished-long-ago" in line  # the 50th newest
+    assert "the 1 test in common with run finished-long-ago (" in line  # the 50th newest
     _store_run(store, "broken49", t + 149, [100.0] * 3, [("a", t + 150, t + 150.2)], status="interrupted")
     line, _ = _check(store, 100.0, [("a", t + 500, t + 501)])
     assert line == "no earlier run of suite 'suite' to compare with; regression not checked"
@@ -204,7 +211,7 @@ def test_regression_exactly_at_the_limit_holds_and_names_the_largest_increase(db
 
 def test_an_exceeded_budget_that_cannot_be_recorded_still_fails_the_build(
         pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch) -> None:
-    """Kills the message deleted when the exceeded budget cannot be written to the run: said, and exit 1."""
+    """Kills the message deleted when the budget's outcome cannot be written to the run: said, and exit 1."""
     pytester.makeconftest(FIXED_GRID + """
 import pytest
 
@@ -216,10 +223,11 @@ def pytest_sessionstart(session):
     def broken(*args, **kwargs):
         raise RuntimeError("disk full")
 
-    store.finish_run = broken
+    store.update_run = broken
 """)
     pytester.makepyfile(test_f="def test_one():\n    pass\n")
     res = pytest_run(pytester, monkeypatch, "--energy-budget-kwh", "1e-12", watts=1000)
     assert res.ret == 1
-    err = res.stderr.str()
-    assert re.search(r"greentrack: cannot record the exceeded budget in run [0-9a-f]{12}: disk full", err), err
+    out = res.stdout.str()
+    assert re.search(r"greentrack: cannot record the budget outcome in run [0-9a-f]{12}: disk full", out), out
+    assert "session over its energy budget" in out
