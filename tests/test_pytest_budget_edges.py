@@ -5,6 +5,7 @@ constant power, the TEST-400 grid of tests/test_budgets_at_limit.py.
 
 from __future__ import annotations
 
+import json
 import re
 from pathlib import Path
 from types import SimpleNamespace
@@ -25,6 +26,7 @@ def test_marker_limits_none_inf_and_a_failing_test(pytester: pytest.Pytester, mo
         @pytest.fixture
         def early(greentrack_energy):
             assert greentrack_energy.enabled and greentrack_energy.energy_j is None  # its call has not begun
+            assert greentrack_energy.energy_kwh is None and greentrack_energy.co2e_g is None
             return greentrack_energy
 
         @pytest.mark.energy_budget(kwh=None, joules=360)
@@ -231,3 +233,45 @@ def pytest_sessionstart(session):
     out = res.stdout.str()
     assert re.search(r"greentrack: cannot record the budget outcome in run [0-9a-f]{12}: disk full", out), out
     assert "session over its energy budget" in out
+
+
+CPU_MODEL_EDGE = """
+import json
+import os
+import time
+
+import pytest
+
+
+@pytest.fixture
+def idle():
+    time.sleep(1.2)  # no CPU: the model's own 1 s poll falls in here, somewhere
+
+
+def test_busy_after_idle(idle):
+    c0 = time.process_time()
+    while time.process_time() - c0 < 0.3:
+        pass
+    with open("cpu.json", "w") as fh:
+        json.dump({"cpu_s": time.process_time() - c0}, fh)
+"""
+
+
+def test_a_modelled_test_starts_at_a_sample_of_the_cpu_model(pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch,
+                                                              tmp_path: Path) -> None:
+    """The CPU model derives power at each read (one read a second in the background): a test's call must
+    start with a read, or the energy of its busy call is spread back over the idle fixture before it
+    (kills ``gs.poll_edges()`` deleted). Modelled: CPU seconds x 4 W per thread."""
+    monkeypatch.setenv("GREENTRACK_BACKEND", "auto")
+    monkeypatch.setenv("GREENTRACK_RAPL_ROOT", str(tmp_path / "no-powercap"))
+    monkeypatch.setenv("GREENTRACK_DISABLE_PLUGINS", "greentrack.measure.sources.nvml")
+    monkeypatch.setenv("GREENTRACK_CPU_WATTS_PER_THREAD", "4")
+    pytester.makepyfile(test_model=CPU_MODEL_EDGE)
+    res = pytester.runpytest_subprocess("-p", "no:cacheprovider", "--greentrack", "--greentrack-json=gt.json")
+    res.assert_outcomes(passed=1)
+    doc = json.loads((pytester.path / "gt.json").read_text())
+    assert doc["energy_method"] == "model"
+    (t,) = artifact_tests(pytester.path / "gt.json").values()
+    cpu_s = json.loads((pytester.path / "cpu.json").read_text())["cpu_s"]
+    # the call's CPU is the busy loop plus a few ms of pytest around it
+    assert t["energy_j"] == pytest.approx(4.0 * cpu_s, rel=0.1), (t, cpu_s)
