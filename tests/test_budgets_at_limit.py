@@ -162,6 +162,7 @@ def test_per_test_limits_at_half_and_twice_catch_unit_and_comparison_errors(
         # JUnit XML: the same joules, the marker's limit and the outcome
         p = props[name]
         assert float(p["greentrack_energy_j"]) == pytest.approx(j, rel=1e-5)
+        assert p["greentrack_energy_method"] == t["method"] == "buffer"  # the mock's power series
         assert p["greentrack_energy_budget"] == ",".join(f"{k}={v:g}" for k, v in t["budget"].items())
         assert p["greentrack_energy_budget_status"] == ("exceeded" if name.endswith("twice_the_limit") else "within")
     assert tests["test_kwh_twice_the_limit"]["budget"] == {"kwh": 1e-4}

@@ -275,3 +275,29 @@ def test_a_modelled_test_starts_at_a_sample_of_the_cpu_model(pytester: pytest.Py
     cpu_s = json.loads((pytester.path / "cpu.json").read_text())["cpu_s"]
     # the call's CPU is the busy loop plus a few ms of pytest around it
     assert t["energy_j"] == pytest.approx(4.0 * cpu_s, rel=0.1), (t, cpu_s)
+
+
+def test_strict_fails_an_unchecked_marker_with_one_line_and_no_traceback(pytester: pytest.Pytester,
+                                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    """Nothing measured under --energy-budget-strict: the marked test fails with the plugin's one line and no
+    traceback into greentrack (kills the failure deleted and ``pytrace=True``); the unmarked one passes."""
+    monkeypatch.setenv("GREENTRACK_BACKEND", "none")
+    pytester.makepyfile(test_none="""
+        import pytest
+
+        @pytest.mark.energy_budget(joules=1)
+        def test_budgeted():
+            pass
+
+        def test_other():
+            pass
+    """)
+    res = pytester.runpytest_subprocess("-p", "no:cacheprovider", "--energy-budget-strict", "--greentrack-json=gt.json")
+    res.assert_outcomes(passed=1, failed=1)
+    out = res.stdout.str()
+    section = out[out.index("_ test_budgeted _"):out.index("greentrack energy")]
+    assert "energy budget not checked: no power was measured or modelled (--energy-budget-strict)" in section
+    assert "pytest_plugin" not in section and "pytest.fail(" not in section, section
+    tests = artifact_tests(pytester.path / "gt.json")
+    assert tests["test_budgeted"]["budget_checked"] is False and tests["test_budgeted"]["energy_j"] is None
+    assert tests["test_budgeted"]["outcome"] == "failed" and tests["test_other"]["outcome"] == "passed"
