@@ -22,6 +22,8 @@ PRELUDE = textwrap.dedent("""
     import os, signal, sys, threading, time
     import greentrack
 
+    signal.signal(signal.SIGHUP, signal.SIG_DFL)  # as a program has it, even if pytest runs under nohup
+
     def ready():
         print("ready", flush=True)
 

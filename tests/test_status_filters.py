@@ -200,3 +200,147 @@ def test_a_process_of_another_user_counts_as_alive() -> None:
         pytest.skip("pid 1 belongs to this user here")
     assert res.returncode == 0, res.stderr
     assert res.stdout.split() == ["True", "False"]  # another user's process; no process at all
+
+
+def _insert(store: Store, *rows: dict[str, Any]) -> None:
+    """Run rows written behind greentrack's back (another tool, an older version, a damaged file)."""
+    def body(conn: Any) -> None:
+        for row in rows:
+            cols = ", ".join(row)
+            conn.execute(f"INSERT INTO runs ({cols}) VALUES ({', '.join('?' * len(row))})", list(row.values()))
+
+    store._write(body)
+
+
+def test_a_stored_pid_no_process_can_have_reads_as_lost(db_path: Path) -> None:
+    """A running row of this host whose pid is beyond what the OS takes (os.kill raises OverflowError) has no
+    process: lost, not running (kills ``return True`` for that case); a pid that is gone, too."""
+    from greentrack.settings import host_name
+    from greentrack.store.queries import _pid_alive
+
+    assert _pid_alive(2 ** 40) is False and _pid_alive(os.getpid()) is True
+    store = Store(db_path)
+    t = 1_790_000_000.0
+    _insert(store, {"id": "huge", "name": "n", "status": "running", "started_at": t, "host": host_name(),
+                    "pid": 2 ** 40},
+            {"id": "mine", "name": "n", "status": "running", "started_at": t + 1, "host": host_name(),
+             "pid": os.getpid()},
+            {"id": "elsewhere", "name": "n", "status": "running", "started_at": t + 2, "host": "another-host",
+             "pid": 2 ** 40})
+    assert {r["id"]: r["status"] for r in store.list_runs(last=None)} == {"huge": "lost", "mine": "running",
+                                                                          "elsewhere": "running"}
+    assert [r["id"] for r in store.list_runs(last=None, status="lost")] == ["huge"]
+
+
+def test_a_row_with_broken_values_keeps_its_notes_and_names_each_problem(db_path: Path) -> None:
+    """Kills the problems' notes dropped, given to rows without problems, or replacing the run's own notes."""
+    store = Store(db_path)
+    t = 1_790_000_000.0
+    _insert(store, {"id": "bad", "name": "n", "status": "finished", "started_at": t, "energy_j": "lots",
+                    "notes": '["kept"]'},
+            {"id": "good", "name": "n", "status": "finished", "started_at": t + 1, "energy_j": 7.2e6,
+             "notes": '["fine"]'})
+    rows = {r["id"]: r for r in store.list_runs(last=None)}
+    assert rows["bad"]["notes"] == ["kept", "stored energy_j must be a finite number of joules >= 0, got 'lots': "
+                                            "shown as empty"]
+    assert rows["bad"]["energy_j"] is None and rows["bad"]["energy_kwh"] is None
+    assert rows["good"]["notes"] == ["fine"] and rows["good"]["energy_kwh"] == pytest.approx(2.0, rel=1e-12)
+
+
+def test_a_secret_in_a_stored_command_is_redacted_when_read(db_path: Path) -> None:
+    """A command line stored unredacted (by an older version, or another tool) is redacted on reading
+    (kills the redaction skipped, or run on rows without a command)."""
+    store = Store(db_path)
+    t = 1_790_000_000.0
+    _insert(store, {"id": "cmd", "name": "n", "status": "finished", "started_at": t,
+                    "command": "python train.py --api-key abc123 --lr 3e-4"},
+            {"id": "none", "name": "n", "status": "finished", "started_at": t + 1})
+    rows = {r["id"]: r for r in store.list_runs(last=None)}
+    assert rows["cmd"]["command"] == "python train.py --api-key '***' --lr 3e-4"
+    assert rows["none"]["command"] is None
+    assert store.get_run("cmd")["command"] == "python train.py --api-key '***' --lr 3e-4"
+
+
+def test_rows_without_an_id_are_skipped_and_counted_once(db_path: Path, capfd: Any) -> None:
+    """Kills the count of skipped rows starting at 1, counting down or by 2, and not said."""
+    store = Store(db_path)
+    t = 1_790_000_000.0
+    _insert(store, {"id": "a", "name": "n", "status": "finished", "started_at": t})
+    assert [r["id"] for r in store.list_runs(last=None)] == ["a"]
+    assert "unreadable" not in capfd.readouterr().err
+    _insert(store, {"id": None, "name": "n", "status": "finished", "started_at": t + 1},
+            {"id": None, "name": "n", "status": "finished", "started_at": t + 2})
+    assert [r["id"] for r in store.list_runs(last=None)] == ["a"]
+    assert f"skipped 2 unreadable run row(s) in {store.location} (no usable id)" in capfd.readouterr().err
+
+
+class _Counting:
+    """A connection that keeps the SQL of every query run through it."""
+
+    def __init__(self, conn: Any, seen: list[str]) -> None:
+        self.conn, self.seen = conn, seen
+
+    def execute(self, sql: str, params: Any = ()) -> Any:
+        self.seen.append(sql)
+        return self.conn.execute(sql, params)
+
+
+def test_the_paged_scan_gives_the_same_runs_as_one_cursor_in_few_queries(db_path: Path) -> None:
+    """The page-wise scan newest first (``page_rows``: how the PostgreSQL backend reads), run here on SQLite:
+    every filter gives the same runs as one cursor, and pages grow so a long scan takes few queries. Kills a
+    first page at offset 1, pages not advancing or overlapping, the stop condition at a full page, the loop
+    never run, the paged column names, and pages that do not grow."""
+    from greentrack.settings import host_name
+
+    store = Store(db_path)
+    t = 1_790_000_000.0
+    rows: list[dict[str, Any]] = []
+    for i in range(200):
+        row: dict[str, Any] = {"id": f"r{i:03d}", "name": "a" if i % 2 else "b", "status": "finished",
+                               "started_at": t + i}
+        if i % 3:  # two in three: running on this host, the process long gone: lost
+            row.update(status="running", host=host_name(), pid=2 ** 40)
+        rows.append(row)
+    rows[0].update(status="running", host=host_name(), pid=os.getpid())  # the oldest: still running
+    _insert(store, *rows)
+    cases: list[dict[str, Any]] = [{"last": 1}, {"last": 7}, {"last": 50}, {"last": 250}, {"last": 3, "name": "b"},
+                                   {"last": 2, "status": "lost"}, {"last": 90, "status": "lost"},
+                                   {"last": 5, "status": "running"}, {"last": 4, "status": "finished"},
+                                   {"last": None}, {"last": None, "status": "lost"}]
+    expected = [[r["id"] for r in store.list_runs(**kw)] for kw in cases]
+    assert expected[3] == [f"r{i:03d}" for i in range(199, -1, -1)]
+    assert expected[5] == ["r199", "r197"] and len(expected[6]) == 90 and expected[7] == ["r000"]
+    assert expected[8] == ["r198", "r195", "r192", "r189"]
+    seen: list[str] = []
+    read = store._read
+    store._read = lambda fn: read(lambda c: fn(_Counting(c, seen)))  # type: ignore[method-assign]
+    store.page_rows = 2
+    for kw, ids in zip(cases, expected):
+        assert [r["id"] for r in store.list_runs(**kw)] == ids, kw
+    seen.clear()
+    # 'running' in SQL selects the 133 rows stored so; only the oldest is alive: every one is read
+    assert [r["id"] for r in store.list_runs(last=5, status="running")] == ["r000"]
+    pages = [q for q in seen if " LIMIT " in q and q.startswith("SELECT * FROM runs")]
+    assert len(pages) == 3, pages  # pages of 13, 52, 208 rows (not 11 of 13)
+
+
+def test_a_runs_energy_method_comes_from_the_devices_that_have_energy(db_path: Path) -> None:
+    """The listing's ``energy_method``: a device without energy (a CPU model that read nothing) does not make
+    a measured run ``mixed``; a method that is not text (a blob) is no method. Kills the device filter inverted or
+    dropped and the text check inverted."""
+    from greentrack.store.records import DeviceRow
+
+    store = Store(db_path)
+    t = 1_790_000_000.0
+    store.begin_run(RunRow(id="gpu", name="n", started_at=t), [
+        DeviceRow(key="gpu0", kind="gpu", name="Mock GPU", method="counter", energy_j=100.0),
+        DeviceRow(key="gpu1", kind="gpu", name="Mock GPU", method="buffer", energy_j=50.0),
+        DeviceRow(key="cpu", kind="cpu", name="CPU model", method="model", energy_j=None)])
+    store.begin_run(RunRow(id="cpu", name="n", started_at=t + 1), [
+        DeviceRow(key="cpu", kind="cpu", name="CPU model", method="model", energy_j=3.0)])
+    store.begin_run(RunRow(id="odd", name="n", started_at=t + 2), [
+        DeviceRow(key="gpu0", kind="gpu", name="Mock GPU", method="counter", energy_j=1.0)])
+    store._write(lambda c: c.execute("UPDATE devices SET method = X'2a' WHERE run_id = 'odd'"))
+    rows = {r["id"]: r for r in store.list_runs(last=None)}
+    assert {k: r["energy_method"] for k, r in rows.items()} == {"gpu": "measured", "cpu": "model", "odd": None}
+    assert rows["gpu"]["devices"] == "cpu, 2x Mock GPU" and rows["cpu"]["devices"] == "cpu"  # by device key
