@@ -301,7 +301,8 @@ def test_the_paged_scan_gives_the_same_runs_as_one_cursor_in_few_queries(db_path
         if i % 3:  # two in three: running on this host, the process long gone: lost
             row.update(status="running", host=host_name(), pid=2 ** 40)
         rows.append(row)
-    rows[0].update(status="running", host=host_name(), pid=os.getpid())  # the oldest: still running
+    for i in (0, 199):  # the oldest and the newest: still running
+        rows[i].update(status="running", host=host_name(), pid=os.getpid())
     _insert(store, *rows)
     cases: list[dict[str, Any]] = [{"last": 1}, {"last": 7}, {"last": 50}, {"last": 250}, {"last": 3, "name": "b"},
                                    {"last": 2, "status": "lost"}, {"last": 90, "status": "lost"},
@@ -309,7 +310,7 @@ def test_the_paged_scan_gives_the_same_runs_as_one_cursor_in_few_queries(db_path
                                    {"last": None}, {"last": None, "status": "lost"}]
     expected = [[r["id"] for r in store.list_runs(**kw)] for kw in cases]
     assert expected[3] == [f"r{i:03d}" for i in range(199, -1, -1)]
-    assert expected[5] == ["r199", "r197"] and len(expected[6]) == 90 and expected[7] == ["r000"]
+    assert expected[5] == ["r197", "r196"] and len(expected[6]) == 90 and expected[7] == ["r199", "r000"]
     assert expected[8] == ["r198", "r195", "r192", "r189"]
     seen: list[str] = []
     read = store._read
@@ -318,8 +319,9 @@ def test_the_paged_scan_gives_the_same_runs_as_one_cursor_in_few_queries(db_path
     for kw, ids in zip(cases, expected):
         assert [r["id"] for r in store.list_runs(**kw)] == ids, kw
     seen.clear()
-    # 'running' in SQL selects the 133 rows stored so; only the oldest is alive: every one is read
-    assert [r["id"] for r in store.list_runs(last=5, status="running")] == ["r000"]
+    # 'running' in SQL selects the 133 rows stored so; only the newest and the oldest are alive: every one
+    # is read, and the newest only once
+    assert [r["id"] for r in store.list_runs(last=5, status="running")] == ["r199", "r000"]
     pages = [q for q in seen if " LIMIT " in q and q.startswith("SELECT * FROM runs")]
     assert len(pages) == 3, pages  # pages of 13, 52, 208 rows (not 11 of 13)
 
