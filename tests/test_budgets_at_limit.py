@@ -14,7 +14,6 @@ The pytest plugin runs in real pytest subprocesses (pytester); the Session API i
 
 from __future__ import annotations
 
-import ast
 import csv
 import io
 import json
@@ -72,14 +71,25 @@ def pytest_run(pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch, *args
     return pytester.runpytest_subprocess("-p", "no:cacheprovider", *args)
 
 
-def junit_properties(path: Path) -> dict[str, dict[str, Any]]:
-    """``{test name: the greentrack user property}`` from a JUnit XML report."""
-    out = {}
+def junit_properties(path: Path) -> dict[str, dict[str, str]]:
+    """``{test name: {property: value}}`` of the ``greentrack_*`` properties of each test case in a JUnit XML
+    report (``greentrack_energy_j``, ``greentrack_energy_method``, ``greentrack_energy_budget``,
+    ``greentrack_energy_budget_status``)."""
+    out: dict[str, dict[str, str]] = {}
     for case in ET.parse(path).getroot().iter("testcase"):
-        for prop in case.iter("property"):
-            if prop.get("name") == "greentrack":
-                out[case.get("name")] = ast.literal_eval(prop.get("value"))
+        props = {p.get("name"): p.get("value") for p in case.iter("property")
+                 if (p.get("name") or "").startswith("greentrack_")}
+        if props:
+            out[str(case.get("name"))] = props
     return out
+
+
+def artifact_tests(path: Path) -> dict[str, dict[str, Any]]:
+    """``{test name: its record}`` from the ``--greentrack-json`` artifact (energy_j, co2e_g, duration_s,
+    budget, over_budget, budget_checked, ...)."""
+    doc = json.loads(path.read_text(encoding="utf-8"))
+    assert doc["schema"] == "greentrack.pytest"
+    return {t["nodeid"].rpartition("::")[2]: t for t in doc["tests"]}
 
 
 def newest_run(db: Path) -> dict[str, Any]:
@@ -127,6 +137,44 @@ def test_co2e_twice_the_limit():
 """
 
 
+def test_per_test_limits_at_half_and_twice_catch_unit_and_comparison_errors(
+        pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Kills: kWh as ``e / 3.6e9`` (or ``e * 3.6e6``), CO2e without the intensity or scaled, and
+    ``used > k * limit`` for any k outside (0.5, 2): each pair fails on one side."""
+    pytester.makepyfile(test_budgets=PER_TEST)
+    res = pytest_run(pytester, monkeypatch, "--greentrack", "--junitxml=junit.xml", "--greentrack-json=gt.json",
+                     watts=3600)
+    out = res.stdout.str()
+    res.assert_outcomes(passed=3, failed=3)
+    failed = set(re.findall(r"^FAILED test_budgets.py::(\w+) - Failed: energy", out, re.M))
+    assert failed == {"test_joules_twice_the_limit", "test_kwh_twice_the_limit", "test_co2e_twice_the_limit"}, out
+    tests = artifact_tests(pytester.path / "gt.json")
+    props = junit_properties(pytester.path / "junit.xml")
+    assert len(tests) == 6 and set(props) == set(tests)
+    for name, t in tests.items():
+        j = t["energy_j"]
+        # constant 3600 W over a call of at least 0.2 s: at least 720 J; under 2x that, or the pairs
+        # above would not be at 0.5x / 2x of their limits
+        assert 720.0 * 0.999 <= j < 1440.0, (name, j)
+        assert j == pytest.approx(3600.0 * t["duration_s"], rel=1e-6)
+        assert t["co2e_g"] == pytest.approx(j / J_PER_KWH * G_PER_KWH, rel=1e-12)
+        assert t["over_budget"] is name.endswith("twice_the_limit") and t["budget_checked"] is True
+        # JUnit XML: the same joules, the marker's limit and the outcome
+        p = props[name]
+        assert float(p["greentrack_energy_j"]) == pytest.approx(j, rel=1e-5)
+        assert p["greentrack_energy_method"] == t["method"] == "buffer"  # the mock's power series
+        assert p["greentrack_energy_budget"] == ",".join(f"{k}={v:g}" for k, v in t["budget"].items())
+        assert p["greentrack_energy_budget_status"] == ("exceeded" if name.endswith("twice_the_limit") else "within")
+    assert tests["test_kwh_twice_the_limit"]["budget"] == {"kwh": 1e-4}
+    # the failure lines show the measured figure in the limit's unit
+    twice = {k: tests[f"test_{k}_twice_the_limit"]["energy_j"] for k in ("joules", "kwh", "co2e")}
+    m = re.search(r"energy budget exceeded: ([\d.e+-]+) J > 360 J \(joules=360\)", out)
+    assert m and float(m.group(1)) == pytest.approx(twice["joules"], rel=1e-3)
+    m = re.search(r"energy budget exceeded: ([\d.e+-]+) kWh > 0.0001 kWh \(kwh=0.0001\)", out)
+    assert m and float(m.group(1)) == pytest.approx(twice["kwh"] / J_PER_KWH, rel=1e-3)
+    m = re.search(r"energy budget exceeded: ([\d.e+-]+) gCO2e > 0.04 gCO2e \(co2e_g=0.04\)", out)
+    assert m and float(m.group(1)) == pytest.approx(twice["co2e"] / J_PER_KWH * G_PER_KWH, rel=1e-3)
+    assert "3 tests over their energy_budget marker" in out
 
 
 def test_per_test_limit_of_zero_holds_a_test_that_used_zero(pytester: pytest.Pytester,
@@ -194,10 +242,62 @@ def _session_figures(db: Path) -> tuple[float, float, float]:
     return j, j / J_PER_KWH, j / J_PER_KWH * G_PER_KWH
 
 
+def test_session_kwh_and_co2e_limits_at_twice_the_measure_pass(pytester: pytest.Pytester,
+                                                                monkeypatch: pytest.MonkeyPatch,
+                                                                db_path: Path) -> None:
+    """Kills ``used < limit`` and ``used > limit / 100``-style errors: within both, exit 0; the held
+    budget is stored with the run, not flagged as exceeded."""
+    pytester.makepyfile(test_session=SESSION)
+    res = pytest_run(pytester, monkeypatch, "--energy-budget-kwh", str(KWH_PASS), "--energy-budget-co2e-g",
+                     str(G_PASS), "--greentrack-json=gt.json", watts=3600)
+    assert res.ret == 0, res.stdout.str()
+    assert "over its energy budget" not in res.stdout.str()
+    _j, kwh, g = _session_figures(db_path)
+    assert kwh < KWH_PASS and g < G_PASS
+    assert newest_run(db_path)["budget"] == {"budget": "energy_budget_kwh", "limit": KWH_PASS,
+                                             "usage": pytest.approx(kwh, rel=1e-9), "exceeded": False}
+    doc = json.loads((pytester.path / "gt.json").read_text())
+    assert doc["failed"] is False
+    assert doc["session"]["energy_kwh"] == pytest.approx(kwh, rel=1e-9)
+    assert doc["session"]["co2e_g"] == pytest.approx(g, rel=1e-9)
+    checks = {c["check"]: c for c in doc["checks"]}
+    assert {k: c["status"] for k, c in checks.items()} == {"energy_budget_kwh": "ok", "energy_budget_co2e_g": "ok"}
+    assert checks["energy_budget_co2e_g"]["data"] == {"limit": G_PASS, "usage": pytest.approx(g, rel=1e-9)}
 
 
+def test_session_kwh_unit_error_is_caught_at_twice_the_limit(pytester: pytest.Pytester,
+                                                             monkeypatch: pytest.MonkeyPatch, db_path: Path) -> None:
+    """Kills the session kWh computed as ``e / 3.6e9`` and ``used > 100 * limit``: 2x the limit fails."""
+    pytester.makepyfile(test_session=SESSION)
+    res = pytest_run(pytester, monkeypatch, "--energy-budget-kwh", str(KWH_FAIL), "--energy-budget-co2e-g",
+                     str(G_PASS), watts=3600)
+    assert res.ret == 1, res.stdout.str()
+    _j, kwh, _g = _session_figures(db_path)
+    m = re.search(r"greentrack: session over its energy budget: ([\d.e+-]+) kWh > 0.00055 kWh "
+                  r"\(energy_budget_kwh\)", res.stdout.str())
+    assert m and float(m.group(1)) == pytest.approx(kwh, rel=1e-3)
+    assert "gCO2e > " not in res.stdout.str()
+    budget = newest_run(db_path)["budget"]
+    assert budget == {"budget": "energy_budget_kwh", "limit": KWH_FAIL, "usage": pytest.approx(kwh, rel=1e-9),
+                      "exceeded": True}
 
 
+def test_session_co2e_without_intensity_or_scaled_is_caught_at_twice_the_limit(
+        pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch, db_path: Path) -> None:
+    """Kills a session gCO2e off by the intensity (or in kg): 2x the gCO2e limit fails, kWh within."""
+    pytester.makepyfile(test_session=SESSION)
+    res = pytest_run(pytester, monkeypatch, "--energy-budget-kwh", str(KWH_PASS), "--energy-budget-co2e-g",
+                     str(G_FAIL), watts=3600)
+    assert res.ret == 1, res.stdout.str()
+    _j, _kwh, g = _session_figures(db_path)
+    out = res.stdout.str()
+    m = re.search(r"greentrack: session over its energy budget: ([\d.e+-]+) gCO2e > 0.22 gCO2e "
+                  r"\(energy_budget_co2e_g\)", out)
+    assert m and float(m.group(1)) == pytest.approx(g, rel=1e-3)
+    assert "kWh > " not in out
+    budget = newest_run(db_path)["budget"]
+    assert budget == {"budget": "energy_budget_co2e_g", "limit": G_FAIL, "usage": pytest.approx(g, rel=1e-9),
+                      "exceeded": True}
 
 
 def test_session_limit_of_zero_holds_a_session_that_used_zero(pytester: pytest.Pytester,

@@ -15,6 +15,7 @@ from __future__ import annotations
 import functools
 import json
 import time
+import xml.etree.ElementTree as ET
 from pathlib import Path
 from typing import Any
 
@@ -127,6 +128,53 @@ def test_session_without_region_uses_475_and_says_so(monkeypatch: pytest.MonkeyP
 
 # ---- the pytest plugin: per-test and session figures ----------------------------------------------
 
+def test_pytest_plugin_co2e_per_test_and_session_at_world_average(pytester: pytest.Pytester,
+                                                                  monkeypatch: pytest.MonkeyPatch,
+                                                                  db_path: Path) -> None:
+    """Kills the plugin's per-test CO2e scaled or computed with another intensity (it has no PUE setting:
+    PUE 1), and a session CO2e that differs from the hand calculation. Per test from the JSON artifact
+    (``--greentrack-json``) and the JUnit XML joules; the session from the store, the artifact and the
+    JUnit suite properties."""
+    monkeypatch.setenv("GREENTRACK_MOCK", "constant:2000")
+    pytester.makepyfile(test_two="""
+        import time
+
+        def test_short():
+            time.sleep(0.05)
+
+        def test_long():
+            time.sleep(0.2)
+    """)
+    res = pytester.runpytest_subprocess("-p", "no:cacheprovider", "--greentrack", "--junitxml=junit.xml",
+                                        "--greentrack-json=gt.json")
+    res.assert_outcomes(passed=2)
+    doc = json.loads((pytester.path / "gt.json").read_text(encoding="utf-8"))
+    tests = {t["nodeid"]: t for t in doc["tests"]}
+    assert set(tests) == {"test_two.py::test_short", "test_two.py::test_long"}
+    root = ET.parse(pytester.path / "junit.xml").getroot()
+    junit_j = {c.get("name"): float(p.get("value")) for c in root.iter("testcase") for p in c.iter("property")
+               if p.get("name") == "greentrack_energy_j"}
+    for nodeid, t in tests.items():
+        j = t["energy_j"]
+        assert j == pytest.approx(2000 * t["duration_s"], rel=1e-6)
+        assert j >= 2000 * (0.05 if nodeid.endswith("short") else 0.2) * 0.999
+        assert t["co2e_g"] == pytest.approx(j / 3.6e6 * WORLD_G_PER_KWH, rel=1e-12), nodeid
+        assert junit_j[nodeid.rpartition("::")[2]] == pytest.approx(j, rel=1e-5)
+    (row,) = Store(db_path, create=False).list_runs(last=None)
+    assert row["pue"] == 1.0 and row["intensity_g_per_kwh"] == WORLD_G_PER_KWH
+    kg = row["energy_j"] / 3.6e6 * WORLD_G_PER_KWH / 1000
+    assert row["co2e_kg"] == pytest.approx(kg, rel=1e-12)
+    session = doc["session"]
+    assert (session["pue"], session["intensity_g_per_kwh"], session["region"]) == (1.0, WORLD_G_PER_KWH, "WORLD")
+    assert session["energy_j"] == pytest.approx(row["energy_j"], rel=1e-12)
+    assert session["energy_kwh"] == pytest.approx(row["energy_j"] / 3.6e6, rel=1e-12)
+    assert session["co2e_g"] == pytest.approx(kg * 1000, rel=1e-12)
+    suite = {p.get("name"): p.get("value") for p in root.iter("property")
+             if (p.get("name") or "").startswith("greentrack_co2e")}
+    assert float(suite["greentrack_co2e_g"]) == pytest.approx(kg * 1000, rel=1e-5)
+    out = res.stdout.str()
+    assert "CO2e: 475 gCO2e/kWh (world average; IEA Global Energy & CO2 Status Report 2019" in out
+    assert f"({row['energy_j'] / 3.6e6:.4g} kWh)" in out
 
 
 # ---- greentrack compare ----------------------------------------------------------------------------

@@ -6,11 +6,14 @@ program with its own handler, a program that ignores the signal.
 
 from __future__ import annotations
 
+import json
 import signal
+import sqlite3
 import subprocess
 import sys
 import textwrap
 import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -21,6 +24,8 @@ from greentrack.store.sqlite import Store
 PRELUDE = textwrap.dedent("""
     import os, signal, sys, threading, time
     import greentrack
+
+    signal.signal(signal.SIGHUP, signal.SIG_DFL)  # as a program has it, even if pytest runs under nohup
 
     def ready():
         print("ready", flush=True)
@@ -126,6 +131,123 @@ def test_the_programs_own_handler_runs_and_decides(tmp_path, db_path):
     assert "saved checkpoint" in out and "handler restored" in out
     assert {k: v[0] for k, v in statuses(db_path).items()} == {"graceful": "interrupted",
                                                                "graceful-inner": "interrupted"}
+
+
+def test_a_program_that_handles_the_signal_is_measured_until_its_runs_end(tmp_path, db_path, monkeypatch):
+    """The program's own handler decides: one that saves a checkpoint first (0.6 s more at 400 W) has its runs
+    measured until they end, then ``interrupted``; greentrack does not stop them at the signal (kills the
+    program's handler called only after the runs were stopped)."""
+    monkeypatch.setenv("GREENTRACK_MOCK", "constant:400")
+    p = start(tmp_path, """
+        import json
+
+        stop = []
+        signal.signal(signal.SIGTERM, lambda n, f: stop.append(time.time()))
+        with greentrack.session("checkpointing", flush_interval_s=0.1) as s:
+            ready()
+            while not stop:
+                s.step()
+                time.sleep(0.01)
+            time.sleep(0.6)  # the checkpoint
+        print(json.dumps({"signal_at": stop[0]}), flush=True)
+    """)
+    p.send_signal(signal.SIGTERM)
+    out, err = p.communicate(timeout=30)
+    assert p.returncode == 0, err
+    signal_at = json.loads(out.strip().splitlines()[-1])["signal_at"]
+    (run,) = Store(db_path).list_runs(last=None)
+    assert (run["status"], run["error"]) == ("interrupted", "terminated by SIGTERM")
+    assert run["ended_at"] - signal_at >= 0.6
+    assert run["energy_j"] == pytest.approx(400 * (run["ended_at"] - run["started_at"]), rel=0.05)
+
+
+def _locked(db: Path) -> sqlite3.Connection:
+    """Another process's write transaction on the database: greentrack's writes wait for it."""
+    con = sqlite3.connect(db, isolation_level=None, timeout=10)
+    con.execute("BEGIN EXCLUSIVE")
+    return con
+
+
+STOP_IN_A_THREAD = """
+    s = greentrack.Session("stopped-by-a-thread", flush_interval_s=0.1).start()  # handlers: on the main thread
+    time.sleep(0.3)
+    ready()
+    sys.stdin.readline()  # the test holds the database's write lock now
+    t = threading.Thread(target=s.stop)
+    t.start()
+    time.sleep(0.3)
+    print("stopping", flush=True)
+    t.join()
+"""
+
+
+def test_a_signal_while_another_thread_stops_the_run_waits_for_it_to_be_written(tmp_path, db_path, monkeypatch):
+    """SIGTERM while a worker thread is writing the end of the run (the database busy for a moment): the
+    handler waits for that stop (up to 5 s), then the signal ends the process. The run is complete, not lost.
+    Kills the wait skipped (deadline in the past, loop never run, result test inverted), the wait that lasts
+    its full 5 s, and the handler left installed before the signal is sent again (it would recurse)."""
+    monkeypatch.setenv("GREENTRACK_LOCK_TIMEOUT", "30")
+    p = subprocess.Popen([sys.executable, "-c", PRELUDE + textwrap.dedent(STOP_IN_A_THREAD)], stdin=subprocess.PIPE,
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        assert p.stdout.readline().strip() == "ready", p.stderr.read()
+        con = _locked(db_path)
+        p.stdin.write("go\n")
+        p.stdin.flush()
+        assert p.stdout.readline().strip() == "stopping"
+        p.send_signal(signal.SIGTERM)
+        time.sleep(1.0)
+        assert p.poll() is None  # waiting for the stop, which waits for the database
+        con.execute("ROLLBACK")
+        released = time.monotonic()
+        assert p.wait(timeout=30) == -signal.SIGTERM
+        assert time.monotonic() - released < 3.0  # at once once the run is written, not after 5 s
+    finally:
+        if p.poll() is None:
+            p.kill()
+            p.wait()
+    (run,) = Store(db_path).list_runs(last=None)
+    assert run["status"] in ("finished", "interrupted") and run["ended_at"] is not None and run["energy_j"] > 0
+
+
+STOP_ON_THE_MAIN_THREAD = """
+    s = greentrack.Session("stopping-itself", flush_interval_s=0.1).start()
+    time.sleep(0.3)
+    ready()
+    sys.stdin.readline()
+    print("stopping", flush=True)
+    s.stop()
+    print("stopped", flush=True)
+"""
+
+
+def test_a_signal_during_the_runs_own_stop_ends_the_process_at_once(tmp_path, db_path, monkeypatch):
+    """SIGTERM while the main thread itself is in stop() (waiting for the database): the handler cannot wait
+    for that stop (it runs on the same thread), so the signal ends the process at once; the run, never
+    finished, reads as lost. Kills the handler waiting its 5 s for itself."""
+    monkeypatch.setenv("GREENTRACK_LOCK_TIMEOUT", "30")
+    p = subprocess.Popen([sys.executable, "-c", PRELUDE + textwrap.dedent(STOP_ON_THE_MAIN_THREAD)],
+                         stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    con = None
+    try:
+        assert p.stdout.readline().strip() == "ready", p.stderr.read()
+        con = _locked(db_path)
+        p.stdin.write("go\n")
+        p.stdin.flush()
+        assert p.stdout.readline().strip() == "stopping"
+        time.sleep(0.3)  # in stop(), waiting for the lock
+        sent = time.monotonic()
+        p.send_signal(signal.SIGTERM)
+        assert p.wait(timeout=30) == -signal.SIGTERM
+        assert time.monotonic() - sent < 3.0
+    finally:
+        if con is not None:
+            con.execute("ROLLBACK")
+        if p.poll() is None:
+            p.kill()
+            p.wait()
+    (run,) = Store(db_path).list_runs(last=None)
+    assert run["status"] == "lost"
 
 
 def test_an_ignored_signal_stays_ignored(tmp_path, db_path):

@@ -122,7 +122,7 @@ def _stop_interrupted(session: Any, error: str) -> None:
             if holder == threading.get_ident():
                 return  # the signal interrupted this very session's stop(): it will not finish now
             deadline = time.monotonic() + STOP_WAIT_S  # another thread is stopping it: let it finish
-            while session.result is None and time.monotonic() < deadline:
+            while session in _active and time.monotonic() < deadline:  # (until its run is written)
                 time.sleep(0.01)
             return
         session.stop("interrupted", error)

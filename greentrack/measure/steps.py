@@ -233,16 +233,19 @@ class StepLog:
         if ok:
             col.extend(array("d", vals))
         else:  # check each value
-            total = 0.0
+            total, counted = 0.0, False
             for v in vals:
                 if v is None:
                     col.append(math.nan)
                 elif isinstance(v, (int, float)) and not isinstance(v, bool) and 0 <= v < math.inf:
                     col.append(float(v))
                     total += v
+                    counted = True
                 else:
                     self.bad_counts = True
                     col.append(math.nan)
+            if not counted:  # every value absent or rejected: the total stays unknown, not 0
+                return col
         setattr(self, which, (getattr(self, which) or 0.0) + total)
         return col
 

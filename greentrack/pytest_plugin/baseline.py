@@ -198,7 +198,10 @@ class Comparison:
                 "total_before_j": self.total_before_j, "total_after_j": self.total_after_j,
                 "total_change_pct": self.total_change_pct, "regressed": self.failed,
                 "regressions": [{"nodeid": r.nodeid, "before_j": r.before_j, "highest_j": r.highest_j,
-                                 "after_j": r.after_j, "change_pct": r.change_pct, "method": r.method}
+                                 "after_j": r.after_j,
+                                 # a test saved at 0 J: an infinite change, which JSON cannot hold
+                                 "change_pct": r.change_pct if math.isfinite(r.change_pct) else None,
+                                 "method": r.method}
                                 for r in self.regressions],
                 "added": self.added, "removed": self.removed, "other_hardware": self.other_keys}
 

@@ -1,0 +1,303 @@
+"""The pytest plugin's budget code at its edges: limits of None and infinity, a test that raises, a sensor or a
+store that fails, budgets that cannot be checked. Real pytest subprocesses (pytester), the mock GPU at a
+constant power, the TEST-400 grid of tests/test_budgets_at_limit.py.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+from types import SimpleNamespace
+from typing import Any
+
+import pytest
+from test_budgets_at_limit import FIXED_GRID, artifact_tests, pytest_run
+
+
+def test_marker_limits_none_inf_and_a_failing_test(pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Kills: a ``None`` limit ending the marker's parsing (``break``), an infinite limit accepted
+    (``<= inf``), a failing test's energy not recorded (``_end`` skipped when the test raises), finished
+    measurements kept for the rest of the session, and the fixture reading before its call began."""
+    pytester.makepyfile(test_edges="""
+        import time
+        import pytest
+
+        @pytest.fixture
+        def early(greentrack_energy):
+            assert greentrack_energy.enabled and greentrack_energy.energy_j is None  # its call has not begun
+            assert greentrack_energy.energy_kwh is None and greentrack_energy.co2e_g is None
+            return greentrack_energy
+
+        @pytest.mark.energy_budget(kwh=None, joules=360)
+        def test_none_then_joules(early):
+            time.sleep(0.2)
+
+        @pytest.mark.energy_budget(joules=float("inf"))
+        def test_infinite():
+            pass
+
+        def test_raises():
+            time.sleep(0.05)
+            raise RuntimeError("the test's own failure")
+
+        def test_nothing_left_over(request):
+            plugin = request.config.pluginmanager.get_plugin("greentrack-energy")
+            assert list(plugin._measurements) == [request.node.nodeid]
+    """)
+    res = pytest_run(pytester, monkeypatch, "--greentrack", "--greentrack-json=gt.json", watts=3600)
+    res.assert_outcomes(passed=1, failed=3)
+    out = res.stdout.str()
+    assert re.search(r"energy budget exceeded: [\d.]+ J > 360 J \(joules=360\)", out), out
+    assert "energy_budget: joules=inf is not a finite number >= 0" in out
+    tests = artifact_tests(pytester.path / "gt.json")
+    # the malformed marker fails its test before the call: nothing measured for it
+    assert set(tests) == {"test_none_then_joules", "test_raises", "test_nothing_left_over"}
+    assert tests["test_none_then_joules"]["budget"] == {"joules": 360.0}
+    assert tests["test_none_then_joules"]["over_budget"] is True
+    raised = tests["test_raises"]
+    assert raised["outcome"] == "failed"
+    assert raised["energy_j"] == pytest.approx(3600 * raised["duration_s"], rel=1e-6)
+    assert raised["energy_j"] >= 3600 * 0.05
+
+
+FAULTS = """
+import pytest
+
+
+@pytest.hookimpl(trylast=True)
+def pytest_sessionstart(session):
+    plugin = session.config.pluginmanager.get_plugin("greentrack-energy")
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("{what} failed")
+
+    setattr(plugin.gsession, "{attr}", broken)
+"""
+
+
+@pytest.mark.parametrize("attr, what, message", [
+    ("energy_between", "sensor", "greentrack: cannot read the energy of test_f.py::test_one: sensor failed"),
+    ("stop", "store", "greentrack: cannot finish the measurement: store failed"),
+])
+def test_a_failing_measurement_is_said_once_and_never_fails_the_build(
+        pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch, attr: str, what: str, message: str) -> None:
+    """Kills the failure message deleted and an unfinished measurement counted as a budget failure."""
+    pytester.makeconftest(FIXED_GRID + FAULTS.replace("{attr}", attr).replace("{what}", what))
+    pytester.makepyfile(test_f="""
+        import pytest
+
+        @pytest.mark.energy_budget(joules=1e9)
+        def test_one():
+            pass
+
+        def test_two():
+            pass
+    """)
+    res = pytest_run(pytester, monkeypatch, "--energy-budget-kwh", "1", watts=100)
+    res.assert_outcomes(passed=2)
+    assert res.ret == 0
+    assert message in res.stderr.str()
+
+
+def test_unchecked_budgets_are_each_said_and_only_an_exceeded_one_is_red(
+        pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Kills ``break`` after the first unchecked budget (the second is not said) and the failure flag of the
+    summary lines swapped (the exceeded budget in red, the unchecked ones not)."""
+    pytester.makepyfile(test_s="def test_one():\n    pass\n")
+    monkeypatch.setenv("GREENTRACK_BACKEND", "none")
+    res = pytester.runpytest_subprocess("-p", "no:cacheprovider", "--color=yes", "--energy-budget-kwh", "1",
+                                        "--energy-budget-co2e-g", "1")
+    out = res.stdout.str()
+    for key in ("energy_budget_kwh", "energy_budget_co2e_g"):
+        line = next(ln for ln in out.splitlines() if f"{key} not checked: no power was measured" in ln)
+        assert "\x1b[31m" not in line, line
+    res = pytest_run(pytester, monkeypatch, "--color=yes", "--energy-budget-kwh", "1e-12", watts=1000)
+    line = next(ln for ln in res.stdout.str().splitlines() if "session over its energy budget" in ln)
+    assert "\x1b[31m" in line and res.ret == 1
+
+
+# ---- the regression check on stored runs (check_regression, called directly) --------------------------
+
+def _store_run(store: Any, rid: str, started: float, powers: list[float], phases: list[tuple[str, float, float]],
+               status: str = "finished") -> None:
+    """A pytest run of suite 'suite' as the plugin stores it: a 10 Hz series from started+0.1 s, one phase per test."""
+    from greentrack.store.records import PhaseRow, RunEnd, RunRow, SeriesChunk
+
+    store.begin_run(RunRow(id=rid, name="suite", started_at=started, backend="mock", tags={"runner": "pytest"}), [])
+    times = [started + 0.1 * (i + 1) for i in range(len(powers))]
+    store.progress(rid, None, [], [SeriesChunk.encode("gpu0", 0, times, powers, started)])
+    store.finish_run(rid, RunEnd(status=status, ended_at=started + 10.0), [], [
+        PhaseRow(seq=i, name=n, started_at=a, ended_at=b, energy_j=None, steps=0)
+        for i, (n, a, b) in enumerate(phases)])
+
+
+def _check(store: Any, new_w: Any, phases: list[tuple[str, float, float]], pct: float = 10.0) -> tuple[str, Any]:
+    """check_regression for a new run whose devices drew *new_w* watts (or ``new_w(t0)`` W for the test at t0)."""
+    from greentrack.pytest_plugin.report import check_regression
+
+    watts = new_w if callable(new_w) else (lambda t0: new_w)
+    gs = SimpleNamespace(store=store, name="suite", id="new", backend="mock",
+                         energy_between=lambda a, b: (b - a) * watts(a))
+    result = SimpleNamespace(energy_j=1.0, phases=[SimpleNamespace(name=n, started_at=a, ended_at=b)
+                                                   for n, a, b in phases])
+    return check_regression(gs, result, pct)
+
+
+def test_regression_reads_the_stored_series_with_its_edge_powers_held(db_path: Path) -> None:
+    """Kills the stored series' first power taken from its second point, its last from another point, and a
+    test's phases not added up when the same name appears twice."""
+    from greentrack.store.sqlite import Store
+
+    store = Store(db_path)
+    t = 1_790_000_000.0
+    # samples from t+0.1 to t+3.0: 50 W, then 100 W to t+0.5, then 300 W, and 600 W in the last interval
+    _store_run(store, "old", t, [50.0] + [100.0] * 4 + [300.0] * 24 + [600.0],
+               [("a", t, t + 0.1), ("b", t + 3.0, t + 3.5), ("b", t + 1.0, t + 2.0)])
+    # old: a = 0.1 s before the first sample, at its 50 W: 5 J; b = 0.5 s after the last, at its 600 W, plus
+    # 1 s at 300 W: 600 J; together 605 J. New, at 500 W: a = 50 J, b = 750 J: 800 J, +32.2 %
+    line, exceeded = _check(store, 500.0, [("a", t + 20, t + 20.1), ("b", t + 21, t + 22), ("b", t + 23, t + 23.5)])
+    assert "used 800.0 J against 605.0 J: +32.2% (limit +10%)" in line, line
+    assert exceeded["usage"] == pytest.approx(800 / 605 * 100 - 100) and exceeded["against"] == "old"
+
+
+def test_regression_against_a_run_that_used_nothing_is_not_checked(db_path: Path) -> None:
+    """Kills ``a < 0`` / ``a <= 1`` for ``a <= 0``: a previous run at 0 J gives no percentage; at 0.5 J, one."""
+    from greentrack.store.sqlite import Store
+
+    store = Store(db_path)
+    t = 1_790_000_000.0
+    _store_run(store, "idle", t, [0.0] * 30, [("a", t + 1, t + 2)])
+    line, exceeded = _check(store, 500.0, [("a", t + 20, t + 21)])
+    assert line == "the tests in common with run idle used no energy then; regression not checked"
+    assert exceeded is None
+    _store_run(store, "tiny", t + 50, [1.0] * 30, [("a", t + 51, t + 51.5)])  # half a joule is energy
+    line, exceeded = _check(store, 1.0, [("a", t + 60, t + 61)])
+    assert "used 1.0 J against 0.5 J: +100.0% (limit +10%)" in line and exceeded["against"] == "tiny"
+
+
+def test_regression_looks_back_fifty_runs_of_the_suite(db_path: Path) -> None:
+    """Kills a look-back other than 50: the last finished run is found among the 50 newest, not beyond."""
+    from greentrack.store.sqlite import Store
+
+    store = Store(db_path)
+    t = 1_790_000_000.0
+    _store_run(store, "finished-long-ago", t, [100.0] * 30, [("a", t + 1, t + 2)])
+    for i in range(49):
+        _store_run(store, f"broken{i:02d}", t + 100 + i, [100.0] * 3, [("a", t + 101 + i, t + 101.2 + i)],
+                   status="interrupted")
+    line, _ = _check(store, 100.0, [("a", t + 500, t + 501)])
+    assert "the 1 test in common with run finished-long-ago (" in line  # the 50th newest
+    _store_run(store, "broken49", t + 149, [100.0] * 3, [("a", t + 150, t + 150.2)], status="interrupted")
+    line, _ = _check(store, 100.0, [("a", t + 500, t + 501)])
+    assert line == "no earlier run of suite 'suite' to compare with; regression not checked"
+
+
+def test_regression_exactly_at_the_limit_holds_and_names_the_largest_increase(db_path: Path) -> None:
+    """Kills ``change >= pct`` (+25 % against a 25 % limit holds) and the largest increase picked by the sum
+    of old and new energy instead of their difference."""
+    from greentrack.store.sqlite import Store
+
+    store = Store(db_path)
+    t = 1_790_000_000.0
+    _store_run(store, "old", t, [100.0] * 100, [("big", t + 1, t + 9), ("small", t + 0.1, t + 1)])  # 800 J, 90 J
+    new = {t + 20: 100.0, t + 30: 450.0}  # big: 800 J (+0), small: 405 J (+315 J): 1205 J against 890 J
+    line, exceeded = _check(store, lambda t0: new[t0], [("big", t + 20, t + 28), ("small", t + 30, t + 30.9)],
+                            pct=10.0)
+    assert line.endswith("largest increase: small (90.0 J -> 405.0 J)"), line
+    _store_run(store, "older", t - 100, [100.0] * 50, [("a", t - 99.5, t - 95.5)])  # 400 J
+    store.conn.execute("DELETE FROM runs WHERE id = 'old'")
+    line, exceeded = _check(store, 125.0, [("a", t + 40, t + 44)], pct=25.0)  # 500 J: +25 % exactly
+    assert "used 500.0 J against 400.0 J: +25.0% (limit +25%)" in line and exceeded is None
+
+
+def test_an_exceeded_budget_that_cannot_be_recorded_still_fails_the_build(
+        pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Kills the message deleted when the budget's outcome cannot be written to the run: said, and exit 1."""
+    pytester.makeconftest(FIXED_GRID + """
+import pytest
+
+
+@pytest.hookimpl(trylast=True)
+def pytest_sessionstart(session):
+    store = session.config.pluginmanager.get_plugin("greentrack-energy").gsession.store
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("disk full")
+
+    store.update_run = broken
+""")
+    pytester.makepyfile(test_f="def test_one():\n    pass\n")
+    res = pytest_run(pytester, monkeypatch, "--energy-budget-kwh", "1e-12", watts=1000)
+    assert res.ret == 1
+    out = res.stdout.str()
+    assert re.search(r"greentrack: cannot record the budget outcome in run [0-9a-f]{12}: disk full", out), out
+    assert "session over its energy budget" in out
+
+
+CPU_MODEL_EDGE = """
+import json
+import os
+import time
+
+import pytest
+
+
+@pytest.fixture
+def idle():
+    time.sleep(1.2)  # no CPU: the model's own 1 s poll falls in here, somewhere
+
+
+def test_busy_after_idle(idle):
+    c0 = time.process_time()
+    while time.process_time() - c0 < 0.3:
+        pass
+    with open("cpu.json", "w") as fh:
+        json.dump({"cpu_s": time.process_time() - c0}, fh)
+"""
+
+
+def test_a_modelled_test_starts_at_a_sample_of_the_cpu_model(pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch,
+                                                              tmp_path: Path) -> None:
+    """The CPU model derives power at each read (one read a second in the background): a test's call must
+    start with a read, or the energy of its busy call is spread back over the idle fixture before it
+    (kills ``gs.poll_edges()`` deleted). Modelled: CPU seconds x 4 W per thread."""
+    monkeypatch.setenv("GREENTRACK_BACKEND", "auto")
+    monkeypatch.setenv("GREENTRACK_RAPL_ROOT", str(tmp_path / "no-powercap"))
+    monkeypatch.setenv("GREENTRACK_DISABLE_PLUGINS", "greentrack.measure.sources.nvml")
+    monkeypatch.setenv("GREENTRACK_CPU_WATTS_PER_THREAD", "4")
+    pytester.makepyfile(test_model=CPU_MODEL_EDGE)
+    res = pytester.runpytest_subprocess("-p", "no:cacheprovider", "--greentrack", "--greentrack-json=gt.json")
+    res.assert_outcomes(passed=1)
+    doc = json.loads((pytester.path / "gt.json").read_text())
+    assert doc["energy_method"] == "model"
+    (t,) = artifact_tests(pytester.path / "gt.json").values()
+    cpu_s = json.loads((pytester.path / "cpu.json").read_text())["cpu_s"]
+    # the call's CPU is the busy loop plus a few ms of pytest around it
+    assert t["energy_j"] == pytest.approx(4.0 * cpu_s, rel=0.1), (t, cpu_s)
+
+
+def test_strict_fails_an_unchecked_marker_with_one_line_and_no_traceback(pytester: pytest.Pytester,
+                                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    """Nothing measured under --energy-budget-strict: the marked test fails with the plugin's one line and no
+    traceback into greentrack (kills the failure deleted and ``pytrace=True``); the unmarked one passes."""
+    monkeypatch.setenv("GREENTRACK_BACKEND", "none")
+    pytester.makepyfile(test_none="""
+        import pytest
+
+        @pytest.mark.energy_budget(joules=1)
+        def test_budgeted():
+            pass
+
+        def test_other():
+            pass
+    """)
+    res = pytester.runpytest_subprocess("-p", "no:cacheprovider", "--energy-budget-strict", "--greentrack-json=gt.json")
+    res.assert_outcomes(passed=1, failed=1)
+    out = res.stdout.str()
+    section = out[out.index("_ test_budgeted _"):out.index("greentrack energy")]
+    assert "energy budget not checked: no power was measured or modelled (--energy-budget-strict)" in section
+    assert "pytest_plugin" not in section and "pytest.fail(" not in section, section
+    tests = artifact_tests(pytester.path / "gt.json")
+    assert tests["test_budgeted"]["budget_checked"] is False and tests["test_budgeted"]["energy_j"] is None
+    assert tests["test_budgeted"]["outcome"] == "failed" and tests["test_other"]["outcome"] == "passed"
