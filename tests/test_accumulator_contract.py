@@ -291,6 +291,11 @@ def test_a_gap_holds_no_energy_and_the_series_resumes_at_the_next_sample() -> No
     assert acc.series_energy_j(1.0, 3.0) == 0.0
     assert acc.series_energy_j(3.0, 4.0) == pytest.approx(200.0)
     assert acc.head == (4.0, pytest.approx(300.0), 200.0)
+    acc.add(5.0, 50.0)
+    acc.add(6.0, 400.0)
+    exact = {0.0: 0.0, 1.0: 100.0, 2.0: 100.0, 3.0: 100.0, 4.0: 300.0, 5.0: 425.0, 6.0: 650.0}
+    assert {t: acc.cumulative_j(t) for t in exact} == {t: pytest.approx(c, abs=0.1) for t, c in exact.items()}
+    assert len(acc.times) == len(acc.cums)
     acc2 = E.Accumulator()
     acc2.add(0.0, 10.0)
     acc2.gap()
