@@ -208,3 +208,119 @@ def test_reconcile_scale_applies_to_series_under_one_joule() -> None:
     """Kills ``series_j <= 1``: a series of a fraction of a joule is scaled to its counter like any other."""
     assert E.reconcile_scale(0.5, 1.0) == 2.0
     assert E.reconcile_scale(0.0, 1.0) == 1.0 and E.reconcile_scale(-1.0, 1.0) == 1.0
+
+
+# ---- interval means (RAPL, the CPU model): add_mean ------------------------------------------------------
+
+def test_interval_means_are_rectangles_and_bad_ones_are_dropped() -> None:
+    """Each sample is the mean power since the one before: 100 W over the first second, 10 W over the next
+    two: 120 J (a trapezoid would give 75 + 110). 0 W counts; NaN, negative, infinite, repeated and
+    out-of-order samples are dropped. Kills the integration's sign, operator and the filter's edges."""
+    acc = E.Accumulator()
+    for t, p in [(0.0, 50.0), (1.0, 100.0), (1.0, 999.0), (0.5, 999.0), (3.0, 10.0), (3.5, float("nan")),
+                 (3.5, -1.0), (3.5, float("inf")), (4.0, 0.0), (4.5, 0.5)]:
+        acc.add_mean(t, p)
+    assert acc.cum_j == pytest.approx(100.0 + 20.0 + 0.0 + 0.25)
+    assert acc.series_energy_j(0.0, 1.0) == pytest.approx(100.0)
+    assert acc.series_energy_j(1.0, 3.0) == pytest.approx(20.0)
+    assert acc.series_energy_j(3.0, 4.0) == 0.0
+    assert acc.n_raw == 5 and acc.peak_w == 100.0 and acc.last_p == 0.5
+    assert acc.head == (4.5, pytest.approx(120.25), 0.5)  # what the live figures read
+
+
+def test_interval_means_stay_within_tolerance_in_the_compressed_series() -> None:
+    """Kills the swinging door skipped for interval means: the attribution series must hold every sample's
+    cumulative energy to within tolerance_j (0.1 J), whatever the power does."""
+    rnd = random.Random(3)
+    acc = E.Accumulator()
+    t, exact = 0.0, [(0.0, 0.0)]
+    acc.add_mean(0.0, 0.0)
+    cum = 0.0
+    for _ in range(400):
+        dt = rnd.uniform(0.02, 0.3)
+        p = rnd.choice([0.0, 35.0, 80.0, 250.0]) + rnd.uniform(0.0, 5.0)
+        t += dt
+        cum += p * dt
+        acc.add_mean(t, p)
+        exact.append((t, cum))
+    for tt, c in exact:
+        assert acc.cumulative_j(tt) == pytest.approx(c, abs=0.1 + 1e-9)
+    assert len(acc.times) < len(exact)  # and it is compressed
+
+
+def test_interval_means_are_stored_in_buckets_of_the_resolution() -> None:
+    """A bucket closes at 0.999 x its resolution after the previous one (kills ``>``, the threshold scaled,
+    ``t + bucket_t`` and the emit dropped)."""
+    acc = E.Accumulator(resolution_s=1.0)
+    acc.add_mean(0.0, 100.0)
+    acc.add_mean(0.5, 200.0)
+    assert acc.pending == []
+    acc.add_mean(0.999, 300.0)  # exactly 0.999 x 1 s after the bucket's start
+    ((t, p),) = acc.pending
+    assert t == 0.999 and p == pytest.approx((100.0 + 300.0 * 0.499) / 0.999)
+    acc.add_mean(1.5, 100.0)  # half a bucket after the new one's start (0.999 s)
+    assert len(acc.pending) == 1
+
+
+def test_the_first_sample_publishes_a_head_at_zero_joules() -> None:
+    """The live figures read (t, cumulative J, W) of the newest sample: 0 J at the first (kills 1.0)."""
+    acc = E.Accumulator()
+    acc.add(5.0, 80.0)
+    assert acc.head == (5.0, 0.0, 80.0)
+    acc.add(6.0, 100.0)
+    assert acc.head == (6.0, 90.0, 100.0)
+
+
+# ---- data gaps: resume and end_in_gap -----------------------------------------------------------------------
+
+def test_a_gap_holds_no_energy_and_the_series_resumes_at_the_next_sample() -> None:
+    """gap() at the failed read, resume() at the first sample after: nothing integrated across the gap, the
+    power after it held only from the resumed sample. Kills the resumed point not stored, the repeated or
+    earlier timestamp accepted, n_raw and the peak not counted, and the head not moved."""
+    acc = E.Accumulator()
+    acc.add(0.0, 100.0)
+    acc.add(1.0, 100.0)
+    acc.gap()
+    acc.resume(1.0, 500.0)  # not after the newest sample: ignored
+    assert acc.n_raw == 2
+    acc.resume(3.0, 200.0)
+    acc.add(4.0, 200.0)
+    assert acc.n_raw == 4 and acc.peak_w == 200.0
+    assert acc.cumulative_j(1.0) == pytest.approx(100.0)
+    assert acc.cumulative_j(2.0) == pytest.approx(100.0) and acc.cumulative_j(3.0) == pytest.approx(100.0)
+    assert acc.series_energy_j(1.0, 3.0) == 0.0
+    assert acc.series_energy_j(3.0, 4.0) == pytest.approx(200.0)
+    assert acc.head == (4.0, pytest.approx(300.0), 200.0)
+    acc.add(5.0, 50.0)
+    acc.add(6.0, 400.0)
+    exact = {0.0: 0.0, 1.0: 100.0, 2.0: 100.0, 3.0: 100.0, 4.0: 300.0, 5.0: 425.0, 6.0: 650.0}
+    assert {t: acc.cumulative_j(t) for t in exact} == {t: pytest.approx(c, abs=0.1) for t, c in exact.items()}
+    assert len(acc.times) == len(acc.cums)
+    acc2 = E.Accumulator()
+    acc2.add(0.0, 10.0)
+    acc2.gap()
+    acc2.resume(2.0, 40.0)
+    assert acc2.head == (2.0, 0.0, 40.0) and acc2.peak_w == 40.0
+
+
+def test_a_device_read_only_after_a_gap_holds_no_power_before_its_first_sample() -> None:
+    """The first sample comes as a resume (the device was in a gap from the start): it dates the start, and
+    nothing is extrapolated before it (first power 0, not the sample's). Kills the resume of an empty
+    accumulator skipped, taken as a later sample, and its first power."""
+    acc = E.Accumulator()
+    acc.resume(2.0, 300.0)
+    assert acc.n_raw == 1 and acc.first_t == 2.0 and acc.first_p == 0.0
+    assert acc.cumulative_j(1.0) == 0.0
+    acc.add(3.0, 300.0)
+    assert acc.series_energy_j(0.0, 3.0) == pytest.approx(300.0)
+
+
+def test_a_run_that_ends_in_a_gap_holds_no_power_after_the_last_sample() -> None:
+    """Kills the tail power after end_in_gap() at 1 W instead of 0; a resume clears it."""
+    acc = E.Accumulator()
+    acc.add(0.0, 100.0)
+    acc.add(1.0, 100.0)
+    acc.end_in_gap()
+    assert acc.series_energy_j(1.0, 5.0) == 0.0 and acc.series_energy_j(0.0, 5.0) == pytest.approx(100.0)
+    acc.resume(2.0, 100.0)
+    assert acc.series_energy_j(2.0, 3.0) == pytest.approx(100.0)

@@ -125,3 +125,76 @@ def test_a_four_letter_query_finds_a_name_containing_it() -> None:
     assert "FRA" in [it.region for it in grid.search_regions("ranc")]
     assert "FRA" not in [it.region for it in grid.search_regions("anc")]
 
+
+
+# ---- a plugin's answer, checked (check_intensity), and old-style hook wrappers ---------------------------
+
+def _it(g: object = 400.0, region: object = "TEST", source: object = "a test feed",
+        year: object = 2026) -> grid.Intensity:
+    return grid.Intensity(region, g, source, year, "test")  # type: ignore[arg-type]
+
+
+def test_a_plugins_intensity_is_accepted_from_0_to_5000_g_and_made_a_float() -> None:
+    """Kills the bounds moved (``0 < g``, ``1 <= g``, ``g < 5000``) and an integer figure kept as an integer."""
+    assert grid.check_intensity(_it(0.0)).g_per_kwh == 0.0
+    assert grid.check_intensity(_it(5000.0)).g_per_kwh == 5000.0
+    whole = grid.check_intensity(_it(400))
+    assert whole.g_per_kwh == 400.0 and type(whole.g_per_kwh) is float
+    same = _it(512.5)
+    assert grid.check_intensity(same) is same
+    assert grid.check_intensity(_it(year=None)).year is None  # a figure without a year is fine
+
+
+@pytest.mark.parametrize("bad, error", [
+    (_it(5000.5), ValueError), (_it(-0.5), ValueError), (_it(float("nan")), ValueError),
+    (_it(True), TypeError), (_it("400"), TypeError),
+    (_it(source="  "), ValueError), (_it(source=None), ValueError), (_it(region=None), ValueError),
+    (_it(year="2020"), TypeError), (_it(year=True), TypeError), ("400 g", TypeError),
+])
+def test_a_plugins_intensity_that_breaks_a_rule_is_refused(bad: object, error: type) -> None:
+    """Kills each rule loosened (``and`` for ``or``, the year's check inverted)."""
+    with pytest.raises(error):
+        grid.check_intensity(bad)
+
+
+def test_an_old_style_hook_wrapper_that_fails_is_said_once_and_the_table_answers(capsys) -> None:
+    """A hookwrapper (pluggy's old style: not isolated) that forces an answer that is no Intensity, or raises:
+    said once each, and the static table gives France's figure (a raising one made every region unknown)."""
+    import warnings
+
+    import greentrack
+    from greentrack import plugins
+    from greentrack.notify import forget
+
+    france = grid.lookup_static("FR")
+    assert france is not None
+
+    class Forcing:
+        @greentrack.hookimpl(hookwrapper=True)
+        def greentrack_grid_intensity(self, region, at):
+            outcome = yield
+            outcome.force_result("400 g")
+
+    plugins.register(Forcing(), name="forcing")
+    for _ in range(2):
+        assert grid.lookup("FR") == france
+    plugins.get_plugin_manager().unregister(name="forcing")
+    first = capsys.readouterr().err
+    assert first.count("greentrack: greentrack_grid_intensity failed in a hook wrapper: ") == 1
+    assert "TypeError: returned str '400 g', not a greentrack Intensity" in first
+    forget()  # each failure is said once per process: the next one again
+
+    class Raising:
+        @greentrack.hookimpl(hookwrapper=True)
+        def greentrack_grid_intensity(self, region, at):
+            yield
+            raise RuntimeError("wrapper bug")
+
+    plugins.register(Raising(), name="raising")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # pluggy's PluggyTeardownRaisedWarning
+        assert grid.lookup("FR") == france
+        with pytest.raises(grid.UnknownRegionError):
+            grid.lookup("Atlantis")
+    err = capsys.readouterr().err
+    assert err.count("greentrack: greentrack_grid_intensity failed in a hook wrapper: RuntimeError: wrapper bug") == 1

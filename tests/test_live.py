@@ -87,3 +87,25 @@ class _null:
 
     def __exit__(self, *a: object) -> None:
         return None
+
+
+def test_live_figures_follow_a_source_of_interval_means(tmp_path, monkeypatch) -> None:
+    """The CPU model (like RAPL) gives the mean power since its previous read: the live figures must follow
+    its newest read, not hold its first one (they did: the live energy was the first power x the time)."""
+    monkeypatch.setenv("GREENTRACK_BACKEND", "auto")
+    monkeypatch.setenv("GREENTRACK_RAPL_ROOT", str(tmp_path / "no-powercap"))
+    monkeypatch.setenv("GREENTRACK_DISABLE_PLUGINS", "greentrack.measure.sources.nvml")
+    monkeypatch.setenv("GREENTRACK_CPU_WATTS_PER_THREAD", "4")
+    s = greentrack.session("live-model", db=tmp_path / "g.db")
+    meter = greentrack.live(s)
+    with s:
+        time.sleep(1.2)  # idle
+        c0 = time.process_time()
+        while time.process_time() - c0 < 1.0:  # then one busy thread: ~4 J
+            pass
+        t = time.time()
+        series = s.energy_between(s.started_at, t)  # reads the model now
+        live = meter.cumulative_j(t)
+    assert s.result.devices[0].method == "model"
+    assert series >= 4.0 * 0.9
+    assert live == pytest.approx(series, rel=0.1)

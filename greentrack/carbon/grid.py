@@ -367,8 +367,8 @@ def lookup(region: str | None, at: float | None = None) -> Intensity:
         except (TypeError, ValueError) as exc:  # only a hookwrapper's forced result gets here
             warn_once("greentrack_grid_intensity", "a hook wrapper", exc)
             res = None
-        if res is None:
-            res = lookup_static(str(region))
+    if res is None:  # no plugin knew it, or a hook wrapper failed: the static table answers
+        res = lookup_static(str(region))
     if res is None:
         raise UnknownRegionError(f"unknown region {region!r}" + (suggest(str(region), known_regions())
                                  or "; see 'greentrack regions'"))

@@ -122,6 +122,7 @@ class Accumulator:
         self._door(t, self.cum_j)
         if t - self.bucket_t >= self.resolution_s * 0.999:
             self._emit(t)
+        self.head = (t, self.cum_j, p)
 
     def _door(self, t: float, c: float) -> None:
         cand = self._cand
@@ -188,6 +189,7 @@ class Accumulator:
             self.peak_w = p
         self.bucket_t, self.bucket_j = t, self.cum_j
         self.tail_p = None
+        self.head = (t, self.cum_j, p)
 
     def end_in_gap(self) -> None:
         """The device was in a gap when the run ended: hold no power after its newest sample."""
