@@ -319,18 +319,24 @@ class Sampler:
     # thread --------------------------------------------------------------------------------------
     def start(self) -> None:
         self.read_counters(first=True)
+        # a first power sample at once, on the calling thread: the figures a logger reads right after
+        # start (greentrack.live) exist even while a loaded machine keeps the sampler thread waiting,
+        # and the store's first write (which can be slow) cannot delay it
+        for s in self.sources:
+            with self.lock:
+                self.poll(s)
         self._thread = threading.Thread(target=self._run, name=THREAD_NAME, daemon=True)
         self._thread.start()
 
     def _run(self) -> None:
-        for s in self.sources:  # a first power sample before the store's first write (which can be slow)
-            with self.lock:
-                self.poll(s)
         if self.on_start is not None:
             try:
                 self.on_start()
             except Exception as exc:
                 warn_once("greentrack", "start", exc)
+        for s in self.sources:  # samples before re-basing the counters, which waits up to one counter period
+            with self.lock:
+                self.poll(s)
         self.sync_counters(first=True)  # re-bases the counters at their first refresh (off the training thread)
         now = self.clock()
         next_poll = {id(s): now for s in self.sources}
