@@ -13,6 +13,8 @@ wall time by more than the effect measured.
     python benchmarks/bench_pytest_plugin.py --rounds 30 --tests 500 --enabled
     python benchmarks/bench_pytest_plugin.py --tests 500 --enabled --work-ms 2   # tests doing 2 ms of work
     python benchmarks/bench_pytest_plugin.py --gpu      # a torch suite on a real GPU (NVML)
+    python benchmarks/bench_pytest_plugin.py --enabled --suite /tmp/boltons-26.2.0/tests   # an existing suite
+    python benchmarks/bench_pytest_plugin.py --enabled --tests 500 --against HEAD~3  # also that commit, enabled
 
 ``--gpu`` runs a small torch suite with ``--greentrack`` on the NVML backend: once, again with
 ``--energy-budget-regression``, once under pytest-xdist (``-n 2``), and times 300 trivial tests
@@ -29,6 +31,8 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
 
 
 def make_suite(root: Path, n_tests: int, work_ms: float = 0.0) -> None:
@@ -161,6 +165,93 @@ def pytest_unconfigure(config):
 '''
 
 
+PHASES_PLUGIN = '''
+"""Process CPU time at pytest's landmarks, written at unconfigure (the rest is the interpreter's exit)."""
+import json
+import os
+import time
+
+import pytest
+
+T = {}
+
+
+def _now():
+    return [time.process_time(), time.time()]
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_configure(config):
+    T["configure"] = _now()
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_sessionstart(session):
+    T["sessionstart"] = _now()
+
+
+@pytest.hookimpl(trylast=True)
+def pytest_collection_finish(session):
+    T["collected"] = _now()
+
+
+@pytest.hookimpl(trylast=True)
+def pytest_sessionfinish(session):
+    T["finished"] = _now()
+
+
+@pytest.hookimpl(trylast=True)
+def pytest_unconfigure(config):
+    T["unconfigure"] = _now()
+    with open(os.environ["GT_PHASES_OUT"], "w") as fh:
+        json.dump(T, fh)
+'''
+
+PHASE_NAMES = [
+    ("interpreter and pytest start-up", None, "configure"),
+    ("configure -> session start (greentrack's start)", "configure", "sessionstart"),
+    ("collection", "sessionstart", "collected"),
+    ("the tests, then greentrack's stop and checks", "collected", "finished"),
+    ("session finish, summary, unconfigure", "finished", "unconfigure"),
+    ("the interpreter's exit", "unconfigure", None),
+]
+
+
+def phases(root: Path, env: dict[str, str], rounds: int, enabled: list[str]) -> str:
+    """Where the enabled plugin's CPU time goes: paired differences of each pytest phase's process CPU time."""
+    import json
+
+    with tempfile.TemporaryDirectory(prefix="gt-phases-") as tmp:
+        Path(tmp, "gt_phases.py").write_text(PHASES_PLUGIN)
+        out = Path(tmp) / "phases.json"
+        env = dict(env, PYTHONPATH=os.pathsep.join(filter(None, [tmp, env.get("PYTHONPATH", "")])),
+                   GT_PHASES_OUT=str(out))
+        spans: dict[str, list[list[tuple[float, float]]]] = {"off": [], "on": []}
+        for r in range(rounds):
+            order = [("off", ["-p", "no:greentrack"]), ("on", enabled)]
+            for key, extra in (order if r % 2 == 0 else order[::-1]):
+                t_start = time.time()
+                _w, cpu = run_once(root, ["-p", "gt_phases", *extra], env)
+                t_end = time.time()
+                t = json.loads(out.read_text())
+                row = []
+                for _label, a, b in PHASE_NAMES:
+                    start = t[a] if a else (0.0, t_start)
+                    end = t[b] if b else (cpu, t_end)
+                    row.append((end[0] - start[0], end[1] - start[1]))
+                spans[key].append(row)
+    lines = [f"where the enabled plugin's time goes (paired differences of each pytest phase, median of {rounds}; "
+             "process CPU, and wall time):"]
+    for i, (label, _a, _b) in enumerate(PHASE_NAMES):
+        cells = []
+        for j, what in ((0, "CPU"), (1, "wall")):
+            off = statistics.median(r[i][j] for r in spans["off"])
+            diff = statistics.median(b[i][j] - a[i][j] for a, b in zip(spans["off"], spans["on"]))
+            cells.append(f"{what} {off * 1000:7.1f} ms {diff * 1000:+7.1f} ms")
+        lines.append(f"  {label:<50} {cells[0]}   {cells[1]}")
+    return "\n".join(lines)
+
+
 def account(root: Path, env: dict[str, str], rounds: int) -> str:
     """Direct accounting: greentrack's own CPU time inside the enabled pytest process."""
     import json
@@ -260,6 +351,10 @@ def main() -> None:
     ap.add_argument("--backend", default="auto",
                     help="backend of the enabled runs (auto: the CPU model on a machine without GPU or RAPL)")
     ap.add_argument("--gpu", action="store_true", help="run a torch suite on a real GPU instead (NVML)")
+    ap.add_argument("--suite", type=Path, help="time this existing test folder instead of a generated suite "
+                    "(run from its parent, e.g. an unpacked sdist's tests/)")
+    ap.add_argument("--against", metavar="REF", help="with --enabled: also time the plugin of this git commit "
+                    "(checked out in a temporary worktree), interleaved with the others")
     args = ap.parse_args()
 
     env = {k: v for k, v in os.environ.items() if not k.startswith(("GREENTRACK_", "PYTEST_"))}
@@ -268,32 +363,52 @@ def main() -> None:
         gpu_mode(env)
         return
     with tempfile.TemporaryDirectory(prefix="gt-bench-") as tmp:
-        root = Path(tmp) / "suite"
-        root.mkdir()
-        make_suite(root, args.tests, args.work_ms)
+        if args.suite is not None:
+            root = args.suite.resolve()
+        else:
+            root = Path(tmp) / "suite"
+            root.mkdir()
+            make_suite(root, args.tests, args.work_ms)
         env["GREENTRACK_DB"] = str(Path(tmp) / "bench.db")
         configs = {"-p no:greentrack": ["-p", "no:greentrack"], "installed, idle": []}
+        envs: dict[str, dict[str, str]] = {}
+        run_env = dict(env, GREENTRACK_BACKEND=args.backend)
         if args.enabled:
             configs[f"--greentrack ({args.backend})"] = ["--greentrack"]
+        if args.enabled and args.against:
+            other = Path(tmp) / "against"
+            subprocess.run(["git", "-C", str(ROOT), "worktree", "add", "--detach", "-q", str(other), args.against],
+                           check=True)
+            subprocess.run([sys.executable, "-m", "compileall", "-q", str(other / "greentrack")], check=True)
+            label = f"--greentrack at {args.against}"
+            configs[label] = ["--greentrack"]
+            envs[label] = dict(run_env, PYTHONPATH=os.pathsep.join(filter(None, [str(other), env.get("PYTHONPATH")])))
         wall: dict[str, list[float]] = {k: [] for k in configs}
         cpu: dict[str, list[float]] = {k: [] for k in configs}
-        run_env = dict(env, GREENTRACK_BACKEND=args.backend)
-        for extra in configs.values():  # warm-up: page cache, .pyc files
-            run_once(root, extra, run_env)
-        for r in range(args.rounds):
-            order = list(configs.items())
-            if r % 2:
-                order.reverse()
-            for label, extra in order:
-                w, c = run_once(root, extra, run_env)
-                wall[label].append(w)
-                cpu[label].append(c)
+        try:
+            for label, extra in configs.items():  # warm-up: page cache, .pyc files
+                run_once(root, extra, envs.get(label, run_env))
+            for r in range(args.rounds):
+                order = list(configs.items())
+                if r % 2:
+                    order.reverse()
+                for label, extra in order:
+                    w, c = run_once(root, extra, envs.get(label, run_env))
+                    wall[label].append(w)
+                    cpu[label].append(c)
+        finally:
+            if args.enabled and args.against:
+                subprocess.run(["git", "-C", str(ROOT), "worktree", "remove", "--force", str(Path(tmp) / "against")],
+                               check=False)
 
         imp = import_cost_ms(env)
         accounted = account(root, run_env, max(5, args.rounds // 3)) if args.enabled else ""
+        if args.enabled:
+            accounted += "\n" + phases(root, run_env, max(5, args.rounds // 2), ["--greentrack"])
 
     work = f", each doing {args.work_ms:g} ms of CPU work" if args.work_ms else " (trivial)"
-    print(f"pytest, {args.tests} tests{work}, {args.rounds} interleaved rounds, python {sys.version.split()[0]}")
+    what = f"the suite in {args.suite}" if args.suite is not None else f"{args.tests} tests{work}"
+    print(f"pytest, {what}, {args.rounds} interleaved rounds, python {sys.version.split()[0]}")
     print(f"{'configuration':<26} {'wall median':>11} {'paired diff':>12} {'% of suite':>10}   "
           f"{'CPU median':>10} {'paired diff':>12} {'% of suite':>10}")
     for label in configs:

@@ -295,3 +295,83 @@ def test_show_report_and_html_label_the_model(no_measured_source: None, cli, tmp
     assert p.returncode == 0, p.stderr
     text = html.read_text()
     assert "tr class=modelled" in text and "modelled from CPU time, not measured" in text and "~" in text
+
+
+# a reading taken, then the thread descheduled before it is dated ------------------------------------
+class StallingCPUTime:
+    """The process's real CPU time; the read marked to stall holds the thread *after* reading,
+    as another thread holding the GIL in a long C call (or the OS) does between a reading and
+    the clock call that dates it."""
+
+    def __init__(self) -> None:
+        self.real = ProcessCPUTime()
+        self.stall_next_s = 0.0
+        self.reads = 0
+
+    def read(self) -> float:
+        v = self.real.read()
+        self.reads += 1
+        if self.stall_next_s:
+            stall, self.stall_next_s = self.stall_next_s, 0.0
+            busy(stall)  # the CPU this burns belongs after the reading just taken
+        return v
+
+
+def test_a_reading_is_dated_when_it_was_taken_not_after_a_stall() -> None:
+    """more_itertools' 8 s test_primes once got 26 % of its energy: the sampler thread read the CPU
+    time, lost the GIL for 6 s to the test's C loop, and dated the reading after it; the test's
+    CPU then landed after its end. A stalled reading is taken again."""
+    ct = StallingCPUTime()
+    src = CPUModelSource(ModelInputs(10.0, "test value"), cpu_time=ct)
+    d = src.devices[0]
+    src.poll(d)
+    t0, cpu0 = time.time(), ct.real.read()
+    ct.stall_next_s = 0.3  # this poll's first reading stalls for 0.3 s of (busy) CPU
+    (t1, p), = src.poll(d)
+    cpu1 = ct.real.read()
+    assert ct.reads >= 3  # the first poll, the stalled reading, the one taken again
+    # the sample covers exactly the CPU time up to its own date: the stall's 0.3 s included
+    assert p * (t1 - t0) == pytest.approx(10.0 * (cpu1 - cpu0), rel=0.05, abs=0.02)
+    assert p * (t1 - t0) > 10.0 * 0.25
+
+
+def test_timed_read_dates_a_reading_by_the_clock_on_both_sides() -> None:
+    from greentrack.measure.sources.base import READ_SPREAD_S, READ_TRIES, timed_read
+
+    now = [100.0]
+
+    def clock() -> float:
+        return now[0]
+
+    calls = []
+
+    def tight() -> str:
+        calls.append("tight")
+        now[0] += 0.001
+        return "v"
+
+    assert timed_read(tight, clock) == (pytest.approx(100.0005), "v") and calls == ["tight"]
+
+    stalls = [6.0, 0.001]  # the first reading stalls 6 s before the clock dates it; the next does not
+
+    def stalled_once() -> float:
+        now[0] += stalls.pop(0)
+        return now[0]
+
+    t, v = timed_read(stalled_once, clock)  # clock at 100.001 when called
+    assert v == pytest.approx(106.002)  # the second reading ...
+    assert t == pytest.approx(106.0015)  # ... dated at the midpoint of the clock readings around it
+    assert not stalls and 0.001 <= READ_SPREAD_S
+
+    spans = [0.5, 0.2, 0.9, 0.3]
+
+    def always_stalled() -> float:
+        now[0] += spans[len(seen)]
+        seen.append(now[0])
+        return spans[len(seen) - 1]
+
+    seen: list[float] = []
+    t, v = timed_read(always_stalled, clock)
+    assert len(seen) == READ_TRIES  # tried as often as allowed ...
+    assert v == 0.2  # ... and kept the tightest pair, dated at its midpoint
+    assert t == pytest.approx(seen[1] - 0.1)

@@ -25,33 +25,8 @@ from typing import Any
 
 from ..notify import say_once
 from ..units import J_PER_KWH
+from .jobenv import job_id_from_env as job_id_from_env  # re-exported
 from .live import PREFIX, LiveFigures, Meter
-
-
-def job_id_from_env(environ: Any = None) -> str | None:
-    """The job id the runs of one job share, on every node, from the environment.
-
-    ``GREENTRACK_JOB_ID`` (set by ``greentrack run`` for its child, or by you); else torchrun's
-    rendezvous id ``TORCHELASTIC_RUN_ID`` (the ``--rdzv-id`` every node of a multi-node job is
-    given; torchrun's placeholder ``none`` is ignored); else Slurm's ``SLURM_JOB_ID``, with
-    ``.SLURM_STEP_ID`` inside a job step (``123.0``, as ``sacct`` writes it; ``report --job 123``
-    finds the runs of all its steps).
-    """
-    import os
-
-    env = os.environ if environ is None else environ
-    given = env.get("GREENTRACK_JOB_ID")
-    if given:
-        return str(given)
-    rdzv = env.get("TORCHELASTIC_RUN_ID")
-    if rdzv and rdzv.strip().lower() != "none":
-        return str(rdzv)
-    slurm = env.get("SLURM_JOB_ID") or env.get("SLURM_JOBID")
-    if slurm:
-        step = env.get("SLURM_STEP_ID") or env.get("SLURM_STEPID")
-        return f"{slurm}.{step}" if step not in (None, "") else str(slurm)
-    return None
-
 
 # the columns of one rank's row
 _OK, _ENERGY, _TOTAL, _CO2E, _SAMPLES, _TOKENS, _RESULT_J, _RESULT_CO2E = range(8)

@@ -99,7 +99,7 @@ class Session:
         self._forked = False
         self._lock = threading.Lock()
         self.view = RunView(self)
-        from .jobs import job_id_from_env
+        from .jobenv import job_id_from_env
 
         self.job_id = settings_env("GREENTRACK_JOB_ID") or job_id_from_env()
         parent = settings_env("GREENTRACK_PARENT_RUN_ID")

@@ -100,9 +100,11 @@ def m001_initial(db: Target) -> None:
 @migration
 def m002_redact_stored_secrets(db: Target) -> None:
     """Redact secret-looking option values in command lines stored before redaction existed."""
+    rows = db.execute("SELECT id, command FROM runs WHERE command IS NOT NULL").fetchall()
+    if not rows:  # a new database (every CI run): nothing to redact
+        return
     from .redact import redact_command
 
-    rows = db.execute("SELECT id, command FROM runs WHERE command IS NOT NULL").fetchall()
     for run_id, command in rows:
         if not isinstance(command, str):
             continue

@@ -303,6 +303,15 @@ class SQLiteStore(SQLStore):
         conn.execute(f"INSERT OR REPLACE INTO {table} ({', '.join(cols)}) VALUES ({', '.join('?' * len(cols))})",
                      [row[c] for c in cols])
 
+    def _replace_many(self, conn: Any, table: str, rows: Sequence[Mapping[str, Any]], pk: Sequence[str]) -> None:
+        """One ``executemany`` per set of columns (a pytest session ends with a phase per test)."""
+        groups: dict[tuple[str, ...], list[Mapping[str, Any]]] = {}
+        for row in rows:
+            groups.setdefault(tuple(row), []).append(row)
+        for cols, group in groups.items():
+            sql = f"INSERT OR REPLACE INTO {table} ({', '.join(cols)}) VALUES ({', '.join('?' * len(cols))})"
+            conn.executemany(sql, [[r[c] for c in cols] for r in group])
+
     def health(self, write: bool = False) -> dict[str, Any]:
         """Schema, size, integrity, permissions and (with *write*) whether the write lock can be taken."""
         from .health import sqlite_health

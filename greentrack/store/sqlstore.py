@@ -95,8 +95,7 @@ class SQLStore(Reader):
                          [*fields.values(), run_id])
             for d in devices:
                 self._upsert(conn, "devices", sql_row(d, run_id), ("run_id", "key"))
-            for p in phases:
-                self._replace(conn, "phases", sql_row(p, run_id), PHASES.pk)
+            self._replace_many(conn, "phases", [sql_row(p, run_id) for p in phases], PHASES.pk)
 
         self._write(body, timeout_s)
         self.compact_series(run_id, timeout_s=0.0)
@@ -192,3 +191,8 @@ class SQLStore(Reader):
     def _replace(conn: Any, table: str, row: Mapping[str, Any], pk: Sequence[str]) -> None:
         """Insert *row*, replacing the row of the same primary key *pk* (a backend's own SQL)."""
         raise NotImplementedError
+
+    def _replace_many(self, conn: Any, table: str, rows: Sequence[Mapping[str, Any]], pk: Sequence[str]) -> None:
+        """:meth:`_replace` for each of *rows* (a backend may do it in one statement)."""
+        for row in rows:
+            self._replace(conn, table, row, pk)

@@ -14,7 +14,35 @@ per-phase energy. Each device records which ``method`` produced its numbers.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Protocol, Sequence
+from typing import Any, Callable, Protocol, Sequence, TypeVar
+
+T = TypeVar("T")
+
+READ_SPREAD_S = 0.002  # a reading is dated to within this much of when it was taken, or read again
+READ_TRIES = 4
+
+
+def timed_read(read: Callable[[], T], clock: Callable[[], float]) -> tuple[float, T]:
+    """``(t, value)``: a reading and the time it was taken, the clock read on both sides of it.
+
+    A thread can lose the CPU between a reading and its timestamp for seconds: another thread
+    holding the GIL in a long C call, or the OS. A reading dated then would move the energy it
+    accounts to the wrong side of a test's or phase's edge (a derived source: the CPU model, RAPL),
+    or misdate a power sample. When the two clock readings are more than :data:`READ_SPREAD_S`
+    apart the reading is taken again (at most :data:`READ_TRIES` times in all; the tightest pair
+    is kept), and the midpoint dates it.
+    """
+    best: tuple[float, float, Any] | None = None
+    for _ in range(READ_TRIES):
+        t0 = clock()
+        val = read()
+        t1 = clock()
+        if best is None or t1 - t0 < best[0]:
+            best = (t1 - t0, t0 + (t1 - t0) / 2, val)
+        if t1 - t0 <= READ_SPREAD_S:
+            break
+    assert best is not None
+    return best[1], best[2]
 
 
 class SourceUnavailable(Exception):

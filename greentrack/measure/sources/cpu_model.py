@@ -45,7 +45,7 @@ from typing import Any, Callable
 from ...errors import ConfigError
 from ...plugins import hookimpl
 from ...settings import env as settings_env
-from .base import Device
+from .base import Device, timed_read
 
 ENV_WATTS = "GREENTRACK_CPU_WATTS_PER_THREAD"
 ENV_IDLE = "GREENTRACK_CPU_IDLE_SHARE"
@@ -115,6 +115,7 @@ class CPUTable:
         self.names = list(tdp)
         self.by_lower = {n.lower(): n for n in self.names}
         self._lines: list[str] | None = None
+        self.matches: dict[str, str | None] = {}  # brand string -> entry, for this process's later sessions
 
     def words_index(self) -> tuple[str, list[int]]:
         """All entries as one lower-case text, one per line, with the lines' start offsets: searched
@@ -274,7 +275,12 @@ def resolve_inputs(extra: dict[str, Any] | None = None, info: CPUInfo | None = N
         w = _number(raw_w, label, 0.0, 1e4, lo_open=True)
         return ModelInputs(w, f"set by {label}", idle, idle_basis, cpu=info.name)
     found = codecarbon_cpu_table() if info.name else None
-    matched = match_cpu(info.name, found[0]) if (found and info.name) else None
+    matched = None
+    if found and info.name:
+        table = found[0]
+        if info.name not in table.matches:
+            table.matches[info.name] = match_cpu(info.name, table)
+        matched = table.matches[info.name]
     if found and matched:
         tdp = found[0][matched]
         threads = _package_threads(info, matched)
@@ -460,8 +466,7 @@ class CPUModelSource:
         if not self._sampler_known and threading.current_thread().name == SAMPLER_THREAD:
             self._sampler_known = True
             self.cpu_time.exclude_current_thread()
-        cpu = self.cpu_time.read()
-        now = self.clock()
+        now, cpu = timed_read(self.cpu_time.read, self.clock)
         t_prev, cpu_prev = self._last
         self._last = (now, cpu)
         dt = now - t_prev

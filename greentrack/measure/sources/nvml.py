@@ -28,7 +28,7 @@ from typing import Any, Callable
 from ...errors import ConfigError
 from ...plugins import hookimpl
 from ...settings import env as settings_env
-from .base import Device, SourceUnavailable
+from .base import Device, SourceUnavailable, timed_read
 
 _pynvml: Any = None
 
@@ -314,12 +314,13 @@ class NVMLSource:
             self._last_ts[key] = newest
             return out
         if method == "instant":
-            r = self._instant_read(h)
+            t, r = timed_read(lambda: self._instant_read(h), self.clock)
             if r is None:
                 raise RuntimeError("instant power field unavailable")
-            return [(self.clock(), r[0])]
+            return [(t, r[0])]
         if method == "average":
-            return [(self.clock(), float(nv.nvmlDeviceGetPowerUsage(h)) / 1000.0)]
+            t, mw = timed_read(lambda: nv.nvmlDeviceGetPowerUsage(h), self.clock)
+            return [(t, float(mw) / 1000.0)]
         return []
 
     def energy_j(self, device: Device) -> float | None:

@@ -20,7 +20,7 @@ from typing import Any, Callable
 
 from ...plugins import hookimpl
 from ...settings import env as settings_env
-from .base import Device, SourceUnavailable
+from .base import Device, SourceUnavailable, timed_read
 
 DEFAULT_ROOT = "/sys/class/powercap"
 ENV_ROOT = "GREENTRACK_RAPL_ROOT"
@@ -157,8 +157,7 @@ class RAPLSource:
 
     def poll(self, device: Device) -> list[tuple[float, float]]:
         """Average power since the previous poll, from the counter delta (wrap handled)."""
-        uj = self._read_uj(device)
-        now = self.clock()
+        now, uj = timed_read(lambda: self._read_uj(device), self.clock)
         prev = self._last.get(device.key)
         self._last[device.key] = (now, uj)
         if prev is None or now <= prev[0]:
