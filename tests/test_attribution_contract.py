@@ -343,3 +343,23 @@ def test_a_gap_in_a_run_shorter_than_a_second_gives_its_share_of_the_run() -> No
     assert r.notes == ["gpu0: no power reading from +0.2 s to +0.5 s (0.3 s): its energy was not measured and is "
                        "left out of the total (unmeasured, 40% of the run)"]
     assert r.energy_j == pytest.approx(45.0) and r.unmeasured_s == pytest.approx(0.3)
+
+
+def test_the_run_before_the_counters_first_reading_is_filled_from_the_series() -> None:
+    """The counter's first reading came 1 s after the start (start-up): its 1100 J cover 101 s to 110 s, and
+    the series' 100 J before it are added (kills that edge dropped, subtracted, or always skipped)."""
+    st = state(counter_j=1100.0)
+    st.counter_first_t = 101.0
+    (d,) = run([st]).devices
+    assert d.method == "counter" and d.energy_j == pytest.approx(1200.0)
+
+
+def test_a_budget_crossed_live_is_reported_as_exceeded_with_the_usage_at_the_crossing() -> None:
+    """The outcome recorded when the budget was crossed (not the final usage) and ``exceeded`` True; a run
+    within its budget: its final usage and ``exceeded`` False."""
+    crossed = {"budget": "energy_kwh", "limit": 1e-4, "usage": 1.2e-4}
+    r = run([state(counter_j=1100.0)], budget_kwh=1e-4, budget_exceeded=dict(crossed))
+    assert r.budget == dict(crossed, exceeded=True)
+    r = run([state(counter_j=1100.0)], budget_co2e_kg=1.0)
+    assert r.budget == {"budget": "co2e_kg", "limit": 1.0, "usage": pytest.approx(1100 / 3.6e6 * 1.5 * 0.4),
+                        "exceeded": False}
