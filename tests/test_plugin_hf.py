@@ -232,7 +232,9 @@ def test_each_rank_measures_its_own_gpu(trainer_deps: None, site: Path, tmp_path
     # rank 0 logs the job's figures (one all-reduce per log); its last log holds the job's totals
     history = [json.loads((tmp_path / "out" / f"history-{r}.json").read_text()) for r in (0, 1)]
     job = [h for h in history[0] if "greentrack/energy_j" in h]
-    assert [h["step"] for h in job][-2:] == [4, 4] and "train_loss" in job[-1]
+    # four steps of a tiny model take a fraction of a second: on a loaded machine the step-2 log can come before
+    # the first sample (not logged; the next interval starts where it did), and then the step-4 one too
+    assert job and job[-1]["step"] == 4 and "train_loss" in job[-1] and {h["step"] for h in job} <= {2, 4}
     total = sum(r["energy_j"] for r in runs)
     assert job[-1]["greentrack/total_energy_j"] == pytest.approx(total, rel=0.01)
     # the interval energies add up to the two runs' power series (a run this short is too short for its
@@ -240,8 +242,9 @@ def test_each_rank_measures_its_own_gpu(trainer_deps: None, site: Path, tmp_path
     series = sum(d["series_energy_j"] for r in runs for d in r["devices"])
     assert sum(h["greentrack/energy_j"] for h in job) == pytest.approx(series, rel=1e-6)
     # the samples of a step are already the global batch on each rank: J/sample uses rank 0's count
-    spans = job[-2]["greentrack/energy_j"] / job[-2]["greentrack/j_per_step"]  # steps 3-4, or 1-4 (see above)
-    assert job[-2]["greentrack/j_per_sample"] == pytest.approx(job[-2]["greentrack/energy_j"] / (4 * spans))
+    periodic = job[-2] if len(job) > 1 else job[-1]  # a step log (steps 3-4, or 1-4), else the closing one
+    spans = periodic["greentrack/energy_j"] / periodic["greentrack/j_per_step"]
+    assert periodic["greentrack/j_per_sample"] == pytest.approx(periodic["greentrack/energy_j"] / (4 * spans))
     assert not any(k.startswith("greentrack/") for h in history[1] for k in h if h is not history[1][-1])
 
 

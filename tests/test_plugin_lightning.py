@@ -265,6 +265,8 @@ def test_gpu_benchmark_dry_run(tmp_path: Path) -> None:
     assert res["dry_run"] is True and res["reps"] == 1 and res["device"] == "cpu (mock GPU)"
     (row,) = res["rows"]
     assert row["bare"]["steps"] == row["greentrack"]["steps"] == 60
-    assert row["greentrack"]["logged_intervals"] == 4 and row["greentrack"]["errors"] == []  # 3 logging steps + closing
+    # 3 logging steps + closing; the whole loop takes ~0.15 s, so on a loaded machine the first log (step 20, ~50 ms
+    # in) can come before the mock's first sample: that interval is not logged and the next one starts where it did
+    assert row["greentrack"]["logged_intervals"] in (3, 4) and row["greentrack"]["errors"] == []
     assert row["greentrack"]["logged_sum_j"] == pytest.approx(row["greentrack"]["stored_total_j"], rel=0.05)
     assert res["logged_vs_stored_pct"] == [row["greentrack"]["logged_vs_stored_pct"]]
