@@ -311,12 +311,15 @@ class Session:
         if sampler is None:
             return None
         t1 = time.time() if t1 is None else t1
+        total: float | None = None
         with sampler.lock:
-            if self.result is None:
-                for src in sampler.sources:
-                    sampler.poll(src)
-            vals = [st.acc.series_energy_j(t0, t1) for st in sampler.states if st.acc.n_raw]
-        return sum(vals) if vals else None
+            running = self.result is None
+            for st in sampler.states:
+                if running:
+                    sampler.poll_state(st)
+                if st.acc.n_raw:
+                    total = (total or 0.0) + st.acc.series_energy_j(t0, t1)
+        return total
 
     def _phase_edges(self) -> list[float]:
         """Every phase bound known now (the sampler splits its step entries there)."""

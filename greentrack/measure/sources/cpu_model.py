@@ -30,15 +30,14 @@ against RAPL is stated in docs/cpu-model.md and measured by benchmarks/bench_cpu
 
 from __future__ import annotations
 
+import functools
 import math
 import os
 import re
 import sys
 import threading
 import time
-from bisect import bisect_right
 from dataclasses import dataclass
-from itertools import accumulate
 from pathlib import Path
 from typing import Any, Callable
 
@@ -54,7 +53,6 @@ KEY_IDLE = "cpu_idle_share"
 # codecarbon 3.3.2, core/cpu.py DEFAULT_POWER_PER_CORE: its "W per thread" for a CPU not in its table
 UNKNOWN_CPU_W_PER_THREAD = 4.0
 METHOD_REF = "Green Algorithms (Lannelongue et al., Advanced Science 2021)"
-SAMPLER_THREAD = "greentrack-sampler"  # greentrack.measure.sampler.THREAD_NAME (not imported: no cycle)
 LIVE_REFRESH_S = 0.5  # live descendants are re-read at most this often (and whenever a child was reaped)
 
 
@@ -107,37 +105,135 @@ def _int(v: str | None) -> int | None:
 
 
 class CPUTable:
-    """codecarbon's CPU power table: ``{name: TDP W}``, and what matching needs, built once per process."""
+    """codecarbon's CPU power table (``Name,TDP`` rows), searched in its text, built once per process.
 
-    def __init__(self, tdp: dict[str, float], source: str) -> None:
-        self.tdp = tdp
+    A lookup runs regular expressions and ``str.find`` over the file's text (C speed) instead of
+    building a dict of ~5,000 entries first: the table costs a process well under a millisecond
+    (tens of them before), which matters to every pytest session on a CPU runner. The first row of
+    a name wins, as in codecarbon. ``table[name]``, ``len(table)`` and iteration parse it all once.
+    """
+
+    def __init__(self, text: str, source: str) -> None:
+        self.text = text
         self.source = source
-        self.names = list(tdp)
-        self.by_lower = {n.lower(): n for n in self.names}
-        self._lines: list[str] | None = None
+        self._low: str | None = None
+        self._tdp: dict[str, float] | None = None
         self.matches: dict[str, str | None] = {}  # brand string -> entry, for this process's later sessions
 
-    def words_index(self) -> tuple[str, list[int]]:
-        """All entries as one lower-case text, one per line, with the lines' start offsets: searched
-        with regular expressions (C speed) rather than a Python loop over ~5,000 entries. Built on
-        first use: an exact name never needs it."""
-        if self._lines is None:
-            self._lines = [n.lower() for n in self.names]
-            self._text = "\n".join(self._lines)
-            self._starts = list(accumulate((len(x) + 1 for x in self._lines[:-1]), initial=0))
-        return self._text, self._starts
+    @classmethod
+    def from_names(cls, names: Any, source: str = "") -> "CPUTable":
+        """A table of *names* (each at 1 W), for matching against a list."""
+        rows = ['"' + n.replace('"', "") + '",1' if "," in n else f"{n},1" for n in names]
+        return cls("Name,TDP\n" + "\n".join(rows) + "\n", source)
+
+    @staticmethod
+    def _row(line: str) -> tuple[str, float] | None:
+        name, _, w = line.rpartition(",")
+        try:
+            watts = float(w)
+        except ValueError:
+            return None
+        name = name.strip().strip('"')
+        return (name, watts) if name and watts > 0 else None
+
+    @property
+    def low(self) -> str:
+        """The text in lower case, with a newline first (a row starts after a newline)."""
+        if self._low is None:
+            text = self.text if self.text.isascii() else self.text.encode("ascii", "replace").decode("ascii")
+            self._low = "\n" + text.lower()  # ASCII: the same offsets as the text's
+        return self._low
+
+    def _line_at(self, pos: int) -> tuple[str, float] | None:
+        """The row holding offset *pos* of :attr:`low` (offsets of :attr:`text` plus one)."""
+        a = self.low.rfind("\n", 0, pos + 1) + 1
+        b = self.low.find("\n", pos)
+        if b < 0:
+            b = len(self.low)
+        if a <= 1:  # the header row
+            return None
+        return self._row(self.text[a - 1:b - 1])
+
+    def find(self, name: str) -> str | None:
+        """The entry named *name*, case aside (the row's own spelling); None when there is none."""
+        want = name.strip().lower()
+        if not want:
+            return None
+        low = self.low
+        for prefix in ("\n", '\n"', "\n "):
+            i = low.find(prefix + want, 0)
+            while i >= 0:
+                row = self._line_at(i + 1)
+                if row is not None and row[0].lower() == want:
+                    return row[0]
+                i = low.find(prefix + want, i + 1)
+        return None
+
+    def tdp_of(self, name: str) -> float | None:
+        """The TDP in watts of entry *name* (exact spelling, case aside; its first row)."""
+        want = name.strip().lower()
+        low = self.low
+        for prefix in ("\n", '\n"', "\n "):
+            i = low.find(prefix + want, 0)
+            while i >= 0:
+                row = self._line_at(i + 1)
+                if row is not None and row[0].lower() == want:
+                    return row[1]
+                i = low.find(prefix + want, i + 1)
+        return None
+
+    def entries_matching(self, pattern: str) -> set[str]:
+        """The entries (names) of the rows where regular expression *pattern* matches in :attr:`low`."""
+        out: set[str] = set()
+        for m in re.finditer(pattern, self.low, re.M):
+            row = self._line_at(m.start())
+            if row is not None:
+                out.add(row[0])
+        return out
+
+    def entries_holding(self, word: str) -> set[str]:
+        """The entries whose row holds *word* (lower case) as a whole word (``str.find``: C speed)."""
+        low, out, n = self.low, set(), len(word)
+        i = low.find(word)
+        while i >= 0:
+            before, after = low[i - 1], low[i + n:i + n + 1]
+            if not (before.isascii() and before.isalnum()) and not (after.isascii() and after.isalnum()):
+                row = self._line_at(i)
+                if row is not None:
+                    out.add(row[0])
+            i = low.find(word, i + 1)
+        return out
+
+    @property
+    def tdp(self) -> dict[str, float]:
+        """``{name: TDP W}`` of every row (the first row of a name wins); parsed on first use."""
+        if self._tdp is None:
+            tdp: dict[str, float] = {}
+            for line in self.text.splitlines()[1:]:
+                row = self._row(line)
+                if row is not None and row[0] not in tdp:
+                    tdp[row[0]] = row[1]
+            self._tdp = tdp
+        return self._tdp
+
+    @property
+    def names(self) -> list[str]:
+        return list(self.tdp)
 
     def __iter__(self) -> Any:
-        return iter(self.names)
+        return iter(self.tdp)
 
     def __getitem__(self, name: str) -> float:
-        return self.tdp[name]
+        w = self.tdp_of(name)
+        if w is None:
+            raise KeyError(name)
+        return w
 
     def __len__(self) -> int:
-        return len(self.names)
+        return len(self.tdp)
 
     def get(self, name: str | None) -> float | None:
-        return self.tdp.get(name) if name else None
+        return self.tdp_of(name) if name else None
 
 
 _TABLE: dict[str, CPUTable | None] = {}
@@ -153,21 +249,13 @@ def codecarbon_cpu_table() -> tuple[CPUTable, str] | None:
     path = d / "hardware" / "cpu_power.csv"
     key = str(path)
     if key not in _TABLE:
-        tdp: dict[str, float] = {}
         try:
             text = path.read_text(encoding="utf-8")
         except OSError:
             text = ""
-        for line in text.splitlines()[1:]:  # "Name,TDP" rows; the first row of a name wins, as in codecarbon
-            name, _, w = line.rpartition(",")
-            try:
-                watts = float(w)
-            except ValueError:
-                continue
-            name = name.strip().strip('"')
-            if name and watts > 0 and name not in tdp:
-                tdp[name] = watts
-        _TABLE[key] = CPUTable(tdp, f"codecarbon {_codecarbon_version()} data/hardware/cpu_power.csv") if tdp else None
+        # a table with at least one "name,watts" row
+        ok = re.search(r"^[^\n]*[^\s,][^\n]*,\s*[0-9.]*[1-9][0-9.]*\s*$", text.partition("\n")[2], re.M)
+        _TABLE[key] = CPUTable(text, f"codecarbon {_codecarbon_version()} data/hardware/cpu_power.csv") if ok else None
     table = _TABLE[key]
     return (table, table.source) if table is not None else None
 
@@ -188,8 +276,8 @@ def match_cpu(raw: str, names: Any) -> str | None:
     brand's words (rapidfuzz token-set ratio 100). Several such entries: no match. *names* is a
     :class:`CPUTable` or a list of names.
     """
-    table = names if isinstance(names, CPUTable) else CPUTable({n: 1.0 for n in names}, "")
-    hit = table.by_lower.get(raw.strip().lower())
+    table = names if isinstance(names, CPUTable) else CPUTable.from_names(names)
+    hit = table.find(raw)
     if hit:
         return hit
     s = raw.replace("(R)", "").replace("(TM)", "")
@@ -197,25 +285,21 @@ def match_cpu(raw: str, names: Any) -> str | None:
     if cut > 0:
         s = s[:cut]
     s = re.sub(r" @\s*\d+\.\d+GHz", "", s.replace(" CPU", "")).strip()
-    hit = table.by_lower.get(s.lower())
+    hit = table.find(s)
     if hit:
         return hit
     want = set(_words(s))
     if not want:
         return None
-    text, starts = table.words_index()
     sep = "[^0-9a-z\\n]"  # what separates words: anything not alphanumeric (rapidfuzz's default_process)
     alt = "|".join(re.escape(w) for w in sorted(want, key=len, reverse=True))
-    # entries whose every word is one of the brand's
-    found = {bisect_right(starts, m.start()) - 1
-             for m in re.finditer(rf"^{sep}*(?:(?:{alt})(?:{sep}+|$))+$", text, re.M)}
+    # entries whose every word is one of the brand's (the row's name: up to its last comma)
+    found = {n for n in table.entries_matching(rf"^{sep}*(?:(?:{alt})(?:{sep}+|(?=,[^,\n]*$)))+,[^,\n]*$")
+             if set(_words(n)) <= want}
     # entries holding every word of the brand: among those holding its longest word
     longest = max(want, key=len)
-    for m in re.finditer(rf"(?<![0-9a-z]){re.escape(longest)}(?![0-9a-z])", text):
-        i = bisect_right(starts, m.start()) - 1
-        if want <= set(_words(table.names[i])):
-            found.add(i)
-    return table.names[found.pop()] if len(found) == 1 else None
+    found |= {n for n in table.entries_holding(longest) if want <= set(_words(n))}
+    return found.pop() if len(found) == 1 else None
 
 
 # the model's inputs ------------------------------------------------------------------------------
@@ -281,8 +365,9 @@ def resolve_inputs(extra: dict[str, Any] | None = None, info: CPUInfo | None = N
         if info.name not in table.matches:
             table.matches[info.name] = match_cpu(info.name, table)
         matched = table.matches[info.name]
-    if found and matched:
-        tdp = found[0][matched]
+    tdp_found = found[0].tdp_of(matched) if found and matched else None
+    if found and matched and tdp_found is not None:
+        tdp = tdp_found
         threads = _package_threads(info, matched)
         if threads:
             return ModelInputs(tdp / threads, f"{matched}: TDP {tdp:g} W / {threads} threads, {found[1]}", idle,
@@ -335,13 +420,13 @@ class ProcessCPUTime:
         try:
             import resource
 
-            self._rusage: Any = resource
+            self._children: Any = functools.partial(resource.getrusage, resource.RUSAGE_CHILDREN)
         except ImportError:  # pragma: no cover - Windows
-            self._rusage = None
+            self._children = None
 
     def _reaped(self) -> float:
-        if self._rusage is not None:
-            r = self._rusage.getrusage(self._rusage.RUSAGE_CHILDREN)
+        if self._children is not None:
+            r = self._children()
             return r.ru_utime + r.ru_stime
         t = os.times()  # pragma: no cover - Windows: children fields are 0 there
         return t.children_user + t.children_system
@@ -459,13 +544,13 @@ class CPUModelSource:
         self.devices = [self.device]
         self._cpu0 = self.cpu_time.read()
         self._last = (clock(), self._cpu0)
-        self._sampler_known = False
+
+    def on_sampler_thread(self) -> None:
+        """Called by the sampler on its own thread as it starts: that thread's CPU time is left out."""
+        self.cpu_time.exclude_current_thread()
 
     def poll(self, device: Device) -> list[tuple[float, float]]:
         """The modelled mean power since the previous poll."""
-        if not self._sampler_known and threading.current_thread().name == SAMPLER_THREAD:
-            self._sampler_known = True
-            self.cpu_time.exclude_current_thread()
         now, cpu = timed_read(self.cpu_time.read, self.clock)
         t_prev, cpu_prev = self._last
         self._last = (now, cpu)
