@@ -1,0 +1,154 @@
+"""Where the enabled pytest plugin's fixed and per-test costs come from, on the CPU model.
+
+Prints three figures that ``docs/pytest-ci.md`` ("What it costs") quotes:
+
+1. the CPU model's two reads per test (``Session.poll_edges`` at the call's start,
+   ``Session.energy_between`` at its end), timed inside a real pytest run of N trivial tests, and
+   the same calls in a tight loop outside pytest (medians);
+2. the CPU model's inputs (``resolve_inputs``: /proc/cpuinfo and codecarbon's CPU table), in a
+   fresh process each time, after the imports every session makes anyway (median);
+3. what importing greentrack's modules adds to the interpreter's exit, in a ``python -c`` that
+   has imported pytest and does nothing else (median of paired differences).
+
+Usage::
+
+    python benchmarks/bench_pytest_breakdown.py [--tests 2000] [--reps 9]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import textwrap
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+
+TIMING_PLUGIN = textwrap.dedent("""
+    import json, os, time
+    import pytest
+
+    T = {"poll_edges": [], "energy_between": []}
+
+    @pytest.hookimpl(trylast=True)
+    def pytest_sessionstart(session):
+        gs = session.config.pluginmanager.get_plugin("greentrack-energy").gsession
+        for name in T:
+            orig = getattr(gs, name)
+
+            def timed(*a, _o=orig, _n=name, **k):
+                t = time.perf_counter_ns()
+                r = _o(*a, **k)
+                T[_n].append(time.perf_counter_ns() - t)
+                return r
+
+            setattr(gs, name, timed)
+
+    def pytest_unconfigure(config):
+        with open(os.environ["BREAKDOWN_OUT"], "w") as fh:
+            json.dump(T, fh)
+""")
+
+TIGHT_LOOP = textwrap.dedent("""
+    import json, statistics, time, timeit
+    from greentrack.measure.tracker import Session
+    gs = Session("tight-loop", store=False)
+    gs.start()
+    n = 20000
+    out = {}
+    for name, fn in (("poll_edges", gs.poll_edges),
+                     ("energy_between", lambda: gs.energy_between(time.time() - 0.001))):
+        out[name] = statistics.median(timeit.timeit(fn, number=n) / n * 1e9 for _ in range(5))
+    gs.stop()
+    print(json.dumps(out))
+""")
+
+RESOLVE = textwrap.dedent("""
+    import time
+    import greentrack.carbon.grid  # imported by every session's plugin manager anyway
+    from greentrack.measure.sources import cpu_model
+    t = time.perf_counter()
+    inputs = cpu_model.resolve_inputs()
+    print(time.perf_counter() - t)
+""")
+
+MODULES = [
+    "greentrack.measure.tracker", "greentrack.measure.sampler", "greentrack.measure.attribution",
+    "greentrack.measure.sources.cpu_model", "greentrack.measure.sources.rapl", "greentrack.measure.sources.nvml",
+    "greentrack.measure.sources.mock", "greentrack.store.writer", "greentrack.store.sqlite",
+    "greentrack.store.spool", "greentrack.store.queries", "greentrack.store.redact", "greentrack.carbon.grid",
+    "greentrack.carbon.scenarios", "greentrack.pytest_plugin.energy", "greentrack.pytest_plugin.checks",
+    "greentrack.pytest_plugin.ci", "greentrack.pytest_plugin.report",
+]
+
+
+def _env() -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("GREENTRACK_", "PYTEST_"))}
+    env.pop("PYTHONDONTWRITEBYTECODE", None)
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), env.get("PYTHONPATH", "")]))
+    env["GREENTRACK_BACKEND"] = "cpu-model"
+    return env
+
+
+def edges(tests: int, tmp: Path) -> None:
+    suite = tmp / "suite"
+    suite.mkdir()
+    (suite / "test_many.py").write_text("".join(f"def test_{i}():\n    pass\n" for i in range(tests)))
+    (suite / "gt_breakdown_timing.py").write_text(TIMING_PLUGIN)
+    env = dict(_env(), BREAKDOWN_OUT=str(tmp / "edges.json"), GREENTRACK_DB=str(tmp / "edges.db"))
+    env["PYTHONPATH"] = os.pathsep.join([str(suite), env["PYTHONPATH"]])
+    subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-p", "gt_breakdown_timing",
+                    "--greentrack", "test_many.py"], cwd=suite, env=env, capture_output=True, check=True)
+    inside = json.loads((tmp / "edges.json").read_text())
+    loop = json.loads(subprocess.run([sys.executable, "-c", TIGHT_LOOP], env=env, capture_output=True, text=True,
+                                     check=True).stdout)
+    print(f"1. the CPU model's reads per test, median (inside pytest, {tests} trivial tests / tight loop):")
+    for name in ("poll_edges", "energy_between"):
+        print(f"   {name:15s} {statistics.median(inside[name]) / 1e3:6.2f} us / {loop[name] / 1e3:6.2f} us")
+
+
+def resolve(reps: int) -> None:
+    env = _env()
+    vals = [float(subprocess.run([sys.executable, "-c", RESOLVE], env=env, capture_output=True, text=True,
+                                 check=True).stdout) for _ in range(reps)]
+    print(f"2. the CPU model's inputs (resolve_inputs, after the imports a session makes anyway), fresh process, "
+          f"median of {reps}: {statistics.median(vals) * 1e3:.2f} ms")
+
+
+def exit_cost(reps: int) -> None:
+    env = _env()
+
+    def run(mods: list[str]) -> float:
+        code = "import sys, time\nimport pytest\n" + "".join(f"import {m}\n" for m in mods)
+        code += "sys.stdout.write(repr(time.time()))\nsys.stdout.flush()\n"
+        p = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)
+        return time.time() - float(p.stdout)
+
+    diffs = []
+    for r in range(reps):
+        a, b = (run([]), run(MODULES)) if r % 2 == 0 else tuple(reversed((run(MODULES), run([]))))
+        diffs.append(b - a)
+    print(f"3. interpreter exit, importing {len(MODULES)} greentrack modules (and what they import) vs pytest alone, "
+          f"median of {reps} paired differences: {statistics.median(diffs) * 1e3:+.1f} ms")
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--tests", type=int, default=2000, help="trivial tests in the timed pytest run")
+    ap.add_argument("--reps", type=int, default=9, help="repetitions of the fresh-process timings")
+    args = ap.parse_args()
+    print(f"python {sys.version.split()[0]}, greentrack from {ROOT}")
+    with tempfile.TemporaryDirectory(prefix="gt-breakdown-") as tmp:
+        edges(args.tests, Path(tmp))
+    resolve(args.reps)
+    exit_cost(args.reps)
+
+
+if __name__ == "__main__":
+    main()
