@@ -12,7 +12,8 @@ from types import SimpleNamespace
 from typing import Any
 
 import pytest
-from test_budgets_at_limit import FIXED_GRID, artifact_tests, pytest_run
+from conftest import artifact_tests, read_artifact
+from test_budgets_at_limit import FIXED_GRID, pytest_run
 
 
 def test_marker_limits_none_inf_and_a_failing_test(pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -269,7 +270,7 @@ def test_a_modelled_test_starts_at_a_sample_of_the_cpu_model(pytester: pytest.Py
     pytester.makepyfile(test_model=CPU_MODEL_EDGE)
     res = pytester.runpytest_subprocess("-p", "no:cacheprovider", "--greentrack", "--greentrack-json=gt.json")
     res.assert_outcomes(passed=1)
-    doc = json.loads((pytester.path / "gt.json").read_text())
+    doc = read_artifact(pytester.path / "gt.json")
     assert doc["energy_method"] == "model"
     (t,) = artifact_tests(pytester.path / "gt.json").values()
     cpu_s = json.loads((pytester.path / "cpu.json").read_text())["cpu_s"]
