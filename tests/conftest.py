@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -63,6 +64,20 @@ def install_plugin(plugin_dir: Path, root: Path) -> Path:
         again = subprocess.run(pip + [str(src)], capture_output=True, text=True, timeout=300)
         assert again.returncode == 0, first.stderr[-1500:] + "\n---\n" + again.stderr[-1500:]
     return target
+
+
+def read_artifact(path: Path) -> dict[str, Any]:
+    """The ``--greentrack-json`` artifact of a pytest session (schema ``greentrack.pytest``): session, tests,
+    checks, energy method, model."""
+    doc = json.loads(path.read_text(encoding="utf-8"))
+    assert doc["schema"] == "greentrack.pytest", doc.get("schema")
+    return cast("dict[str, Any]", doc)
+
+
+def artifact_tests(path: Path) -> dict[str, dict[str, Any]]:
+    """``{test name: its record}`` from the ``--greentrack-json`` artifact (energy_j, co2e_g, duration_s,
+    budget, over_budget, budget_checked, outcome, method...); the name is the node id's last part."""
+    return {t["nodeid"].rpartition("::")[2]: t for t in read_artifact(path)["tests"]}
 
 
 @pytest.fixture

@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from conftest import artifact_tests, read_artifact
 
 import greentrack
 from greentrack.carbon.grid import Intensity
@@ -82,14 +83,6 @@ def junit_properties(path: Path) -> dict[str, dict[str, str]]:
         if props:
             out[str(case.get("name"))] = props
     return out
-
-
-def artifact_tests(path: Path) -> dict[str, dict[str, Any]]:
-    """``{test name: its record}`` from the ``--greentrack-json`` artifact (energy_j, co2e_g, duration_s,
-    budget, over_budget, budget_checked, ...)."""
-    doc = json.loads(path.read_text(encoding="utf-8"))
-    assert doc["schema"] == "greentrack.pytest"
-    return {t["nodeid"].rpartition("::")[2]: t for t in doc["tests"]}
 
 
 def newest_run(db: Path) -> dict[str, Any]:
@@ -256,7 +249,7 @@ def test_session_kwh_and_co2e_limits_at_twice_the_measure_pass(pytester: pytest.
     assert kwh < KWH_PASS and g < G_PASS
     assert newest_run(db_path)["budget"] == {"budget": "energy_budget_kwh", "limit": KWH_PASS,
                                              "usage": pytest.approx(kwh, rel=1e-9), "exceeded": False}
-    doc = json.loads((pytester.path / "gt.json").read_text())
+    doc = read_artifact(pytester.path / "gt.json")
     assert doc["failed"] is False
     assert doc["session"]["energy_kwh"] == pytest.approx(kwh, rel=1e-9)
     assert doc["session"]["co2e_g"] == pytest.approx(g, rel=1e-9)

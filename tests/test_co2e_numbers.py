@@ -14,12 +14,15 @@ from __future__ import annotations
 
 import functools
 import json
+import re
 import time
 import xml.etree.ElementTree as ET
 from pathlib import Path
 from typing import Any
 
 import pytest
+from conftest import artifact_tests, read_artifact
+from test_budgets_at_limit import pytest_run
 
 import greentrack
 from greentrack import plugins
@@ -131,7 +134,7 @@ def test_session_without_region_uses_475_and_says_so(monkeypatch: pytest.MonkeyP
 def test_pytest_plugin_co2e_per_test_and_session_at_world_average(pytester: pytest.Pytester,
                                                                   monkeypatch: pytest.MonkeyPatch,
                                                                   db_path: Path) -> None:
-    """Kills the plugin's per-test CO2e scaled or computed with another intensity (it has no PUE setting:
+    """Kills the plugin's per-test CO2e scaled or computed with another intensity (no --greentrack-pue:
     PUE 1), and a session CO2e that differs from the hand calculation. Per test from the JSON artifact
     (``--greentrack-json``) and the JUnit XML joules; the session from the store, the artifact and the
     JUnit suite properties."""
@@ -175,6 +178,63 @@ def test_pytest_plugin_co2e_per_test_and_session_at_world_average(pytester: pyte
     out = res.stdout.str()
     assert "CO2e: 475 gCO2e/kWh (world average; IEA Global Energy & CO2 Status Report 2019" in out
     assert f"({row['energy_j'] / 3.6e6:.4g} kWh)" in out
+    assert re.search(r"^CO2e: 475 gCO2e/kWh .*, PUE 1 \(not applied\)$", out, re.M), out
+
+
+PUE_SUITE = """
+import time
+
+import pytest
+
+
+def test_short():
+    time.sleep(0.05)
+
+
+@pytest.mark.energy_budget(co2e_g=0.04)
+def test_over_with_the_pue():
+    time.sleep(0.1)
+"""
+
+
+@pytest.mark.parametrize("args, ini, pue", [
+    (["--greentrack-pue", "2"], None, 2.0),
+    ([], "1.25", 1.25),
+    (["--greentrack-pue", "2"], "1.25", 2.0),  # the command line over the ini key
+])
+def test_pytest_plugin_co2e_per_test_and_session_scale_with_the_pue(
+        pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch, db_path: Path,
+        args: list[str], ini: str | None, pue: float) -> None:
+    """--greentrack-pue / ini greentrack_pue on the 400 g/kWh test grid, mock GPU at 2000 W: each test's
+    CO2e is J / 3.6e6 x PUE x 400, and so is the session's (store, artifact); kWh stays the devices' energy
+    (before PUE); the summary's CO2e line names the PUE. A test at 2000 W for 0.1 s (200 J, 0.022 g
+    before PUE) is over its co2e_g=0.04 marker at PUE 2 whatever its duration (>= 0.044 g), at PUE 1.25
+    only if its call took 0.144 s or more (a slow machine), at PUE 1 only from 0.18 s: the marker is
+    checked on the figure with the PUE. Kills the option not passed to the Session (PUE 1) and a
+    per-test figure without the PUE."""
+    if ini:
+        pytester.makeini(f"[pytest]\ngreentrack_pue = {ini}\n")
+    pytester.makepyfile(test_pue=PUE_SUITE)
+    res = pytest_run(pytester, monkeypatch, "--greentrack", "--greentrack-json=gt.json", *args, watts=2000)
+    tests = artifact_tests(pytester.path / "gt.json")
+    for name, t in tests.items():
+        assert t["energy_j"] == pytest.approx(2000 * t["duration_s"], rel=1e-6), name
+        assert t["co2e_g"] == pytest.approx(t["energy_j"] / 3.6e6 * pue * 400, rel=1e-12), name
+    over = tests["test_over_with_the_pue"]
+    if pue == 2.0:
+        res.assert_outcomes(passed=1, failed=1)
+        assert over["over_budget"] is True and over["outcome"] == "failed"
+        assert re.search(r"energy budget exceeded: [\d.]+ gCO2e > 0\.04 gCO2e \(co2e_g=0\.04\)", res.stdout.str())
+    else:
+        assert over["over_budget"] is (over["co2e_g"] > 0.04)
+    (row,) = Store(db_path, create=False).list_runs(last=None)
+    assert row["pue"] == pue and row["intensity_g_per_kwh"] == 400.0
+    assert row["co2e_kg"] == pytest.approx(row["energy_j"] / 3.6e6 * pue * 400 / 1000, rel=1e-12)
+    session = read_artifact(pytester.path / "gt.json")["session"]
+    assert (session["pue"], session["intensity_g_per_kwh"], session["region"]) == (pue, 400.0, "TEST-400")
+    assert session["energy_kwh"] == pytest.approx(row["energy_j"] / 3.6e6, rel=1e-12)  # devices, before PUE
+    assert session["co2e_g"] == pytest.approx(row["energy_j"] / 3.6e6 * pue * 400, rel=1e-12)
+    assert re.search(rf"^CO2e: 400 gCO2e/kWh .*, PUE {pue:g}$", res.stdout.str(), re.M), res.stdout.str()
 
 
 # ---- greentrack compare ----------------------------------------------------------------------------

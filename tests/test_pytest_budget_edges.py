@@ -12,7 +12,8 @@ from types import SimpleNamespace
 from typing import Any
 
 import pytest
-from test_budgets_at_limit import FIXED_GRID, artifact_tests, pytest_run
+from conftest import artifact_tests, read_artifact
+from test_budgets_at_limit import FIXED_GRID, newest_run, pytest_run
 
 
 def test_marker_limits_none_inf_and_a_failing_test(pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -211,28 +212,43 @@ def test_regression_exactly_at_the_limit_holds_and_names_the_largest_increase(db
     assert "used 500.0 J against 400.0 J: +25.0% (limit +25%)" in line and exceeded is None
 
 
-def test_an_exceeded_budget_that_cannot_be_recorded_still_fails_the_build(
-        pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch) -> None:
-    """Kills the message deleted when the budget's outcome cannot be written to the run: said, and exit 1."""
-    pytester.makeconftest(FIXED_GRID + """
+# a store that fails for real: once the session's run exists, SQLite itself refuses to set its budget
+# column (a trigger), so Store.update_run raises from the database as on a full or read-only disk
+REFUSE_BUDGET = """
+import os
+import sqlite3
+
 import pytest
 
 
 @pytest.hookimpl(trylast=True)
 def pytest_sessionstart(session):
-    store = session.config.pluginmanager.get_plugin("greentrack-energy").gsession.store
+    con = sqlite3.connect(os.environ["GREENTRACK_DB"])
+    con.execute("CREATE TRIGGER refuse_budget BEFORE UPDATE OF budget ON runs WHEN NEW.budget IS NOT NULL "
+                "BEGIN SELECT RAISE(ABORT, 'budget refused by the test'); END")
+    con.commit()
+    con.close()
+"""
 
-    def broken(*args, **kwargs):
-        raise RuntimeError("disk full")
 
-    store.update_run = broken
-""")
+def test_an_exceeded_budget_that_cannot_be_recorded_is_said_once_on_stderr_and_still_fails_the_build(
+        pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch, db_path: Path) -> None:
+    """The store refuses the budget outcome: one ``greentrack: cannot record ...`` line on stderr (as the
+    plugin's other failures), none on stdout, and exit 1 all the same; the rest of the run is stored.
+    Kills the message deleted."""
+    pytester.makeconftest(FIXED_GRID + REFUSE_BUDGET)
     pytester.makepyfile(test_f="def test_one():\n    pass\n")
     res = pytest_run(pytester, monkeypatch, "--energy-budget-kwh", "1e-12", watts=1000)
     assert res.ret == 1
-    out = res.stdout.str()
-    assert re.search(r"greentrack: cannot record the budget outcome in run [0-9a-f]{12}: disk full", out), out
+    out, err = res.stdout.str(), res.stderr.str()
+    said = re.findall(r"^greentrack: cannot record the budget outcome in run ([0-9a-f]{12}): (.*)$", err, re.M)
+    assert len(said) == 1, err
+    (run_id, why), = said
+    assert "budget refused by the test" in why, why
+    assert "cannot record" not in out, out
     assert "session over its energy budget" in out
+    run = newest_run(db_path)
+    assert run["id"] == run_id and run["status"] == "finished" and run["budget"] is None
 
 
 CPU_MODEL_EDGE = """
@@ -269,7 +285,7 @@ def test_a_modelled_test_starts_at_a_sample_of_the_cpu_model(pytester: pytest.Py
     pytester.makepyfile(test_model=CPU_MODEL_EDGE)
     res = pytester.runpytest_subprocess("-p", "no:cacheprovider", "--greentrack", "--greentrack-json=gt.json")
     res.assert_outcomes(passed=1)
-    doc = json.loads((pytester.path / "gt.json").read_text())
+    doc = read_artifact(pytester.path / "gt.json")
     assert doc["energy_method"] == "model"
     (t,) = artifact_tests(pytester.path / "gt.json").values()
     cpu_s = json.loads((pytester.path / "cpu.json").read_text())["cpu_s"]

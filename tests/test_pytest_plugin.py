@@ -64,7 +64,8 @@ def test_marker_options_and_ini_keys_are_registered(pytester: pytest.Pytester) -
     res = pytester.runpytest_subprocess("--help")
     res.stdout.fnmatch_lines(["energy budgets (greentrack):", "  --greentrack *", "  --energy-budget-kwh=KWH*"])
     for key in ("greentrack (bool)", "energy_budget_kwh (float)", "energy_budget_co2e_g (float)",
-                "energy_budget_regression (float)", "greentrack_name (string)", "greentrack_top (string)"):
+                "energy_budget_regression (float)", "greentrack_name (string)", "greentrack_top (string)",
+                "greentrack_pue (string)"):
         assert key in res.stdout.str()
 
 
@@ -214,6 +215,9 @@ def test_ini_options_in_pyproject(pytester: pytest.Pytester, monkeypatch: pytest
     assert len(runs_named(db_path, "from-ini")) == 2
 
 
+PUE_ERROR = "ERROR: greentrack: {} must be a finite number >= 1.0 (power usage effectiveness), got {}"
+
+
 @pytest.mark.parametrize("args, ini, message", [
     (["--energy-budget-kwh", "-1"], None,
      "greentrack: --energy-budget-kwh must be a finite number >= 0 (kWh), got -1.0"),
@@ -221,6 +225,12 @@ def test_ini_options_in_pyproject(pytester: pytest.Pytester, monkeypatch: pytest
     ([], 'energy_budget_kwh = "abc"', "greentrack: bad value for ini option energy_budget_kwh: "),
     ([], 'greentrack_top = "many"', None),  # not enabled: the key is not read
     (["--greentrack"], 'greentrack_top = "many"', "greentrack: greentrack_top must be a whole number, got 'many'"),
+    (["--greentrack", "--greentrack-pue", "0.99"], None, PUE_ERROR.format("--greentrack-pue", "'0.99'")),
+    (["--energy-budget-kwh", "1", "--greentrack-pue", "1,5"], None, PUE_ERROR.format("--greentrack-pue", "'1,5'")),
+    (["--greentrack", "--greentrack-pue", "inf"], None, PUE_ERROR.format("--greentrack-pue", "'inf'")),
+    (["--greentrack"], 'greentrack_pue = "0.5"', PUE_ERROR.format("greentrack_pue", "'0.5'")),
+    (["--greentrack"], 'greentrack_pue = "nan"', PUE_ERROR.format("greentrack_pue", "'nan'")),
+    ([], 'greentrack_pue = "0.5"', None),  # not enabled: the key is not read
 ])
 def test_bad_settings_are_one_line_usage_errors(pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch,
                                                 args: list[str], ini: str | None, message: str | None) -> None:
@@ -234,6 +244,8 @@ def test_bad_settings_are_one_line_usage_errors(pytester: pytest.Pytester, monke
     assert res.ret == 4
     err = res.stderr.str()
     assert message in err and "Traceback" not in err
+    if "pue" in message:  # the whole of what pytest says
+        assert [ln for ln in err.splitlines() if ln.strip()] == [message], err
 
 
 def test_unknown_backend_is_a_usage_error(pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -76,7 +76,8 @@ class Accumulator:
         """One raw sample; out-of-order or duplicate timestamps are ignored."""
         if p != p or p < 0 or math.isinf(p):  # NaN, negative or infinite readings are dropped
             return
-        if self.last_t is None:
+        last = self.last_t
+        if last is None:
             self.last_t, self.last_p = t, p
             self.first_t, self.first_p = t, p
             self.bucket_t, self.bucket_j = t, 0.0
@@ -87,17 +88,9 @@ class Accumulator:
             self.n_raw = 1
             self.head = (t, 0.0, p)
             return
-        if t <= self.last_t:
+        if t <= last:
             return
-        self.cum_j += 0.5 * (p + self.last_p) * (t - self.last_t)
-        self.last_t, self.last_p = t, p
-        self.n_raw += 1
-        if p > self.peak_w:
-            self.peak_w = p
-        self._door(t, self.cum_j)
-        if t - self.bucket_t >= self.resolution_s * 0.999:
-            self._emit(t)
-        self.head = (t, self.cum_j, p)
+        self._advance(t, p, self.cum_j + 0.5 * (p + self.last_p) * (t - last))
 
     def add_mean(self, t: float, p: float) -> None:
         """One interval sample: *p* is the mean power since the previous sample (RAPL deltas, the CPU model).
@@ -114,32 +107,40 @@ class Accumulator:
             return
         if t <= last:
             return
-        self.cum_j += p * (t - last)
+        self._advance(t, p, self.cum_j + p * (t - last))
+
+    def _advance(self, t: float, p: float, cum_j: float) -> None:
+        """The tail of :meth:`add` and :meth:`add_mean`: the newest sample *t*, *p*, at cumulative energy *cum_j*.
+
+        Counts it, keeps the peak, passes the point through the swinging door, closes the storage
+        bucket once it spans the resolution, and publishes the new head. The door is inline: this
+        runs for every sample, and one more call per sample costs about 2 % of add()'s time.
+        """
+        self.cum_j = cum_j
         self.last_t, self.last_p = t, p
         self.n_raw += 1
         if p > self.peak_w:
             self.peak_w = p
-        self._door(t, self.cum_j)
-        if t - self.bucket_t >= self.resolution_s * 0.999:
-            self._emit(t)
-        self.head = (t, self.cum_j, p)
-
-    def _door(self, t: float, c: float) -> None:
+        # swinging door: the candidate point is dropped while the line from the anchor to the new point
+        # stays within tolerance_j of every point skipped since the anchor (the slopes' bounds lo..hi)
         cand = self._cand
         if cand is None:
-            self._cand = (t, c)
-            return
-        ta, ca = self._anchor_t, self._anchor_j
-        tp, cp = cand
-        tol = self.tolerance_j
-        lo = max(self._lo, (cp - tol - ca) / (tp - ta))
-        hi = min(self._hi, (cp + tol - ca) / (tp - ta))
-        slope = (c - ca) / (t - ta)
-        if lo <= slope <= hi:
-            self._lo, self._hi = lo, hi
+            self._cand = (t, cum_j)
         else:
-            self._archive()
-        self._cand = (t, c)
+            ta, ca = self._anchor_t, self._anchor_j
+            tp, cp = cand
+            tol = self.tolerance_j
+            lo = max(self._lo, (cp - tol - ca) / (tp - ta))
+            hi = min(self._hi, (cp + tol - ca) / (tp - ta))
+            slope = (cum_j - ca) / (t - ta)
+            if lo <= slope <= hi:
+                self._lo, self._hi = lo, hi
+            else:
+                self._archive()
+            self._cand = (t, cum_j)
+        if t - self.bucket_t >= self.resolution_s * 0.999:
+            self._emit(t)
+        self.head = (t, cum_j, p)
 
     def _archive(self) -> None:
         """Keep the candidate point in the attribution series; the door restarts from it."""

@@ -15,7 +15,9 @@ after collection looks for tests that need it: the measuring part
 Per-test budgets use the marker ``@pytest.mark.energy_budget(kwh=..., co2e_g=..., joules=...)``;
 the fixture ``greentrack_energy`` gives a test its own measurement. Where a budget cannot be
 checked (nothing measures or models power), the summary says so, and ``--energy-budget-strict``
-(ini ``energy_budget_strict``) makes that a failure. See docs/pytest-ci.md.
+(ini ``energy_budget_strict``) makes that a failure. CO2e is energy x PUE x the grid intensity of the
+session's region; ``--greentrack-pue`` (ini ``greentrack_pue``) sets the PUE, 1.0 (not applied) by
+default. See docs/pytest-ci.md.
 """
 
 from __future__ import annotations
@@ -64,6 +66,9 @@ def pytest_addoption(parser: pytest.Parser) -> None:
                 help="how many of the most energy-hungry tests the summary lists (default 5)")
     g.addoption("--greentrack-name", default=None, metavar="NAME",
                 help="run name of this suite in the database (default: the rootdir's name)")
+    g.addoption("--greentrack-pue", default=None, metavar="PUE",
+                help="power usage effectiveness of the data centre, a number >= 1.0: CO2e (per test, session, "
+                     "--energy-budget-co2e-g) is energy x PUE x grid intensity (default 1.0: not applied)")
     parser.addini("greentrack", type="bool", default=False,
                   help="measure every pytest session with greentrack (as --greentrack)")
     parser.addini("energy_budget_kwh", type="float", default=None, help="session energy budget in kWh")
@@ -77,6 +82,8 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     parser.addini("greentrack_json", type="string", default="", help="write the energy report as JSON here")
     parser.addini("greentrack_top", type="string", default="5", help="tests listed in the energy summary")
     parser.addini("greentrack_name", type="string", default="", help="run name of this suite in the database")
+    parser.addini("greentrack_pue", type="string", default="",
+                  help="power usage effectiveness applied to CO2e, a number >= 1.0 (default 1.0: not applied)")
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -176,7 +183,25 @@ def _resolve(config: pytest.Config, force: bool = False) -> dict[str, Any] | Non
         raise pytest.UsageError(f"greentrack: --greentrack-top must be >= 0, got {top}")
     strict = opt.energy_budget_strict if opt.energy_budget_strict is not None else _ini(config, "energy_budget_strict")
     name = opt.greentrack_name or _ini(config, "greentrack_name") or config.rootpath.name or "pytest"
-    return dict(budgets, top=top, name=str(name), strict=bool(strict), enabled_by=None, **files)
+    return dict(budgets, top=top, name=str(name), strict=bool(strict), pue=_pue(config), enabled_by=None, **files)
+
+
+def _pue(config: pytest.Config) -> float:
+    """``--greentrack-pue``, else the ini key ``greentrack_pue``, else 1.0 (no PUE applied): a number >= 1.0."""
+    raw: Any = config.option.greentrack_pue
+    src = "--greentrack-pue"
+    if raw is None:
+        raw, src = _ini(config, "greentrack_pue"), "greentrack_pue"
+        if not str(raw).strip():
+            return 1.0
+    try:
+        val = float(raw)
+    except (TypeError, ValueError):
+        val = float("nan")
+    if not (1.0 <= val < float("inf")):
+        raise pytest.UsageError(f"greentrack: {src} must be a finite number >= 1.0 (power usage effectiveness), "
+                                f"got {raw!r}")
+    return val
 
 
 @pytest.fixture

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from ..units import fmt_energy, mark
+from .energy import _say
 
 #: default of --energy-budget-regression with --energy-baseline: the run-to-run spread measured on a
 #: shared 2-core CI machine (docs/pytest-ci.md, benchmarks/bench_pytest_ci.py) with a margin
@@ -102,7 +103,7 @@ def _record(plugin: Any, checks: list[Check]) -> None:
     try:
         gs.store.update_run(r.run_id, {"budget": budget})
     except Exception as exc:
-        print(f"greentrack: cannot record the budget outcome in run {r.run_id}: {exc}")
+        _say(f"cannot record the budget outcome in run {r.run_id}: {exc}")
 
 
 def call_energies(plugin: Any, passed_only: bool = False) -> dict[str, float]:

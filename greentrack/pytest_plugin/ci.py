@@ -25,6 +25,7 @@ import pytest
 
 from ..units import fmt_co2, fmt_duration, fmt_energy, mark
 from .checks import _fine
+from .report import pue_text
 
 SCHEMA = "greentrack.pytest"
 VERSION = 1
@@ -75,7 +76,7 @@ def markdown(plugin: Any, top: int = 10) -> str:
                 f"{fmt_duration(r.duration_s)} |",
                 ""]
         out.append(f"Method: **{how}**, backend `{gs.backend}`"
-                   + (f"; CO2e: {r.intensity_source}, PUE {r.pue:g}" if r.intensity_source else "") + ".")
+                   + (f"; CO2e: {r.intensity_source}, {pue_text(r.pue)}" if r.intensity_source else "") + ".")
         if how in ("model", "mixed"):
             w = plugin.hardware.get("watts_per_thread")
             out.append(f"`~` modelled from CPU time, not measured: CPU seconds x {w:g} W per thread "

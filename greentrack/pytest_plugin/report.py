@@ -29,7 +29,7 @@ def summary_lines(plugin: Any) -> list[str]:
                        f"{hw.get('watts_per_thread'):g} W per thread ({hw.get('model_basis')}); "
                        f"see greentrack show {r.run_id}")
         if r.intensity_source:
-            out.append(f"CO2e: {r.intensity_source}, PUE {r.pue:g}")
+            out.append(f"CO2e: {r.intensity_source}, {pue_text(r.pue)}")
     tests = plugin.tests
     measured = [t for t in tests if t.get("energy_j") is not None]
     if measured:
@@ -134,3 +134,8 @@ def check_regression(gs: Any, result: Any, pct: float) -> tuple[str, dict[str, A
                 f"{fmt_energy(new[worst])})")
         return text, {"budget": "energy_budget_regression", "limit": pct, "usage": change, "against": prev["id"]}
     return text, None
+
+
+def pue_text(pue: float) -> str:
+    """``PUE 1.5`` (``--greentrack-pue``, ini ``greentrack_pue``); ``PUE 1 (not applied)`` at the default."""
+    return f"PUE {pue:g}" + (" (not applied)" if pue == 1.0 else "")
