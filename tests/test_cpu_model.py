@@ -36,8 +36,9 @@ BUSY_CHILD = "import time\nt = time.process_time()\nwhile time.process_time() - 
 
 
 def busy(seconds: float) -> None:
-    t = time.process_time()
-    while time.process_time() - t < seconds:
+    """*seconds* of this thread's CPU (the process's clock would count greentrack's sampler thread too)."""
+    t = time.thread_time()
+    while time.thread_time() - t < seconds:
         pass
 
 
