@@ -44,6 +44,7 @@ class TestEnergy:
         self.started_at: float | None = None
         self.ended_at: float | None = None
         self._final_j: float | None = None
+        self._cpu0 = (0.0, 0.0)  # process and thread CPU time when the call began
 
     @property
     def enabled(self) -> bool:
@@ -231,6 +232,7 @@ class EnergyPlugin:
             raise
         gs.poll_edges()  # sources derived at each read (CPU model, RAPL): the window starts at a sample
         m.started_at = time.time()
+        m._cpu0 = (time.process_time(), time.thread_time())  # the share of the call's CPU on other threads
         try:
             res = yield
         except BaseException:
@@ -246,6 +248,8 @@ class EnergyPlugin:
 
     def _end(self, item: pytest.Item, m: TestEnergy) -> tuple[list[str], bool]:
         t1 = time.time()
+        cpu = time.process_time() - m._cpu0[0]
+        other = max(0.0, cpu - (time.thread_time() - m._cpu0[1]))  # CPU seconds on the process's other threads
         try:
             m._final_j = self.gsession.energy_between(m.started_at, t1)
         except Exception as exc:  # measuring must never break the test run
@@ -255,7 +259,9 @@ class EnergyPlugin:
         over = m.over_budget()
         unchecked = bool(m.budget) and m._final_j is None
         rec = {"t0": m.started_at, "t1": t1, "energy_j": m._final_j, "budget": m.budget or None, "over": bool(over),
-               "unchecked": unchecked, "method": self.test_method}  # CO2e: computed when reported
+               "unchecked": unchecked, "method": self.test_method,  # CO2e: computed when reported
+               # the share of the process's CPU time in the call spent on other threads (sampler's included)
+               "other_threads": round(other / cpu, 2) if cpu > 0 else 0.0, "other_threads_cpu_s": round(other, 6)}
         self._records[item.nodeid] = rec
         props = item.user_properties  # JUnit XML <property> elements (--junitxml)
         if m._final_j is not None:
