@@ -42,12 +42,13 @@ KEEP = 5  # saved figures per test and hardware key
 # common): changes of a fraction of a percent of the suite are below the run-to-run spread of
 # the per-test figures measured on a shared CI runner (docs/pytest-ci.md) and not worth a red build.
 FLOOR_SHARE = 0.01
-# A test that ran this share or more of its call's process CPU time on threads other than its own,
-# and at least THREADED_MIN_CPU_S of it, is scheduling-dependent. Measured on boltons 26.2.0 and
-# more_itertools 11.2.1 (docs/pytest-ci.md): the tests that start threads ran 0.19 to 1.00 of their
-# CPU on other threads (those of 1 % of the suite or more: 0.45 to 1.00), the others 0.00, except
-# when one of greentrack's own sampler wake-ups (0.1 to 0.6 ms of CPU, a write to the store
-# included) fell into a call of a fraction of a millisecond: up to 0.33 there, hence the minimum.
+# A test that ran this share or more of its call's process CPU time on threads other than its own
+# (greentrack's sampler thread left out), and at least THREADED_MIN_CPU_S there, is
+# scheduling-dependent. Measured on boltons 26.2.0 (3 runs) and more_itertools 11.2.1 (docs/pytest-ci.md):
+# the tests that start threads ran 0.19 to 1.00 of their CPU on other threads (those of 1 % of the
+# suite's energy or more: 0.47 to 1.00), the tests that start none 0.09 at most (on 0.01 ms).
+# Other threads that used less than 1 ms cannot move a test's figure by more than a few millijoules
+# (4 mJ at 4 W per thread), below the floor of a suite worth gating: such a test is compared.
 THREADED_SHARE = 0.2
 THREADED_MIN_CPU_S = 0.001
 # Saved figures a scheduling-dependent test needs before it is compared: with fewer, its spread is unknown.
