@@ -37,6 +37,8 @@ import time
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
+ROOT = Path(__file__).resolve().parent.parent  # the checkout whose greentrack the suite runs with
+
 DOUBLE_PLUGIN = '''
 import os
 import pytest
@@ -122,10 +124,15 @@ def main() -> int:
     (work / "gt_double.py").write_text(DOUBLE_PLUGIN)
     env = {k: v for k, v in os.environ.items() if not k.startswith(("GREENTRACK_", "PYTEST_", "GITHUB_"))}
     env.pop("PYTHONDONTWRITEBYTECODE", None)  # as installed packages are: compiled once, not at every import
-    env["PYTHONPATH"] = os.pathsep.join([str(work), env.get("PYTHONPATH", "")]).rstrip(os.pathsep)
+    # this checkout's greentrack, not an installed one: the suite runs in the sdist's folder, where a relative
+    # PYTHONPATH entry (PYTHONPATH=.) would name the sdist, and an editable install another checkout
+    paths = [str(work), str(ROOT)] + [str(Path(x).resolve()) for x in env.get("PYTHONPATH", "").split(os.pathsep) if x]
+    env["PYTHONPATH"] = os.pathsep.join(paths)
     env["GREENTRACK_DB"] = str(work / "parity.db")
     ok = True
-    print(f"suite: {src.name}/{args.tests} (python {sys.version.split()[0]}); work folder {work}")
+    used = subprocess.run([sys.executable, "-c", "import greentrack; print(greentrack.__file__)"], cwd=src, env=env,
+                          capture_output=True, text=True).stdout.strip()
+    print(f"suite: {src.name}/{args.tests} (python {sys.version.split()[0]}); work folder {work}; greentrack {used}")
 
     # 1. outcomes with and without greentrack, per-test energy, one stored run
     rc0, t_off, _ = pytest_run(src, args.tests, env, "-p", "no:greentrack", "--junitxml", str(work / "off.xml"))
