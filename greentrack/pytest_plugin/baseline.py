@@ -15,7 +15,7 @@ Threads make an exception while a test's spread is still unknown. A test that ra
 :data:`THREADED_SHARE` or more of its call's process CPU time on threads other than its own
 (``other_threads`` in the test's record), and at least :data:`THREADED_MIN_CPU_S` there, is
 *scheduling-dependent*: how much CPU its threads burn depends on how they are scheduled (GIL
-hand-offs, wake-ups, lock contention), and identical runs of such tests were measured up to ~4x
+hand-offs, wake-ups, lock contention), and identical runs of such tests were measured up to 6x
 apart. Each entry keeps those tests' shares
 (``"threaded": {nodeid: share}``, the highest share seen in a save); while a test has fewer than
 :data:`THREADED_MIN_SAVES` saved figures, a test that is threaded in this run or in the baseline

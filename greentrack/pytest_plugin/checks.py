@@ -203,8 +203,8 @@ def not_compared_line(nc: list[Any], how: str | None, show: int = 5) -> str:
                 f"{mark(_fine(x.before_j), how)} -> {mark(_fine(x.after_j), how)})")
 
     return (f"{len(nc)} test(s) not compared: {THREADED_SHARE * 100:.0f}% or more of their CPU ran on other "
-            "threads, whose CPU time varies with scheduling (measured up to ~4x between runs); compared once the "
-            f"baseline holds {THREADED_MIN_SAVES} saves (--energy-baseline-save on more runs): "
+            "threads, whose CPU time varies with scheduling (measured up to 6x apart in identical runs); compared "
+            f"once the baseline holds {THREADED_MIN_SAVES} saves (--energy-baseline-save on more runs): "
             + ", ".join(one(x) for x in nc[:show]) + (f", ... ({len(nc) - show} more)" if len(nc) > show else ""))
 
 
