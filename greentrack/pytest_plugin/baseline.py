@@ -16,11 +16,11 @@ Threads make an exception while a test's spread is still unknown. A test that ra
 (``other_threads`` in the test's record), and at least :data:`THREADED_MIN_CPU_S` there, is
 *scheduling-dependent*: how much CPU its threads burn depends on how they are scheduled (GIL
 hand-offs, wake-ups, lock contention), and identical runs of such tests were measured up to 6x
-apart. Each entry keeps those tests' shares
-(``"threaded": {nodeid: share}``, the highest share seen in a save); while a test has fewer than
-:data:`THREADED_MIN_SAVES` saved figures, a test that is threaded in this run or in the baseline
-is listed as not compared instead of being judged on one or two samples. The suite's total still
-includes it. Files written before the map existed load as they are (no test marked threaded).
+apart. Each entry keeps those tests' shares (``"threaded": {nodeid: share}``, the highest share
+seen in a save); while a test has fewer than :data:`THREADED_MIN_SAVES` saved figures, a test
+that is threaded in this run or in the baseline is listed as not compared instead of being judged
+on one or two samples. The suite's total still includes it. Files written before the map existed
+load as they are (no test marked threaded there).
 """
 
 from __future__ import annotations
@@ -44,10 +44,11 @@ KEEP = 5  # saved figures per test and hardware key
 FLOOR_SHARE = 0.01
 # A test that ran this share or more of its call's process CPU time on threads other than its own
 # (greentrack's sampler thread left out), and at least THREADED_MIN_CPU_S there, is
-# scheduling-dependent. Measured on boltons 26.2.0 (3 runs) and more_itertools 11.2.1 (docs/pytest-ci.md):
-# the tests that start threads ran 0.19 to 1.00 of their CPU on other threads (those of 1 % of the
-# suite's energy or more: 0.47 to 1.00), the tests that start none 0.09 at most (on 0.01 ms).
-# Other threads that used less than 1 ms cannot move a test's figure by more than a few millijoules
+# scheduling-dependent. Measured over 11 runs each of boltons 26.2.0 and more_itertools 11.2.1
+# (docs/pytest-ci.md, reports/pytest-ci/thread-shares.txt): the calls whose other threads used 1 ms
+# or more (5 tests, all starting threads) ran 0.44 to 1.00 of their CPU there; below 1 ms shares
+# reach 0.48, in tests that start a short-lived thread or none (a thread left by an earlier test
+# finishing). Threads that used less than 1 ms cannot move a figure by more than a few millijoules
 # (4 mJ at 4 W per thread), below the floor of a suite worth gating: such a test is compared.
 THREADED_SHARE = 0.2
 THREADED_MIN_CPU_S = 0.001
@@ -166,7 +167,8 @@ def _dumps(doc: dict[str, Any]) -> str:
 
 def threaded_share(record: dict[str, Any]) -> float:
     """The share of a test's call CPU on other threads that the rule reads from its record: 0 when
-    the other threads used less than :data:`THREADED_MIN_CPU_S` (a sampler wake-up in a short call)."""
+    the other threads used less than :data:`THREADED_MIN_CPU_S` (a short-lived thread, or one left
+    running by an earlier test)."""
     share = record.get("other_threads")
     if not isinstance(share, (int, float)) or isinstance(share, bool):
         return 0.0
