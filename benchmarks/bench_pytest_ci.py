@@ -12,6 +12,10 @@ this machine (no GPU, no RAPL: the CPU model gives every figure):
    plugin, ``-p gt_double``; the same plugin is loaded, idle, in every other run too): how many
    runs flag that test, by name.
 
+Each run against the baseline also lists the tests it did not compare (scheduling-dependent: much
+of their CPU on other threads, and too few saved figures), with their share of CPU on other
+threads and their energy against the baseline's median.
+
     python benchmarks/bench_pytest_ci.py                       # downloads the sdist with pip
     python benchmarks/bench_pytest_ci.py --sdist-dir /tmp/boltons-26.2.0 --runs 10
     python benchmarks/bench_pytest_ci.py --baseline-runs 3      # a baseline saved from 3 runs
@@ -32,6 +36,8 @@ import tempfile
 import time
 import xml.etree.ElementTree as ET
 from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent  # the checkout whose greentrack the suite runs with
 
 DOUBLE_PLUGIN = '''
 import os
@@ -91,6 +97,16 @@ def regression_of(path: Path) -> dict | None:
     return None
 
 
+def not_compared(comp: dict) -> str:
+    """The comparison's scheduling-dependent tests, not compared: node id (share on other threads, after / median)."""
+    out = []
+    for n in comp.get("not_compared", []):
+        share = max(n.get("other_threads") or 0.0, n.get("saved_other_threads") or 0.0)
+        ratio = f"{n['after_j'] / n['before_j']:.2f}x" if n["before_j"] > 0 else "inf"
+        out.append(f"{n['nodeid']} ({share:.2f} on other threads, {ratio})")
+    return "; ".join(out) or "none"
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--package", default="boltons==26.2.0", help="sdist to download (pip requirement)")
@@ -108,10 +124,15 @@ def main() -> int:
     (work / "gt_double.py").write_text(DOUBLE_PLUGIN)
     env = {k: v for k, v in os.environ.items() if not k.startswith(("GREENTRACK_", "PYTEST_", "GITHUB_"))}
     env.pop("PYTHONDONTWRITEBYTECODE", None)  # as installed packages are: compiled once, not at every import
-    env["PYTHONPATH"] = os.pathsep.join([str(work), env.get("PYTHONPATH", "")]).rstrip(os.pathsep)
+    # this checkout's greentrack, not an installed one: the suite runs in the sdist's folder, where a relative
+    # PYTHONPATH entry (PYTHONPATH=.) would name the sdist, and an editable install another checkout
+    paths = [str(work), str(ROOT)] + [str(Path(x).resolve()) for x in env.get("PYTHONPATH", "").split(os.pathsep) if x]
+    env["PYTHONPATH"] = os.pathsep.join(paths)
     env["GREENTRACK_DB"] = str(work / "parity.db")
     ok = True
-    print(f"suite: {src.name}/{args.tests} (python {sys.version.split()[0]}); work folder {work}")
+    used = subprocess.run([sys.executable, "-c", "import greentrack; print(greentrack.__file__)"], cwd=src, env=env,
+                          capture_output=True, text=True).stdout.strip()
+    print(f"suite: {src.name}/{args.tests} (python {sys.version.split()[0]}); work folder {work}; greentrack {used}")
 
     # 1. outcomes with and without greentrack, per-test energy, one stored run
     rc0, t_off, _ = pytest_run(src, args.tests, env, "-p", "no:greentrack", "--junitxml", str(work / "off.xml"))
@@ -142,7 +163,10 @@ def main() -> int:
                    str(work / f"base{i}.json"))
     runs: list[dict[str, float]] = [energies(work / f"base{i}.json") for i in range(args.baseline_runs)]
     flagged_runs = 0
-    print(f"\n2. baseline saved from {args.baseline_runs} run(s); {args.runs} runs against it:")
+    threaded = json.loads(base.read_text())["baselines"]
+    threaded = {n: v for e in threaded.values() for n, v in (e.get("threaded") or {}).items()}
+    print(f"\n2. baseline saved from {args.baseline_runs} run(s); scheduling-dependent in it: "
+          f"{threaded or 'none'}; {args.runs} runs against it:")
     for i in range(args.runs):
         rc, dt, out = pytest_run(src, args.tests, env, "--energy-baseline", str(base), *tol,
                                  "--greentrack-json", str(work / f"cmp{i}.json"))
@@ -153,6 +177,7 @@ def main() -> int:
         flagged_runs += bool(c and c["failed"])
         print(f"   run {i + 1:2d}: exit {rc}, {dt:5.2f}s, total {comp.get('total_change_pct', 0):+6.1f}%, "
               f"regressions: {names or 'none'}")
+        print(f"           not compared: {not_compared(comp)}")
     print(f"   runs with a regression: {flagged_runs} of {args.runs} (tolerance "
           f"{comp.get('tolerance_pct')}%, floor {comp.get('floor_j', 0) * 1000:.1f} mJ)")
     ok &= flagged_runs == 0
@@ -196,7 +221,8 @@ def main() -> int:
         rc, dt, out = pytest_run(src, args.tests, env_d, "--energy-baseline", str(base), *tol,
                                  "--greentrack-json", str(work / f"dbl{i}.json"))
         c = regression_of(work / f"dbl{i}.json")
-        regs = (c or {}).get("data", {}).get("comparison", {}).get("regressions", [])
+        comp = (c or {}).get("data", {}).get("comparison", {})
+        regs = comp.get("regressions", [])
         named = any(r["nodeid"] == args.double for r in regs)
         in_summary = f"ERROR {args.double} - " in out  # pytest cuts the line's message at the terminal's width
         hits += named and rc == 1 and in_summary
@@ -204,6 +230,7 @@ def main() -> int:
         print(f"   run {i + 1:2d}: exit {rc}, flagged {named}"
               + (f" ({change:+.0f}%)" if change is not None else "") + f", in the short summary {in_summary}, "
               f"others flagged: {[r['nodeid'] for r in regs if r['nodeid'] != args.double] or 'none'}")
+        print(f"           not compared: {not_compared(comp)}")
     print(f"   flagged, by name, in {hits} of {args.runs} runs")
     ok &= hits == args.runs
     print("\nall checks hold" if ok else "\nSOME CHECKS DO NOT HOLD")

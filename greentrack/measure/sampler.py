@@ -342,6 +342,28 @@ class Sampler:
         self._thread = threading.Thread(target=self._run, name=THREAD_NAME, daemon=True)
         self._thread.start()
 
+    def cpu_time_reader(self) -> Callable[[], float] | None:
+        """A function giving the sampler thread's CPU seconds so far, read from any thread (None before
+        :meth:`start`, or where this platform cannot read another thread's CPU clock). The pytest plugin
+        leaves the sampler's CPU time out of a test's share of CPU time on other threads."""
+        getclock = getattr(time, "pthread_getcpuclockid", None)
+        ident = self._thread.ident if self._thread is not None else None
+        if getclock is None or ident is None:
+            return None
+        try:
+            clk = getclock(ident)
+            time.clock_gettime(clk)
+        except (OSError, ValueError):
+            return None
+
+        def read() -> float:
+            try:
+                return time.clock_gettime(clk)
+            except OSError:  # the thread has ended
+                return 0.0
+
+        return read
+
     def _run(self) -> None:
         for s in self.sources:  # a source may leave this thread's own CPU time out (the CPU model)
             hook = getattr(s, "on_sampler_thread", None)

@@ -10,6 +10,17 @@ Each test keeps the energies of its last :data:`KEEP` saves (``--energy-baseline
 run's figures to the entry of this run's key), so a test whose energy varies a lot from run to
 run (threads, sockets, timeouts) shows its spread, and only an increase beyond the highest of its
 saved figures counts. A single save is enough to start with.
+
+Threads make an exception while a test's spread is still unknown. A test that ran
+:data:`THREADED_SHARE` or more of its call's process CPU time on threads other than its own
+(``other_threads`` in the test's record), and at least :data:`THREADED_MIN_CPU_S` there, is
+*scheduling-dependent*: how much CPU its threads burn depends on how they are scheduled (GIL
+hand-offs, wake-ups, lock contention), and identical runs of such tests were measured up to 6x
+apart. Each entry keeps those tests' shares (``"threaded": {nodeid: share}``, the highest share
+seen in a save); while a test has fewer than :data:`THREADED_MIN_SAVES` saved figures, a test
+that is threaded in this run or in the baseline is listed as not compared instead of being judged
+on one or two samples. The suite's total still includes it. Files written before the map existed
+load as they are (no test marked threaded there).
 """
 
 from __future__ import annotations
@@ -31,6 +42,18 @@ KEEP = 5  # saved figures per test and hardware key
 # common): changes of a fraction of a percent of the suite are below the run-to-run spread of
 # the per-test figures measured on a shared CI runner (docs/pytest-ci.md) and not worth a red build.
 FLOOR_SHARE = 0.01
+# A test that ran this share or more of its call's process CPU time on threads other than its own
+# (greentrack's sampler thread left out), and at least THREADED_MIN_CPU_S there, is
+# scheduling-dependent. Measured over 11 runs each of boltons 26.2.0 and more_itertools 11.2.1
+# (docs/pytest-ci.md, reports/pytest-ci/thread-shares.txt): the calls whose other threads used 1 ms
+# or more (5 tests, all starting threads) ran 0.44 to 1.00 of their CPU there; below 1 ms shares
+# reach 0.48, in tests that start a short-lived thread or none (a thread left by an earlier test
+# finishing). Threads that used less than 1 ms cannot move a figure by more than a few millijoules
+# (4 mJ at 4 W per thread), below the floor of a suite worth gating: such a test is compared.
+THREADED_SHARE = 0.2
+THREADED_MIN_CPU_S = 0.001
+# Saved figures a scheduling-dependent test needs before it is compared: with fewer, its spread is unknown.
+THREADED_MIN_SAVES = 3
 
 
 class BaselineError(Exception):
@@ -78,9 +101,11 @@ def load(path: str | os.PathLike[str]) -> dict[str, Any] | None:
 
 
 def save(path: str | os.PathLike[str], suite: str, hardware: dict[str, Any], tests: dict[str, float],
-         version: str) -> tuple[str, int]:
+         version: str, threads: dict[str, float] | None = None) -> tuple[str, int]:
     """Add this run's per-test energies to the entry of its hardware key (other keys are kept).
 
+    *threads* holds each test's share of its call's CPU on other threads: a test at or above
+    :data:`THREADED_SHARE` is kept in the entry's ``threaded`` map (with the highest share seen).
     Tests not in *tests* are dropped from that entry (the file follows the suite). Returns
     ``(key, saves)``: the entry's key and how many runs its figures now come from.
     """
@@ -96,6 +121,13 @@ def save(path: str | os.PathLike[str], suite: str, hardware: dict[str, Any], tes
         prev = [float(x) for x in _as_list(old_tests.get(nodeid))]
         new_tests[nodeid] = (prev + [_sig(e)])[-KEEP:]
     saves = min(KEEP, int(old.get("saves") or 0) + 1) if old else 1
+    old_threaded = _shares(old.get("threaded"))
+    threads = threads or {}
+    threaded: dict[str, float] = {}
+    for nodeid in new_tests:
+        share = max(threads.get(nodeid, 0.0), old_threaded.get(nodeid, 0.0))
+        if share >= THREADED_SHARE:
+            threaded[nodeid] = round(share, 2)
     doc["suite"] = suite
     doc["version"] = VERSION
     doc["baselines"][key] = {
@@ -103,7 +135,7 @@ def save(path: str | os.PathLike[str], suite: str, hardware: dict[str, Any], tes
         "saved_at": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds").replace("+00:00", "Z"),
         "greentrack": version, "python": sys.version.split()[0],
         "total_j": _sig(sum(statistics.median(v) for v in new_tests.values())) if new_tests else 0.0,
-        "tests": new_tests,
+        "tests": new_tests, "threaded": threaded,
     }
     p.parent.mkdir(parents=True, exist_ok=True)
     tmp = p.with_name(p.name + ".tmp")
@@ -133,6 +165,27 @@ def _dumps(doc: dict[str, Any]) -> str:
     return "\n".join(out) + "\n"
 
 
+def threaded_share(record: dict[str, Any]) -> float:
+    """The share of a test's call CPU on other threads that the rule reads from its record: 0 when
+    the other threads used less than :data:`THREADED_MIN_CPU_S` (a short-lived thread, or one left
+    running by an earlier test)."""
+    share = record.get("other_threads")
+    if not isinstance(share, (int, float)) or isinstance(share, bool):
+        return 0.0
+    cpu_s = record.get("other_threads_cpu_s")
+    if isinstance(cpu_s, (int, float)) and cpu_s < THREADED_MIN_CPU_S:
+        return 0.0
+    return float(share)
+
+
+def _shares(v: Any) -> dict[str, float]:
+    """An entry's ``threaded`` map (absent in files written before it: no test marked)."""
+    if not isinstance(v, dict):
+        return {}
+    return {str(k): float(x) for k, x in v.items()
+            if isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x)}
+
+
 def _as_list(v: Any) -> list[float]:
     if isinstance(v, (int, float)) and not isinstance(v, bool):
         return [float(v)]
@@ -159,6 +212,29 @@ class Regression:
 
 
 @dataclass
+class NotCompared:
+    """A scheduling-dependent test with too few saved figures to know its spread: listed, not judged."""
+
+    nodeid: str
+    other_threads: float | None  # this run's share of the call's CPU on other threads (None: not recorded)
+    saved_other_threads: float | None  # the baseline's (None: not marked threaded there)
+    saves: int  # the test's saved figures
+    before_j: float  # median of the saved figures
+    after_j: float
+
+    @property
+    def share(self) -> float:
+        return max(self.other_threads or 0.0, self.saved_other_threads or 0.0)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"nodeid": self.nodeid, "other_threads": self.other_threads,
+                "saved_other_threads": self.saved_other_threads, "saves": self.saves,
+                "before_j": self.before_j, "after_j": self.after_j,
+                "reason": f"{self.share * 100:.0f}% of its CPU ran on other threads; compared once the "
+                          f"baseline holds {THREADED_MIN_SAVES} saves"}
+
+
+@dataclass
 class Comparison:
     """This run against the baseline entry of its hardware key."""
 
@@ -170,6 +246,7 @@ class Comparison:
     regressions: list[Regression] = field(default_factory=list)
     added: list[str] = field(default_factory=list)
     removed: list[str] = field(default_factory=list)
+    not_compared: list[NotCompared] = field(default_factory=list)  # scheduling-dependent, too few saves
     common: int = 0
     total_before_j: float = 0.0
     total_after_j: float = 0.0
@@ -203,17 +280,23 @@ class Comparison:
                                  "change_pct": r.change_pct if math.isfinite(r.change_pct) else None,
                                  "method": r.method}
                                 for r in self.regressions],
-                "added": self.added, "removed": self.removed, "other_hardware": self.other_keys}
+                "added": self.added, "removed": self.removed,
+                "not_compared": [n.as_dict() for n in self.not_compared],
+                "threaded_share": THREADED_SHARE, "threaded_min_saves": THREADED_MIN_SAVES,
+                "other_hardware": self.other_keys}
 
 
 def compare(doc: dict[str, Any] | None, path: str, hardware: dict[str, Any], tests: dict[str, float],
-            pct: float, method: str) -> Comparison:
+            pct: float, method: str, threads: dict[str, float] | None = None) -> Comparison:
     """Compare this run's per-test energies (*tests*) with the entry of its hardware key in *doc*.
 
     A test regresses when its energy is above the highest of its saved figures by more than
     *pct* % and above their median by more than :data:`FLOOR_SHARE` of the suite's baseline
     energy. The tests in common regress together when their sum is more than *pct* % and the
-    floor above the sum of their medians. Added and removed tests are listed, never failed.
+    floor above the sum of their medians. Added and removed tests are listed, never failed; so
+    is a scheduling-dependent test (at least :data:`THREADED_SHARE` of its CPU on other threads
+    in this run, per *threads*, or in the baseline) with fewer than :data:`THREADED_MIN_SAVES`
+    saved figures (its total still counts).
     """
     key = hardware_key(hardware)
     if doc is None:
@@ -233,14 +316,22 @@ def compare(doc: dict[str, Any] | None, path: str, hardware: dict[str, Any], tes
     cmp.total_after_j = sum(tests[n] for n in common)
     cmp.floor_j = FLOOR_SHARE * cmp.total_before_j
     limit = 1.0 + pct / 100.0
+    threads = threads or {}
+    threaded = _shares(entry.get("threaded"))
     for n in common:
         hi = max(saved[n])
         e = tests[n]
+        now, before = threads.get(n), threaded.get(n)
+        if len(saved[n]) < THREADED_MIN_SAVES and max(now or 0.0, before or 0.0) >= THREADED_SHARE:
+            cmp.not_compared.append(NotCompared(n, now, before, len(saved[n]), med[n], e))
+            continue
         if e > hi * limit and e - med[n] > cmp.floor_j:
             cmp.regressions.append(Regression(n, med[n], hi, e, method))
     cmp.regressions.sort(key=lambda r: -(r.after_j - r.before_j))
+    cmp.not_compared.sort(key=lambda x: (-x.after_j, x.nodeid))
     return cmp
 
 
-__all__ = ["load", "save", "compare", "Comparison", "Regression", "BaselineError", "hardware_key", "KEEP",
-           "FLOOR_SHARE", "SCHEMA"]
+__all__ = ["load", "save", "compare", "Comparison", "Regression", "NotCompared", "BaselineError", "hardware_key",
+           "threaded_share", "KEEP", "FLOOR_SHARE", "THREADED_SHARE", "THREADED_MIN_CPU_S", "THREADED_MIN_SAVES",
+           "SCHEMA"]

@@ -116,6 +116,19 @@ def call_energies(plugin: Any, passed_only: bool = False) -> dict[str, float]:
     return out
 
 
+def thread_shares(plugin: Any, passed_only: bool = False) -> dict[str, float]:
+    """``{nodeid: share}``: the share of each measured call's CPU that ran on other threads, as the baseline's
+    rule reads it (:func:`greentrack.pytest_plugin.baseline.threaded_share`; a test run twice: the higher)."""
+    from .baseline import threaded_share
+
+    out: dict[str, float] = {}
+    for t in plugin.tests:
+        if "other_threads" not in t or t.get("energy_j") is None or (passed_only and t.get("outcome") != "passed"):
+            continue
+        out[t["nodeid"]] = max(out.get(t["nodeid"], 0.0), threaded_share(t))
+    return out
+
+
 def baseline_check(plugin: Any, strict: bool) -> Check:
     """This run against ``--energy-baseline PATH``."""
     from . import baseline as B
@@ -132,7 +145,8 @@ def baseline_check(plugin: Any, strict: bool) -> Check:
         doc = B.load(path)
     except B.BaselineError as exc:
         return Check("energy_baseline", "unchecked", f"baseline not compared: {exc}", strict)
-    cmp = B.compare(doc, str(path), plugin.hardware, call_energies(plugin), pct, plugin.test_method)
+    cmp = B.compare(doc, str(path), plugin.hardware, call_energies(plugin), pct, plugin.test_method,
+                    thread_shares(plugin))
     data = {"baseline": str(path), "comparison": cmp.as_dict(), "limit": pct}
     if cmp.status == "no-file":
         return Check("energy_baseline", "unchecked",
@@ -158,6 +172,8 @@ def baseline_check(plugin: Any, strict: bool) -> Check:
         if names:
             detail.append(f"{len(names)} test(s) {label}: " + ", ".join(names[:5])
                           + (f", ... ({len(names) - 5} more)" if len(names) > 5 else ""))
+    if cmp.not_compared:
+        detail.append(not_compared_line(cmp.not_compared, how))
     total = cmp.total_change_pct
     summary = (f"{cmp.common} tests in common with baseline {path} ({cmp.saves} saved run(s), {cmp.key}): "
                f"{mark(fmt_energy(cmp.total_after_j), how)} against {mark(fmt_energy(cmp.total_before_j), how)}"
@@ -179,6 +195,20 @@ def baseline_check(plugin: Any, strict: bool) -> Check:
     return Check("energy_baseline", "ok", f"no energy regression: {summary}", detail=detail, data=data)
 
 
+def not_compared_line(nc: list[Any], how: str | None, show: int = 5) -> str:
+    """The scheduling-dependent tests not compared, as one detail line."""
+    from .baseline import THREADED_MIN_SAVES, THREADED_SHARE
+
+    def one(x: Any) -> str:
+        return (f"{x.nodeid} ({x.share * 100:.0f}% on other threads, {x.saves} save(s), "
+                f"{mark(_fine(x.before_j), how)} -> {mark(_fine(x.after_j), how)})")
+
+    return (f"{len(nc)} test(s) not compared: {THREADED_SHARE * 100:.0f}% or more of their CPU ran on other "
+            "threads, whose CPU time varies with scheduling (measured up to 6x apart in identical runs); compared "
+            f"once the baseline holds {THREADED_MIN_SAVES} saves (--energy-baseline-save on more runs): "
+            + ", ".join(one(x) for x in nc[:show]) + (f", ... ({len(nc) - show} more)" if len(nc) > show else ""))
+
+
 def save_baseline(plugin: Any) -> Check:
     """``--energy-baseline-save PATH``: this run's passed tests into the entry of its hardware key."""
     from .._version import __version__
@@ -189,7 +219,8 @@ def save_baseline(plugin: Any) -> Check:
     if not tests:
         return Check("energy_baseline_save", "unchecked", f"baseline not saved to {path}: no passed test was measured")
     try:
-        key, saves = B.save(path, plugin.opts["name"], plugin.hardware, tests, __version__)
+        key, saves = B.save(path, plugin.opts["name"], plugin.hardware, tests, __version__,
+                            thread_shares(plugin, passed_only=True))
     except (B.BaselineError, OSError) as exc:
         return Check("energy_baseline_save", "unchecked", f"baseline not saved: {exc}", True)
     skipped = len({t["nodeid"] for t in plugin.tests}) - len(tests)
@@ -210,4 +241,4 @@ def last_run_check(plugin: Any, strict: bool) -> Check:
     return Check("energy_regression", status, msg, strict and status == "unchecked")
 
 
-__all__ = ["Check", "run_checks", "DEFAULT_REGRESSION_PCT", "call_energies"]
+__all__ = ["Check", "run_checks", "DEFAULT_REGRESSION_PCT", "call_energies", "thread_shares"]

@@ -38,7 +38,8 @@ def artifact(plugin: Any) -> dict[str, Any]:
     tests = [{"nodeid": t["nodeid"], "outcome": t.get("outcome"), "energy_j": t.get("energy_j"),
               "co2e_g": plugin.co2e_g(t["energy_j"]) if t.get("energy_j") is not None else None,
               "duration_s": t["t1"] - t["t0"], "method": t.get("method"),
-              "budget": t.get("budget"), "over_budget": bool(t.get("over")), "budget_checked": not t.get("unchecked")}
+              "budget": t.get("budget"), "over_budget": bool(t.get("over")), "budget_checked": not t.get("unchecked"),
+              "other_threads": t.get("other_threads"), "other_threads_cpu_s": t.get("other_threads_cpu_s")}
              for t in plugin.tests]
     return {
         "schema": SCHEMA, "version": VERSION,
@@ -100,8 +101,11 @@ def markdown(plugin: Any, top: int = 10) -> str:
             out += [f"  - {_cell(d)}" for d in c.detail[:10]]
         out.append("")
     others = [c for c in plugin.checks if not c.failed]
+    for c in others:  # with their detail: tests added, removed or not compared since the baseline
+        out.append(f"- {_cell(c.text)}")
+        out += [f"  - {_cell(d)}" for d in c.detail[:10]]
     if others:
-        out += [f"- {_cell(c.text)}" for c in others] + [""]
+        out.append("")
     return "\n".join(out) + "\n"
 
 

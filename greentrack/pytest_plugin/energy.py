@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import sys
 import time
-from typing import Any
+from typing import Any, Callable
 
 import pytest
 
@@ -44,6 +44,7 @@ class TestEnergy:
         self.started_at: float | None = None
         self.ended_at: float | None = None
         self._final_j: float | None = None
+        self._cpu0 = (0.0, 0.0, 0.0)  # process, thread and sampler CPU time when the call began
 
     @property
     def enabled(self) -> bool:
@@ -155,6 +156,7 @@ class EnergyPlugin:
         self.hardware: dict[str, Any] = {}
         self._measurements: dict[str, TestEnergy] = {}
         self._records: dict[str, dict[str, Any]] = {}  # a call's figures until its report is logged
+        self._sampler_cpu: Callable[[], float] = _zero  # the sampler thread's CPU seconds (0 where unreadable)
 
     # lifecycle -------------------------------------------------------------------------------
     @pytest.hookimpl(tryfirst=True)
@@ -177,6 +179,7 @@ class EnergyPlugin:
         except GreentrackError as exc:
             raise pytest.UsageError(f"greentrack: {exc}") from None
         self.gsession = gs
+        self._sampler_cpu = gs.sampler.cpu_time_reader() or _zero
         self._describe_hardware(gs)
         if self.opts.get("enabled_by") and not self.worker:
             self.lines.append((f"enabled by {self.opts['enabled_by']} (--greentrack measures every run; "
@@ -231,6 +234,7 @@ class EnergyPlugin:
             raise
         gs.poll_edges()  # sources derived at each read (CPU model, RAPL): the window starts at a sample
         m.started_at = time.time()
+        m._cpu0 = (time.process_time(), time.thread_time(), self._sampler_cpu())  # for the CPU on other threads
         try:
             res = yield
         except BaseException:
@@ -246,6 +250,9 @@ class EnergyPlugin:
 
     def _end(self, item: pytest.Item, m: TestEnergy) -> tuple[list[str], bool]:
         t1 = time.time()
+        # the process's CPU seconds in the call, less greentrack's sampler thread's
+        cpu = time.process_time() - m._cpu0[0] - (self._sampler_cpu() - m._cpu0[2])
+        other = max(0.0, cpu - (time.thread_time() - m._cpu0[1]))  # CPU seconds on the process's other threads
         try:
             m._final_j = self.gsession.energy_between(m.started_at, t1)
         except Exception as exc:  # measuring must never break the test run
@@ -255,7 +262,9 @@ class EnergyPlugin:
         over = m.over_budget()
         unchecked = bool(m.budget) and m._final_j is None
         rec = {"t0": m.started_at, "t1": t1, "energy_j": m._final_j, "budget": m.budget or None, "over": bool(over),
-               "unchecked": unchecked, "method": self.test_method}  # CO2e: computed when reported
+               "unchecked": unchecked, "method": self.test_method,  # CO2e: computed when reported
+               # the share of the process's CPU time in the call spent on its other threads
+               "other_threads": round(other / cpu, 2) if cpu > 0 else 0.0, "other_threads_cpu_s": round(other, 6)}
         self._records[item.nodeid] = rec
         props = item.user_properties  # JUnit XML <property> elements (--junitxml)
         if m._final_j is not None:
@@ -347,6 +356,10 @@ class EnergyPlugin:
             for d in c.detail:
                 tr.write_line(f"  {one_line(d)}", red=c.failed)
         add_to_short_summary(self, tr)
+
+
+def _zero() -> float:
+    return 0.0
 
 
 def _say(msg: str) -> None:
