@@ -166,7 +166,9 @@ def pytest_unconfigure(config):
 
 
 PHASES_PLUGIN = '''
-"""Process CPU time at pytest's landmarks, written at unconfigure (the rest is the interpreter's exit)."""
+"""Process CPU time at pytest's landmarks, written at unconfigure (the rest is the interpreter's exit),
+and Python's full garbage collections (generation 2) from this plugin's import to unconfigure."""
+import gc
 import json
 import os
 import time
@@ -174,6 +176,20 @@ import time
 import pytest
 
 T = {}
+GC = {"n": 0, "s": 0.0, "t0": 0.0}
+
+
+def _gc(phase, info):
+    if info["generation"] != 2:
+        return
+    if phase == "start":
+        GC["t0"] = time.perf_counter()
+    else:
+        GC["n"] += 1
+        GC["s"] += time.perf_counter() - GC["t0"]
+
+
+gc.callbacks.append(_gc)
 
 
 def _now():
@@ -203,6 +219,7 @@ def pytest_sessionfinish(session):
 @pytest.hookimpl(trylast=True)
 def pytest_unconfigure(config):
     T["unconfigure"] = _now()
+    T["gc_full"] = [GC["n"], GC["s"]]
     with open(os.environ["GT_PHASES_OUT"], "w") as fh:
         json.dump(T, fh)
 '''
@@ -227,6 +244,7 @@ def phases(root: Path, env: dict[str, str], rounds: int, enabled: list[str]) -> 
         env = dict(env, PYTHONPATH=os.pathsep.join(filter(None, [tmp, env.get("PYTHONPATH", "")])),
                    GT_PHASES_OUT=str(out))
         spans: dict[str, list[list[tuple[float, float]]]] = {"off": [], "on": []}
+        gcs: dict[str, list[tuple[int, float]]] = {"off": [], "on": []}
         for r in range(rounds):
             order = [("off", ["-p", "no:greentrack"]), ("on", enabled)]
             for key, extra in (order if r % 2 == 0 else order[::-1]):
@@ -240,6 +258,7 @@ def phases(root: Path, env: dict[str, str], rounds: int, enabled: list[str]) -> 
                     end = t[b] if b else (cpu, t_end)
                     row.append((end[0] - start[0], end[1] - start[1]))
                 spans[key].append(row)
+                gcs[key].append((int(t["gc_full"][0]), float(t["gc_full"][1])))
     lines = [f"where the enabled plugin's time goes (paired differences of each pytest phase, median of {rounds}; "
              "process CPU, and wall time):"]
     for i, (label, _a, _b) in enumerate(PHASE_NAMES):
@@ -249,6 +268,11 @@ def phases(root: Path, env: dict[str, str], rounds: int, enabled: list[str]) -> 
             diff = statistics.median(b[i][j] - a[i][j] for a, b in zip(spans["off"], spans["on"]))
             cells.append(f"{what} {off * 1000:7.1f} ms {diff * 1000:+7.1f} ms")
         lines.append(f"  {label:<50} {cells[0]}   {cells[1]}")
+    n_off, n_on = (statistics.median(n for n, _s in gcs[k]) for k in ("off", "on"))
+    s_off, s_on = (statistics.median(s for _n, s in gcs[k]) * 1000 for k in ("off", "on"))
+    lines.append(f"  Python's full garbage collections (generation 2) up to unconfigure, median: {n_off:g} taking "
+                 f"{s_off:.1f} ms without greentrack, {n_on:g} taking {s_on:.1f} ms with it (greentrack's objects "
+                 "move when they fall, and can add one)")
     return "\n".join(lines)
 
 
