@@ -44,7 +44,6 @@ class TestEnergy:
         self.started_at: float | None = None
         self.ended_at: float | None = None
         self._final_j: float | None = None
-        self._cpu0 = (0.0, 0.0, 0.0)  # process, thread and sampler CPU time when the call began
 
     @property
     def enabled(self) -> bool:
@@ -95,21 +94,25 @@ class TestEnergy:
 
     def over_budget(self) -> list[str]:
         """The marker limits exceeded so far, as ``measured > limit`` phrases (empty: within)."""
-        e = self.energy_j
-        if e is None or not self.budget:
-            return []
-        used: dict[str, float | None] = {"joules": e, "kwh": e / J_PER_KWH,
-                                         "co2e_g": self.co2e_g if "co2e_g" in self.budget else None}
-        tilde = "~" if self.modelled else ""
-        out = []
-        for key in ("joules", "kwh", "co2e_g"):
-            lim, val = self.budget.get(key), used[key]
-            if lim is not None and val is not None and val > lim:
-                out.append(f"{tilde}{val:.4g} {_UNITS[key]} > {lim:.4g} {_UNITS[key]} ({key}={lim:g})")
-        return out
+        return over_budget(self.energy_j, self.budget, self._plugin)
 
     def __repr__(self) -> str:
         return f"<TestEnergy {self.nodeid} {mark(fmt_energy(self.energy_j), self.method)}>"
+
+
+def over_budget(e: float | None, budget: dict[str, float], plugin: "EnergyPlugin | None") -> list[str]:
+    """The limits of *budget* that *e* joules exceed, as ``measured > limit`` phrases (empty: within)."""
+    if e is None or not budget:
+        return []
+    co2e = plugin.co2e_g(e) if plugin is not None and "co2e_g" in budget else None
+    used: dict[str, float | None] = {"joules": e, "kwh": e / J_PER_KWH, "co2e_g": co2e}
+    tilde = "~" if plugin is not None and plugin.energy_method in ("model", "mixed") else ""
+    out = []
+    for key in ("joules", "kwh", "co2e_g"):
+        lim, val = budget.get(key), used[key]
+        if lim is not None and val is not None and val > lim:
+            out.append(f"{tilde}{val:.4g} {_UNITS[key]} > {lim:.4g} {_UNITS[key]} ({key}={lim:g})")
+    return out
 
 
 def marker_budget(item: pytest.Item) -> dict[str, float]:
@@ -226,21 +229,26 @@ class EnergyPlugin:
         gs = self.gsession
         if gs is None:
             return (yield)
-        m = self.measurement(item)
+        # the test's figures live in this frame: a TestEnergy exists only for a test that asked for the
+        # fixture, so a test keeps no extra object alive through its call (each one outliving the call's
+        # allocations is promoted to Python's oldest generation, and enough of them add a full collection)
+        m = self._measurements.get(item.nodeid)
         try:
-            m.budget = marker_budget(item)
+            budget = marker_budget(item)
         except BaseException:  # a malformed marker fails the test before its call: nothing is measured
             self._measurements.pop(item.nodeid, None)
             raise
         gs.poll_edges()  # sources derived at each read (CPU model, RAPL): the window starts at a sample
-        m.started_at = time.time()
-        m._cpu0 = (time.process_time(), time.thread_time(), self._sampler_cpu())  # for the CPU on other threads
+        t0 = time.time()
+        cpu0, thread0, sampler0 = time.process_time(), time.thread_time(), self._sampler_cpu()
+        if m is not None:
+            m.budget, m.started_at = budget, t0
         try:
             res = yield
         except BaseException:
-            self._end(item, m)
+            self._end(item, m, budget, t0, cpu0, thread0, sampler0)
             raise
-        over, unchecked = self._end(item, m)
+        over, unchecked = self._end(item, m, budget, t0, cpu0, thread0, sampler0)
         if over:
             pytest.fail("energy budget exceeded: " + "; ".join(over), pytrace=False)
         if unchecked and self.opts.get("strict"):
@@ -248,33 +256,36 @@ class EnergyPlugin:
                         pytrace=False)
         return res
 
-    def _end(self, item: pytest.Item, m: TestEnergy) -> tuple[list[str], bool]:
+    def _end(self, item: pytest.Item, m: TestEnergy | None, budget: dict[str, float], t0: float, cpu0: float,
+             thread0: float, sampler0: float) -> tuple[list[str], bool]:
         t1 = time.time()
         # the process's CPU seconds in the call, less greentrack's sampler thread's
-        cpu = time.process_time() - m._cpu0[0] - (self._sampler_cpu() - m._cpu0[2])
-        other = max(0.0, cpu - (time.thread_time() - m._cpu0[1]))  # CPU seconds on the process's other threads
+        cpu = time.process_time() - cpu0 - (self._sampler_cpu() - sampler0)
+        other = max(0.0, cpu - (time.thread_time() - thread0))  # CPU seconds on the process's other threads
+        e: float | None
         try:
-            m._final_j = self.gsession.energy_between(m.started_at, t1)
+            e = self.gsession.energy_between(t0, t1)
         except Exception as exc:  # measuring must never break the test run
             _say(f"cannot read the energy of {item.nodeid}: {exc}")
-            m._final_j = None
-        m.ended_at = t1
-        over = m.over_budget()
-        unchecked = bool(m.budget) and m._final_j is None
-        rec = {"t0": m.started_at, "t1": t1, "energy_j": m._final_j, "budget": m.budget or None, "over": bool(over),
-               "unchecked": unchecked, "method": self.test_method,  # CO2e: computed when reported
-               # the share of the process's CPU time in the call spent on its other threads
-               "other_threads": round(other / cpu, 2) if cpu > 0 else 0.0, "other_threads_cpu_s": round(other, 6)}
-        self._records[item.nodeid] = rec
+            e = None
+        if m is not None:
+            m._final_j, m.ended_at = e, t1
+            self._measurements.pop(item.nodeid, None)
+        over = over_budget(e, budget, self)
+        unchecked = bool(budget) and e is None
+        self._records[item.nodeid] = {
+            "t0": t0, "t1": t1, "energy_j": e, "budget": budget or None, "over": bool(over),
+            "unchecked": unchecked, "method": self.test_method,  # CO2e: computed when reported
+            # the share of the process's CPU time in the call spent on its other threads
+            "other_threads": round(other / cpu, 2) if cpu > 0 else 0.0, "other_threads_cpu_s": round(other, 6)}
         props = item.user_properties  # JUnit XML <property> elements (--junitxml)
-        if m._final_j is not None:
-            props.append(("greentrack_energy_j", f"{m._final_j:.6g}"))
+        if e is not None:
+            props.append(("greentrack_energy_j", f"{e:.6g}"))
             props.append(("greentrack_energy_method", self.test_method))
-        if m.budget:
-            props.append(("greentrack_energy_budget", ",".join(f"{k}={v:g}" for k, v in sorted(m.budget.items()))))
+        if budget:
+            props.append(("greentrack_energy_budget", ",".join(f"{k}={v:g}" for k, v in sorted(budget.items()))))
             props.append(("greentrack_energy_budget_status",
                           "exceeded" if over else "not checked" if unchecked else "within"))
-        self._measurements.pop(item.nodeid, None)
         return over, unchecked
 
     @pytest.hookimpl(tryfirst=True)  # in a pytest-xdist worker: before the report is sent to the controller
@@ -366,4 +377,4 @@ def _say(msg: str) -> None:
     print(f"greentrack: {one_line(msg)}", file=sys.stderr)
 
 
-__all__ = ["TestEnergy", "EnergyPlugin", "marker_budget", "PROP", "MARKER"]
+__all__ = ["TestEnergy", "EnergyPlugin", "marker_budget", "over_budget", "PROP", "MARKER"]
