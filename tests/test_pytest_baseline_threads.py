@@ -171,6 +171,63 @@ def test_share_in_the_json_artifact_through_xdist(pytester: pytest.Pytester, ci_
         assert tests[SINGLE]["other_threads"] < 0.2 and tests["test_suite.py::test_stable"]["other_threads"] < 0.2
 
 
+HALF = """
+import threading
+import time
+
+
+def busy(seconds):
+    t = time.thread_time()
+    while time.thread_time() - t < seconds:
+        pass
+
+
+def test_half():  # about half of its CPU on a second thread: a share with more than two decimals
+    th = threading.Thread(target=busy, args=(0.0371,))
+    th.start()
+    busy(0.0413)
+    th.join()
+"""
+
+
+def test_share_and_seconds_are_rounded_in_the_artifact(pytester: pytest.Pytester, ci_runner: None) -> None:
+    """The share to hundredths and the seconds to microseconds: the artifact stays readable, the share as
+    precise as the 20 % threshold needs."""
+    pytester.makepyfile(test_half=HALF)
+    run(pytester, "--greentrack", "--greentrack-json", "out.json").assert_outcomes(passed=1)
+    (t,) = json.loads((pytester.path / "out.json").read_text())["tests"]
+    assert 0.2 < t["other_threads"] < 0.8 and round(t["other_threads"], 2) == t["other_threads"], t
+    assert t["other_threads_cpu_s"] > 0.03 and round(t["other_threads_cpu_s"], 6) == t["other_threads_cpu_s"], t
+
+
+FROZEN_CLOCKS = """
+import time
+
+import pytest
+
+
+@pytest.hookimpl(wrapper=True, tryfirst=True)  # around greentrack's own wrapper
+def pytest_runtest_call(item):
+    real = time.process_time, time.thread_time
+    time.process_time = time.thread_time = lambda: 1.0  # a call that used no CPU time at all
+    try:
+        return (yield)
+    finally:
+        time.process_time, time.thread_time = real
+"""
+
+
+def test_a_call_without_cpu_time_reads_as_on_no_other_thread(pytester: pytest.Pytester, ci_runner: None) -> None:
+    """No CPU time in the call (the process's and the thread's clocks did not move): a share of 0, not a
+    division by zero that would break the test, and not 1."""
+    pytester.makeconftest(FROZEN_CLOCKS)
+    pytester.makepyfile(test_idle="def test_idle():\n    pass\n")
+    res = run(pytester, "--greentrack", "--greentrack-json", "out.json")
+    res.assert_outcomes(passed=1)
+    (t,) = json.loads((pytester.path / "out.json").read_text())["tests"]
+    assert t["other_threads"] == 0.0 and t["other_threads_cpu_s"] == 0.0, t
+
+
 # compare and save on hand-built documents ----------------------------------------------------------
 HW = {"energy_method": "model", "devices": ["CPU (modelled)"], "watts_per_thread": 4.0}
 
@@ -225,11 +282,11 @@ def test_compare_threshold_and_saves(share: float, saves: int, judged: bool) -> 
 
 def test_not_compared_is_per_test_saves_and_sorted_by_energy() -> None:
     """The figures a test has, not the entry's count: a test added after two saves has one."""
-    d = doc({**STABLE, "old": [1.0, 1.0, 1.0], "new": [1.0], "big": [2.0]}, saves=3)
-    cmp = compare(d, {"a": 10.0, "b": 10.0, "old": 5.0, "new": 5.0, "big": 6.0},
-                  threads={"old": 0.9, "new": 0.9, "big": 0.9})
+    d = doc({**STABLE, "old": [1.0, 1.0, 1.0], "new": [1.0], "zbig": [2.0]}, saves=3)
+    cmp = compare(d, {"a": 10.0, "b": 10.0, "old": 5.0, "new": 5.0, "zbig": 6.0},
+                  threads={"old": 0.9, "new": 0.9, "zbig": 0.9})
     assert [r.nodeid for r in cmp.regressions] == ["old"]
-    assert [n.nodeid for n in cmp.not_compared] == ["big", "new"]
+    assert [n.nodeid for n in cmp.not_compared] == ["zbig", "new"]  # the largest first, not by name
 
 
 def test_bad_threaded_values_are_ignored() -> None:

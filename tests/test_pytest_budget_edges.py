@@ -19,7 +19,8 @@ from test_budgets_at_limit import FIXED_GRID, newest_run, pytest_run
 def test_marker_limits_none_inf_and_a_failing_test(pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch) -> None:
     """Kills: a ``None`` limit ending the marker's parsing (``break``), an infinite limit accepted
     (``<= inf``), a failing test's energy not recorded (``_end`` skipped when the test raises), finished
-    measurements kept for the rest of the session, and the fixture reading before its call began."""
+    measurements kept for the rest of the session (a malformed marker's too), and the fixture reading before
+    its call began."""
     pytester.makepyfile(test_edges="""
         import time
         import pytest
@@ -35,7 +36,7 @@ def test_marker_limits_none_inf_and_a_failing_test(pytester: pytest.Pytester, mo
             time.sleep(0.2)
 
         @pytest.mark.energy_budget(joules=float("inf"))
-        def test_infinite():
+        def test_infinite(greentrack_energy):  # the fixture's measurement is dropped with the malformed marker
             pass
 
         def test_raises():
