@@ -8,7 +8,11 @@ Prints three figures that ``docs/pytest-ci.md`` ("What it costs") quotes:
 2. the CPU model's inputs (``resolve_inputs``: /proc/cpuinfo and codecarbon's CPU table), in a
    fresh process each time, after the imports every session makes anyway (median);
 3. what importing greentrack's modules adds to the interpreter's exit, in a ``python -c`` that
-   has imported pytest and does nothing else (median of paired differences).
+   has imported pytest and does nothing else (median of paired differences);
+4. the pieces of a session's start, each timed in a fresh process that has imported pytest, with
+   Python's garbage collector off (its full collections land wherever a threshold is crossed):
+   importing the session and the store, the plugin manager (built-in plugins, entry points),
+   ``Session.start()`` on a new SQLite file (medians).
 
 Usage::
 
@@ -78,6 +82,24 @@ RESOLVE = textwrap.dedent("""
     print(time.perf_counter() - t)
 """)
 
+START_PIECES = textwrap.dedent("""
+    import gc, json, os, sys, time
+    import pytest, _pytest.junitxml, _pytest.python
+    gc.disable()
+    t = {}
+    a = time.perf_counter(); import greentrack.measure.tracker; t["import the session"] = time.perf_counter() - a
+    a = time.perf_counter(); import greentrack.store.writer, greentrack.store.sqlite
+    t["import the store"] = time.perf_counter() - a
+    a = time.perf_counter(); from greentrack import plugins; plugins.get_plugin_manager()
+    t["plugin manager (built-in plugins, entry points)"] = time.perf_counter() - a
+    from greentrack.measure.tracker import Session
+    gs = Session("breakdown", tags={"runner": "pytest"}, strict=True)
+    a = time.perf_counter(); gs.start()
+    t["Session.start() (sources, CPU model, new database)"] = time.perf_counter() - a
+    gs.stop()
+    print(json.dumps(t))
+""")
+
 MODULES = [
     "greentrack.measure.tracker", "greentrack.measure.sampler", "greentrack.measure.attribution",
     "greentrack.measure.sources.cpu_model", "greentrack.measure.sources.rapl", "greentrack.measure.sources.nvml",
@@ -138,6 +160,20 @@ def exit_cost(reps: int) -> None:
           f"median of {reps} paired differences: {statistics.median(diffs) * 1e3:+.1f} ms")
 
 
+def start_pieces(reps: int, tmp: Path) -> None:
+    rows: dict[str, list[float]] = {}
+    for i in range(reps):
+        env = dict(_env(), GREENTRACK_DB=str(tmp / f"start{i}.db"))
+        out = subprocess.run([sys.executable, "-c", START_PIECES], env=env, capture_output=True, text=True,
+                             check=True).stdout
+        for k, v in json.loads(out.strip().splitlines()[-1]).items():
+            rows.setdefault(k, []).append(v)
+    print(f"4. a session's start, in pieces, fresh process with pytest imported, garbage collector off, "
+          f"median of {reps}:")
+    for k, v in rows.items():
+        print(f"   {k:<55} {statistics.median(v) * 1e3:6.2f} ms")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--tests", type=int, default=2000, help="trivial tests in the timed pytest run")
@@ -148,6 +184,8 @@ def main() -> None:
         edges(args.tests, Path(tmp))
     resolve(args.reps)
     exit_cost(args.reps)
+    with tempfile.TemporaryDirectory(prefix="gt-breakdown-") as tmp:
+        start_pieces(args.reps, Path(tmp))
 
 
 if __name__ == "__main__":
