@@ -49,13 +49,8 @@ SINGLE, THREADED = "test_suite.py::test_single", "test_suite.py::test_threaded"
 
 
 @pytest.fixture
-def ci_runner(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    """This machine as a CI runner: the auto backend finds no GPU and no RAPL; the model's watts are fixed."""
-    monkeypatch.setenv("GREENTRACK_BACKEND", "auto")
-    monkeypatch.setenv("GREENTRACK_RAPL_ROOT", str(tmp_path / "no-powercap"))
-    monkeypatch.setenv("GREENTRACK_DISABLE_PLUGINS", "greentrack.measure.sources.nvml")
-    monkeypatch.setenv("GREENTRACK_CPU_WATTS_PER_THREAD", "4")
-    monkeypatch.delenv("GITHUB_STEP_SUMMARY", raising=False)
+def ci_runner(ci_runner: None, monkeypatch: pytest.MonkeyPatch) -> None:
+    """conftest's CI runner, without the factors a test of this file may have set."""
     for var in ("SINGLE_FACTOR", "THREAD_FACTOR"):
         monkeypatch.delenv(var, raising=False)
 

@@ -44,16 +44,6 @@ def test_light(i):
 """
 
 
-@pytest.fixture
-def ci_runner(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    """This machine as a CI runner: the auto backend finds no GPU and no RAPL; the model's watts are fixed."""
-    monkeypatch.setenv("GREENTRACK_BACKEND", "auto")
-    monkeypatch.setenv("GREENTRACK_RAPL_ROOT", str(tmp_path / "no-powercap"))
-    monkeypatch.setenv("GREENTRACK_DISABLE_PLUGINS", "greentrack.measure.sources.nvml")
-    monkeypatch.setenv("GREENTRACK_CPU_WATTS_PER_THREAD", "4")
-    monkeypatch.delenv("GITHUB_STEP_SUMMARY", raising=False)
-
-
 def run(pytester: pytest.Pytester, *args: str) -> pytest.RunResult:
     return pytester.runpytest_subprocess("-p", "no:cacheprovider", *args)
 

@@ -154,8 +154,8 @@ class CPUTable:
             return None
         return self._row(self.text[a - 1:b - 1])
 
-    def find(self, name: str) -> str | None:
-        """The entry named *name*, case aside (the row's own spelling); None when there is none."""
+    def _first_row(self, name: str) -> tuple[str, float] | None:
+        """The first row named *name*, case aside: ``(its own spelling, TDP W)``."""
         want = name.strip().lower()
         if not want:
             return None
@@ -165,22 +165,19 @@ class CPUTable:
             while i >= 0:
                 row = self._line_at(i + 1)
                 if row is not None and row[0].lower() == want:
-                    return row[0]
+                    return row
                 i = low.find(prefix + want, i + 1)
         return None
 
+    def find(self, name: str) -> str | None:
+        """The entry named *name*, case aside (the row's own spelling); None when there is none."""
+        row = self._first_row(name)
+        return row[0] if row is not None else None
+
     def tdp_of(self, name: str) -> float | None:
         """The TDP in watts of entry *name* (exact spelling, case aside; its first row)."""
-        want = name.strip().lower()
-        low = self.low
-        for prefix in ("\n", '\n"', "\n "):
-            i = low.find(prefix + want, 0)
-            while i >= 0:
-                row = self._line_at(i + 1)
-                if row is not None and row[0].lower() == want:
-                    return row[1]
-                i = low.find(prefix + want, i + 1)
-        return None
+        row = self._first_row(name)
+        return row[1] if row is not None else None
 
     def entries_matching(self, pattern: str) -> set[str]:
         """The entries (names) of the rows where regular expression *pattern* matches in :attr:`low`."""
