@@ -126,7 +126,22 @@ def test_no_run_name_phase_tag_or_step_count_breaks_a_run_or_a_later_report(name
         assert not row["name"].startswith(("=", "+", "-", "@", "\t", "\r"))
     view = show_view(s.id, db=db_path, width=30)
     assert not RAW.findall(render_show(view).replace("\n", ""))
-    assert json.loads(show_json(view))["name"] == (name or "run")  # an empty name gets the default
+    assert json.loads(show_json(view))["name"] == (name if name.strip() else "run")  # a blank name: the default
+
+
+@pytest.mark.parametrize("name", ["", " ", "\r", "\t\n"])
+def test_a_blank_run_name_gets_the_default_everywhere(name, db_path):
+    """Found by the fuzz test above: a name of blanks only was stored as given, and read back as no name
+    ("?", with a note), since the store's rule for a name is non-empty text."""
+    from greentrack.api import query_runs, show_view
+    from greentrack.views.show import show_json
+
+    with greentrack.session(name, backend="none", region="FR") as s:
+        pass
+    assert s.name == "run"
+    (row,) = query_runs(db=db_path, last=None)
+    assert row["name"] == "run" and not any("shown as empty" in n for n in row.get("notes") or [])
+    assert json.loads(show_json(show_view(s.id, db=db_path, width=30)))["name"] == "run"
 
 
 @settings(deadline=None, max_examples=5, suppress_health_check=[HealthCheck.function_scoped_fixture])

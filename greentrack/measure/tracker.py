@@ -61,7 +61,8 @@ class Session:
                  sample_interval_s: float | None = None, flush_interval_s: float | None = None,
                  exact_edges: bool | None = None, progress: bool = False,
                  command: str | None = None, sources: list[Any] | None = None) -> None:
-        self.name = str(name) or "run"  # a run needs a name: an empty one gets the default
+        # a run needs a name: an empty one, or one of blanks only (which the store reads as no name), gets the default
+        self.name = str(name) if str(name).strip() else "run"
         self.id = _new_id()
         self.tags = {str(k): str(v) for k, v in (tags or {}).items()}
         self.region = region
