@@ -181,6 +181,17 @@ STOP_IN_A_THREAD = """
 """
 
 
+def _stopping_while_locked(p: subprocess.Popen[str], db: Path) -> sqlite3.Connection:
+    """Once *p*'s session is ready, lock the database and let it stop: returns when it says "stopping"."""
+    assert p.stdout is not None and p.stdin is not None and p.stderr is not None
+    assert p.stdout.readline().strip() == "ready", p.stderr.read()
+    con = _locked(db)
+    p.stdin.write("go\n")
+    p.stdin.flush()
+    assert p.stdout.readline().strip() == "stopping"
+    return con
+
+
 def test_a_signal_while_another_thread_stops_the_run_waits_for_it_to_be_written(tmp_path, db_path, monkeypatch):
     """SIGTERM while a worker thread is writing the end of the run (the database busy for a moment): the
     handler waits for that stop (up to 5 s), then the signal ends the process. The run is complete, not lost.
@@ -190,11 +201,7 @@ def test_a_signal_while_another_thread_stops_the_run_waits_for_it_to_be_written(
     p = subprocess.Popen([sys.executable, "-c", PRELUDE + textwrap.dedent(STOP_IN_A_THREAD)], stdin=subprocess.PIPE,
                          stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
-        assert p.stdout.readline().strip() == "ready", p.stderr.read()
-        con = _locked(db_path)
-        p.stdin.write("go\n")
-        p.stdin.flush()
-        assert p.stdout.readline().strip() == "stopping"
+        con = _stopping_while_locked(p, db_path)
         p.send_signal(signal.SIGTERM)
         time.sleep(1.0)
         assert p.poll() is None  # waiting for the stop, which waits for the database
@@ -230,11 +237,7 @@ def test_a_signal_during_the_runs_own_stop_ends_the_process_at_once(tmp_path, db
                          stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     con = None
     try:
-        assert p.stdout.readline().strip() == "ready", p.stderr.read()
-        con = _locked(db_path)
-        p.stdin.write("go\n")
-        p.stdin.flush()
-        assert p.stdout.readline().strip() == "stopping"
+        con = _stopping_while_locked(p, db_path)
         time.sleep(0.3)  # in stop(), waiting for the lock
         sent = time.monotonic()
         p.send_signal(signal.SIGTERM)
