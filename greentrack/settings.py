@@ -65,6 +65,9 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("GREENTRACK_GPU_STATE", None, "$XDG_STATE_HOME/greentrack/gpu-settings.json",
             "where greentrack tune records a GPU's original power limit and clocks until they are restored"),
     Setting("GREENTRACK_CURRENCY", "currency", "USD", "currency of GREENTRACK_PRICE_PER_KWH, shown with every cost"),
+    Setting("GREENTRACK_PUE", "pue", "1.0 (not applied)",
+            "power usage effectiveness of the data centre where runs are measured, a number >= 1.0: CO2e = energy x "
+            "PUE x grid intensity (sessions, greentrack run and the pytest plugin, when they are given none)"),
     Setting("GREENTRACK_LOCK_TIMEOUT", None, "3",
             "seconds a session's last write waits for a database locked by another process before the run goes to "
             "the spool (stop() returns within about this plus 1 s)"),
@@ -119,7 +122,9 @@ _toml_cache: dict[Path, tuple[float, dict[str, Any]]] = {}
 def load_tool_config(start: Path | None = None) -> dict[str, Any]:
     """The ``[tool.greentrack]`` table of the nearest pyproject.toml, or ``{}``.
 
-    Relative paths in it are resolved against the pyproject's folder (key ``_root``).
+    Relative paths in it are resolved against the pyproject's folder (key ``_root``). A file that
+    never names greentrack has no such table and is not parsed (another tool's broken table is
+    then not reported here, and TOML's parser is not imported).
     """
     p = find_pyproject(start)
     if p is None:
@@ -129,12 +134,15 @@ def load_tool_config(start: Path | None = None) -> dict[str, Any]:
         cached = _toml_cache.get(p)
         if cached and cached[0] == mtime:
             return cached[1]
-        if sys.version_info >= (3, 11):
-            import tomllib
-        else:  # pragma: no cover
-            import tomli as tomllib  # type: ignore[no-redef, unused-ignore]
-        with open(p, "rb") as fh:
-            data = tomllib.load(fh)
+        raw = p.read_bytes()
+        if b"greentrack" in raw:  # a file that never names greentrack has no table for it: not parsed
+            if sys.version_info >= (3, 11):
+                import tomllib
+            else:  # pragma: no cover
+                import tomli as tomllib  # type: ignore[no-redef, unused-ignore]
+            data = tomllib.loads(raw.decode("utf-8"))
+        else:
+            data = {}
     except Exception as exc:  # a broken pyproject must not stop a training run
         raise ConfigError(f"cannot read {p}: {exc}") from None
     conf = dict(data.get("tool", {}).get("greentrack", {}) or {})
@@ -153,6 +161,29 @@ class Settings:
     sample_interval_s: float | None = None
     flush_interval_s: float = 2.0
     extra: dict[str, Any] = field(default_factory=dict)
+
+
+def resolve_pue(given: Any = None, conf: dict[str, Any] | None = None) -> float:
+    """The PUE: *given* > ``GREENTRACK_PUE`` > ``[tool.greentrack] pue`` > 1.0 (not applied).
+
+    Anything but a finite number >= 1.0 is a one-line :class:`ConfigError` naming where it came from.
+    """
+    if given is not None:
+        raw, src = given, "pue"
+    elif os.environ.get("GREENTRACK_PUE", "").strip():
+        raw, src = os.environ["GREENTRACK_PUE"].strip(), "GREENTRACK_PUE"
+    else:
+        conf = load_tool_config() if conf is None else conf
+        if conf.get("pue") is None:
+            return 1.0
+        raw, src = conf["pue"], "[tool.greentrack] pue"
+    try:
+        val = float(raw) if not isinstance(raw, bool) else float("nan")
+    except (TypeError, ValueError):
+        val = float("nan")
+    if not (1.0 <= val < float("inf")):
+        raise ConfigError(f"{src} must be a finite number >= 1.0 (power usage effectiveness), got {raw!r}")
+    return val
 
 
 def _float_env(name: str, default: float | None) -> float | None:

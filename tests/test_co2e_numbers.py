@@ -15,6 +15,7 @@ from __future__ import annotations
 import functools
 import json
 import re
+import sys
 import time
 import xml.etree.ElementTree as ET
 from pathlib import Path
@@ -28,6 +29,7 @@ import greentrack
 from greentrack import plugins
 from greentrack.carbon import grid
 from greentrack.carbon.grid import Intensity
+from greentrack.errors import ConfigError
 from greentrack.store.sqlite import Store
 
 J_PER_KWH = 3.6e6
@@ -197,14 +199,17 @@ def test_over_with_the_pue():
 """
 
 
-@pytest.mark.parametrize("args, ini, pue", [
-    (["--greentrack-pue", "2"], None, 2.0),
-    ([], "1.25", 1.25),
-    (["--greentrack-pue", "2"], "1.25", 2.0),  # the command line over the ini key
+@pytest.mark.parametrize("args, ini, env_pue, tool_pue, pue", [
+    (["--greentrack-pue", "2"], None, None, None, 2.0),
+    ([], "1.25", None, None, 1.25),
+    (["--greentrack-pue", "2"], "1.25", None, None, 2.0),  # the command line over the ini key
+    ([], "1.25", "1.5", "1.75", 1.25),  # the ini key over greentrack's own settings
+    ([], None, "1.5", "1.75", 1.5),  # GREENTRACK_PUE over [tool.greentrack] pue
+    ([], None, None, "1.75", 1.75),
 ])
 def test_pytest_plugin_co2e_per_test_and_session_scale_with_the_pue(
         pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch, db_path: Path,
-        args: list[str], ini: str | None, pue: float) -> None:
+        args: list[str], ini: str | None, env_pue: str | None, tool_pue: str | None, pue: float) -> None:
     """--greentrack-pue / ini greentrack_pue on the 400 g/kWh test grid, mock GPU at 2000 W: each test's
     CO2e is J / 3.6e6 x PUE x 400, and so is the session's (store, artifact); kWh stays the devices' energy
     (before PUE); the summary's CO2e line names the PUE. A test at 2000 W for 0.1 s (200 J, 0.022 g
@@ -214,6 +219,10 @@ def test_pytest_plugin_co2e_per_test_and_session_scale_with_the_pue(
     per-test figure without the PUE."""
     if ini:
         pytester.makeini(f"[pytest]\ngreentrack_pue = {ini}\n")
+    if env_pue:
+        monkeypatch.setenv("GREENTRACK_PUE", env_pue)
+    if tool_pue:
+        (pytester.path / "pyproject.toml").write_text(f"[tool.greentrack]\npue = {tool_pue}\n")
     pytester.makepyfile(test_pue=PUE_SUITE)
     res = pytest_run(pytester, monkeypatch, "--greentrack", "--greentrack-json=gt.json", *args, watts=2000)
     tests = artifact_tests(pytester.path / "gt.json")
@@ -235,6 +244,37 @@ def test_pytest_plugin_co2e_per_test_and_session_scale_with_the_pue(
     assert session["energy_kwh"] == pytest.approx(row["energy_j"] / 3.6e6, rel=1e-12)  # devices, before PUE
     assert session["co2e_g"] == pytest.approx(row["energy_j"] / 3.6e6 * pue * 400, rel=1e-12)
     assert re.search(rf"^CO2e: 400 gCO2e/kWh .*, PUE {pue:g}$", res.stdout.str(), re.M), res.stdout.str()
+
+
+def test_the_pue_comes_from_the_environment_or_the_pyproject_when_none_is_given(
+        monkeypatch: pytest.MonkeyPatch, tmp_path: Path, cli: Any, db_path: Path) -> None:
+    """A session, and greentrack run, given no PUE read GREENTRACK_PUE, then [tool.greentrack] pue, then use
+    1.0; a bad value is a one-line error where the caller is strict, else reported once and 1.0 used."""
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "pyproject.toml").write_text("[tool.greentrack]\npue = 1.3\n")
+    assert session_at(monkeypatch, 1000, 0.05).pue == 1.3
+    monkeypatch.setenv("GREENTRACK_PUE", "1.6")
+    r = session_at(monkeypatch, 1000, 0.05)
+    assert r.pue == 1.6
+    assert r.co2e_kg == pytest.approx(r.energy_j / 3.6e6 * 1.6 * r.intensity_g_per_kwh / 1000, rel=1e-12)
+    assert session_at(monkeypatch, 1000, 0.05, pue=1.1).pue == 1.1  # the argument wins
+    p = cli("run", "--backend", "mock", "--", sys.executable, "-c", "pass")
+    assert p.returncode == 0, p.stderr
+    assert Store(db_path, create=False).list_runs(last=1)[0]["pue"] == 1.6
+    monkeypatch.setenv("GREENTRACK_PUE", "0.8")
+    p = cli("run", "--backend", "mock", "--", sys.executable, "-c", "pass")
+    assert p.returncode != 0 and "Traceback" not in p.stderr
+    assert p.stderr.strip().splitlines()[-1].endswith(
+        "GREENTRACK_PUE must be a finite number >= 1.0 (power usage effectiveness), got '0.8'")
+    assert len(Store(db_path, create=False).list_runs(last=None)) == 4  # nothing stored for the refused run
+    r = session_at(monkeypatch, 1000, 0.05)  # not strict: reported, measured at PUE 1
+    assert r.pue == 1.0 and any("GREENTRACK_PUE must be" in n and "PUE 1.0 (not applied)" in n for n in r.notes)
+    with pytest.raises(ConfigError, match=r"^pue must be a finite number >= 1.0 .*got 0.5$"):
+        greentrack.Session("bad", pue=0.5)
+    monkeypatch.delenv("GREENTRACK_PUE")
+    (tmp_path / "pyproject.toml").write_text('[tool.greentrack]\npue = "high"\n')
+    with pytest.raises(ConfigError, match=r"^\[tool.greentrack\] pue must be a finite number >= 1.0 .*got 'high'$"):
+        greentrack.Session("strict", strict=True, backend="mock", store=False).start()
 
 
 # ---- greentrack compare ----------------------------------------------------------------------------

@@ -248,6 +248,17 @@ def test_bad_settings_are_one_line_usage_errors(pytester: pytest.Pytester, monke
         assert [ln for ln in err.splitlines() if ln.strip()] == [message], err
 
 
+def test_a_bad_pue_in_greentracks_own_settings_is_a_usage_error(pytester: pytest.Pytester,
+                                                                monkeypatch: pytest.MonkeyPatch) -> None:
+    pytester.makepyfile(test_one="def test_one():\n    pass\n")
+    monkeypatch.setenv("GREENTRACK_PUE", "0.5")
+    res = run(pytester, monkeypatch, "--greentrack")
+    assert res.ret == 4
+    err = [ln for ln in res.stderr.str().splitlines() if ln.strip()]
+    assert err == [PUE_ERROR.format("GREENTRACK_PUE", "'0.5'")]
+    assert run(pytester, monkeypatch, "--greentrack", "--greentrack-pue", "1.2").ret == 0  # the option wins
+
+
 def test_unknown_backend_is_a_usage_error(pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch) -> None:
     pytester.makepyfile(test_one="def test_one():\n    pass\n")
     res = run(pytester, monkeypatch, "--greentrack", backend="mokc")

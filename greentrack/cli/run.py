@@ -14,13 +14,14 @@ from .common import db_option, parse_tags
 @click.option("--region", default=None, help="Grid region for CO2e (FR, DEU, US-CA, ...).")
 @click.option("--tag", "tags", multiple=True, help="key=value label; repeatable.")
 @click.option("--backend", default=None, help="Power source: auto, nvml, mock, none, or a plugin's.")
-@click.option("--pue", type=click.FloatRange(min=1.0), default=1.0, show_default=True,
-              help="Power usage effectiveness of the data centre.")
+@click.option("--pue", type=click.FloatRange(min=1.0), default=None,
+              help="Power usage effectiveness of the data centre (default: GREENTRACK_PUE, [tool.greentrack] pue, "
+                   "else 1.0: not applied).")
 @click.option("--live/--no-live", default=None,
               help="One-line live display of elapsed time, power and energy (default: on when stderr is a terminal).")
 @db_option
 @click.argument("command", nargs=-1, type=click.UNPROCESSED, required=True)
-def run_cmd(name: str | None, region: str | None, tags: tuple[str, ...], backend: str | None, pue: float,
+def run_cmd(name: str | None, region: str | None, tags: tuple[str, ...], backend: str | None, pue: float | None,
             live: bool | None, db: str | None, command: tuple[str, ...]) -> None:
     """Run COMMAND as a measured run: its exit code passes through, signals reach it, and the
     run is stored with the command line. The child sees GREENTRACK_JOB_ID and

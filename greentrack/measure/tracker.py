@@ -18,6 +18,7 @@ from ..errors import GreentrackError
 from ..notify import say_once as _say_once
 from ..notify import warn_once as _warn_once
 from ..settings import env as settings_env
+from ..settings import resolve_pue
 from . import lifecycle
 from .result import PhaseResult, RunResult
 from .steps import StepLog
@@ -45,6 +46,9 @@ class Session:
             once and calls ``greentrack_budget_exceeded``. A budget that is not a finite number
             >= 0 (negative, NaN, infinite, text) raises :class:`~greentrack.errors.ConfigError` at once.
         store: keep the run in the database (default True).
+        pue: power usage effectiveness of the data centre (CO2e = energy x PUE x grid intensity); None
+            uses ``GREENTRACK_PUE``, ``[tool.greentrack] pue``, or else 1.0 (not applied). Anything but a
+            finite number >= 1.0 raises :class:`~greentrack.errors.ConfigError` at once.
         strict: raise configuration errors instead of reporting them and measuring less.
         exact_edges: at stop, wait for the energy counter's next refresh (at most 0.1 s on NVML)
             so the run's end is dated exactly. Default (None): only for runs shorter than 100 s,
@@ -57,7 +61,7 @@ class Session:
     def __init__(self, name: str = "run", *, region: str | None = None, tags: dict[str, Any] | None = None,
                  db: str | os.PathLike[str] | None = None, backend: str | None = None,
                  budget_kwh: float | None = None, budget_co2e_kg: float | None = None,
-                 store: bool = True, strict: bool = False, pue: float = 1.0,
+                 store: bool = True, strict: bool = False, pue: float | None = None,
                  sample_interval_s: float | None = None, flush_interval_s: float | None = None,
                  exact_edges: bool | None = None, progress: bool = False,
                  command: str | None = None, sources: list[Any] | None = None) -> None:
@@ -66,7 +70,8 @@ class Session:
         self.id = _new_id()
         self.tags = {str(k): str(v) for k, v in (tags or {}).items()}
         self.region = region
-        self.pue = float(pue)
+        self._pue_given = pue is not None
+        self.pue = resolve_pue(pue) if pue is not None else 1.0  # else resolved at start (environment, pyproject)
         self.budget_kwh = _budget("budget_kwh", budget_kwh, "kWh")
         self.budget_co2e_kg = _budget("budget_co2e_kg", budget_co2e_kg, "kg CO2e")
         self.command = command
@@ -190,6 +195,14 @@ class Session:
                 settings = config.Settings(db_path=config.default_db_path())
         self.settings = settings
         self.region = settings.region
+        if not self._pue_given:
+            try:
+                self.pue = config.resolve_pue(conf=settings.extra)
+            except GreentrackError as exc:
+                if self.strict:
+                    raise
+                _say_once(f"{exc}; PUE 1.0 (not applied)")
+                self.notes.append(f"{exc}: PUE 1.0 (not applied) was used")
         try:
             self.intensity = grid.lookup(self.region)
         except GreentrackError as exc:

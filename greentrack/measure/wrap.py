@@ -133,7 +133,8 @@ def exit_code(returncode: int) -> int:
 
 def run_command(cmd: Sequence[str], name: str | None = None, region: str | None = None,
                 tags: dict[str, str] | None = None, backend: str | None = None, db: str | None = None,
-                live: bool | None = None, live_stream: TextIO | None = None, pue: float = 1.0) -> tuple[int, Any]:
+                live: bool | None = None, live_stream: TextIO | None = None,
+                pue: float | None = None) -> tuple[int, Any]:
     """Run *cmd* as a measured run; returns ``(exit_code, RunResult)``.
 
     *live* None means: on when *live_stream* (default stderr) is a terminal. The live display is

@@ -16,8 +16,8 @@ Per-test budgets use the marker ``@pytest.mark.energy_budget(kwh=..., co2e_g=...
 the fixture ``greentrack_energy`` gives a test its own measurement. Where a budget cannot be
 checked (nothing measures or models power), the summary says so, and ``--energy-budget-strict``
 (ini ``energy_budget_strict``) makes that a failure. CO2e is energy x PUE x the grid intensity of the
-session's region; ``--greentrack-pue`` (ini ``greentrack_pue``) sets the PUE, 1.0 (not applied) by
-default. See docs/pytest-ci.md.
+session's region; ``--greentrack-pue`` (ini ``greentrack_pue``) sets the PUE, else ``GREENTRACK_PUE`` or
+``[tool.greentrack] pue``, else 1.0 (not applied). See docs/pytest-ci.md.
 """
 
 from __future__ import annotations
@@ -68,7 +68,8 @@ def pytest_addoption(parser: pytest.Parser) -> None:
                 help="run name of this suite in the database (default: the rootdir's name)")
     g.addoption("--greentrack-pue", default=None, metavar="PUE",
                 help="power usage effectiveness of the data centre, a number >= 1.0: CO2e (per test, session, "
-                     "--energy-budget-co2e-g) is energy x PUE x grid intensity (default 1.0: not applied)")
+                     "--energy-budget-co2e-g) is energy x PUE x grid intensity (default: GREENTRACK_PUE, "
+                     "[tool.greentrack] pue, else 1.0: not applied)")
     parser.addini("greentrack", type="bool", default=False,
                   help="measure every pytest session with greentrack (as --greentrack)")
     parser.addini("energy_budget_kwh", type="float", default=None, help="session energy budget in kWh")
@@ -186,14 +187,15 @@ def _resolve(config: pytest.Config, force: bool = False) -> dict[str, Any] | Non
     return dict(budgets, top=top, name=str(name), strict=bool(strict), pue=_pue(config), enabled_by=None, **files)
 
 
-def _pue(config: pytest.Config) -> float:
-    """``--greentrack-pue``, else the ini key ``greentrack_pue``, else 1.0 (no PUE applied): a number >= 1.0."""
+def _pue(config: pytest.Config) -> float | None:
+    """``--greentrack-pue``, else the ini key ``greentrack_pue``: a number >= 1.0; None when neither is given
+    (the session then reads ``GREENTRACK_PUE``, ``[tool.greentrack] pue``, else 1.0: not applied)."""
     raw: Any = config.option.greentrack_pue
     src = "--greentrack-pue"
     if raw is None:
         raw, src = _ini(config, "greentrack_pue"), "greentrack_pue"
         if not str(raw).strip():
-            return 1.0
+            return None
     try:
         val = float(raw)
     except (TypeError, ValueError):

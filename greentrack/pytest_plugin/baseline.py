@@ -19,8 +19,9 @@ hand-offs, wake-ups, lock contention), and identical runs of such tests were mea
 apart. Each entry keeps those tests' shares (``"threaded": {nodeid: share}``, the highest share
 seen in a save); while a test has fewer than :data:`THREADED_MIN_SAVES` saved figures, a test
 that is threaded in this run or in the baseline is listed as not compared instead of being judged
-on one or two samples. The suite's total still includes it. Files written before the map existed
-load as they are (no test marked threaded there).
+on one or two samples, and the suite's total is compared without it (one such test moving 5x
+would otherwise swing the total). Files written before the map existed load as they are (no test
+marked threaded there).
 """
 
 from __future__ import annotations
@@ -248,7 +249,7 @@ class Comparison:
     removed: list[str] = field(default_factory=list)
     not_compared: list[NotCompared] = field(default_factory=list)  # scheduling-dependent, too few saves
     common: int = 0
-    total_before_j: float = 0.0
+    total_before_j: float = 0.0  # the compared tests' total: the tests in common less those not compared
     total_after_j: float = 0.0
     floor_j: float = 0.0
     other_keys: list[str] = field(default_factory=list)
@@ -272,6 +273,7 @@ class Comparison:
     def as_dict(self) -> dict[str, Any]:
         return {"path": self.path, "hardware_key": self.key, "status": self.status, "tolerance_pct": self.pct,
                 "saves": self.saves, "tests_compared": self.common, "floor_j": self.floor_j,
+                "tests_in_total": self.common - len(self.not_compared),
                 "total_before_j": self.total_before_j, "total_after_j": self.total_after_j,
                 "total_change_pct": self.total_change_pct, "regressed": self.failed,
                 "regressions": [{"nodeid": r.nodeid, "before_j": r.before_j, "highest_j": r.highest_j,
@@ -292,11 +294,11 @@ def compare(doc: dict[str, Any] | None, path: str, hardware: dict[str, Any], tes
 
     A test regresses when its energy is above the highest of its saved figures by more than
     *pct* % and above their median by more than :data:`FLOOR_SHARE` of the suite's baseline
-    energy. The tests in common regress together when their sum is more than *pct* % and the
-    floor above the sum of their medians. Added and removed tests are listed, never failed; so
-    is a scheduling-dependent test (at least :data:`THREADED_SHARE` of its CPU on other threads
-    in this run, per *threads*, or in the baseline) with fewer than :data:`THREADED_MIN_SAVES`
-    saved figures (its total still counts).
+    energy (the medians of the tests in common). The compared tests regress together when their
+    sum is more than *pct* % and the floor above the sum of their medians. Added and removed tests
+    are listed, never failed; so is a scheduling-dependent test (at least :data:`THREADED_SHARE` of
+    its CPU on other threads in this run, per *threads*, or in the baseline) with fewer than
+    :data:`THREADED_MIN_SAVES` saved figures, which is left out of that sum too.
     """
     key = hardware_key(hardware)
     if doc is None:
@@ -312,9 +314,7 @@ def compare(doc: dict[str, Any] | None, path: str, hardware: dict[str, Any], tes
     cmp = Comparison(path, key, pct, "compared", saves=int(entry.get("saves") or 1), common=len(common),
                      added=sorted(set(tests) - set(saved)), removed=sorted(set(saved) - set(tests)), method=method)
     med = {n: statistics.median(saved[n]) for n in common}
-    cmp.total_before_j = sum(med.values())
-    cmp.total_after_j = sum(tests[n] for n in common)
-    cmp.floor_j = FLOOR_SHARE * cmp.total_before_j
+    cmp.floor_j = FLOOR_SHARE * sum(med.values())
     limit = 1.0 + pct / 100.0
     threads = threads or {}
     threaded = _shares(entry.get("threaded"))
@@ -325,6 +325,8 @@ def compare(doc: dict[str, Any] | None, path: str, hardware: dict[str, Any], tes
         if len(saved[n]) < THREADED_MIN_SAVES and max(now or 0.0, before or 0.0) >= THREADED_SHARE:
             cmp.not_compared.append(NotCompared(n, now, before, len(saved[n]), med[n], e))
             continue
+        cmp.total_before_j += med[n]
+        cmp.total_after_j += e
         if e > hi * limit and e - med[n] > cmp.floor_j:
             cmp.regressions.append(Regression(n, med[n], hi, e, method))
     cmp.regressions.sort(key=lambda r: -(r.after_j - r.before_j))

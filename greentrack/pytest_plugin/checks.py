@@ -177,14 +177,16 @@ def baseline_check(plugin: Any, strict: bool) -> Check:
     total = cmp.total_change_pct
     summary = (f"{cmp.common} tests in common with baseline {path} ({cmp.saves} saved run(s), {cmp.key}): "
                f"{mark(fmt_energy(cmp.total_after_j), how)} against {mark(fmt_energy(cmp.total_before_j), how)}"
-               + (f" ({total:+.1f}%)" if total is not None else "") + f"; limit +{pct:g}% per test and in total")
+               + (f" ({total:+.1f}%)" if total is not None else "")
+               + (f" without the {len(cmp.not_compared)} not compared" if cmp.not_compared else "")
+               + f"; limit +{pct:g}% per test and in total")
     data.update(usage=total)
     entries = [(rg.nodeid, f"energy regression: {rg.change_pct:+.0f}% over baseline {Path(path).name} "
                            f"({mark(_fine(rg.before_j), how)} -> {mark(_fine(rg.after_j), how)}, {rg.method})")
                for rg in cmp.regressions]
     if cmp.total_regressed:
         entries.append(("greentrack::energy_regression", f"total {total:+.0f}% over baseline {Path(path).name} "
-                                                         f"({cmp.common} tests in common)"))
+                                                         f"({cmp.common - len(cmp.not_compared)} tests compared)"))
     if cmp.failed:
         n = len(cmp.regressions)
         what = (f"{n} test(s) over the baseline" if n else "") + (" and " if n and cmp.total_regressed else "") \

@@ -176,7 +176,7 @@ class EnergyPlugin:
 
         args = " ".join(str(a) for a in self.config.invocation_params.args)
         gs = Session(self.opts["name"], tags={"runner": "pytest"}, store=not self.worker, strict=True,
-                     command=f"pytest {args}".strip(), pue=self.opts.get("pue", 1.0))
+                     command=f"pytest {args}".strip(), pue=self.opts.get("pue"))
         try:
             gs.start()
         except GreentrackError as exc:

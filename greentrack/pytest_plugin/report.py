@@ -137,5 +137,6 @@ def check_regression(gs: Any, result: Any, pct: float) -> tuple[str, dict[str, A
 
 
 def pue_text(pue: float) -> str:
-    """``PUE 1.5`` (``--greentrack-pue``, ini ``greentrack_pue``); ``PUE 1 (not applied)`` at the default."""
+    """``PUE 1.5`` (``--greentrack-pue``, ini ``greentrack_pue``, ``GREENTRACK_PUE``, ``[tool.greentrack] pue``);
+    ``PUE 1 (not applied)`` at the default."""
     return f"PUE {pue:g}" + (" (not applied)" if pue == 1.0 else "")
