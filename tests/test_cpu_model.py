@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -29,8 +30,10 @@ from greentrack.measure.sources.cpu_model import (
     read_cpuinfo,
     resolve_inputs,
 )
+from greentrack.measure.sampler import THREAD_NAME
 from greentrack.measure.tracker import Session
 from greentrack.settings import Settings
+from greentrack.store.sqlite import Store
 
 BUSY_CHILD = "import time\nt = time.process_time()\nwhile time.process_time() - t < {s}:\n    pass\n"
 
@@ -208,6 +211,57 @@ def test_greentracks_own_sampler_thread_is_not_counted(no_measured_source: None)
     w = s.result.devices[0].info["watts_per_thread"]
     assert sum(burned) >= 0.3  # the sampler thread burned that much CPU meanwhile
     assert s.result.energy_j < 0.1 * w  # ... none of which is the workload's (a sleep)
+
+
+def sampler_threads() -> list[str]:
+    return [t.name for t in threading.enumerate() if t.name == THREAD_NAME]
+
+
+def test_a_session_without_background_sampling_reads_the_model_at_the_edges_only(
+        no_measured_source: None, db_path: Path) -> None:
+    """background=False (the pytest plugin): no sampler thread for the CPU model; each phase and
+    energy_between still get exactly the CPU time of their window, the series is stored once at stop
+    and the greentrack_samples hook called then; step marks are folded at the edges."""
+    batches: list[int] = []
+
+    class Exporter:
+        @plugins.hookimpl
+        def greentrack_samples(self, run, batch):
+            batches.append(len(batch))
+
+    plugins.register(Exporter(), name="count-batches")
+    s = Session("edges", backend="cpu-model", background=False, flush_interval_s=0.05, strict=True)
+    s.start()
+    assert sampler_threads() == [] and s.sampler.inline
+    w = s.sources[0].inputs.watts_per_thread
+    for i in range(3):
+        cpu0 = time.process_time()
+        with s.phase(f"busy-{i}"):
+            busy(0.05)
+        cpu = time.process_time() - cpu0
+        for _ in range(1000):
+            s.step()
+        t0 = time.time()
+        time.sleep(0.05)
+        assert s.energy_between(t0) < 0.005 * w  # asleep: hardly any CPU
+        # the marks of the earlier rounds were folded at this round's edges, not kept raw for the run
+        assert len(s._steps.marks) <= 3 * 1000 and s._steps.n == 1000 * i
+    assert batches == [] and sampler_threads() == []  # nothing flushed while running
+    r = s.stop()
+    assert r.steps == 3000 and batches == [1]
+    for ph in r.phases:  # the model's figure for the phase's own CPU time (< 5 % of it elsewhere)
+        assert ph.energy_j == pytest.approx(w * 0.05, rel=0.25)
+    (row,) = Store(db_path, create=False).list_runs(last=None)
+    assert row["energy_j"] == pytest.approx(r.energy_j, rel=1e-9) and row["status"] == "finished"
+    times, _watts = Store(db_path, create=False).read_series(row["id"])["cpu-model"]
+    assert len(times) >= 2 and times[-1] >= r.phases[-1].ended_at  # written once, at stop
+
+
+def test_a_source_that_needs_periodic_reads_keeps_the_thread(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("GREENTRACK_MOCK", "constant:100")
+    with Session("gpu", backend="mock", background=False, store=False) as s:
+        assert sampler_threads() == [THREAD_NAME] and not s.sampler.inline
+    assert s.result.energy_j == pytest.approx(100 * s.result.duration_s, abs=100 * 0.025)
 
 
 def test_source_energy_is_cpu_time_times_watts_exactly_per_window() -> None:

@@ -91,6 +91,27 @@ def test_readme_example(greentrack_energy):
     assert "enabled by 1 test(s) using the greentrack_energy fixture" in res.stdout.str()
 
 
+def test_the_cpu_model_runs_without_a_sampler_thread(pytester: pytest.Pytester, ci_runner: None,
+                                                      db_path: Path) -> None:
+    """On a CPU runner the model is read at each test's edges: greentrack starts no thread beside the tests
+    (a GPU keeps its sampler thread), and the figures and the stored run are those of any other run."""
+    pytester.makepyfile(test_threads=BUSY + """
+import threading
+
+
+def test_no_sampler_thread(greentrack_energy):
+    busy(0.05)
+    assert [t.name for t in threading.enumerate() if t.name.startswith("greentrack")] == []
+    assert 0.05 * 4 * 0.8 < greentrack_energy.energy_j < 0.05 * 4 * 3
+""")
+    res = run(pytester, "--greentrack", "--greentrack-json", "gt.json")
+    res.assert_outcomes(passed=1)
+    (row,) = Store(db_path, create=False).list_runs(last=None)
+    assert row["status"] == "finished" and row["backend"] == "cpu-model"
+    test = artifact_tests(pytester.path / "gt.json")["test_no_sampler_thread"]
+    assert 0.05 * 4 * 0.8 < test["energy_j"] < 0.05 * 4 * 3 and row["energy_j"] >= test["energy_j"]
+
+
 def test_unchecked_budgets_are_said_and_fail_under_strict(pytester: pytest.Pytester, ci_runner: None,
                                                           monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("GREENTRACK_BACKEND", "none")  # nothing measures, nothing models

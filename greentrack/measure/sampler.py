@@ -65,13 +65,21 @@ THREAD_NAME = "greentrack-sampler"  # sources may recognise it (the CPU model le
 
 
 class Sampler:
-    """Polls every device of every source on its own interval; flushes every *flush_interval_s*."""
+    """Polls every device of every source on its own interval; flushes every *flush_interval_s*.
+
+    With *background* False, no thread is started when every source's reads at a window's edges
+    lose nothing (``edge_reads_suffice``: the CPU model): the sources are then read at
+    :meth:`start`, at each :meth:`poll_edges` and at :meth:`stop`, where the series is flushed once.
+    Any other source (a GPU, RAPL's wrapping counters) keeps the thread whatever *background* says.
+    """
 
     def __init__(self, sources: Sequence[Source], flush_interval_s: float,
                  on_flush: Callable[[list[tuple], list[DeviceState]], None],
                  on_start: Callable[[], None] | None = None, clock: Callable[[], float] = time.time,
-                 sleep: Callable[[float], None] = time.sleep) -> None:
+                 sleep: Callable[[float], None] = time.sleep, background: bool = True) -> None:
         self.sources = list(sources)
+        self.background = background
+        self.inline = False  # started without a thread (see the class docstring)
         self.flush_interval_s = flush_interval_s
         self.on_flush = on_flush
         self.on_start = on_start
@@ -308,6 +316,8 @@ class Sampler:
             with self.lock:
                 for st in self.edge_states:
                     self.poll_state(st)
+                if self.inline and self.steps is not None and self.steps.marks:
+                    self.fold_steps()  # no thread folds them: step marks stay few between edges
 
     def flush(self, final: bool = False, read_counters: bool = True) -> None:
         if read_counters:
@@ -339,6 +349,14 @@ class Sampler:
         for s in self.sources:
             with self.lock:
                 self.poll(s)
+        if not self.background and all(getattr(s, "edge_reads_suffice", False) for s in self.sources):
+            self.inline = True
+            if self.on_start is not None:
+                try:
+                    self.on_start()
+                except Exception as exc:
+                    warn_once("greentrack", "start", exc)
+            return
         self._thread = threading.Thread(target=self._run, name=THREAD_NAME, daemon=True)
         self._thread.start()
 
@@ -408,6 +426,10 @@ class Sampler:
                 next_flush = max(next_flush + self.flush_interval_s, now + self.flush_interval_s / 4)
             wake = min([next_flush, next_compact, *next_poll.values()])
             self._stop.wait(max(0.0, wake - self.clock()))
+        self._last_reads()
+
+    def _last_reads(self) -> None:
+        """At stop: a last read of every source, the final flush, the steps folded (thread or not)."""
         for s in self.sources:
             with self.lock:
                 self.poll(s)
@@ -425,6 +447,10 @@ class Sampler:
         next refresh (at most 0.15 s; worth it when 0.1 s is a noticeable part of the run)."""
         self.sync_at_stop = sync
         self._stop.set()
+        if self.inline:
+            self.inline = False
+            self._last_reads()
+            return
         if self._thread is not None:
             self._thread.join()
             self._thread = None

@@ -56,6 +56,11 @@ class Session:
         progress: show a live status line (elapsed time, power, energy, CO2e, steps, phase) at the
             bottom of the terminal while the session runs; the program's output, tqdm bars and rich
             progress bars included, scrolls above it. Off when stderr is not a terminal.
+        background: poll the sources on greentrack's sampler thread (default). False (the pytest
+            plugin) starts no thread where every source can be read at a window's edges only (the
+            CPU model): it is read at start, at each phase's edges, at :meth:`energy_between` and at
+            stop, where the series is written and the ``greentrack_samples`` hook called, once. A
+            GPU or RAPL keeps the thread.
     """
 
     def __init__(self, name: str = "run", *, region: str | None = None, tags: dict[str, Any] | None = None,
@@ -64,7 +69,7 @@ class Session:
                  store: bool = True, strict: bool = False, pue: float | None = None,
                  sample_interval_s: float | None = None, flush_interval_s: float | None = None,
                  exact_edges: bool | None = None, progress: bool = False,
-                 command: str | None = None, sources: list[Any] | None = None) -> None:
+                 command: str | None = None, sources: list[Any] | None = None, background: bool = True) -> None:
         # a run needs a name: an empty one, or one of blanks only (which the store reads as no name), gets the default
         self.name = str(name) if str(name).strip() else "run"
         self.id = _new_id()
@@ -78,6 +83,7 @@ class Session:
         self.strict = strict
         self.exact_edges = exact_edges
         self.progress = bool(progress)
+        self.background = bool(background)
         self._display: Any = None
         self._want_store = store
         self._kw: dict[str, Any] = dict(db=db, backend=backend, sample_interval_s=sample_interval_s,
@@ -251,7 +257,8 @@ class Session:
                 self.notes.append(str(self.writer.open_error))
         from .sampler import Sampler
 
-        self.sampler = Sampler(self.sources, settings.flush_interval_s, self._on_flush, self._on_start)
+        self.sampler = Sampler(self.sources, settings.flush_interval_s, self._on_flush, self._on_start,
+                               background=self.background)
         self.sampler.steps = self._steps
         self.sampler.phase_edges = self._phase_edges
         self.sampler.start()

@@ -176,7 +176,8 @@ class EnergyPlugin:
 
         args = " ".join(str(a) for a in self.config.invocation_params.args)
         gs = Session(self.opts["name"], tags={"runner": "pytest"}, store=not self.worker, strict=True,
-                     command=f"pytest {args}".strip(), pue=self.opts.get("pue"))
+                     command=f"pytest {args}".strip(), pue=self.opts.get("pue"),
+                     background=False)  # the CPU model is read at each test's edges: no sampler thread for it
         try:
             gs.start()
         except GreentrackError as exc:
