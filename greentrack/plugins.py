@@ -12,7 +12,8 @@ said what a valid answer is (:func:`check_results`): a wrong answer (a string wh
 plugin. A plugin that fails to import is reported once and the others still load.
 
 Built-in behaviour (the mock, NVML, RAPL and CPU-model sources, the grid table, the scenario catalogue)
-is registered first, as plugins; then the ``greentrack`` entry-point group.
+is registered first, as plugins (the mock and the catalogue through small hooks objects that import
+their modules when first used: :data:`BUILTIN_SHIMS`); then the ``greentrack`` entry-point group.
 ``GREENTRACK_DISABLE_PLUGINS=name1,name2`` blocks plugins by name, built-ins included. The
 plugin manager knows nothing of the CLI: the CLI registers its own commands when it is built.
 """
@@ -43,6 +44,12 @@ BUILTIN_PLUGINS = (
     "greentrack.carbon.grid",
     "greentrack.carbon.scenarios",
 )
+# built-ins registered through a small hooks object whose hooks import their module on first call, so
+# a session that never uses them (the mock GPU, the scenario catalogue) does not import them: name -> target
+BUILTIN_SHIMS = {
+    "greentrack.measure.sources.mock": "greentrack.measure.sources:MockHooks",
+    "greentrack.carbon.scenarios": "greentrack.carbon:ScenarioHooks",
+}
 ENTRY_POINT_GROUP = "greentrack"
 
 _pm: "PluginManager | None" = None
@@ -149,7 +156,10 @@ def get_plugin_manager() -> PluginManager:
                 if modname in blocked:
                     continue
                 try:
-                    mod = importlib.import_module(modname)
+                    target, _, attr = BUILTIN_SHIMS.get(modname, modname).partition(":")
+                    mod = importlib.import_module(target)
+                    if attr:
+                        mod = getattr(mod, attr)
                 except Exception as exc:  # pragma: no cover - a broken install
                     warn_once(modname, "import", exc)
                     continue

@@ -90,6 +90,33 @@ def test_failing_plugin_is_reported_once_and_run_goes_on(capsys):
     assert err.count("broken failed in greentrack_session_end") == 1
 
 
+def test_the_mock_and_the_scenarios_are_imported_only_when_used(tmp_path):
+    """Both are built-in plugins, listed with their hooks, but a session on another source, and the plugin
+    manager itself, leave their modules unimported (a few milliseconds and their objects per process)."""
+    code = textwrap.dedent("""
+        import sys
+        import greentrack
+        from greentrack import plugins
+        lazy = ("greentrack.measure.sources.mock", "greentrack.carbon.scenarios")
+        hooks = {p["name"]: p["hooks"] for p in plugins.describe()}
+        print(hooks[lazy[0]], hooks[lazy[1]])
+        with greentrack.session("lazy", backend="cpu-model", store=False):
+            pass
+        print([m in sys.modules for m in lazy])
+        from greentrack.carbon.scenarios import definitions
+        print(sorted(o for _raw, o in definitions().values())[:1], "greentrack.carbon.scenarios" in sys.modules)
+        with greentrack.session("mock", backend="mock", store=False) as s:
+            pass
+        print(s.backend, "greentrack.measure.sources.mock" in sys.modules)
+    """)
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
+                         cwd=tmp_path).stdout.splitlines()
+    assert out[0] == "['greentrack_register_sources'] ['greentrack_register_scenarios']"
+    assert out[1] == "[False, False]"
+    assert out[2] == "['built-in'] True"  # the shipped scenarios, through the hook, with their origin
+    assert out[3] == "mock True"
+
+
 def test_builtin_plugins_listed_and_blockable(monkeypatch):
     names = [p["name"] for p in plugins.describe()]
     assert "greentrack.measure.sources.mock" in names and "greentrack.carbon.grid" in names

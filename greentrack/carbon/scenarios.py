@@ -25,7 +25,6 @@ from pathlib import Path
 from typing import Any, Callable, Iterable, Mapping, overload
 
 from ..errors import ConfigError, NotFoundError, suggest
-from ..plugins import hookimpl
 from .grid import DATA_DIR, Intensity
 
 HOURS_PER_YEAR = 8760.0
@@ -143,8 +142,9 @@ def shipped() -> dict[str, dict[str, Any]]:
     return json.loads((DATA_DIR / "scenarios.json").read_text(encoding="utf-8"))["scenarios"]
 
 
-@hookimpl(tryfirst=True)
 def greentrack_register_scenarios(register: Callable[..., None]) -> None:
+    """The shipped scenarios (registered through :class:`greentrack.carbon.ScenarioHooks`, which does not
+    import this module until a scenario is asked for)."""
     for name, raw in shipped().items():
         register(raw, name=name)
 

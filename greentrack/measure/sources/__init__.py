@@ -12,10 +12,27 @@ import math
 from typing import Any, Callable
 
 from ...notify import warn_once
+from ...plugins import hookimpl
 from .base import Device, NullSource, Reading, Source, SourceUnavailable
 
 __all__ = ["Device", "Source", "SourceUnavailable", "NullSource", "Reading", "build_sources", "available_sources",
            "check_source"]
+
+
+class MockHooks:
+    """The built-in plugin ``greentrack.measure.sources.mock``: registers the mock source without
+    importing its module, which a session imports only when it asks for the mock."""
+
+    @staticmethod
+    @hookimpl
+    def greentrack_register_sources(register: Callable[..., None]) -> None:
+        register("mock", _mock_from_settings, priority=-100, auto=False)  # never chosen by "auto"
+
+
+def _mock_from_settings(settings: Any) -> Any:
+    from .mock import from_settings
+
+    return from_settings(settings)
 
 
 def available_sources() -> dict[str, tuple]:

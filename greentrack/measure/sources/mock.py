@@ -31,7 +31,6 @@ from collections import deque
 from typing import Any, Callable, Sequence
 
 from ...errors import ConfigError
-from ...plugins import hookimpl
 from ...settings import env as settings_env
 from .base import Device, SourceUnavailable
 
@@ -244,8 +243,9 @@ def from_settings(settings: Any) -> MockSource:
                       poll_interval_s=getattr(settings, "sample_interval_s", None))
 
 
-@hookimpl
 def greentrack_register_sources(register: Callable[..., None]) -> None:
+    """The mock's registration (called through :class:`greentrack.measure.sources.MockHooks`, which
+    registers it without importing this module)."""
     # never chosen by "auto": a simulated GPU must be asked for by name
     register("mock", from_settings, priority=-100, auto=False)
 
