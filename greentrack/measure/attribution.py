@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import math
 from bisect import bisect_left, bisect_right
-from dataclasses import dataclass, field
 from typing import Any, Sequence
 
 from ..carbon.footprint import operational
@@ -23,30 +22,34 @@ from .result import DeviceResult, PhaseResult, RunResult
 from .steps import StepLog
 
 
-@dataclass
 class RunRecord:
     """Everything attribution needs of a stopped session, and nothing else.
 
     *states* are the sampler's per-device states (their accumulators hold the power series, their
     counter readings and data gaps); *steps* the session's :class:`~greentrack.measure.steps.StepLog`
     (marks not folded yet are folded here); *phases* ``(name, start, end)``; *notes* the session's
-    notes so far (attribution adds its own).
+    notes so far (attribution adds its own); *measured*: whether any source was open. A plain class
+    (see :class:`greentrack.measure.sampler.DeviceState`).
     """
 
-    run_id: str
-    name: str
-    started_at: float
-    ended_at: float
-    states: Sequence[Any]
-    steps: StepLog
-    phases: Sequence[tuple[str, float, float]]
-    intensity: Any
-    pue: float
-    measured: bool  # whether any source was open
-    budget_kwh: float | None = None
-    budget_co2e_kg: float | None = None
-    budget_exceeded: dict[str, Any] | None = None
-    notes: list[str] = field(default_factory=list)
+    def __init__(self, run_id: str, name: str, started_at: float, ended_at: float, states: Sequence[Any],
+                 steps: StepLog, phases: Sequence[tuple[str, float, float]], intensity: Any, pue: float,
+                 measured: bool, budget_kwh: float | None = None, budget_co2e_kg: float | None = None,
+                 budget_exceeded: dict[str, Any] | None = None, notes: list[str] | None = None) -> None:
+        self.run_id = run_id
+        self.name = name
+        self.started_at = started_at
+        self.ended_at = ended_at
+        self.states = states
+        self.steps = steps
+        self.phases = phases
+        self.intensity = intensity
+        self.pue = pue
+        self.measured = measured
+        self.budget_kwh = budget_kwh
+        self.budget_co2e_kg = budget_co2e_kg
+        self.budget_exceeded = budget_exceeded
+        self.notes: list[str] = [] if notes is None else notes
 
     def usage(self, total_j: float) -> dict[str, float]:
         """What *total_j* joules mean against the budgets: ``energy_kwh`` and ``co2e_kg`` (with PUE)."""

@@ -30,7 +30,6 @@ import math
 import sys
 from array import array
 from bisect import bisect_left, bisect_right
-from dataclasses import dataclass, field
 from typing import Any, Sequence
 
 ENTRY_S = 0.1  # the wall-clock span of one entry of step marks
@@ -109,43 +108,42 @@ class LogHistogram:
         return a + (b - a) * (pos - lo)
 
 
-@dataclass
 class DeviceSeries:
     """What the fold needs of one device: its accumulator and its data gaps so far."""
 
-    key: str
-    acc: Any
-    gaps: Sequence[tuple[float, float]] = ()
-    open_gap_since: float | None = None  # in a gap now, since then
+    def __init__(self, key: str, acc: Any, gaps: Sequence[tuple[float, float]] = (),
+                 open_gap_since: float | None = None) -> None:
+        self.key = key
+        self.acc = acc
+        self.gaps = gaps
+        self.open_gap_since = open_gap_since  # in a gap now, since then
 
 
-@dataclass
 class StepLog:
-    """Step marks of one session, folded as the run goes (see the module docstring)."""
+    """Step marks of one session, folded as the run goes (see the module docstring).
 
-    start_t: float
-    marks: list[Any] = field(default_factory=list)  # flat (t, samples, tokens) triples, extended by step()
-    n: int = 0  # steps whose energy is folded
-    unmeasured: int = 0  # folded steps overlapping a data gap: counted, not in the per-step energies
-    prev_t: float | None = None  # end of the newest folded step
-    samples: float | None = None  # totals over every step (compacted ones included)
-    tokens: float | None = None
-    samples_measured: float = 0.0  # over the measured steps only
-    tokens_measured: float = 0.0
-    bad_counts: bool = False
-    energy_sum: dict[str, float] = field(default_factory=dict)  # device -> sum of its measured steps' energy
-    hist: LogHistogram = field(default_factory=LogHistogram)
-    measured_with_energy: bool = False  # whether any step got an energy (some device had a series)
+    A plain class (see :class:`greentrack.measure.sampler.DeviceState`)."""
 
-    def __post_init__(self) -> None:
+    def __init__(self, start_t: float, marks: list[Any] | None = None, prev_t: float | None = None) -> None:
+        self.start_t = start_t
+        self.marks: list[Any] = [] if marks is None else marks  # flat (t, samples, tokens) triples, by step()
+        self.n = 0  # steps whose energy is folded
+        self.unmeasured = 0  # folded steps overlapping a data gap: counted, not in the per-step energies
+        self.prev_t = start_t if prev_t is None else prev_t  # end of the newest folded step
+        self.samples: float | None = None  # totals over every step (compacted ones included)
+        self.tokens: float | None = None
+        self.samples_measured = 0.0  # over the measured steps only
+        self.tokens_measured = 0.0
+        self.bad_counts = False
+        self.energy_sum: dict[str, float] = {}  # device -> sum of its measured steps' energy
+        self.hist = LogHistogram()
+        self.measured_with_energy = False  # whether any step got an energy (some device had a series)
         self.e_first = array("d")  # entries: (first time, last time, count) of marks, <= ENTRY_S each
         self.e_last = array("d")
         self.e_count = array("q")
         self._t = array("d")  # compacted marks waiting for the power series to cover them
         self._s: array | None = None  # their samples / tokens (NaN: none given), once any is given
         self._k: array | None = None
-        if self.prev_t is None:
-            self.prev_t = self.start_t
 
     @property
     def steps(self) -> int:

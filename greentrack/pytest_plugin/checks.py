@@ -9,7 +9,6 @@ line (:func:`greentrack.pytest_plugin.ci.add_to_short_summary`).
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -21,19 +20,28 @@ from .energy import _say
 DEFAULT_REGRESSION_PCT = 60.0
 
 
-@dataclass
 class Check:
-    """One session-level check and its outcome."""
+    """One session-level check and its outcome (a plain class: see
+    :class:`greentrack.measure.sampler.DeviceState`).
 
-    name: str  # energy_budget_kwh, energy_budget_co2e_g, energy_regression, energy_baseline, energy_budget_strict
-    status: str  # ok | exceeded | regressed | unchecked
-    text: str
-    failed: bool = False
-    detail: list[str] = field(default_factory=list)
-    data: dict[str, Any] = field(default_factory=dict)
-    # (node id, message) of the entries in pytest's short test summary when failed: a regressed
-    # test under its own node id, so that the name is never cut off; default greentrack::<name>
-    entries: list[tuple[str, str]] = field(default_factory=list)
+    *name*: energy_budget_kwh, energy_budget_co2e_g, energy_regression, energy_baseline or
+    energy_budget_strict; *status*: ok, exceeded, regressed or unchecked. *entries* are the
+    ``(node id, message)`` of its lines in pytest's short test summary when it failed: a regressed
+    test under its own node id, so that the name is never cut off; by default ``greentrack::<name>``.
+    """
+
+    def __init__(self, name: str, status: str, text: str, failed: bool = False, detail: list[str] | None = None,
+                 data: dict[str, Any] | None = None, entries: list[tuple[str, str]] | None = None) -> None:
+        self.name = name
+        self.status = status
+        self.text = text
+        self.failed = failed
+        self.detail: list[str] = [] if detail is None else detail
+        self.data: dict[str, Any] = {} if data is None else data
+        self.entries: list[tuple[str, str]] = [] if entries is None else entries
+
+    def __repr__(self) -> str:
+        return f"Check({self.name!r}, {self.status!r}, {self.text!r}, failed={self.failed})"
 
     def summary_entries(self) -> list[tuple[str, str]]:
         return self.entries or [(f"greentrack::{self.name}", self.text)]

@@ -37,7 +37,6 @@ import re
 import sys
 import threading
 import time
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
@@ -57,15 +56,27 @@ LIVE_REFRESH_S = 0.5  # live descendants are re-read at most this often (and whe
 
 
 # the CPU -----------------------------------------------------------------------------------------
-@dataclass
 class CPUInfo:
-    """What this machine says about its CPU."""
+    """What this machine says about its CPU (a plain class: see
+    :class:`greentrack.measure.sampler.DeviceState`).
 
-    name: str | None  # brand string, e.g. "AMD EPYC 7763 64-Core Processor"
-    logical: int  # hardware threads this OS sees
-    threads_per_core: int | None  # 2 with SMT (siblings / cpu cores in /proc/cpuinfo)
-    package_threads: int | None  # threads of one package as this OS sees them (siblings)
-    virtual: bool  # running under a hypervisor: the OS sees a slice of the host's CPU
+    *name*: the brand string, e.g. "AMD EPYC 7763 64-Core Processor"; *logical*: the hardware
+    threads this OS sees; *threads_per_core*: 2 with SMT (siblings / cpu cores in /proc/cpuinfo);
+    *package_threads*: the threads of one package as this OS sees them (siblings); *virtual*:
+    running under a hypervisor (the OS sees a slice of the host's CPU).
+    """
+
+    def __init__(self, name: str | None, logical: int, threads_per_core: int | None, package_threads: int | None,
+                 virtual: bool) -> None:
+        self.name = name
+        self.logical = logical
+        self.threads_per_core = threads_per_core
+        self.package_threads = package_threads
+        self.virtual = virtual
+
+    def __repr__(self) -> str:
+        return (f"CPUInfo({self.name!r}, logical={self.logical}, threads_per_core={self.threads_per_core}, "
+                f"package_threads={self.package_threads}, virtual={self.virtual})")
 
 
 def read_cpuinfo(text: str | None = None) -> CPUInfo:
@@ -300,18 +311,28 @@ def match_cpu(raw: str, names: Any) -> str | None:
 
 
 # the model's inputs ------------------------------------------------------------------------------
-@dataclass
 class ModelInputs:
-    """What the model multiplies CPU time by, and where each figure comes from."""
+    """What the model multiplies CPU time by, and where each figure comes from (*basis*: where
+    *watts_per_thread* comes from, in words, with its source; *matched*: the codecarbon table entry).
+    A plain class (see :class:`greentrack.measure.sampler.DeviceState`)."""
 
-    watts_per_thread: float
-    basis: str  # where watts_per_thread comes from, in words, with its source
-    idle_share: float = 0.0
-    idle_basis: str = "Green Algorithms: power in proportion to CPU use, no idle share"
-    cpu: str | None = None
-    matched: str | None = None  # codecarbon table entry
-    tdp_w: float | None = None
-    threads: int | None = None
+    DEFAULT_IDLE_BASIS = "Green Algorithms: power in proportion to CPU use, no idle share"
+
+    def __init__(self, watts_per_thread: float, basis: str, idle_share: float = 0.0,
+                 idle_basis: str = DEFAULT_IDLE_BASIS,
+                 cpu: str | None = None, matched: str | None = None, tdp_w: float | None = None,
+                 threads: int | None = None) -> None:
+        self.watts_per_thread = watts_per_thread
+        self.basis = basis
+        self.idle_share = idle_share
+        self.idle_basis = idle_basis
+        self.cpu = cpu
+        self.matched = matched
+        self.tdp_w = tdp_w
+        self.threads = threads
+
+    def __repr__(self) -> str:
+        return f"ModelInputs({self.watts_per_thread!r} W/thread, idle share {self.idle_share!r}: {self.basis!r})"
 
     def as_info(self) -> dict[str, Any]:
         """The inputs as stored with the run (``devices.info``)."""
@@ -340,7 +361,7 @@ def resolve_inputs(extra: dict[str, Any] | None = None, info: CPUInfo | None = N
     """The model's inputs: the user's values (environment, then ``[tool.greentrack]``), else the CPU's."""
     extra = extra or {}
     info = info or read_cpuinfo()
-    idle, idle_basis = 0.0, ModelInputs.idle_basis
+    idle, idle_basis = 0.0, ModelInputs.DEFAULT_IDLE_BASIS
     raw_idle = settings_env(ENV_IDLE)
     label = ENV_IDLE
     if raw_idle is None and extra.get(KEY_IDLE) is not None:

@@ -14,7 +14,6 @@ source is unavailable (``greentrack doctor`` says why) and nothing is recorded: 
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
@@ -26,18 +25,23 @@ DEFAULT_ROOT = "/sys/class/powercap"
 ENV_ROOT = "GREENTRACK_RAPL_ROOT"
 
 
-@dataclass
 class Zone:
-    """One powercap zone: ``intel-rapl:0`` (package) or ``intel-rapl:0:2`` (its DRAM)."""
+    """One powercap zone: ``intel-rapl:0`` (package) or ``intel-rapl:0:2`` (its DRAM); *kind* is
+    ``cpu`` or ``dram``. A plain class (see :class:`greentrack.measure.sampler.DeviceState`)."""
 
-    path: Path
-    zone_id: str
-    name: str
-    kind: str  # "cpu" or "dram"
-    package: int
-    readable: bool
-    max_range_uj: int | None
-    error: str | None = None
+    def __init__(self, path: Path, zone_id: str, name: str, kind: str, package: int, readable: bool,
+                 max_range_uj: int | None, error: str | None = None) -> None:
+        self.path = path
+        self.zone_id = zone_id
+        self.name = name
+        self.kind = kind
+        self.package = package
+        self.readable = readable
+        self.max_range_uj = max_range_uj
+        self.error = error
+
+    def __repr__(self) -> str:
+        return f"Zone({self.zone_id!r}, {self.name!r}, {self.kind}, readable={self.readable})"
 
 
 def powercap_root() -> Path:
