@@ -19,7 +19,6 @@ from __future__ import annotations
 import json
 import os
 import time
-from dataclasses import asdict
 from pathlib import Path
 from typing import Any, Callable
 
@@ -47,12 +46,13 @@ def _encode(sr: StoredRun, location: str, reason: str) -> dict[str, Any]:
 
     chunks = []
     for c in sr.chunks:
-        d = asdict(c)
+        d = c.as_dict()
         d["data"] = base64.b64encode(c.data).decode("ascii")
         chunks.append(d)
     return {"schema": SPOOL_SCHEMA, "version": SPOOL_VERSION, "db": location, "reason": reason,
-            "spooled_at": time.time(), "pid": os.getpid(), "run": asdict(sr.run),
-            "devices": [asdict(d) for d in sr.devices], "phases": [asdict(p) for p in sr.phases], "chunks": chunks}
+            "spooled_at": time.time(), "pid": os.getpid(), "run": sr.run.as_dict(),
+            "devices": [d.as_dict() for d in sr.devices], "phases": [p.as_dict() for p in sr.phases],
+            "chunks": chunks}
 
 
 def _decode(doc: Any) -> tuple[str, StoredRun]:

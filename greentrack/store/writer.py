@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import os
 import time
-from dataclasses import replace
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
@@ -123,7 +122,7 @@ class RunWriter:
         """The run starts: write its row (status ``running``), then deliver this database's spool."""
         from ..settings import host_name
 
-        self.run = replace(run, host=run.host or host_name(), pid=run.pid if run.pid is not None else os.getpid())
+        self.run = run.replaced(host=run.host or host_name(), pid=run.pid if run.pid is not None else os.getpid())
         self.devices = list(devices)
         self._write(final=False, timeout_s=FLUSH_WAIT_S)
         if self.begun:
