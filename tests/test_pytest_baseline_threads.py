@@ -290,6 +290,19 @@ def test_compare_threshold_and_saves(share: float, saves: int, judged: bool) -> 
     assert [n.nodeid for n in cmp.not_compared] == ([] if judged else ["t"])
 
 
+def test_a_scheduling_dependent_test_is_compared_with_its_highest_save() -> None:
+    """With three saves far apart, a threaded test is judged against the highest (its spread), a
+    single-threaded one against the median (one slow save does not hide a regression)."""
+    saves = [1.0, 4.0, 1.2]  # median 1.2, highest 4.0
+    d = doc({**STABLE, "t": saves, "s": saves}, threaded={"t": 0.6}, saves=3)
+    cmp = compare(d, {"a": 10.0, "b": 10.0, "t": 6.0, "s": 6.0})
+    assert [r.nodeid for r in cmp.regressions] == ["s"]  # 6.0 > 1.2 x 1.6; t: 6.0 < 4.0 x 1.6
+    cmp = compare(d, {"a": 10.0, "b": 10.0, "t": 6.5, "s": 1.9})
+    assert [r.nodeid for r in cmp.regressions] == ["t"]  # t: 6.5 > 6.4; s: 1.9 < 1.92
+    (rg,) = cmp.regressions
+    assert (rg.before_j, rg.highest_j) == (1.2, 4.0)  # its change is still told against the median
+
+
 def test_not_compared_is_per_test_saves_and_sorted_by_energy() -> None:
     """The figures a test has, not the entry's count: a test added after two saves has one."""
     d = doc({**STABLE, "old": [1.0, 1.0, 1.0], "new": [1.0], "zbig": [2.0]}, saves=3)

@@ -7,9 +7,11 @@ that produced the figures (``model: Intel Xeon Platinum 8370C (modelled) @ 2.8 W
 a baseline made on other hardware, or with another method, is reported and not compared.
 
 Each test keeps the energies of its last :data:`KEEP` saves (``--energy-baseline-save`` adds this
-run's figures to the entry of this run's key), so a test whose energy varies a lot from run to
-run (threads, sockets, timeouts) shows its spread, and only an increase beyond the highest of its
-saved figures counts. A single save is enough to start with.
+run's figures to the entry of this run's key). A test is compared with the median of its saved
+figures, so that one save caught in a slow moment (a test whose ``gc.collect()`` found more
+garbage, a busy neighbour) does not hide a regression; a scheduling-dependent test (below), whose
+figures can be several times apart, with the highest. A single save is enough to start with;
+three or more make the reference robust to one slow save.
 
 Threads make an exception while a test's spread is still unknown. A test that ran
 :data:`THREADED_SHARE` or more of its call's process CPU time on threads other than its own
@@ -292,9 +294,9 @@ def compare(doc: dict[str, Any] | None, path: str, hardware: dict[str, Any], tes
             pct: float, method: str, threads: dict[str, float] | None = None) -> Comparison:
     """Compare this run's per-test energies (*tests*) with the entry of its hardware key in *doc*.
 
-    A test regresses when its energy is above the highest of its saved figures by more than
-    *pct* % and above their median by more than :data:`FLOOR_SHARE` of the suite's baseline
-    energy (the medians of the tests in common). The compared tests regress together when their
+    A test regresses when its energy is above the median of its saved figures by more than *pct* %
+    (above the highest of them for a scheduling-dependent test) and above their median by more than
+    :data:`FLOOR_SHARE` of the suite's baseline energy (the medians of the tests in common). The compared tests regress together when their
     sum is more than *pct* % and the floor above the sum of their medians. Added and removed tests
     are listed, never failed; so is a scheduling-dependent test (at least :data:`THREADED_SHARE` of
     its CPU on other threads in this run, per *threads*, or in the baseline) with fewer than
@@ -322,12 +324,16 @@ def compare(doc: dict[str, Any] | None, path: str, hardware: dict[str, Any], tes
         hi = max(saved[n])
         e = tests[n]
         now, before = threads.get(n), threaded.get(n)
-        if len(saved[n]) < THREADED_MIN_SAVES and max(now or 0.0, before or 0.0) >= THREADED_SHARE:
+        scheduling_dependent = max(now or 0.0, before or 0.0) >= THREADED_SHARE
+        if len(saved[n]) < THREADED_MIN_SAVES and scheduling_dependent:
             cmp.not_compared.append(NotCompared(n, now, before, len(saved[n]), med[n], e))
             continue
         cmp.total_before_j += med[n]
         cmp.total_after_j += e
-        if e > hi * limit and e - med[n] > cmp.floor_j:
+        # the reference: the median of the saved figures (one slow save does not hide a regression), the
+        # highest for a scheduling-dependent test (its figures can be several times apart)
+        ref = hi if scheduling_dependent else med[n]
+        if e > ref * limit and e - med[n] > cmp.floor_j:
             cmp.regressions.append(Regression(n, med[n], hi, e, method))
     cmp.regressions.sort(key=lambda r: -(r.after_j - r.before_j))
     cmp.not_compared.sort(key=lambda x: (-x.after_j, x.nodeid))
