@@ -383,6 +383,9 @@ def main() -> None:
 
     env = {k: v for k, v in os.environ.items() if not k.startswith(("GREENTRACK_", "PYTEST_"))}
     env.pop("PYTHONDONTWRITEBYTECODE", None)  # as installed packages are: compiled once, not at every import
+    # this checkout's greentrack, whatever an editable install points at (a worktree's benchmark times its own code)
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), env.get("PYTHONPATH", "")]))
+    subprocess.run([sys.executable, "-m", "compileall", "-q", str(ROOT / "greentrack")], check=True)
     if args.gpu:
         gpu_mode(env)
         return
@@ -432,7 +435,7 @@ def main() -> None:
 
     work = f", each doing {args.work_ms:g} ms of CPU work" if args.work_ms else " (trivial)"
     what = f"the suite in {args.suite}" if args.suite is not None else f"{args.tests} tests{work}"
-    print(f"pytest, {what}, {args.rounds} interleaved rounds, python {sys.version.split()[0]}")
+    print(f"pytest, {what}, {args.rounds} interleaved rounds, python {sys.version.split()[0]}, greentrack from {ROOT}")
     print(f"{'configuration':<26} {'wall median':>11} {'paired diff':>12} {'% of suite':>10}   "
           f"{'CPU median':>10} {'paired diff':>12} {'% of suite':>10}")
     for label in configs:
