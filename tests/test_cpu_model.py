@@ -233,6 +233,7 @@ def test_a_session_without_background_sampling_reads_the_model_at_the_edges_only
     s = Session("edges", backend="cpu-model", background=False, flush_interval_s=0.05, strict=True)
     s.start()
     assert sampler_threads() == [] and s.sampler.inline
+    assert s.sampler.states[0].acc.n_raw == 1  # a first sample at start, on the calling thread
     w = s.sources[0].inputs.watts_per_thread
     cpus = []
     for i in range(3):
@@ -256,6 +257,42 @@ def test_a_session_without_background_sampling_reads_the_model_at_the_edges_only
     assert row["energy_j"] == pytest.approx(r.energy_j, rel=1e-9) and row["status"] == "finished"
     times, _watts = Store(db_path, create=False).read_series(row["id"])["cpu-model"]
     assert len(times) >= 2 and times[-1] >= r.phases[-1].ended_at  # written once, at stop
+
+
+@pytest.mark.parametrize("exact_edges", [True, False])
+def test_without_a_thread_the_stop_reads_the_model_once_more(no_measured_source: None, exact_edges: bool) -> None:
+    """Whether or not the stop waits for counters (none here), its last read covers the work since the
+    last edge: the run's energy is the model's figure for all of its CPU time."""
+    s = Session("tail", backend="cpu-model", background=False, store=False, exact_edges=exact_edges)
+    s.start()
+    cpu0 = time.process_time()
+    busy(0.1)
+    r = s.stop()
+    w = s.sources[0].inputs.watts_per_thread
+    assert r.energy_j == pytest.approx(w * (time.process_time() - cpu0), rel=0.15)
+
+
+def test_a_failing_start_callback_without_a_thread_is_said_once_and_sampling_goes_on(
+        capsys: pytest.CaptureFixture[str]) -> None:
+    from greentrack import notify
+    from greentrack.measure.sampler import Sampler
+
+    def broken_start() -> None:
+        raise OSError("the database went away")
+
+    notify.forget()
+    src = CPUModelSource(ModelInputs(10.0, "test value"))
+    flushed: list[int] = []
+    smp = Sampler([src], 2.0, lambda chunks, states: flushed.append(len(chunks)), broken_start, background=False)
+    smp.start()
+    busy(0.02)
+    smp.poll_edges()
+    smp.stop()
+    err = capsys.readouterr().err
+    assert err.count("greentrack: greentrack failed in start: OSError: the database went away") == 1
+    assert smp.states[0].acc.n_raw >= 2 and flushed == [1]  # measured all the same, flushed once at stop
+    smp.stop()
+    assert flushed == [1]  # a second stop reads and writes nothing more
 
 
 def test_a_source_that_needs_periodic_reads_keeps_the_thread(monkeypatch: pytest.MonkeyPatch) -> None:

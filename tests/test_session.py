@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 import time
 
 import pytest
@@ -89,6 +92,23 @@ def test_decorator_and_explicit_start_stop(db_path):
     assert s.stop() is r  # idempotent
     names = [row["name"] for row in Store(db_path).list_runs(last=10)]
     assert names == ["explicit", "decorated"]
+
+
+@pytest.mark.parametrize("backend", ["mock", "cpu-model"])
+def test_a_program_that_never_stops_its_session_exits_at_once_with_the_run_stored(backend, db_path, tmp_path):
+    """The sampler thread never holds the interpreter's exit (a daemon thread, stopped by the exit
+    handler with the run written); without a thread (the CPU model in the background=False mode of the
+    pytest plugin) the same."""
+    code = (f"import greentrack, time\n"
+            f"s = greentrack.Session('left-open', backend={backend!r}, background=False).start()\n"
+            f"time.sleep(0.2)\n")
+    t0 = time.perf_counter()
+    p = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60,
+                       env={**os.environ, "GREENTRACK_DB": str(db_path)}, cwd=tmp_path)
+    assert p.returncode == 0, p.stderr
+    assert time.perf_counter() - t0 < 20  # not held by a thread waiting to be stopped
+    (row,) = Store(db_path, create=False).list_runs(last=None)
+    assert (row["name"], row["status"]) == ("left-open", "finished") and row["energy_j"] is not None
 
 
 def test_exception_marks_failed_and_propagates(db_path):
