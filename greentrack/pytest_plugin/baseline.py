@@ -296,8 +296,9 @@ def compare(doc: dict[str, Any] | None, path: str, hardware: dict[str, Any], tes
 
     A test regresses when its energy is above the median of its saved figures by more than *pct* %
     (above the highest of them for a scheduling-dependent test) and above their median by more than
-    :data:`FLOOR_SHARE` of the suite's baseline energy (the medians of the tests in common). The compared tests regress together when their
-    sum is more than *pct* % and the floor above the sum of their medians. Added and removed tests
+    :data:`FLOOR_SHARE` of the suite's baseline energy (the medians of the tests in common). The
+    compared tests regress together when their sum is more than *pct* % and the floor above the sum
+    of their medians. Added and removed tests
     are listed, never failed; so is a scheduling-dependent test (at least :data:`THREADED_SHARE` of
     its CPU on other threads in this run, per *threads*, or in the baseline) with fewer than
     :data:`THREADED_MIN_SAVES` saved figures, which is left out of that sum too.
