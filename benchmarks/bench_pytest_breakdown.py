@@ -17,7 +17,7 @@ Prints three figures that ``docs/pytest-ci.md`` ("What it costs") quotes:
 
 Usage::
 
-    python benchmarks/bench_pytest_breakdown.py [--tests 2000] [--reps 9]
+    python benchmarks/bench_pytest_breakdown.py [--tests 2000] [--reps 9] [--only 4]
 """
 
 from __future__ import annotations
@@ -111,7 +111,10 @@ START_PIECES = textwrap.dedent("""
     a = time.perf_counter(); from greentrack import plugins; plugins.get_plugin_manager()
     t["plugin manager (built-in plugins, entry points)"] = time.perf_counter() - a
     from greentrack.measure.tracker import Session
-    gs = Session("breakdown", tags={"runner": "pytest"}, strict=True, background=False)  # as the plugin does
+    import inspect
+    # as the plugin starts it (an older checkout's Session has no background option)
+    kw = {"background": False} if "background" in inspect.signature(Session).parameters else {}
+    gs = Session("breakdown", tags={"runner": "pytest"}, strict=True, **kw)
     a = time.perf_counter(); gs.start()
     t["Session.start() (sources, CPU model, new database)"] = time.perf_counter() - a
     gs.stop()
@@ -196,14 +199,21 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--tests", type=int, default=2000, help="trivial tests in the timed pytest run")
     ap.add_argument("--reps", type=int, default=9, help="repetitions of the fresh-process timings")
+    ap.add_argument("--only", type=int, choices=(1, 2, 3, 4), action="append",
+                    help="run only these parts (repeatable; e.g. --only 4 in an older checkout)")
     args = ap.parse_args()
+    parts = set(args.only or (1, 2, 3, 4))
     print(f"python {sys.version.split()[0]}, greentrack from {ROOT}")
-    with tempfile.TemporaryDirectory(prefix="gt-breakdown-") as tmp:
-        edges(args.tests, Path(tmp))
-    resolve(args.reps)
-    exit_cost(args.reps)
-    with tempfile.TemporaryDirectory(prefix="gt-breakdown-") as tmp:
-        start_pieces(args.reps, Path(tmp))
+    if 1 in parts:
+        with tempfile.TemporaryDirectory(prefix="gt-breakdown-") as tmp:
+            edges(args.tests, Path(tmp))
+    if 2 in parts:
+        resolve(args.reps)
+    if 3 in parts:
+        exit_cost(args.reps)
+    if 4 in parts:
+        with tempfile.TemporaryDirectory(prefix="gt-breakdown-") as tmp:
+            start_pieces(args.reps, Path(tmp))
 
 
 if __name__ == "__main__":
