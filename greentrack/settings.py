@@ -171,15 +171,17 @@ class Settings:
     extra: dict[str, Any] = field(default_factory=dict)
 
 
-def resolve_pue(given: Any = None, conf: dict[str, Any] | None = None) -> float:
-    """The PUE: *given* > ``GREENTRACK_PUE`` > ``[tool.greentrack] pue`` > 1.0 (not applied).
+def resolve_pue(given: Any = None, conf: dict[str, Any] | None = None, source: str = "pue") -> float:
+    """The PUE: *given* (named *source* in errors) > ``GREENTRACK_PUE`` > ``[tool.greentrack] pue`` > 1.0
+    (not applied).
 
     Anything but a finite number >= 1.0 is a one-line :class:`ConfigError` naming where it came from.
     """
+    from_env = (env("GREENTRACK_PUE") or "").strip()
     if given is not None:
-        raw, src = given, "pue"
-    elif os.environ.get("GREENTRACK_PUE", "").strip():
-        raw, src = os.environ["GREENTRACK_PUE"].strip(), "GREENTRACK_PUE"
+        raw, src = given, source
+    elif from_env:
+        raw, src = from_env, "GREENTRACK_PUE"
     else:
         conf = load_tool_config() if conf is None else conf
         if conf.get("pue") is None:

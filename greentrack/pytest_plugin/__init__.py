@@ -190,6 +190,9 @@ def _resolve(config: pytest.Config, force: bool = False) -> dict[str, Any] | Non
 def _pue(config: pytest.Config) -> float | None:
     """``--greentrack-pue``, else the ini key ``greentrack_pue``: a number >= 1.0; None when neither is given
     (the session then reads ``GREENTRACK_PUE``, ``[tool.greentrack] pue``, else 1.0: not applied)."""
+    from ..errors import ConfigError
+    from ..settings import resolve_pue
+
     raw: Any = config.option.greentrack_pue
     src = "--greentrack-pue"
     if raw is None:
@@ -197,13 +200,9 @@ def _pue(config: pytest.Config) -> float | None:
         if not str(raw).strip():
             return None
     try:
-        val = float(raw)
-    except (TypeError, ValueError):
-        val = float("nan")
-    if not (1.0 <= val < float("inf")):
-        raise pytest.UsageError(f"greentrack: {src} must be a finite number >= 1.0 (power usage effectiveness), "
-                                f"got {raw!r}")
-    return val
+        return resolve_pue(raw, conf={}, source=src)
+    except ConfigError as exc:
+        raise pytest.UsageError(f"greentrack: {exc}") from None
 
 
 @pytest.fixture
