@@ -34,7 +34,7 @@ def _spawn(tmp_path: Path, seconds: float, **env: str) -> tuple[subprocess.Popen
     script = tmp_path / "long.py"
     script.write_text(LONG)
     p = subprocess.Popen([sys.executable, str(script), str(seconds)], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                         text=True, env=dict(os.environ, GREENTRACK_MOCK="constant:200", **env))
+                         text=True, env=dict(os.environ, GREENTRACK_MOCK="constant:200", **env), cwd=tmp_path)
     run_id = p.stdout.readline().strip()
     assert run_id, p.stderr.read()
     return p, run_id
@@ -77,6 +77,7 @@ def test_a_server_unreachable_at_start_spools_the_run_and_push_or_doctor_deliver
         pg_cluster.start()
     assert p.returncode == 0, err
     assert "unreachable" in err and "spool" in err and err.count("Traceback") == 0
+    assert not list(tmp_path.glob("postgresql*"))  # the URL never becomes a SQLite file in the working folder
     energy = float(out.split()[-1])
     assert energy > 100
     res = cli("doctor", "--deliver")
