@@ -124,12 +124,12 @@ class StepLog:
 
     A plain class (see :class:`greentrack.measure.sampler.DeviceState`)."""
 
-    def __init__(self, start_t: float, marks: list[Any] | None = None, prev_t: float | None = None) -> None:
+    def __init__(self, start_t: float, marks: list[Any] | None = None) -> None:
         self.start_t = start_t
         self.marks: list[Any] = [] if marks is None else marks  # flat (t, samples, tokens) triples, by step()
         self.n = 0  # steps whose energy is folded
         self.unmeasured = 0  # folded steps overlapping a data gap: counted, not in the per-step energies
-        self.prev_t = start_t if prev_t is None else prev_t  # end of the newest folded step
+        self.prev_t = start_t  # end of the newest folded step
         self.samples: float | None = None  # totals over every step (compacted ones included)
         self.tokens: float | None = None
         self.samples_measured = 0.0  # over the measured steps only

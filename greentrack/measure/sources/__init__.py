@@ -20,8 +20,8 @@ __all__ = ["Device", "Source", "SourceUnavailable", "NullSource", "Reading", "bu
 
 
 class MockHooks:
-    """The built-in plugin ``greentrack.measure.sources.mock``: registers the mock source without
-    importing its module, which a session imports only when it asks for the mock."""
+    """The built-in plugin ``greentrack.measure.sources.mock``: registers the mock source (never chosen
+    by "auto") without importing its module, which a session imports only when it asks for the mock."""
 
     @staticmethod
     @hookimpl

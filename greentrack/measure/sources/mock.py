@@ -243,11 +243,4 @@ def from_settings(settings: Any) -> MockSource:
                       poll_interval_s=getattr(settings, "sample_interval_s", None))
 
 
-def greentrack_register_sources(register: Callable[..., None]) -> None:
-    """The mock's registration (called through :class:`greentrack.measure.sources.MockHooks`, which
-    registers it without importing this module)."""
-    # never chosen by "auto": a simulated GPU must be asked for by name
-    register("mock", from_settings, priority=-100, auto=False)
-
-
 __all__ = ["MockSource", "MockGPU", "parse_trace", "load_trace_csv", "SourceUnavailable"]
