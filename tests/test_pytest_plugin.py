@@ -379,3 +379,39 @@ def test_p_no_greentrack_does_not_even_import_it(pytester: pytest.Pytester) -> N
     """)
     pytester.runpytest_subprocess("-p", "no:greentrack").assert_outcomes(passed=1)
     pytester.runpytest_subprocess().assert_outcomes(failed=1)  # installed: the entry point is loaded
+
+
+def test_measuring_modules_are_not_assertion_rewritten(pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch,
+                                                       db_path: Path) -> None:
+    """pytest marks every package of a pytest11 distribution for rewriting (as installed from a wheel, whose
+    RECORD lists greentrack/: reproduced by a dist-info folder here); greentrack takes its own mark back once
+    enabled, so its measuring modules load through Python's own loader (faster), while the tests still get
+    pytest's rewritten assertions (the failing assert below shows its introspection)."""
+    dist = pytester.path / "greentrack_wheel_like-0.1.dist-info"
+    dist.mkdir()
+    (dist / "METADATA").write_text("Metadata-Version: 2.1\nName: greentrack-wheel-like\nVersion: 0.1\n")
+    (dist / "RECORD").write_text("greentrack/__init__.py,,\ngreentrack/measure/tracker.py,,\n")
+    (dist / "entry_points.txt").write_text("[pytest11]\ngreentrack_wheel_like = gt_wheel_like\n")
+    pytester.makepyfile(gt_wheel_like="", conftest="""
+        import pytest
+
+        @pytest.hookimpl(tryfirst=True)
+        def pytest_configure(config):
+            print("greentrack marked for rewriting:", "greentrack" in config.pluginmanager.rewrite_hook._must_rewrite)
+    """, test_loader="""
+        import sys
+        from _pytest.assertion.rewrite import AssertionRewritingHook
+
+        def test_loaders():
+            for name in ("greentrack.measure.tracker", "greentrack.store.sqlite", "greentrack.pytest_plugin.energy"):
+                assert not isinstance(sys.modules[name].__loader__, AssertionRewritingHook), name
+
+        def test_rewritten():
+            x = [1, 2]
+            assert x == [1, 3]
+    """)
+    res = run(pytester, monkeypatch, "--greentrack", "-s", backend="cpu-model")
+    res.assert_outcomes(passed=1, failed=1)
+    out = res.stdout.str()
+    assert "greentrack marked for rewriting: True" in out  # as pytest does for an installed wheel
+    assert "At index 1 diff: 2 != 3" in out  # the test file itself is still rewritten
