@@ -1,6 +1,6 @@
 """Where the enabled pytest plugin's fixed and per-test costs come from, on the CPU model.
 
-Prints three figures that ``docs/pytest-ci.md`` ("What it costs") quotes:
+Prints the figures that ``docs/pytest-ci.md`` ("What it costs") quotes:
 
 1. the CPU model's two reads per test (``Session.poll_edges`` at the call's start,
    ``Session.energy_between`` at its end), timed inside a real pytest run of N trivial tests, and
@@ -13,11 +13,16 @@ Prints three figures that ``docs/pytest-ci.md`` ("What it costs") quotes:
    Python's garbage collector off (its full collections land wherever a threshold is crossed):
    importing the session, the store, and the rest of what the plugin imports by its end (and how
    much of all that is the creation of dataclasses), the plugin manager (built-in plugins, entry
-   points), ``Session.start()`` on a new SQLite file as the plugin starts it (medians).
+   points), ``Session.start()`` on a new SQLite file as the plugin starts it (medians);
+5. importing the modules the measuring plugin needs inside a pytest run, garbage collector off,
+   with greentrack marked for pytest's assertion rewriting (as pytest marks every package of an
+   installed distribution with a ``pytest11`` entry point; reproduced here by a wheel-like
+   dist-info folder) and with the mark taken back, as the plugin does once enabled (medians of
+   interleaved runs).
 
 Usage::
 
-    python benchmarks/bench_pytest_breakdown.py [--tests 2000] [--reps 9] [--only 4]
+    python benchmarks/bench_pytest_breakdown.py [--tests 2000] [--reps 9] [--only 4] [--only 5]
 """
 
 from __future__ import annotations
@@ -121,6 +126,26 @@ START_PIECES = textwrap.dedent("""
     print(json.dumps(t))
 """)
 
+REWRITE_PLUGIN = textwrap.dedent("""
+    import gc, importlib, json, os, time
+    import pytest
+
+    @pytest.hookimpl(trylast=True)
+    def pytest_configure(config):
+        marks = config.pluginmanager.rewrite_hook._must_rewrite
+        marked = "greentrack" in marks
+        if os.environ["BREAKDOWN_UNMARK"] == "1":
+            marks.discard("greentrack")
+        gc.disable()
+        a = time.perf_counter()
+        for m in os.environ["BREAKDOWN_MODULES"].split(","):
+            importlib.import_module(m)
+        dt = time.perf_counter() - a
+        gc.enable()
+        with open(os.environ["BREAKDOWN_OUT"], "w") as fh:
+            json.dump({"marked": marked, "s": dt}, fh)
+""")
+
 MODULES = [
     "greentrack.measure.tracker", "greentrack.measure.sampler", "greentrack.measure.attribution",
     "greentrack.measure.sources.cpu_model", "greentrack.measure.sources.rapl", "greentrack.measure.sources.nvml",
@@ -195,14 +220,42 @@ def start_pieces(reps: int, tmp: Path) -> None:
         print(f"   {k:<66} {statistics.median(v) * 1e3:6.2f} ms")
 
 
+def rewrite_cost(reps: int, tmp: Path) -> None:
+    suite = tmp / "suite"
+    suite.mkdir()
+    (suite / "test_one.py").write_text("def test_one():\n    pass\n")
+    (suite / "gt_breakdown_rewrite.py").write_text(REWRITE_PLUGIN)
+    dist = suite / "greentrack_wheel_like-0.1.dist-info"  # greentrack/ in a RECORD: pytest marks it
+    dist.mkdir()
+    (dist / "METADATA").write_text("Metadata-Version: 2.1\nName: greentrack-wheel-like\nVersion: 0.1\n")
+    (dist / "RECORD").write_text("greentrack/__init__.py,,\n")
+    (dist / "entry_points.txt").write_text("[pytest11]\ngreentrack_wheel_like = gt_breakdown_rewrite\n")
+    rows: dict[str, list[float]] = {"0": [], "1": []}
+    for r in range(reps):
+        for unmark in (("0", "1") if r % 2 == 0 else ("1", "0")):
+            out = tmp / "rewrite.json"
+            env = dict(_env(), BREAKDOWN_OUT=str(out), BREAKDOWN_UNMARK=unmark, BREAKDOWN_MODULES=",".join(MODULES))
+            env["PYTHONPATH"] = os.pathsep.join([str(suite), env["PYTHONPATH"]])
+            subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "test_one.py"],
+                           cwd=suite, env=env, capture_output=True, check=True)
+            got = json.loads(out.read_text())
+            if not got["marked"]:
+                raise SystemExit("pytest did not mark greentrack for rewriting: nothing to compare")
+            rows[unmark].append(got["s"])
+    a, b = statistics.median(rows["0"]), statistics.median(rows["1"])
+    print(f"5. importing the plugin's {len(MODULES)} modules inside pytest, garbage collector off, median of {reps}:")
+    print(f"   through pytest's assertion rewriting (greentrack marked)        {a * 1e3:6.2f} ms")
+    print(f"   through Python's own loader (the mark taken back, as the plugin does) {b * 1e3:6.2f} ms")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--tests", type=int, default=2000, help="trivial tests in the timed pytest run")
     ap.add_argument("--reps", type=int, default=9, help="repetitions of the fresh-process timings")
-    ap.add_argument("--only", type=int, choices=(1, 2, 3, 4), action="append",
+    ap.add_argument("--only", type=int, choices=(1, 2, 3, 4, 5), action="append",
                     help="run only these parts (repeatable; e.g. --only 4 in an older checkout)")
     args = ap.parse_args()
-    parts = set(args.only or (1, 2, 3, 4))
+    parts = set(args.only or (1, 2, 3, 4, 5))
     print(f"python {sys.version.split()[0]}, greentrack from {ROOT}")
     if 1 in parts:
         with tempfile.TemporaryDirectory(prefix="gt-breakdown-") as tmp:
@@ -214,6 +267,9 @@ def main() -> None:
     if 4 in parts:
         with tempfile.TemporaryDirectory(prefix="gt-breakdown-") as tmp:
             start_pieces(args.reps, Path(tmp))
+    if 5 in parts:
+        with tempfile.TemporaryDirectory(prefix="gt-breakdown-") as tmp:
+            rewrite_cost(args.reps, Path(tmp))
 
 
 if __name__ == "__main__":

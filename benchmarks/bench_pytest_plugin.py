@@ -7,7 +7,8 @@ each the median wall time and CPU time (user + system of the pytest process and 
 and the median of the paired differences against ``-p no:greentrack`` in milliseconds and in
 percent of the suite's time. Targets: installed but idle < 20 ms; enabled < 2 % of the suite.
 CPU time is printed next to wall time because on a shared machine other tenants' load moves
-wall time by more than the effect measured.
+wall time by more than the effect measured. Every configuration sees greentrack as a wheel
+install does (pytest marks its package for assertion rewriting; see :func:`wheel_like`).
 
     python benchmarks/bench_pytest_plugin.py               # 30 rounds, 50 tests
     python benchmarks/bench_pytest_plugin.py --rounds 30 --tests 500 --enabled
@@ -46,6 +47,24 @@ def make_suite(root: Path, n_tests: int, work_ms: float = 0.0) -> None:
         body = "\n\n".join(f"def test_{i}():\n{call}    assert {i} + 1 == {i + 1}"
                            for i in range(f, min(f + per_file, n_tests)))
         (root / f"test_gen_{f // per_file}.py").write_text(head + body + "\n")
+
+
+def wheel_like(folder: Path) -> str:
+    """A folder to put first on PYTHONPATH: a dist-info whose RECORD lists greentrack/, as a wheel's does.
+
+    pytest marks for assertion rewriting every top-level package that a distribution with a
+    ``pytest11`` entry point lists among its files. An installed wheel lists greentrack/; an
+    editable install lists only its finder, and a git worktree has no metadata at all, so without
+    this folder the checkouts compared here would be imported in different ways, neither of them
+    the way users' installs are. Its entry point has the real one's name, so pytest loads the
+    plugin once (``-p no:greentrack`` blocks both).
+    """
+    dist = folder / "greentrack_wheel_like-0.0.dist-info"
+    dist.mkdir(parents=True, exist_ok=True)
+    (dist / "METADATA").write_text("Metadata-Version: 2.1\nName: greentrack-wheel-like\nVersion: 0.0\n")
+    (dist / "RECORD").write_text("greentrack/__init__.py,,\n")
+    (dist / "entry_points.txt").write_text("[pytest11]\ngreentrack = greentrack.pytest_plugin\n")
+    return str(folder)
 
 
 def run_once(root: Path, extra: list[str], env: dict[str, str]) -> tuple[float, float]:
@@ -386,6 +405,8 @@ def main() -> None:
     # this checkout's greentrack, whatever an editable install points at (a worktree's benchmark times its own code)
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), env.get("PYTHONPATH", "")]))
     subprocess.run([sys.executable, "-m", "compileall", "-q", str(ROOT / "greentrack")], check=True)
+    shadow = tempfile.TemporaryDirectory(prefix="gt-bench-wheel-")
+    env["PYTHONPATH"] = os.pathsep.join([wheel_like(Path(shadow.name)), env["PYTHONPATH"]])
     if args.gpu:
         gpu_mode(env)
         return
@@ -436,6 +457,7 @@ def main() -> None:
     work = f", each doing {args.work_ms:g} ms of CPU work" if args.work_ms else " (trivial)"
     what = f"the suite in {args.suite}" if args.suite is not None else f"{args.tests} tests{work}"
     print(f"pytest, {what}, {args.rounds} interleaved rounds, python {sys.version.split()[0]}, greentrack from {ROOT}")
+    print("greentrack's package marked for pytest's assertion rewriting in every configuration, as a wheel install is")
     print(f"{'configuration':<26} {'wall median':>11} {'paired diff':>12} {'% of suite':>10}   "
           f"{'CPU median':>10} {'paired diff':>12} {'% of suite':>10}")
     for label in configs:
