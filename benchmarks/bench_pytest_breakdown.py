@@ -244,8 +244,8 @@ def rewrite_cost(reps: int, tmp: Path) -> None:
             rows[unmark].append(got["s"])
     a, b = statistics.median(rows["0"]), statistics.median(rows["1"])
     print(f"5. importing the plugin's {len(MODULES)} modules inside pytest, garbage collector off, median of {reps}:")
-    print(f"   through pytest's assertion rewriting (greentrack marked)        {a * 1e3:6.2f} ms")
-    print(f"   through Python's own loader (the mark taken back, as the plugin does) {b * 1e3:6.2f} ms")
+    print(f"   {'through pytest assertion rewriting (greentrack marked)':<66} {a * 1e3:6.2f} ms")
+    print(f"   {'through Python own loader (mark taken back, as the plugin does)':<66} {b * 1e3:6.2f} ms")
 
 
 def main() -> None:
