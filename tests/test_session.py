@@ -111,6 +111,56 @@ def test_a_program_that_never_stops_its_session_exits_at_once_with_the_run_store
     assert (row["name"], row["status"]) == ("left-open", "finished") and row["energy_j"] is not None
 
 
+@pytest.mark.parametrize("how,status,error", [
+    ("raise RuntimeError('boom')", "failed", "RuntimeError: boom"),
+    ("raise KeyboardInterrupt", "interrupted", "KeyboardInterrupt"),
+])
+def test_a_program_killed_by_an_uncaught_exception_leaves_its_open_run_ended_so(how, status, error, db_path,
+                                                                                  tmp_path):
+    """A session started with start() and never stopped ends with the interpreter: failed (or interrupted)
+    when an uncaught exception ended the program, also for a session opened after an earlier one ended
+    (greentrack's excepthook is in place only while a session is open). The program's traceback and exit
+    status are its own."""
+    code = ("import greentrack\n"
+            "greentrack.Session('earlier', backend='cpu-model', background=False).start().stop()\n"
+            "s = greentrack.Session('left-open', backend='cpu-model', background=False).start()\n"
+            f"{how}\n")
+    p = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60,
+                       env={**os.environ, "GREENTRACK_DB": str(db_path)}, cwd=tmp_path)
+    # Python's own exit: 1, or for Ctrl-C death by SIGINT as Python does it (-2 seen from a parent on POSIX)
+    assert p.returncode == (1 if status == "failed" else -2 if os.name == "posix" else 1), p.stderr
+    assert "Traceback" in p.stderr and error.split(":")[0] in p.stderr
+    rows = {r["name"]: r for r in Store(db_path, create=False).list_runs(last=None)}
+    assert rows["earlier"]["status"] == "finished"
+    assert rows["left-open"]["status"] == status and error in (rows["left-open"]["error"] or "")
+
+
+def test_process_hooks_are_in_place_only_while_a_session_is_open(tmp_path, db_path):
+    """sys.excepthook and the at-fork callback are greentrack's only while a session is open (the interpreter
+    holds them to its end, which slows every exit); a program's hook chained on top since is left alone."""
+    code = """
+import sys
+import greentrack
+from greentrack.measure import atfork
+orig = sys.excepthook
+s = greentrack.Session('h1', backend='cpu-model', background=False).start()
+assert sys.excepthook is not orig and atfork.callbacks and atfork.registered
+s.stop()
+assert sys.excepthook is orig and not atfork.callbacks
+s = greentrack.Session('h2', backend='cpu-model', background=False).start()
+theirs = sys.excepthook
+def mine(*a):
+    theirs(*a)
+sys.excepthook = mine
+s.stop()
+assert sys.excepthook is mine and not atfork.callbacks
+print('ok')
+"""
+    p = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60,
+                       env={**os.environ, "GREENTRACK_DB": str(db_path)}, cwd=tmp_path)
+    assert p.returncode == 0 and p.stdout.strip() == "ok", p.stderr
+
+
 def test_exception_marks_failed_and_propagates(db_path):
     with pytest.raises(ZeroDivisionError):
         with greentrack.session("boom") as s:

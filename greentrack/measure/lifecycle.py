@@ -28,6 +28,8 @@ import time
 import weakref
 from typing import Any, Callable
 
+from . import atfork
+
 HANDLED = ("SIGTERM", "SIGHUP")  #: the signals whose arrival ends every open session as interrupted
 STOP_WAIT_S = 5.0  # how long the handler waits for a session another thread is already stopping
 
@@ -36,7 +38,7 @@ _order: list[Any] = []  # weak references in start order (stopped newest first)
 _uncaught: list[BaseException] = []
 _installed: dict[int, Any] = {}  # signum -> the disposition greentrack's handler replaced
 _lock = threading.RLock()
-_owner_pid = os.getpid()
+_hook: Any = None  # greentrack's sys.excepthook, while it is installed
 
 
 def _signals() -> list[int]:
@@ -44,10 +46,11 @@ def _signals() -> list[int]:
 
 
 def track(session: Any) -> None:
-    """Count *session* among this process's open sessions (its signals, its exit)."""
+    """Count *session* among this process's open sessions (its signals, its fork, its exit)."""
     with _lock:
         _active.add(session)
         _order.append(weakref.ref(session))
+        _hook_process()
     ensure_handlers()
 
 
@@ -57,6 +60,7 @@ def forget(session: Any) -> None:
         _active.discard(session)
         _order[:] = [r for r in _order if r() is not None and r() is not session]
         if not _active:
+            _unhook_process()
             restore_handlers()
 
 
@@ -145,11 +149,42 @@ def _redeliver(signum: int, frame: Any, prev: Any) -> None:
     os.kill(os.getpid(), signum)
 
 
+def _hook_process() -> None:
+    """While a session is open: note uncaught exceptions (for the exit) and forks (for the child).
+
+    Like the signal handler, both hooks are in place only while a session is open: whatever the
+    interpreter still holds at its end keeps this module, and all it reaches, alive through
+    shutdown, which costs milliseconds on every exit (see :mod:`greentrack.measure.atfork`).
+    """
+    global _hook
+    if _hook is None:
+        _hook = _excepthook_chain(sys.excepthook)
+        sys.excepthook = _hook
+    if hasattr(os, "register_at_fork"):
+        if not atfork.registered:
+            os.register_at_fork(after_in_child=atfork.after_in_child)
+            atfork.registered = True
+        if _forget_in_child not in atfork.callbacks:
+            atfork.callbacks.append(_forget_in_child)
+
+
+def _unhook_process() -> None:
+    """No session is open: put the program's excepthook back, unless another hook was chained on
+    top of greentrack's since (greentrack's then stays in the chain, transparent)."""
+    global _hook
+    if _hook is not None and sys.excepthook is _hook:
+        sys.excepthook = _hook.prev  # type: ignore[attr-defined]
+        _hook = None
+    if _forget_in_child in atfork.callbacks:
+        atfork.callbacks.remove(_forget_in_child)
+
+
 def _excepthook_chain(prev: Callable[..., Any]) -> Callable[..., Any]:
     def hook(et: Any, ev: Any, tb: Any) -> None:
         _uncaught.append(ev)
         prev(et, ev, tb)
 
+    hook.prev = prev  # type: ignore[attr-defined]
     return hook
 
 
@@ -160,12 +195,11 @@ def _forget_in_child() -> None:
     signal would have done (the program's handler, or the default action); sessions the child
     starts itself are handled like any.
     """
-    global _owner_pid
     for s in list(_active):
         s._forked = True
     _active.clear()
     _order.clear()
-    _owner_pid = os.getpid()
+    _unhook_process()
 
 
 @atexit.register
@@ -184,7 +218,3 @@ def _stop_at_exit() -> None:
         except Exception:
             pass
 
-
-sys.excepthook = _excepthook_chain(sys.excepthook)
-if hasattr(os, "register_at_fork"):
-    os.register_at_fork(after_in_child=_forget_in_child)
