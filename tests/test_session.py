@@ -135,6 +135,28 @@ def test_a_program_killed_by_an_uncaught_exception_leaves_its_open_run_ended_so(
     assert rows["left-open"]["status"] == status and error in (rows["left-open"]["error"] or "")
 
 
+def test_a_session_left_open_beside_a_stopped_one_still_ends_with_the_program(tmp_path, db_path):
+    """Stopping one session forgets that one only: another left open is still stopped at exit, and the
+    process keeps no trace of the stopped ones (its list of open sessions does not grow)."""
+    code = """
+import greentrack
+from greentrack.measure import lifecycle
+a = greentrack.Session('left-open', backend='cpu-model', background=False).start()
+b = greentrack.Session('stopped', backend='cpu-model', background=False).start()
+assert len(lifecycle._order) == 2
+b.stop()
+assert [r() for r in lifecycle._order] == [a] and lifecycle.open_sessions() == [a]
+for i in range(3):
+    greentrack.Session(f'more{i}', backend='cpu-model', background=False, store=False).start().stop()
+assert len(lifecycle._order) == 1
+"""
+    p = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60,
+                       env={**os.environ, "GREENTRACK_DB": str(db_path)}, cwd=tmp_path)
+    assert p.returncode == 0, p.stderr
+    rows = {r["name"]: r["status"] for r in Store(db_path, create=False).list_runs(last=None)}
+    assert rows == {"left-open": "finished", "stopped": "finished"}
+
+
 def test_process_hooks_are_in_place_only_while_a_session_is_open(tmp_path, db_path):
     """sys.excepthook and the at-fork callback are greentrack's only while a session is open (the interpreter
     holds them to its end, which slows every exit); a program's hook chained on top since is left alone."""
@@ -318,8 +340,10 @@ def test_forked_child_does_not_finish_the_parents_run(db_path):
             time.sleep(0.01)
         pid = os.fork()
         if pid == 0:  # child: what the interpreter's exit would run
+            forgot = (s._forked and not gs["_order"] and gs["_hook"] is None
+                      and not gs["atfork"].callbacks)  # the parent's session, its order, the process hooks
             gs["_stop_at_exit"]()
-            os._exit(0 if not gs["_active"] else 1)
+            os._exit(0 if not gs["_active"] and forgot else 1)
         _, status = os.waitpid(pid, 0)
         assert os.waitstatus_to_exitcode(status) == 0
         # the run row is written by the sampler thread just after start(): on a loaded machine, wait for it
