@@ -22,6 +22,7 @@ def test_doctor_without_gpu_or_rapl_says_so_and_exits_0(cli, tmp_path: Path, db_
     assert "NVML did not initialise" in out or "pynvml is not importable" in out
     assert "CPU and memory (RAPL): not measured." in out and "no estimate" in out
     assert f"Database: {db_path} (not created yet; writable)" in out
+    assert "countries" in out and "from codecarbon " in out  # where the grid intensities come from
     assert not db_path.exists()  # doctor writes nothing
 
 
@@ -37,6 +38,7 @@ def test_doctor_json_reports_readable_rapl_and_the_database(cli, tmp_path: Path,
     assert {k: d["database"][k] for k in ("path", "exists", "writable", "runs")} == {
         "path": str(db_path), "exists": True, "writable": True, "runs": 1}
     assert d["gpus"]["available"] is False
+    assert d["grid"]["countries"] > 150 and d["grid"]["codecarbon"] and d["grid"]["data_dir"]
     text = cli("doctor", env={"GREENTRACK_RAPL_ROOT": str(root)}).stdout
     assert "CPU and memory (RAPL): 4 zones measured" in text
 

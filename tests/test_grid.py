@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import json
+import os
 import subprocess
 import sys
 
@@ -156,3 +157,39 @@ def test_regions_cli_search_json_and_errors(cli):
     r = cli("regions", "Frnace")
     assert r.returncode == 2
     assert r.stderr.strip().count("\n") == 0 and "did you mean" in r.stderr and "Traceback" not in r.stderr
+
+
+def test_without_codecarbons_data_a_country_code_says_why_not_did_you_mean_itself(tmp_path):
+    """A broken install (a codecarbon package without its data folder, first on the path): the regional
+    figures are missing, and the message says so and how to fix it, never 'unknown region FR (did you
+    mean: FR?)'; a session goes on with the labelled world average."""
+    fake = tmp_path / "site" / "codecarbon"
+    fake.mkdir(parents=True)
+    (fake / "__init__.py").write_text("")
+    code = """
+import os, greentrack
+from greentrack.carbon import grid
+for region in ("FR", "fr", "Atlantis"):
+    try:
+        grid.lookup(region)
+    except Exception as exc:
+        print(type(exc).__name__, exc)
+with greentrack.session("no-data", region="FR", backend="mock", store=False) as s:
+    pass
+print("session", s.result.status, s.intensity.source)
+"""
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(tmp_path / "site"), os.environ.get("PYTHONPATH", "")])}
+    p = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, env=env,
+                       cwd=tmp_path)
+    assert p.returncode == 0, p.stderr
+    lines = p.stdout.splitlines()
+    why = "the regional figures come from codecarbon's data files, which were not found (pip install codecarbon)"
+    assert lines[0] == f"UnknownRegionError no grid intensity for region 'FR': {why}"
+    assert lines[1] == f"UnknownRegionError no grid intensity for region 'fr': {why}"
+    assert lines[2].startswith("UnknownRegionError unknown region 'Atlantis'") and "did you mean" not in lines[2]
+    assert lines[3].startswith("session finished ")
+    assert p.stderr.count("no grid intensity for region 'FR'") == 1 and "world average" in p.stderr
+    doc = subprocess.run([sys.executable, "-m", "greentrack", "doctor"], capture_output=True, text=True, timeout=60,
+                         env=env, cwd=tmp_path)
+    assert doc.returncode == 0, doc.stderr
+    assert "Grid intensity: codecarbon's data files were not found (pip install codecarbon)" in doc.stdout

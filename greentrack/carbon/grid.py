@@ -320,7 +320,8 @@ def known_regions() -> list[str]:
     """Every code and name the static table answers to (for suggestions)."""
     table = country_table()
     sub = subdivision_table()
-    return sorted(set(table) | {it.label for it in table.values()} | set(iso2_to_iso3()) | set(sub)
+    iso2 = {code for code, iso3 in iso2_to_iso3().items() if iso3 in table}  # only codes the table answers
+    return sorted(set(table) | {it.label for it in table.values()} | iso2 | set(sub)
                   | {it.label for it in sub.values()} | set(cloud_table()))
 
 
@@ -370,6 +371,9 @@ def lookup(region: str | None, at: float | None = None) -> Intensity:
     if res is None:  # no plugin knew it, or a hook wrapper failed: the static table answers
         res = lookup_static(str(region))
     if res is None:
+        if codecarbon_data_dir() is None and str(region).strip().upper() in iso2_to_iso3():
+            raise UnknownRegionError(f"no grid intensity for region {region!r}: the regional figures come from "
+                                     "codecarbon's data files, which were not found (pip install codecarbon)")
         raise UnknownRegionError(f"unknown region {region!r}" + (suggest(str(region), known_regions())
                                  or "; see 'greentrack regions'"))
     return res

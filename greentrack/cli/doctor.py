@@ -138,13 +138,27 @@ def _cpu_model(gpus: dict[str, Any], rapl: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
+def _grid() -> dict[str, Any]:
+    """Where the grid intensities come from: codecarbon's data files (countries, subdivisions, clouds)."""
+    from ..carbon import grid
+
+    d = grid.codecarbon_data_dir()
+    out: dict[str, Any] = {"data_dir": str(d) if d is not None else None,
+                           "codecarbon": grid._codecarbon_version() if d is not None else None}
+    if d is not None:
+        out.update(countries=len(grid.country_table()), subdivisions=len(grid.subdivision_table()),
+                   cloud_regions=len(grid.cloud_table()))
+    return out
+
+
 def diagnose(db: str | None = None, nv: Any = None) -> dict[str, Any]:
     """Everything ``greentrack doctor`` reports, as a dict (``nv``: a pynvml stand-in, for tests)."""
     from .. import __version__
 
     gpus, rapl = _gpus(nv), _rapl()
     return {"greentrack": __version__, "gpus": gpus, "rapl": rapl, "cpu_model": _cpu_model(gpus, rapl),
-            "database": _database(db), "spool": _spool(), "environment": _scope(), "settings": _settings()}
+            "grid": _grid(), "database": _database(db), "spool": _spool(), "environment": _scope(),
+            "settings": _settings()}
 
 
 def _show_value(value: Any) -> str:
@@ -253,6 +267,14 @@ def render(d: dict[str, Any]) -> str:
         lines.append(f"CPU model (cpu-model): {use}.")
         lines.append(f"  energy = CPU seconds of the process and its children x {m['watts_per_thread']:.3g} "
                      f"W per thread ({m['basis']}); idle share {m['idle_share']:g}.")
+    gr = d.get("grid")
+    if gr is not None and gr.get("data_dir") is None:
+        lines.append("Grid intensity: codecarbon's data files were not found (pip install codecarbon): a region "
+                     "gets no figure of its own, CO2e uses the labelled world average.")
+    elif gr is not None:
+        lines.append(f"Grid intensity: {gr['countries']} countries, {gr['subdivisions']} subdivisions and "
+                     f"{gr['cloud_regions']} cloud regions, from codecarbon {gr['codecarbon']}'s data files "
+                     "('greentrack regions' lists each with its source and year).")
     lines.append("")
     db = d["database"]
     if db.get("path") is None:
