@@ -157,6 +157,27 @@ assert len(lifecycle._order) == 1
     assert rows == {"left-open": "finished", "stopped": "finished"}
 
 
+def test_an_error_an_interactive_session_survived_does_not_fail_a_later_run(tmp_path, db_path):
+    """An interactive interpreter reports an uncaught error through sys.excepthook and goes on; once the
+    session open then has ended, that error must not mark a later session left open at exit as failed."""
+    code = """
+import sys
+import greentrack
+a = greentrack.Session('during-error', backend='cpu-model', background=False).start()
+try:
+    1 / 0
+except ZeroDivisionError:
+    sys.excepthook(*sys.exc_info())  # what the interactive prompt does with an uncaught error
+a.stop()
+b = greentrack.Session('later', backend='cpu-model', background=False).start()
+"""
+    p = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60,
+                       env={**os.environ, "GREENTRACK_DB": str(db_path)}, cwd=tmp_path)
+    assert p.returncode == 0 and "ZeroDivisionError" in p.stderr, p.stderr
+    rows = {r["name"]: r["status"] for r in Store(db_path, create=False).list_runs(last=None)}
+    assert rows == {"during-error": "finished", "later": "finished"}
+
+
 def test_process_hooks_are_in_place_only_while_a_session_is_open(tmp_path, db_path):
     """sys.excepthook and the at-fork callback are greentrack's only while a session is open (the interpreter
     holds them to its end, which slows every exit); a program's hook chained on top since is left alone."""

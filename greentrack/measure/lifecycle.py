@@ -170,8 +170,10 @@ def _hook_process() -> None:
 
 def _unhook_process() -> None:
     """No session is open: put the program's excepthook back, unless another hook was chained on
-    top of greentrack's since (greentrack's then stays in the chain, transparent)."""
+    top of greentrack's since (greentrack's then stays in the chain, transparent), and forget the
+    exceptions noted (one an interactive session survived must not fail a later run at exit)."""
     global _hook
+    _uncaught.clear()
     if _hook is not None and sys.excepthook is _hook:
         sys.excepthook = _hook.prev  # type: ignore[attr-defined]
         _hook = None
