@@ -2,9 +2,10 @@
 
 Prints the figures that ``docs/pytest-ci.md`` ("What it costs") quotes:
 
-1. the CPU model's two reads per test (``Session.poll_edges`` at the call's start,
-   ``Session.energy_between`` at its end), timed inside a real pytest run of N trivial tests, and
-   the same calls in a tight loop outside pytest (medians);
+1. the CPU model's read at each edge of a test's call (``Session.edge``, twice per test), timed
+   inside a real pytest run of N trivial tests, and in a tight loop outside pytest, where the
+   general path it replaces for this source (``Session.poll_edges`` at the start,
+   ``Session.energy_between`` at the end) is timed too (medians);
 2. the CPU model's inputs (``resolve_inputs``: /proc/cpuinfo and codecarbon's CPU table), in a
    fresh process each time, after the imports every session makes anyway (median);
 3. what importing greentrack's modules adds to the interpreter's exit, in a ``python -c`` that
@@ -44,7 +45,7 @@ TIMING_PLUGIN = textwrap.dedent("""
     import json, os, time
     import pytest
 
-    T = {"poll_edges": [], "energy_between": []}
+    T = {"edge": []}
 
     @pytest.hookimpl(trylast=True)
     def pytest_sessionstart(session):
@@ -72,7 +73,7 @@ TIGHT_LOOP = textwrap.dedent("""
     gs.start()
     n = 20000
     out = {}
-    for name, fn in (("poll_edges", gs.poll_edges),
+    for name, fn in (("edge", gs.edge), ("poll_edges", gs.poll_edges),
                      ("energy_between", lambda: gs.energy_between(time.time() - 0.001))):
         out[name] = statistics.median(timeit.timeit(fn, number=n) / n * 1e9 for _ in range(5))
     gs.stop()
@@ -177,8 +178,10 @@ def edges(tests: int, tmp: Path) -> None:
     loop = json.loads(subprocess.run([sys.executable, "-c", TIGHT_LOOP], env=env, capture_output=True, text=True,
                                      check=True).stdout)
     print(f"1. the CPU model's reads per test, median (inside pytest, {tests} trivial tests / tight loop):")
+    print(f"   {'edge (x2)':15s} {statistics.median(inside['edge']) / 1e3:6.2f} us / {loop['edge'] / 1e3:6.2f} us")
+    print("   the general path, where the CPU model is not the one source (tight loop):")
     for name in ("poll_edges", "energy_between"):
-        print(f"   {name:15s} {statistics.median(inside[name]) / 1e3:6.2f} us / {loop[name] / 1e3:6.2f} us")
+        print(f"   {name:15s} {'':>9s}    {loop[name] / 1e3:6.2f} us")
 
 
 def resolve(reps: int) -> None:

@@ -272,6 +272,78 @@ def test_without_a_thread_the_stop_reads_the_model_once_more(no_measured_source:
     assert r.energy_j == pytest.approx(w * (time.process_time() - cpu0), rel=0.15)
 
 
+def test_edges_read_by_mark_are_the_samples_a_poll_would_give(no_measured_source: None) -> None:
+    """Session.edge (the pytest plugin's read at each test's call): the window between two edges gets
+    the model's figure for its CPU time, the same as energy_between and the phase for [t_a, t_b] (to the
+    series' 0.1 mJ tolerance); the readings join the series, in order, at the next poll. Kills a mark
+    not kept (the window's energy missing from the series), marks kept out of order, the joules counted
+    from the previous poll instead of the source's start, and the idle share left out of a mark."""
+    s = Session("edges", backend="cpu-model", background=False, store=False)
+    s.start()
+    w = s.sources[0].inputs.watts_per_thread
+    windows = []
+    for i in range(4):
+        busy(0.002)  # between windows: outside them
+        t_a, j_a = s.edge()
+        cpu0 = time.process_time()
+        busy(0.01 * (i + 1))
+        cpu = time.process_time() - cpu0
+        t_b, j_b = s.edge()
+        windows.append((t_a, t_b, j_b - j_a, cpu))
+        s.mark_phase(f"w{i}", t_a, t_b)
+        assert t_b > t_a and j_b - j_a == pytest.approx(w * cpu, rel=0.05, abs=w * 2e-4)
+    acc = s.sampler.states[0].acc
+    raw_before = acc.n_raw
+    for t_a, t_b, e, _cpu in windows:  # polls first: the 8 marks become samples
+        assert s.energy_between(t_a, t_b) == pytest.approx(e, abs=2e-4)
+    assert acc.n_raw >= raw_before + 8
+    r = s.stop()
+    for ph, (_t_a, _t_b, e, _cpu) in zip(r.phases, windows):
+        assert ph.energy_j == pytest.approx(e, abs=2e-4)
+    # with an idle share, a mark's joules hold the share of the wall time too
+    idle = CPUModelSource(ModelInputs(10.0, "test value", idle_share=0.5))
+    t0, j0 = idle.mark(idle.devices[0])
+    time.sleep(0.1)
+    t1, j1 = idle.mark(idle.devices[0])
+    assert j1 - j0 == pytest.approx(5.0 * (t1 - t0), rel=0.2)
+    samples = idle.poll(idle.devices[0])
+    assert [t for t, _p in samples[:2]] == [t0, t1] and len(samples) == 3
+
+
+def test_edge_is_left_to_the_poll_where_a_mark_cannot_stand_for_it(no_measured_source: None,
+                                                                  monkeypatch: pytest.MonkeyPatch,
+                                                                  capsys: pytest.CaptureFixture[str]) -> None:
+    """None (the caller polls) for a source without marks (a GPU), for several devices, while step marks
+    wait to be folded at the edge, and after a failed read, said once; never after the stop."""
+    from greentrack import notify
+
+    monkeypatch.setenv("GREENTRACK_MOCK", "constant:100")
+    with Session("gpu", backend="mock", background=False, store=False) as s:
+        assert s.edge() is None
+    s = Session("steps", backend="cpu-model", background=False, store=False)
+    s.start()
+    assert s.edge() is not None
+    s.step()
+    assert s.edge() is None  # the marks are folded by poll_edges
+    s.poll_edges()
+    assert s.edge() is not None
+    notify.forget()
+    source = s.sources[0]
+
+    def broken(device: object) -> tuple[float, float]:
+        raise OSError("no clock")
+
+    source.mark = broken  # type: ignore[method-assign]
+    assert s.edge() is None and s.edge() is None
+    assert capsys.readouterr().err.count("OSError: no clock") == 1
+    del source.mark
+    s.sampler.states.append(s.sampler.states[0])  # two devices: each would be read at its own instant
+    assert s.edge() is None
+    s.sampler.states.pop()
+    s.stop()
+    assert s.edge() is None
+
+
 def test_a_failing_start_callback_without_a_thread_is_said_once_and_sampling_goes_on(
         capsys: pytest.CaptureFixture[str]) -> None:
     from greentrack import notify

@@ -6,6 +6,7 @@ constant power, the TEST-400 grid of tests/test_budgets_at_limit.py.
 from __future__ import annotations
 
 import json
+import os
 import re
 from pathlib import Path
 from types import SimpleNamespace
@@ -14,6 +15,8 @@ from typing import Any
 import pytest
 from conftest import artifact_tests, read_artifact
 from test_budgets_at_limit import FIXED_GRID, newest_run, pytest_run
+
+from greentrack.store.sqlite import Store
 
 
 def test_marker_limits_none_inf_and_a_failing_test(pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -292,6 +295,52 @@ def test_a_modelled_test_starts_at_a_sample_of_the_cpu_model(pytester: pytest.Py
     cpu_s = json.loads((pytester.path / "cpu.json").read_text())["cpu_s"]
     # the call's CPU is the busy loop plus a few ms of pytest around it
     assert t["energy_j"] == pytest.approx(4.0 * cpu_s, rel=0.1), (t, cpu_s)
+
+
+def test_modelled_tests_are_read_at_their_edges_and_stored_as_reported(
+        pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """Where the CPU model is the one source, each test's call is dated by two reads of the model
+    (Session.edge), not by polling and integrating the series (energy_between is never called: the
+    cheaper path is the one taken); the stored phases give the same figures as the report."""
+    monkeypatch.setenv("GREENTRACK_BACKEND", "auto")
+    monkeypatch.setenv("GREENTRACK_RAPL_ROOT", str(tmp_path / "no-powercap"))
+    monkeypatch.setenv("GREENTRACK_DISABLE_PLUGINS", "greentrack.measure.sources.nvml")
+    monkeypatch.setenv("GREENTRACK_CPU_WATTS_PER_THREAD", "4")
+    pytester.makeconftest("""
+        import pytest
+
+        @pytest.hookimpl(trylast=True)
+        def pytest_sessionstart(session):
+            gs = session.config.pluginmanager.get_plugin("greentrack-energy").gsession
+
+            def counted(*args, **kwargs):
+                raise AssertionError("energy_between called")
+
+            gs.energy_between = counted
+    """)
+    pytester.makepyfile(test_busy="""
+        import time
+        import pytest
+
+        @pytest.mark.parametrize("ms", [5, 10, 20, 40])
+        def test_busy(ms):
+            t = time.process_time()
+            while time.process_time() - t < ms / 1000:
+                pass
+    """)
+    res = pytester.runpytest_subprocess("-p", "no:cacheprovider", "--greentrack", "--greentrack-json=gt.json")
+    res.assert_outcomes(passed=4)
+    assert "energy_between" not in res.stdout.str() + res.stderr.str()
+    reported = {k: v["energy_j"] for k, v in artifact_tests(pytester.path / "gt.json").items()}
+    assert len(reported) == 4
+    for name, e in reported.items():
+        ms = int(name.split("[")[1].rstrip("]"))
+        assert e == pytest.approx(4.0 * ms / 1000, rel=0.3), (name, e)
+    run = newest_run(Path(os.environ["GREENTRACK_DB"]))
+    phases = {p["name"].split("::")[-1]: p["energy_j"] for p in Store(Path(os.environ["GREENTRACK_DB"]),
+                                                                         create=False).get_run(run["id"])["phases"]}
+    for name, e in reported.items():
+        assert phases[name] == pytest.approx(e, abs=2e-4), (name, phases, reported)
 
 
 def test_strict_fails_an_unchecked_marker_with_one_line_and_no_traceback(pytester: pytest.Pytester,

@@ -250,7 +250,9 @@ class Sampler:
                 t, p = samples[0]
                 if not (type(t) is float and type(p) is float and t - t == 0.0 and 0.0 <= p <= MAX_DEVICE_W):
                     samples = self._valid(st, samples)
-            else:
+            elif not (type(samples) is list and all(  # the CPU model's marks since the last poll
+                    type(smp) is tuple and len(smp) == 2 and type(smp[0]) is float and type(smp[1]) is float
+                    and smp[0] - smp[0] == 0.0 and 0.0 <= smp[1] <= MAX_DEVICE_W for smp in samples)):
                 samples = self._valid(st, samples)
         except Exception as exc:
             warn_once(f"{source.name}:{st.device.key}", "power read", exc)
@@ -323,6 +325,27 @@ class Sampler:
                     self.poll_state(st)
                 if self.inline and self.steps is not None and self.steps.marks:
                     self.fold_steps()  # no thread folds them: step marks stay few between edges
+
+    def mark_edge(self) -> tuple[float, float] | None:
+        """A window's edge read cheaply: ``(t, J)``, the time of a reading of the one device, a source
+        that can :meth:`mark` (the CPU model), and its joules so far; the reading becomes a sample at the
+        next poll. None where that does not hold (several devices, another source, a data gap, step marks
+        to fold at this edge, a failed read): the caller then polls (:meth:`poll_edges`)."""
+        if len(self.states) != 1:
+            return None
+        st = self.states[0]
+        mark = getattr(st.source, "mark", None)
+        if mark is None or st.in_gap_since is not None or (self.steps is not None and self.steps.marks):
+            return None
+        with self.lock:
+            try:
+                t, j = mark(st.device)
+            except Exception as exc:
+                warn_once(f"{st.source.name}:{st.device.key}", "power read", exc)
+                return None
+        if type(t) is float and type(j) is float and t - t == 0.0 and j - j == 0.0:
+            return t, j
+        return None
 
     def flush(self, final: bool = False, read_counters: bool = True) -> None:
         if read_counters:

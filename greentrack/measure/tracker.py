@@ -354,6 +354,19 @@ class Session:
         if sampler is not None and self.result is None:
             sampler.poll_edges()
 
+    def edge(self) -> tuple[float, float] | None:
+        """A window's edge, cheaply, where the session's one device derives its power at each read
+        (the CPU model): ``(t, J)``, the wall-clock time of a reading taken now and the joules so far.
+        The energy of a window between two edges is the difference of their joules: what
+        :meth:`energy_between` and the attribution give for ``[t_a, t_b]``, to within the tolerance of
+        the series they read (0.1 mJ for the CPU model). None where this does not
+        apply (a GPU, RAPL, several devices, not running): use :meth:`poll_edges` and
+        :meth:`energy_between`. The pytest plugin dates each test's call with it."""
+        sampler = self.sampler
+        if sampler is None or self.result is not None:
+            return None
+        return sampler.mark_edge()
+
     @property
     def modelled(self) -> bool:
         """True when a source models rather than measures (the CPU model): figures are labelled ``~``."""

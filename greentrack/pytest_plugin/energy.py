@@ -1,10 +1,11 @@
 """The measuring half of the pytest plugin, imported only when greentrack is enabled.
 
 One greentrack :class:`~greentrack.measure.tracker.Session` spans the pytest session. The call of each
-test (the test function's body) is a phase named by its node id; its energy is read from the
-power series right after the call (:meth:`Session.energy_between`), checked against the test's
+test (the test function's body) is a phase named by its node id; its energy is read right after the
+call: from the CPU model's readings at the call's two edges where it is the one source
+(:meth:`Session.edge`), else from the power series (:meth:`Session.energy_between`); checked against the test's
 ``energy_budget`` marker, written to the JUnit XML report as properties (``greentrack_energy_j``,
-``greentrack_energy_method``...) and carried to the controller by the report itself. Under
+``greentrack_energy_method``...) and, in a pytest-xdist worker, carried to the controller by the report itself. Under
 pytest-xdist each worker measures its own tests (and stores nothing); the controller measures
 the session total, collects the workers' per-test figures from the reports, stores the run,
 checks the session budgets and the baseline, and prints the summary.
@@ -21,7 +22,7 @@ import pytest
 from ..carbon.footprint import operational
 from ..units import J_PER_KWH, fmt_energy, mark, one_line, terminal_safe
 
-PROP = "greentrack"  # attribute of each call report carrying the test's figures (through xdist too)
+PROP = "greentrack"  # attribute of a pytest-xdist worker's call reports carrying the test's figures
 MARKER = "energy_budget"
 _UNITS = {"kwh": "kWh", "co2e_g": "gCO2e", "joules": "J"}
 
@@ -239,17 +240,23 @@ class EnergyPlugin:
         except BaseException:  # a malformed marker fails the test before its call: nothing is measured
             self._measurements.pop(item.nodeid, None)
             raise
-        gs.poll_edges()  # sources derived at each read (CPU model, RAPL): the window starts at a sample
-        t0 = time.time()
+        # the window starts at a sample of the sources derived at each read (the CPU model, RAPL): the
+        # CPU model's one device is read cheaply (Session.edge), any other source is polled
+        edge = gs.edge()
+        if edge is None:
+            gs.poll_edges()
+            t0, j0 = time.time(), None
+        else:
+            t0, j0 = edge
         cpu0, thread0, sampler0 = time.process_time(), time.thread_time(), self._sampler_cpu()
         if m is not None:
             m.budget, m.started_at = budget, t0
         try:
             res = yield
         except BaseException:
-            self._end(item, m, budget, t0, cpu0, thread0, sampler0)
+            self._end(item, m, budget, t0, j0, cpu0, thread0, sampler0)
             raise
-        over, unchecked = self._end(item, m, budget, t0, cpu0, thread0, sampler0)
+        over, unchecked = self._end(item, m, budget, t0, j0, cpu0, thread0, sampler0)
         if over:
             pytest.fail("energy budget exceeded: " + "; ".join(over), pytrace=False)
         if unchecked and self.opts.get("strict"):
@@ -257,18 +264,22 @@ class EnergyPlugin:
                         pytrace=False)
         return res
 
-    def _end(self, item: pytest.Item, m: TestEnergy | None, budget: dict[str, float], t0: float, cpu0: float,
-             thread0: float, sampler0: float) -> tuple[list[str], bool]:
-        t1 = time.time()
+    def _end(self, item: pytest.Item, m: TestEnergy | None, budget: dict[str, float], t0: float, j0: float | None,
+             cpu0: float, thread0: float, sampler0: float) -> tuple[list[str], bool]:
         # the process's CPU seconds in the call, less greentrack's sampler thread's
         cpu = time.process_time() - cpu0 - (self._sampler_cpu() - sampler0)
         other = max(0.0, cpu - (time.thread_time() - thread0))  # CPU seconds on the process's other threads
         e: float | None
-        try:
-            e = self.gsession.energy_between(t0, t1)
-        except Exception as exc:  # measuring must never break the test run
-            _say(f"cannot read the energy of {item.nodeid}: {exc}")
-            e = None
+        edge = self.gsession.edge() if j0 is not None else None
+        if edge is not None and j0 is not None:
+            t1, e = edge[0], edge[1] - j0
+        else:
+            t1 = time.time()
+            try:
+                e = self.gsession.energy_between(t0, t1)
+            except Exception as exc:  # measuring must never break the test run
+                _say(f"cannot read the energy of {item.nodeid}: {exc}")
+                e = None
         if m is not None:
             m._final_j, m.ended_at = e, t1
             self._measurements.pop(item.nodeid, None)
@@ -294,16 +305,17 @@ class EnergyPlugin:
         if report.when != "call" or self.gsession is None:
             return
         val = self._records.pop(report.nodeid, None)
-        if val is not None:
-            setattr(report, PROP, val)  # serialised with the report by pytest-xdist
-        else:
-            val = getattr(report, PROP, None)  # the controller: a worker's figures
         if self.worker:
+            if val is not None:
+                setattr(report, PROP, val)  # serialised with the report by pytest-xdist
             return
-        if isinstance(val, dict):
-            rec = dict(val, nodeid=report.nodeid, outcome=report.outcome)
-            self.tests.append(rec)
-            self.gsession.mark_phase(report.nodeid, rec["t0"], rec["t1"])
+        if val is None:
+            val = getattr(report, PROP, None)  # the controller: a worker's figures
+            val = dict(val) if isinstance(val, dict) else None
+        if val is not None:
+            val["nodeid"], val["outcome"] = report.nodeid, report.outcome
+            self.tests.append(val)
+            self.gsession.mark_phase(report.nodeid, val["t0"], val["t1"])
 
     # end of the session ----------------------------------------------------------------------
     @pytest.hookimpl(wrapper=True, tryfirst=True)

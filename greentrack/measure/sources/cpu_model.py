@@ -565,24 +565,46 @@ class CPUModelSource:
         self.devices = [self.device]
         self._cpu0 = self.cpu_time.read()
         self._last = (clock(), self._cpu0)
+        self._t0 = self._last[0]
+        self._marks: list[tuple[float, float]] = []  # readings taken at windows' edges, not yet polled
 
     def on_sampler_thread(self) -> None:
         """Called by the sampler on its own thread as it starts: that thread's CPU time is left out."""
         self.cpu_time.exclude_current_thread()
 
     def poll(self, device: Device) -> list[tuple[float, float]]:
-        """The modelled mean power since the previous poll."""
+        """The modelled mean power since the previous poll: one sample, or one per reading :meth:`mark`
+        took since (in order), then the one read now."""
+        reading = timed_read(self.cpu_time.read, self.clock)
+        if self._marks:
+            readings, self._marks = self._marks, []
+            readings.append(reading)
+        else:
+            readings = [reading]
+        w, idle = self.inputs.watts_per_thread, self.inputs.idle_share
+        out = []
+        for now, cpu in readings:
+            t_prev, cpu_prev = self._last
+            dt = now - t_prev
+            if dt <= 0:
+                continue  # same instant: the CPU time goes to the next sample
+            self._last = (now, cpu)
+            out.append((now, w * ((cpu - cpu_prev) * (1.0 - idle) + dt * idle) / dt))
+        if out:
+            device.info["cpu_s"] = round(self._last[1] - self._cpu0, 6)
+        return out
+
+    def mark(self, device: Device) -> tuple[float, float]:
+        """Read the CPU time at a window's edge (a test's call) and keep the reading for the next
+        :meth:`poll`, which turns it into the sample a poll now would have given. Returns ``(t, J)``:
+        when it was read, and the modelled joules since this source began. The energy of a window
+        between two marks is the difference of their joules, exactly what the series gives for it.
+        About half a poll's cost: the series is extended later, in one go.
+        """
         now, cpu = timed_read(self.cpu_time.read, self.clock)
-        t_prev, cpu_prev = self._last
-        self._last = (now, cpu)
-        dt = now - t_prev
-        if dt <= 0:
-            self._last = (t_prev, cpu_prev)  # same instant: keep the CPU time for the next poll
-            return []
+        self._marks.append((now, cpu))
         idle = self.inputs.idle_share
-        joules = self.inputs.watts_per_thread * ((cpu - cpu_prev) * (1.0 - idle) + dt * idle)
-        device.info["cpu_s"] = round(cpu - self._cpu0, 6)
-        return [(now, joules / dt)]
+        return now, self.inputs.watts_per_thread * ((cpu - self._cpu0) * (1.0 - idle) + (now - self._t0) * idle)
 
     def energy_j(self, device: Device) -> float | None:
         return None  # no counter: the series is exact (rectangles of the CPU time between polls)
