@@ -343,6 +343,31 @@ def test_modelled_tests_are_read_at_their_edges_and_stored_as_reported(
         assert phases[name] == pytest.approx(e, abs=2e-4), (name, phases, reported)
 
 
+def test_the_plugin_lets_go_of_the_run_once_pytest_is_done(pytester: pytest.Pytester,
+                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    """At unconfigure the database connection is closed (no -wal file left beside the database while the
+    interpreter still runs) and the run's objects are released, so pytest's last garbage collections do
+    not walk them again."""
+    monkeypatch.setenv("GREENTRACK_BACKEND", "cpu-model")
+    pytester.makeconftest("""
+        import json, os
+        import pytest
+
+        @pytest.hookimpl(trylast=True)
+        def pytest_unconfigure(config):
+            plugin = config.pluginmanager.get_plugin("greentrack-energy")
+            db = os.environ["GREENTRACK_DB"]
+            with open("released.json", "w") as fh:
+                json.dump({"session": plugin.gsession is None, "tests": plugin.tests,
+                           "wal": os.path.exists(db + "-wal")}, fh)
+    """)
+    pytester.makepyfile(test_two="def test_a():\n    pass\n\n\ndef test_b():\n    pass\n")
+    res = pytester.runpytest_subprocess("-p", "no:cacheprovider", "--greentrack")
+    res.assert_outcomes(passed=2)
+    assert json.loads((pytester.path / "released.json").read_text()) == {"session": True, "tests": [], "wal": False}
+    assert newest_run(Path(os.environ["GREENTRACK_DB"]))["status"] == "finished"
+
+
 def test_strict_fails_an_unchecked_marker_with_one_line_and_no_traceback(pytester: pytest.Pytester,
                                                                          monkeypatch: pytest.MonkeyPatch) -> None:
     """Nothing measured under --energy-budget-strict: the marked test fails with the plugin's one line and no

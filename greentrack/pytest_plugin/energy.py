@@ -361,6 +361,22 @@ class EnergyPlugin:
 
     def pytest_unconfigure(self) -> None:
         self._stop("interrupted")
+        self._release()
+
+    def _release(self) -> None:
+        """The plugin is done: close the database connection and let go of the run (each test's record,
+        the power series, the phases) now, not at the interpreter's exit, where pytest's own last garbage
+        collections would walk them again (docs/pytest-ci.md, "What it costs")."""
+        store = getattr(self.gsession, "store", None)
+        if store is not None:
+            try:
+                store.close()
+            except Exception:  # nothing is left to write: a failing close changes nothing
+                pass
+        self.gsession = self.result = None
+        self.tests, self.checks, self.lines = [], [], []
+        self._records.clear()
+        self._measurements.clear()
 
     # the summary -----------------------------------------------------------------------------
     def pytest_terminal_summary(self, terminalreporter: Any) -> None:
