@@ -47,3 +47,24 @@ def test_session_stays_callable_after_importing_its_module(tmp_path):
             "print(s.result.status, isinstance(s, Session))\n") % str(tmp_path / "c.db")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.split() == ["finished", "True"]
+
+
+def test_the_view_items_are_made_only_when_a_hook_reads_them(tmp_path):
+    """A session the pytest plugin starts creates no DeviceInfo or PhaseMark dataclass (about half a
+    millisecond each at its start) until something reads ``run.devices`` or ``run.phases``; both are still
+    importable from greentrack.measure.view."""
+    code = ("import dataclasses, os\n"
+            f"os.environ['GREENTRACK_DB'] = {str(tmp_path / 'v.db')!r}\n"
+            "made = []\norig = dataclasses._process_class\n"
+            "def timed(cls, *a, **k):\n    made.append(cls.__qualname__)\n    return orig(cls, *a, **k)\n"
+            "dataclasses._process_class = timed\n"
+            "from greentrack.measure.tracker import Session\n"
+            "s = Session('v', backend='cpu-model', background=False)\ns.start()\ns.edge()\ns.mark_phase('t', 1.0, 2.0)\n"
+            "s.stop()\nbefore = [m for m in made if m in ('DeviceInfo', 'PhaseMark')]\n"
+            "from greentrack.measure.view import DeviceInfo, PhaseMark\n"
+            "devices, phases = s.view.devices, s.view.phases\n"
+            "assert isinstance(devices[0], DeviceInfo) and devices[0].key == 'cpu-model', devices\n"
+            "assert phases == (PhaseMark('t', 1.0, 2.0),), phases\n"
+            "print(before, sorted(m for m in made if m in ('DeviceInfo', 'PhaseMark')))\n")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.split("\n")[0] == "[] ['DeviceInfo', 'PhaseMark']", out.stdout + out.stderr

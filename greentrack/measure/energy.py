@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import math
 from bisect import bisect_right
-from dataclasses import dataclass
 from typing import Sequence
 
 
@@ -248,21 +247,6 @@ def cumulative_from_averages(times: Sequence[float], powers: Sequence[float]) ->
     return out
 
 
-@dataclass
-class StepStats:
-    """Energy per step, from the marks made by ``session.step()``."""
-
-    steps: int
-    mean_j: float
-    p50_j: float
-    p95_j: float
-    j_per_sample: float | None = None
-    j_per_token: float | None = None
-
-    def as_dict(self) -> dict:
-        return {k: v for k, v in self.__dict__.items()}
-
-
 def percentile(sorted_vals: Sequence[float], q: float) -> float:
     """Linear-interpolated percentile of sorted values, q in [0, 100]."""
     if not sorted_vals:
@@ -284,22 +268,6 @@ def step_energies(step_times: Sequence[float], start_t: float, energy_at) -> lis
         out.append(e - prev)
         prev = e
     return out
-
-
-def step_stats(energies: Sequence[float], samples: float | None, tokens: float | None) -> StepStats | None:
-    """Summarise per-step energies; J/sample and J/token use the totals given to ``step()``."""
-    if not energies:
-        return None
-    s = sorted(energies)
-    total = sum(energies)
-    return StepStats(
-        steps=len(energies),
-        mean_j=total / len(energies),
-        p50_j=percentile(s, 50),
-        p95_j=percentile(s, 95),
-        j_per_sample=(total / samples) if samples else None,
-        j_per_token=(total / tokens) if tokens else None,
-    )
 
 
 def reconcile_scale(series_j: float, counter_j: float | None) -> float:

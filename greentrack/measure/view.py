@@ -7,31 +7,20 @@ nothing can be changed. Exporters and integrations build on this, so its names a
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
 from types import MappingProxyType
-from typing import Any, Mapping
+from typing import TYPE_CHECKING, Any, Mapping
+
+if TYPE_CHECKING:
+    from .view_items import DeviceInfo, PhaseMark
 
 
-@dataclass(frozen=True)
-class DeviceInfo:
-    """A measured device: ``gpu0``/``cpu0`` key, kind, index, model name, UUID, how its total is measured."""
+def __getattr__(name: str) -> Any:
+    """``DeviceInfo`` and ``PhaseMark`` live in :mod:`.view_items`, imported when first asked for."""
+    if name in ("DeviceInfo", "PhaseMark"):
+        from . import view_items
 
-    key: str
-    kind: str
-    index: int
-    name: str
-    uuid: str | None
-    method: str
-    series_method: str
-
-
-@dataclass(frozen=True)
-class PhaseMark:
-    """A phase so far: *ended_at* is None while it is open."""
-
-    name: str
-    started_at: float
-    ended_at: float | None
+        return getattr(view_items, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 class RunView:
@@ -112,8 +101,10 @@ class RunView:
 
     # measurement ----------------------------------------------------------------------------------
     @property
-    def devices(self) -> tuple[DeviceInfo, ...]:
+    def devices(self) -> tuple["DeviceInfo", ...]:
         sampler = self._s.sampler
+        from .view_items import DeviceInfo
+
         return tuple(DeviceInfo(st.device.key, st.device.kind, st.device.index, st.device.name, st.device.uuid,
                                 st.device.method, st.device.series_method)
                      for st in (sampler.states if sampler is not None else []))
@@ -158,8 +149,10 @@ class RunView:
         return int(self._s._steps.steps)
 
     @property
-    def phases(self) -> tuple[PhaseMark, ...]:
+    def phases(self) -> tuple["PhaseMark", ...]:
         """Ended phases, then the open ones (``ended_at`` None), in start order."""
+        from .view_items import PhaseMark
+
         done = [PhaseMark(n, a, b) for n, a, b in list(self._s._phases)]
         open_ = [PhaseMark(n, a, None) for n, a in list(self._s._open_phases)]
         return tuple(sorted(done + open_, key=lambda p: p.started_at))
