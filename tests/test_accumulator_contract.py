@@ -194,12 +194,14 @@ def test_cumulative_from_averages_is_the_rectangles_of_the_stored_series() -> No
 
 
 def test_percentile_interpolates_between_two_values_and_is_zero_for_none() -> None:
-    """Kills ``len == 2`` for ``len == 1``, a non-zero empty percentile and the top index unclamped (q=100)."""
+    """Kills ``len == 2`` for ``len == 1``, a non-zero empty percentile and the top index unclamped (q=100);
+    p50 of the steps is the 50th."""
     assert E.percentile([], 50) == 0.0
     assert E.percentile([7.0], 95) == 7.0
     assert E.percentile([1.0, 3.0], 50) == 2.0
     assert E.percentile([1.0, 2.0, 3.0], 100) == 3.0 and E.percentile([1.0, 2.0, 3.0], 0) == 1.0
-    assert E.percentile([0.0, 100.0], 50) == 50.0 and E.percentile([0.0, 100.0], 95) == 95.0
+    s = E.step_stats([0.0, 100.0], samples=None, tokens=None)
+    assert s["p50_j"] == 50.0 and s["p95_j"] == 95.0
 
 
 def test_reconcile_scale_applies_to_series_under_one_joule() -> None:

@@ -73,12 +73,12 @@ def test_step_energies_and_stats():
     energies = E.step_energies(steps, 0.0, lambda t: 100.0 * t)
     assert energies == [100.0, 100.0, 200.0, 100.0]
     s = E.step_stats(energies, samples=40, tokens=4000)
-    assert s.steps == 4
-    assert s.mean_j == pytest.approx(125.0)
-    assert s.p50_j == pytest.approx(100.0)
-    assert s.p95_j == pytest.approx(185.0)  # 100 + (200-100) * 0.85
-    assert s.j_per_sample == pytest.approx(500 / 40)
-    assert s.j_per_token == pytest.approx(500 / 4000)
+    assert s["steps"] == 4
+    assert s["mean_j"] == pytest.approx(125.0)
+    assert s["p50_j"] == pytest.approx(100.0)
+    assert s["p95_j"] == pytest.approx(185.0)  # 100 + (200-100) * 0.85
+    assert s["j_per_sample"] == pytest.approx(500 / 40)
+    assert s["j_per_token"] == pytest.approx(500 / 4000)
     assert E.step_stats([], None, None) is None
 
 

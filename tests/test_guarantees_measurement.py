@@ -232,7 +232,7 @@ def exact_step_stats(s: Session, r) -> dict:
     base = 1_790_000_000.0
     times = [base + t for t, _n in META["steps"]]
     energies = E.step_energies(times, s.started_at, lambda t: scale * st.acc.cumulative_j(t))
-    return E.step_stats(energies, sum(n for _t, n in META["steps"]), None).as_dict()
+    return E.step_stats(energies, sum(n for _t, n in META["steps"]), None)
 
 
 @pytest.mark.parametrize("use_numpy", [True, False])

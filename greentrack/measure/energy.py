@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import math
 from bisect import bisect_right
-from typing import Sequence
+from typing import Any, Sequence
 
 
 def counter_delta_j(start_j: float, end_j: float, wrap_j: float | None = None) -> tuple[float, bool]:
@@ -268,6 +268,19 @@ def step_energies(step_times: Sequence[float], start_t: float, energy_at) -> lis
         out.append(e - prev)
         prev = e
     return out
+
+
+def step_stats(energies: Sequence[float], samples: float | None, tokens: float | None) -> dict[str, Any] | None:
+    """Per-step energies summarised, every mark kept (the form of ``RunResult.step_stats``): ``steps``,
+    ``mean_j``, ``p50_j``, ``p95_j``, and J/sample and J/token from the totals given to ``step()``.
+    Sessions fold their marks as they go (:mod:`.steps`); this is the exact figure they are checked against."""
+    if not energies:
+        return None
+    s = sorted(energies)
+    total = sum(energies)
+    return {"steps": len(energies), "mean_j": total / len(energies), "p50_j": percentile(s, 50),
+            "p95_j": percentile(s, 95), "j_per_sample": (total / samples) if samples else None,
+            "j_per_token": (total / tokens) if tokens else None}
 
 
 def reconcile_scale(series_j: float, counter_j: float | None) -> float:
