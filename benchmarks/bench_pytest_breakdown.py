@@ -19,11 +19,15 @@ Prints the figures that ``docs/pytest-ci.md`` ("What it costs") quotes:
    with greentrack marked for pytest's assertion rewriting (as pytest marks every package of an
    installed distribution with a ``pytest11`` entry point; reproduced here by a wheel-like
    dist-info folder) and with the mark taken back, as the plugin does once enabled (medians of
-   interleaved runs).
+   interleaved runs);
+6. the check a strict start (the pytest plugin, ``greentrack run``) makes of a database that
+   already holds N pytest runs of 500 tests (``--runs``, default 200: 100,000 phases): opening it
+   with ``verify`` as the plugin does, and, for comparison, ``PRAGMA quick_check`` of its phases
+   table, which that check no longer reads (medians).
 
 Usage::
 
-    python benchmarks/bench_pytest_breakdown.py [--tests 2000] [--reps 9] [--only 4] [--only 5]
+    python benchmarks/bench_pytest_breakdown.py [--tests 2000] [--reps 9] [--only 4] [--only 5] [--runs 200]
 """
 
 from __future__ import annotations
@@ -251,14 +255,52 @@ def rewrite_cost(reps: int, tmp: Path) -> None:
     print(f"   {'through Python own loader (mark taken back, as the plugin does)':<66} {b * 1e3:6.2f} ms")
 
 
+def verify_cost(runs: int, reps: int, tmp: Path) -> None:
+    import sqlite3
+
+    sys.path.insert(0, str(ROOT))  # this checkout's store
+
+    from greentrack.store.records import PhaseRow, RunEnd, RunRow
+    from greentrack.store.sqlite import CHECKED_TABLES, SQLiteStore
+
+    db = tmp / "grown.db"
+    store = SQLiteStore(db)
+    t0 = 1_790_000_000.0
+    for r in range(runs):
+        rid = f"run{r:06d}"
+        store.begin_run(RunRow(id=rid, name="suite", started_at=t0 + r * 10, backend="cpu-model",
+                               tags={"runner": "pytest"}), [])
+        store.finish_run(rid, RunEnd(status="finished", ended_at=t0 + r * 10 + 5), [], [
+            PhaseRow(seq=i, name=f"tests/test_gen_{i // 10}.py::test_{i}", started_at=t0 + r * 10 + i * 0.01,
+                     ended_at=t0 + r * 10 + i * 0.01 + 0.005, energy_j=0.02, steps=0) for i in range(500)])
+    store.close()
+    opened, phases = [], []
+    for _ in range(reps):
+        a = time.perf_counter()
+        SQLiteStore(db, verify=True).close()
+        opened.append(time.perf_counter() - a)
+        con = sqlite3.connect(db)
+        a = time.perf_counter()
+        con.execute("PRAGMA quick_check([phases])").fetchall()
+        phases.append(time.perf_counter() - a)
+        con.close()
+    print(f"6. a strict start's check of a database holding {runs} pytest runs of 500 tests "
+          f"({runs * 500:,} phases), median of {reps}:")
+    print(f"   {'open with verify (quick_check of ' + ', '.join(CHECKED_TABLES) + ')':<66} "
+          f"{statistics.median(opened) * 1e3:6.2f} ms")
+    print(f"   {'quick_check of the phases table (no longer part of it)':<66} "
+          f"{statistics.median(phases) * 1e3:6.2f} ms")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--tests", type=int, default=2000, help="trivial tests in the timed pytest run")
     ap.add_argument("--reps", type=int, default=9, help="repetitions of the fresh-process timings")
-    ap.add_argument("--only", type=int, choices=(1, 2, 3, 4, 5), action="append",
+    ap.add_argument("--runs", type=int, default=200, help="pytest runs of 500 tests in part 6's database")
+    ap.add_argument("--only", type=int, choices=(1, 2, 3, 4, 5, 6), action="append",
                     help="run only these parts (repeatable; e.g. --only 4 in an older checkout)")
     args = ap.parse_args()
-    parts = set(args.only or (1, 2, 3, 4, 5))
+    parts = set(args.only or (1, 2, 3, 4, 5, 6))
     print(f"python {sys.version.split()[0]}, greentrack from {ROOT}")
     if 1 in parts:
         with tempfile.TemporaryDirectory(prefix="gt-breakdown-") as tmp:
@@ -273,6 +315,9 @@ def main() -> None:
     if 5 in parts:
         with tempfile.TemporaryDirectory(prefix="gt-breakdown-") as tmp:
             rewrite_cost(args.reps, Path(tmp))
+    if 6 in parts:
+        with tempfile.TemporaryDirectory(prefix="gt-breakdown-") as tmp:
+            verify_cost(args.runs, args.reps, Path(tmp))
 
 
 if __name__ == "__main__":

@@ -127,16 +127,17 @@ def test_json_output_is_always_valid_json_with_a_note_for_non_finite_numbers():
     assert doc["notes"] == ["runs[0].avg_power_w was inf, written as null"]
 
 
-def _corrupt_runs_table(db: Path) -> None:
-    """Overwrite the cells of the runs table's root page, as a failing disk or a stray write would."""
+def _corrupt_runs_table(db: Path, table: str = "runs", offset: int = 8) -> None:
+    """Overwrite the cells of the runs table's root page (from *offset*: 0 takes its header too), as a failing
+    disk or a stray write would."""
     con = sqlite3.connect(db)
     con.execute("PRAGMA wal_checkpoint(TRUNCATE)")
-    root = con.execute("SELECT rootpage FROM sqlite_master WHERE name='runs'").fetchone()[0]
+    root = con.execute("SELECT rootpage FROM sqlite_master WHERE name=?", (table,)).fetchone()[0]
     size = con.execute("PRAGMA page_size").fetchone()[0]
     con.close()
     with open(db, "r+b") as fh:
-        fh.seek((root - 1) * size + 8)
-        fh.write(b"\xa5" * (size - 8))
+        fh.seek((root - 1) * size + offset)
+        fh.write(b"\xa5" * (size - offset))
 
 
 def test_a_damaged_database_is_one_line_exit_2_and_doctor_says_what_to_do(db_path, tmp_path):
@@ -162,6 +163,27 @@ def test_greentrack_run_refuses_a_damaged_database_before_starting_the_command(c
     lines = p.stderr.strip().splitlines()
     assert len(lines) == 1 and "is damaged" in lines[0] and "greentrack doctor" in lines[0]
     assert not marker.exists()
+
+
+def test_the_strict_start_checks_the_tables_it_writes_not_the_phases_of_every_earlier_test(db_path):
+    """The check before a strict start (the pytest plugin, greentrack run) reads the run tables only: its cost
+    does not grow with the phases a database holds (one per test of every pytest run). A damaged phases table
+    shows at the run's end instead: one line, the run kept in the spool, nothing lost."""
+    measured("before-damage", 0.05)
+    seen: list[str] = []
+    store = Store(db_path)
+    store.conn.set_trace_callback(seen.append)
+    store.verify()
+    checks = [q for q in seen if "quick_check" in q]
+    assert len(checks) == 3 and not any("phases" in q or "series" in q for q in checks), checks
+    _corrupt_runs_table(db_path, "phases", offset=0)
+    s = greentrack.Session("phases-damaged", strict=True, exact_edges=False)
+    s.start()  # not refused: the tables its start writes are sound
+    with s.phase("one"):
+        time.sleep(0.02)
+    r = s.stop()
+    assert r.status == "finished" and r.phases[0].energy_j is not None
+    assert s.writer.spooled is not None and s.writer.spooled.exists()
 
 
 def test_a_session_on_a_damaged_database_measures_says_one_line_and_spools_the_run(db_path, capfd):
