@@ -310,6 +310,53 @@ def test_edges_read_by_mark_are_the_samples_a_poll_would_give(no_measured_source
     assert [t for t, _p in samples[:2]] == [t0, t1] and len(samples) == 3
 
 
+def test_marks_and_polls_give_one_energy_even_at_one_instant_and_with_an_idle_share() -> None:
+    """A fake clock and CPU clock: a mark's joules and the poll's samples agree exactly, with an idle share
+    (kills the CPU term divided by, or its share added to, the idle share); a reading at the instant of
+    the previous one makes no sample (no division by zero) and its CPU time goes to the next sample,
+    while later readings still become samples (kills ``dt < 0`` and ``break``); a mark's joules count
+    from the source's start (kills its CPU or wall time added to the start's)."""
+    now, cpu = [100.0], [10.0]
+
+    class FakeCPU:
+        def read(self) -> float:
+            return cpu[0]
+
+    src = CPUModelSource(ModelInputs(8.0, "test value", idle_share=0.25), cpu_time=FakeCPU(),  # type: ignore[arg-type]
+                         clock=lambda: now[0])
+    d = src.devices[0]
+    t0, j0 = src.mark(d)  # at the source's start: nothing yet
+    assert (t0, j0) == (100.0, 0.0)
+    now[0], cpu[0] = 102.0, 11.0  # 2 s, 1 CPU second: 8 W x (1 x 0.75 + 2 x 0.25) = 10 J
+    t1, j1 = src.mark(d)
+    assert j1 - j0 == pytest.approx(10.0)
+    cpu[0] = 11.5  # the same instant, half a CPU second more
+    t2, j2 = src.mark(d)
+    now[0], cpu[0] = 103.0, 12.0  # 1 s more, 0.5 CPU second more (1 since t1): 8 x (1 x 0.75 + 1 x 0.25) = 8 J
+    t3, j3 = src.mark(d)
+    assert (t2, j3 - j1) == (102.0, pytest.approx(8.0))
+    now[0], cpu[0] = 104.0, 12.00000049  # 1 s idle: 2 J (and the CPU seconds kept to the microsecond)
+    samples = src.poll(d)
+    assert [t for t, _p in samples] == [102.0, 103.0, 104.0]  # none at the repeated instant
+    assert [p for _t, p in samples] == pytest.approx([5.0, 8.0, 2.0], rel=1e-5)  # W: 10 J / 2 s, 8 J / 1 s, 2 J / 1 s
+    assert d.info["cpu_s"] == 2.0
+
+
+@pytest.mark.parametrize("answer", [(float("nan"), 1.0), (1.0, float("inf")), ("1.0", 1.0), (1.0, None)])
+def test_a_marks_impossible_answer_is_left_to_the_poll(answer: tuple) -> None:
+    """A source's mark that answers something other than two finite floats (a plugin's bug) is not used:
+    the caller polls instead."""
+    from greentrack.measure.sampler import Sampler
+
+    src = CPUModelSource(ModelInputs(10.0, "test value"))
+    smp = Sampler([src], 2.0, lambda chunks, states: None, background=False)
+    smp.start()
+    assert smp.mark_edge() is not None
+    src.mark = lambda device: answer  # type: ignore[method-assign]
+    assert smp.mark_edge() is None
+    smp.stop()
+
+
 def test_edge_is_left_to_the_poll_where_a_mark_cannot_stand_for_it(no_measured_source: None,
                                                                   monkeypatch: pytest.MonkeyPatch,
                                                                   capsys: pytest.CaptureFixture[str]) -> None:

@@ -361,14 +361,19 @@ def test_threaded_share_ignores_a_sampler_wake_up_in_a_short_call() -> None:
 def test_the_samplers_own_cpu_is_not_a_tests_threads(pytester: pytest.Pytester,
                                                      monkeypatch: pytest.MonkeyPatch) -> None:
     """A test that sleeps while greentrack's sampler polls every millisecond: the only other thread
-    working is the sampler, whose CPU time is left out (a fresh database: its first write too)."""
+    working is the sampler, whose CPU time is left out (a fresh database: its first write too); the
+    next test's own second thread is counted, and only it (kills the sampler's CPU at the call's start
+    added instead of subtracted)."""
     monkeypatch.setenv("GREENTRACK_BACKEND", "mock")
     monkeypatch.setenv("GREENTRACK_SAMPLE_INTERVAL", "0.001")
     pytester.makepyfile(test_sleepy="import time\n\n\ndef test_sleepy():\n    time.sleep(0.3)\n")
+    pytester.makepyfile(test_z_half=HALF)  # after it: the sampler has used CPU by then, all of it left out
     res = run(pytester, "--greentrack", "--greentrack-json", "out.json")
-    res.assert_outcomes(passed=1)
-    (t,) = json.loads((pytester.path / "out.json").read_text())["tests"]
+    res.assert_outcomes(passed=2)
+    t, half = json.loads((pytester.path / "out.json").read_text())["tests"]
     assert t["other_threads_cpu_s"] < B.THREADED_MIN_CPU_S and B.threaded_share(t) == 0.0
+    # the second thread's 37 ms, not less for the sampler's CPU counted twice, nor more for it counted once
+    assert half["other_threads_cpu_s"] == pytest.approx(0.0371, abs=0.012), half
 
 
 def test_sampler_cpu_time_reader() -> None:

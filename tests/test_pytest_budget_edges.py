@@ -343,6 +343,90 @@ def test_modelled_tests_are_read_at_their_edges_and_stored_as_reported(
         assert phases[name] == pytest.approx(e, abs=2e-4), (name, phases, reported)
 
 
+def test_a_failing_read_at_a_tests_end_falls_back_to_the_series_said_once(
+        pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """The CPU model's read at a call's end fails (every second read): the test's energy comes from the
+    power series instead (poll and energy_between), the failure is one line for the whole run, and every
+    test passes with its figure (kills the fallback taken only when both edges failed)."""
+    monkeypatch.setenv("GREENTRACK_BACKEND", "cpu-model")
+    monkeypatch.setenv("GREENTRACK_CPU_WATTS_PER_THREAD", "4")
+    pytester.makeconftest("""
+        import pytest
+
+        @pytest.hookimpl(trylast=True)
+        def pytest_sessionstart(session):
+            src = session.config.pluginmanager.get_plugin("greentrack-energy").gsession.sources[0]
+            orig, calls = src.mark, [0]
+
+            def flaky(device):
+                calls[0] += 1
+                if calls[0] % 2 == 0:
+                    raise OSError("no clock")
+                return orig(device)
+
+            src.mark = flaky
+    """)
+    pytester.makepyfile(test_busy="""
+        import time
+        import pytest
+
+        @pytest.mark.parametrize("ms", [20, 40, 60])
+        def test_busy(ms):
+            t = time.process_time()
+            while time.process_time() - t < ms / 1000:
+                pass
+    """)
+    res = pytester.runpytest_subprocess("-p", "no:cacheprovider", "--greentrack", "--greentrack-json=gt.json")
+    res.assert_outcomes(passed=3)
+    assert res.stderr.str().count("OSError: no clock") == 1, res.stderr.str()
+    for name, t in artifact_tests(pytester.path / "gt.json").items():
+        ms = int(name.split("[")[1].rstrip("]"))
+        assert t["energy_j"] == pytest.approx(4.0 * ms / 1000, rel=0.3), (name, t)
+
+
+def test_a_measured_source_read_at_the_edges_starts_a_tests_window_at_a_sample(
+        pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """RAPL (a fake powercap tree) is polled as each call starts, not read by marks: the energy its
+    fixture used just before is not spread into the call (kills ``gs.poll_edges()`` deleted on that path).
+    The sampler thread polls every 5 s here, so no background read falls in between."""
+    from test_rapl import make_tree
+
+    root = make_tree(tmp_path / "powercap", dram=False, core=False)
+    monkeypatch.setenv("GREENTRACK_BACKEND", "auto")
+    monkeypatch.setenv("GREENTRACK_RAPL_ROOT", str(root))
+    monkeypatch.setenv("GREENTRACK_DISABLE_PLUGINS", "greentrack.measure.sources.nvml")
+    monkeypatch.setenv("GREENTRACK_SAMPLE_INTERVAL", "5")
+    pytester.makepyfile(test_rapl_edges=f"""
+        import time
+        import pytest
+
+        COUNTER = {str(root / "intel-rapl:0" / "energy_uj")!r}
+
+
+        def bump(joules):
+            with open(COUNTER) as fh:
+                uj = int(fh.read())
+            with open(COUNTER, "w") as fh:
+                fh.write(f"{{uj + int(joules * 1e6)}}\\n")
+
+
+        @pytest.fixture
+        def heavy_setup():
+            time.sleep(0.05)
+            bump(50.0)  # 50 J in the fixture, before the call
+            time.sleep(0.05)
+
+
+        def test_light(heavy_setup):
+            bump(1.0)  # 1 J in the call
+            time.sleep(0.05)
+    """)
+    res = pytester.runpytest_subprocess("-p", "no:cacheprovider", "--greentrack", "--greentrack-json=gt.json")
+    res.assert_outcomes(passed=1)
+    (t,) = artifact_tests(pytester.path / "gt.json").values()
+    assert t["energy_j"] == pytest.approx(1.0, rel=0.05), t
+
+
 def test_the_plugin_lets_go_of_the_run_once_pytest_is_done(pytester: pytest.Pytester,
                                                           monkeypatch: pytest.MonkeyPatch) -> None:
     """At unconfigure the database connection is closed (no -wal file left beside the database while the
