@@ -357,6 +357,31 @@ def test_a_marks_impossible_answer_is_left_to_the_poll(answer: tuple) -> None:
     smp.stop()
 
 
+def test_a_long_run_of_edges_is_folded_into_the_series_as_it_goes(no_measured_source: None,
+                                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    """Edges read without a poll between them (a long pytest suite) are kept only up to MARKS_FOLD_AT, then
+    polled into the series: memory stays bounded and every window keeps its energy (kills the fold's
+    condition negated or dropped)."""
+    import greentrack.measure.sampler as sampler_mod
+
+    monkeypatch.setattr(sampler_mod, "MARKS_FOLD_AT", 4)
+    s = Session("long", backend="cpu-model", background=False, store=False)
+    s.start()
+    src, windows = s.sources[0], []
+    for _ in range(9):
+        t_a, j_a = s.edge()
+        busy(0.002)
+        t_b, j_b = s.edge()
+        windows.append((t_a, t_b, j_b - j_a))
+        assert src.marks_pending < 4
+        if len(windows) == 1:
+            assert src.marks_pending == 2  # kept until there are MARKS_FOLD_AT of them, not polled each time
+    assert s.sampler.states[0].acc.n_raw >= 1 + 2 * 8  # folded as it went, before any poll of the caller
+    for t_a, t_b, e in windows:
+        assert s.energy_between(t_a, t_b) == pytest.approx(e, abs=2e-4)
+    s.stop()
+
+
 def test_edge_is_left_to_the_poll_where_a_mark_cannot_stand_for_it(no_measured_source: None,
                                                                   monkeypatch: pytest.MonkeyPatch,
                                                                   capsys: pytest.CaptureFixture[str]) -> None:

@@ -31,6 +31,7 @@ MAX_DEVICE_W = 1e6  # no metered device (a GPU, a socket, a rack PDU) draws 1 MW
 COUNTER_MIN_DT_S = 0.2  # counters refresh every ~0.1 s: judge a counter's implied power over >= 0.2 s
 GAP_HOLD_S = 5.0  # step marks wait this long for a device in a gap before being folded without it
 COMPACT_S = 0.1  # how often raw step marks are compacted between polls
+MARKS_FOLD_AT = 8192  # edge readings (Sampler.mark_edge) kept before a poll folds them into the series
 
 
 class DeviceState:
@@ -343,6 +344,8 @@ class Sampler:
             except Exception as exc:
                 warn_once(f"{st.source.name}:{st.device.key}", "power read", exc)
                 return None
+            if getattr(st.source, "marks_pending", 0) >= MARKS_FOLD_AT:
+                self.poll_state(st)  # a long suite without a poll: its readings join the series now
         if type(t) is float and type(j) is float and t - t == 0.0 and j - j == 0.0:
             return t, j
         return None
