@@ -3,9 +3,10 @@
 Prints the figures that ``docs/pytest-ci.md`` ("What it costs") quotes:
 
 1. the CPU model's read at each edge of a test's call (``Session.edge``, twice per test), timed
-   inside a real pytest run of N trivial tests, and in a tight loop outside pytest, where the
-   general path it replaces for this source (``Session.poll_edges`` at the start,
-   ``Session.energy_between`` at the end) is timed too (medians);
+   inside a real pytest run of N trivial tests, and in a tight loop outside pytest (whose 100,000
+   edges include their folding into the power series every 8192, which a pytest run of fewer tests
+   leaves to its end), where the general path it replaces for this source (``Session.poll_edges`` at
+   the start, ``Session.energy_between`` at the end) is timed too (medians);
 2. the CPU model's inputs (``resolve_inputs``: /proc/cpuinfo and codecarbon's CPU table), in a
    fresh process each time, after the imports every session makes anyway (median);
 3. what importing greentrack's modules adds to the interpreter's exit, in a ``python -c`` that

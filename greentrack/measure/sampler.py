@@ -109,6 +109,7 @@ class Sampler:
         self.max_poll_s: float | None = None
         self.steps: StepLog | None = None  # the session's step marks, folded after each poll
         self.phase_edges: Callable[[], list[float]] = list
+        self.edge_marks = 0  # readings mark_edge took since it last folded them into the series
         self.started = clock()
 
     # checks at the source boundary ---------------------------------------------------------------
@@ -344,8 +345,10 @@ class Sampler:
             except Exception as exc:
                 warn_once(f"{st.source.name}:{st.device.key}", "power read", exc)
                 return None
-            if getattr(st.source, "marks_pending", 0) >= MARKS_FOLD_AT:
-                self.poll_state(st)  # a long suite without a poll: its readings join the series now
+            self.edge_marks += 1
+            if self.edge_marks >= MARKS_FOLD_AT:  # a long suite without a poll: its readings join the series now
+                self.edge_marks = 0
+                self.poll_state(st)
         if type(t) is float and type(j) is float and t - t == 0.0 and j - j == 0.0:
             return t, j
         return None

@@ -37,7 +37,6 @@ import re
 import sys
 import threading
 import time
-from array import array
 from pathlib import Path
 from typing import Any, Callable
 
@@ -567,10 +566,7 @@ class CPUModelSource:
         self._cpu0 = self.cpu_time.read()
         self._last = (clock(), self._cpu0)
         self._t0 = self._last[0]
-        # readings taken at windows' edges, not yet polled: their times and CPU seconds (arrays: no object
-        # per reading for the garbage collector to count)
-        self._mark_t = array("d")
-        self._mark_cpu = array("d")
+        self._marks: list[tuple[float, float]] = []  # readings taken at windows' edges, not yet polled
 
     def on_sampler_thread(self) -> None:
         """Called by the sampler on its own thread as it starts: that thread's CPU time is left out."""
@@ -580,10 +576,11 @@ class CPUModelSource:
         """The modelled mean power since the previous poll: one sample, or one per reading :meth:`mark`
         took since (in order), then the one read now."""
         reading = timed_read(self.cpu_time.read, self.clock)
-        readings: Any = [reading]
-        if self._mark_t:
-            readings = [*zip(self._mark_t, self._mark_cpu), reading]
-            self._mark_t, self._mark_cpu = array("d"), array("d")
+        if self._marks:
+            readings, self._marks = self._marks, []
+            readings.append(reading)
+        else:
+            readings = [reading]
         w, idle = self.inputs.watts_per_thread, self.inputs.idle_share
         out = []
         for now, cpu in readings:
@@ -605,15 +602,14 @@ class CPUModelSource:
         About half a poll's cost: the series is extended later, in one go.
         """
         now, cpu = timed_read(self.cpu_time.read, self.clock)
-        self._mark_t.append(now)
-        self._mark_cpu.append(cpu)
+        self._marks.append((now, cpu))
         idle = self.inputs.idle_share
         return now, self.inputs.watts_per_thread * ((cpu - self._cpu0) * (1.0 - idle) + (now - self._t0) * idle)
 
     @property
     def marks_pending(self) -> int:
         """Readings :meth:`mark` took that no poll has turned into samples yet."""
-        return len(self._mark_t)
+        return len(self._marks)
 
     def energy_j(self, device: Device) -> float | None:
         return None  # no counter: the series is exact (rectangles of the CPU time between polls)
