@@ -367,15 +367,16 @@ def test_a_long_run_of_edges_is_folded_into_the_series_as_it_goes(no_measured_so
     monkeypatch.setattr(sampler_mod, "MARKS_FOLD_AT", 4)
     s = Session("long", backend="cpu-model", background=False, store=False)
     s.start()
-    src, windows = s.sources[0], []
+    src, windows, pending = s.sources[0], [], []
     for _ in range(9):
         t_a, j_a = s.edge()
+        pending.append(src.marks_pending)
         busy(0.002)
         t_b, j_b = s.edge()
+        pending.append(src.marks_pending)
         windows.append((t_a, t_b, j_b - j_a))
-        assert src.marks_pending < 4
-        if len(windows) == 1:
-            assert src.marks_pending == 2  # kept until there are MARKS_FOLD_AT of them, not polled each time
+    # kept until there are MARKS_FOLD_AT of them, then polled (the 4th, 8th... edge), not more often
+    assert pending == [n % 4 for n in range(1, 19)], pending
     assert s.sampler.states[0].acc.n_raw >= 1 + 2 * 8  # folded as it went, before any poll of the caller
     for t_a, t_b, e in windows:
         assert s.energy_between(t_a, t_b) == pytest.approx(e, abs=2e-4)
