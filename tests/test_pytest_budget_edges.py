@@ -297,6 +297,16 @@ def test_a_modelled_test_starts_at_a_sample_of_the_cpu_model(pytester: pytest.Py
     assert t["energy_j"] == pytest.approx(4.0 * cpu_s, rel=0.1), (t, cpu_s)
 
 
+def busy_suite(*ms: int) -> str:
+    """A test module: one test per figure, each busy for that many ms of the process's CPU time."""
+    return ("import time\nimport pytest\n\n\n"
+            f"@pytest.mark.parametrize('ms', {list(ms)!r})\n"
+            "def test_busy(ms):\n"
+            "    t = time.process_time()\n"
+            "    while time.process_time() - t < ms / 1000:\n"
+            "        pass\n")
+
+
 def test_modelled_tests_are_read_at_their_edges_and_stored_as_reported(
         pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     """Where the CPU model is the one source, each test's call is dated by two reads of the model
@@ -318,16 +328,7 @@ def test_modelled_tests_are_read_at_their_edges_and_stored_as_reported(
 
             gs.energy_between = counted
     """)
-    pytester.makepyfile(test_busy="""
-        import time
-        import pytest
-
-        @pytest.mark.parametrize("ms", [5, 10, 20, 40])
-        def test_busy(ms):
-            t = time.process_time()
-            while time.process_time() - t < ms / 1000:
-                pass
-    """)
+    pytester.makepyfile(test_busy=busy_suite(5, 10, 20, 40))
     res = pytester.runpytest_subprocess("-p", "no:cacheprovider", "--greentrack", "--greentrack-json=gt.json")
     res.assert_outcomes(passed=4)
     assert "energy_between" not in res.stdout.str() + res.stderr.str()
@@ -366,16 +367,7 @@ def test_a_failing_read_at_a_tests_end_falls_back_to_the_series_said_once(
 
             src.mark = flaky
     """)
-    pytester.makepyfile(test_busy="""
-        import time
-        import pytest
-
-        @pytest.mark.parametrize("ms", [20, 40, 60])
-        def test_busy(ms):
-            t = time.process_time()
-            while time.process_time() - t < ms / 1000:
-                pass
-    """)
+    pytester.makepyfile(test_busy=busy_suite(20, 40, 60))
     res = pytester.runpytest_subprocess("-p", "no:cacheprovider", "--greentrack", "--greentrack-json=gt.json")
     res.assert_outcomes(passed=3)
     assert res.stderr.str().count("OSError: no clock") == 1, res.stderr.str()
