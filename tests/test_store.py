@@ -29,6 +29,41 @@ def test_schema_version_wal_and_migrations_are_idempotent(db_path):
     assert {"runs", "run_tags", "devices", "phases", "series"} <= tables
 
 
+def test_a_new_database_is_set_up_without_waiting_for_the_disk_and_written_with_it(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A file this process creates gets WAL mode and its schema with synchronous=OFF (no fdatasync: it
+    holds nothing yet), then synchronous=NORMAL before anything is written to it; an existing file,
+    an empty one an interrupted setup left included, is never opened with OFF."""
+    seen: list[str] = []
+    real = sqlite3.connect
+
+    def connect(*args, **kwargs):
+        conn = real(*args, **kwargs)
+        conn.set_trace_callback(seen.append)
+        return conn
+
+    monkeypatch.setattr(sqlite3, "connect", connect)
+    path = tmp_path / "new.db"
+    store = Store(path)
+    first_create = next(i for i, sql in enumerate(seen) if sql.startswith("CREATE TABLE"))
+    assert seen.index("PRAGMA synchronous=OFF") < seen.index("PRAGMA journal_mode=WAL") < first_create
+    normal = seen.index("PRAGMA synchronous=NORMAL")
+    assert normal > first_create and normal > seen.index("COMMIT")  # after the schema's transaction
+    assert store.conn.execute("PRAGMA synchronous").fetchone()[0] == 1  # NORMAL for the run's writes
+    store.begin_run(RunRow(id="r1", name="n", started_at=1.0), [])
+    assert Store(path, create=False).get_run("r1")["name"] == "n"
+
+    seen.clear()
+    Store(path)  # an existing database: NORMAL from its first statement
+    assert "PRAGMA synchronous=OFF" not in seen and "PRAGMA synchronous=NORMAL" in seen
+    empty = tmp_path / "left-empty.db"
+    empty.touch()  # a setup interrupted before its first write: set up again, with the disk
+    seen.clear()
+    Store(empty)
+    assert "PRAGMA synchronous=OFF" not in seen
+    assert sqlite3.connect(empty).execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
+
+
 def test_newer_schema_is_refused_with_one_line(db_path, cli):
     Store(db_path)
     con = sqlite3.connect(db_path)
