@@ -49,6 +49,34 @@ def _forget_said() -> None:
     greentrack.Session.stop.__globals__["_say_once"].__globals__["forget"]()
 
 
+def wait_for(got: Callable[[], T], what: str, timeout_s: float = 20.0) -> T:
+    """Call *got* every 50 ms until it returns something true, and return that; fail after *timeout_s*.
+
+    For what a background thread or another process does on its own schedule (a flush, a write): on a
+    loaded machine it comes late, so a test waits for it instead of sleeping a fixed time."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        value = got()
+        if value:
+            return value
+        assert time.monotonic() < deadline, f"no {what} in {timeout_s:g} s"
+        time.sleep(0.05)
+
+
+def stored_energy_j(open_store: Callable[[], Any], run_id: str) -> float:
+    """The energy the database holds for *run_id* so far (0 before its row or first flush is written)."""
+    try:
+        store = open_store()
+    except Exception:  # no database file yet
+        return 0.0
+    try:
+        return float(store.get_run(run_id)["energy_j"] or 0.0)
+    except Exception:  # no row yet
+        return 0.0
+    finally:
+        store.close()
+
+
 def install_plugin(plugin_dir: Path, root: Path) -> Path:
     """Install a plugin of ``plugins/`` into ``root/site`` with pip, as a user installs one; returns the folder."""
     import shutil

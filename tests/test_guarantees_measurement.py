@@ -14,6 +14,7 @@ import sys
 import time
 
 import pytest
+from conftest import wait_for
 from test_replay import CSV, META, VClock, replay
 
 import greentrack
@@ -138,8 +139,13 @@ class LyingSource:
 
 
 def test_impossible_readings_are_dropped_counted_and_said_once(capsys, db_path, cli):
-    with greentrack.session("liar", sources=[LyingSource()], flush_interval_s=0.05) as s:
+    liar = LyingSource()
+    with greentrack.session("liar", sources=[liar], flush_interval_s=0.05) as s:
         time.sleep(1.0)
+        # every third poll answers something impossible: 45 polls give 15 of them, more than the 10 rejected
+        # readings checked below; 1 s of polls every 20 ms gives that only while the sampler thread keeps up
+        # (on a loaded machine, wait for them)
+        wait_for(lambda: liar.i >= 45, "45 polls of the source")
         s.step()
     r = s.result
     assert r.status == "finished" and math.isfinite(r.energy_j)

@@ -90,6 +90,12 @@ def scrape_with(collector, name: str) -> dict[tuple[str, tuple], float] | None:
     return out if any(k[0] == name for k in out) else None
 
 
+def scrape_with_power_in(collector, phase: str) -> dict[tuple[str, tuple], float] | None:
+    """One scrape, if it has a power sample labelled with *phase*; else None."""
+    out = scrape(collector)
+    return out if any(dict(k)["phase"] == phase for k in by_name(out, "greentrack_power_watts")) else None
+
+
 def scrape(collector) -> dict[tuple[str, tuple], float]:
     """``{(sample name, sorted labels): value}`` of one scrape, parsed by prometheus_client's parser."""
     from greentrack_prometheus.metrics import exposition
@@ -124,8 +130,9 @@ def test_a_session_is_exported_with_phases_and_matches_the_stored_run(gp, monkey
                 s.step()
             seen.append(scrape(coll))
         with s.phase("eval"):
-            time.sleep(1.5)
-            seen.append(scrape(coll))
+            # power is labelled with the phase once a flush has brought eval's samples (the mock's buffer is
+            # read every second, so a fixed 1.5 s left 0.2 s of margin): scrape until one shows eval's power
+            seen.append(wait_for(lambda: scrape_with_power_in(coll, "eval"), "a live scrape with eval's power"))
     seen += [scrape(coll), scrape(coll)]  # the first scrape of a new series shows 0, the next its value
     last = seen[-1]
     energy = by_name(last, "greentrack_energy_joules_total")

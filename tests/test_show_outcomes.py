@@ -11,7 +11,10 @@ import sys
 import textwrap
 import time
 
+from conftest import stored_energy_j, wait_for
+
 import greentrack
+from greentrack.store.sqlite import Store
 
 
 def make_run(name: str, **kw) -> greentrack.Session:
@@ -57,9 +60,12 @@ def test_a_lost_run_shows_co2e_from_its_energy(cli, tmp_path):
     env = dict(os.environ, GREENTRACK_MOCK="constant:250")
     p = subprocess.Popen([sys.executable, str(script)], stdout=subprocess.PIPE, text=True, env=env)
     run_id = p.stdout.readline().strip()
-    time.sleep(1.0)
-    p.send_signal(signal.SIGKILL)
-    p.wait(timeout=30)
+    try:  # killed once a flush (every 0.2 s) has stored some energy, however late a loaded machine makes it
+        wait_for(lambda: stored_energy_j(lambda: Store(os.environ["GREENTRACK_DB"], create=False), run_id),
+                 "flush of the run's energy")  # (was: a fixed 1.0 s)
+    finally:
+        p.send_signal(signal.SIGKILL)
+        p.wait(timeout=30)
     out = cli("show", run_id).stdout
     assert out.startswith(f"killed  [{run_id}]  lost"), out
     co2_line = next(ln for ln in out.splitlines() if ln.strip().startswith("CO2e"))

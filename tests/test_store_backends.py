@@ -17,6 +17,7 @@ import time
 from pathlib import Path
 
 import pytest
+from conftest import stored_energy_j, wait_for
 
 import greentrack
 from greentrack.errors import SchemaError
@@ -93,13 +94,20 @@ def test_sigkill_leaves_a_lost_run_with_energy_up_to_the_last_flush(store_url, t
                          text=True, env=dict(os.environ, GREENTRACK_MOCK="constant:250"))
     run_id = p.stdout.readline().strip()
     assert run_id, p.stderr.read()
-    time.sleep(1.5)
-    p.send_signal(signal.SIGKILL)
-    p.wait(timeout=30)
+
+    def flushed() -> float:
+        e = stored_energy_j(lambda: open_store(create=False), run_id)
+        return e if e > 250 * 0.8 else 0.0
+
+    try:  # killed once its flushes (every 0.2 s) have stored ~0.8 s of 250 W, however late a loaded machine
+        before_kill = wait_for(flushed, "flush of 0.8 s of the run's energy")  # makes them (was: a fixed 1.5 s)
+    finally:
+        p.send_signal(signal.SIGKILL)
+        p.wait(timeout=30)
     st = open_store(create=False)
     row = st.get_run(run_id)
     assert row["status"] == "lost"
-    assert row["energy_j"] is not None and row["energy_j"] > 250 * 0.8
+    assert row["energy_j"] is not None and row["energy_j"] >= before_kill > 250 * 0.8
     assert st.read_series(run_id)["gpu0"][0]
     assert [r["id"] for r in st.list_runs(status="lost")] == [run_id]
     # another host cannot tell the process is gone: there the run still reads as running

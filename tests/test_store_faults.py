@@ -102,6 +102,9 @@ MIDRUN = textwrap.dedent("""
     db = os.environ["GREENTRACK_DB"]
     s = greentrack.Session("moved", flush_interval_s=0.2, exact_edges=False).start()
     time.sleep(0.8)
+    deadline = time.monotonic() + 20
+    while not s.writer.state["begun"] and time.monotonic() < deadline:  # the sampler thread writes the run's
+        time.sleep(0.05)  # row to the file first, however late a loaded machine lets it: then the file goes
     for suffix in ("", "-wal", "-shm"):
         if sys.argv[1] == "replace" and suffix == "":
             os.rename(db, db + ".old")
@@ -189,6 +192,9 @@ DISK_SCRIPT = textwrap.dedent("""
     if phase in ("begin", "full-at-stop"):
         fill()
     time.sleep(0.5)
+    deadline = time.monotonic() + 20
+    while phase == "begin" and s.writer.state["error"] is None and time.monotonic() < deadline:
+        time.sleep(0.05)  # a flush (every 0.2 s) meets the full disk while the run goes on, however late
     if phase == "begin":
         os.unlink(os.path.join(mnt, "filler"))
         time.sleep(0.3)

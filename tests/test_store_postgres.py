@@ -10,6 +10,7 @@ import time
 from pathlib import Path
 
 import pytest
+from conftest import wait_for
 
 from greentrack.errors import ConfigError
 from greentrack.measure.jobs import job_id_from_env
@@ -46,7 +47,8 @@ def test_postgresql_stopped_mid_run_and_started_again_loses_nothing(pg_cluster, 
     pg_cluster.stop("fast")
     try:
         time.sleep(1.5)  # the session keeps measuring; its flushes fail and it keeps the run in the spool
-        spooled = list((tmp_path / "xdg-state" / "greentrack" / "spool").glob("*.json"))
+        spool = tmp_path / "xdg-state" / "greentrack" / "spool"
+        spooled = wait_for(lambda: list(spool.glob("*.json")), "run kept in the spool")  # if its flushes are late
         assert [f.name for f in spooled] == [f"{run_id}.json"]
     finally:
         pg_cluster.start()
@@ -115,8 +117,12 @@ def test_a_crash_during_an_outage_is_delivered_by_the_next_session(pg_cluster, p
     pg_cluster.stop("fast")
     try:
         time.sleep(1.6)
-        p.send_signal(signal.SIGKILL)
-        p.wait(timeout=30)
+        spool = tmp_path / "xdg-state" / "greentrack" / "spool"
+        try:
+            wait_for(lambda: list(spool.glob("*.json")), "run kept in the spool")  # before the crash, however late
+        finally:
+            p.send_signal(signal.SIGKILL)
+            p.wait(timeout=30)
     finally:
         pg_cluster.start()
     nxt, nxt_id = _spawn(tmp_path, 0.3)
