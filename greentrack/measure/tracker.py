@@ -95,6 +95,7 @@ class Session:
         self._phases: list[tuple[str, float, float]] = []
         self._open_phases: list[tuple[str, float]] = []
         self.started_at: float | None = None
+        self.started_cpu_s: float | None = None  # time.process_time() at started_at
         self.ended_at: float | None = None
         self.status = "new"
         self.result: RunResult | None = None
@@ -187,6 +188,7 @@ class Session:
         from .sources import build_sources
 
         self.started_at = time.time()
+        self.started_cpu_s = time.process_time()  # the CPU model counts from here (its bind)
         self._steps.start_t = self._steps.prev_t = self.started_at
         self.status = "running"
         try:

@@ -433,6 +433,7 @@ class ProcessCPUTime:
         self._live_at = -math.inf
         self._reaped_seen: float | None = None
         self._last = 0.0
+        self.process_s = 0.0  # time.process_time() at the latest read
         self._excluded: list[Any] = []  # CPU clocks of threads not counted, with their last reading
         self._excluded_s = 0.0
         try:
@@ -472,7 +473,8 @@ class ProcessCPUTime:
 
     def read(self) -> float:
         """Cumulative CPU seconds (any origin; monotone)."""
-        own = time.process_time() - (self._excluded_now() if self._excluded else 0.0)
+        self.process_s = time.process_time()  # this process's own CPU clock at this reading
+        own = self.process_s - (self._excluded_now() if self._excluded else 0.0)
         reaped = self._reaped()
         now = self.clock()
         if reaped != self._reaped_seen or now - self._live_at >= LIVE_REFRESH_S:
@@ -564,9 +566,27 @@ class CPUModelSource:
                              has_counter=False, series_method="model", info=dict(inputs.as_info(), cpu_s=0.0))
         self.devices = [self.device]
         self._cpu0 = self.cpu_time.read()
+        own = getattr(self.cpu_time, "process_s", None)  # the process's own clock in that reading (see bind)
+        self._own0 = own if type(own) is float else time.process_time()
         self._last = (clock(), self._cpu0)
         self._t0 = self._last[0]
         self._marks: list[tuple[float, float]] = []  # readings taken at windows' edges, not yet polled
+
+    def bind(self, session: Any) -> None:
+        """Count from the run's start, not from this source's creation: a session is started (its
+        ``started_at``, and ``started_cpu_s``, the process's own CPU seconds then) before its sources are
+        built, and the CPU time between the two is the run's. Without this, the first sample's mean power
+        (over the instants between the creation and the first read) would be stretched over that gap.
+        Only while nothing has been read since the creation; the children's CPU time in the gap is left
+        out (read at most every 0.5 s anyway)."""
+        started_at, own = getattr(session, "started_at", None), getattr(session, "started_cpu_s", None)
+        if type(started_at) is not float or type(own) is not float:
+            return
+        if self._marks or self._last != (self._t0, self._cpu0):  # already read: its origin stays
+            return
+        self._cpu0 -= self._own0 - own
+        self._t0 = started_at
+        self._last = (self._t0, self._cpu0)
 
     def on_sampler_thread(self) -> None:
         """Called by the sampler on its own thread as it starts: that thread's CPU time is left out."""
