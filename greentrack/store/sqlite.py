@@ -7,7 +7,7 @@
 - A file this process has just created is set up (WAL mode, the schema) without waiting for the
   disk (``synchronous=OFF``), then every write is ``synchronous=NORMAL``: the setup holds no data,
   and SQLite's checksummed WAL frames leave an interrupted one to be redone at the next open. It
-  saves the 5 ``fdatasync`` calls a new database's setup cost (each 1 to 12 ms on the machine this
+  saves the 4 ``fdatasync`` calls a new database's setup cost (each up to 12 ms on the machine this
   was measured on), paid on every CI run, whose database is new each time.
 - Opened for reading (``write=False``), the file is opened read-only (``mode=ro``), and as an
   immutable snapshot when even that is impossible (a read-only mount without the ``-shm``
