@@ -183,8 +183,13 @@ def main() -> int:
         rows = []
         for p, _rec in zip(r.phases, phases):
             ref_p = ref.delta(p.started_at, p.ended_at)
+            raw_p = raw_buffer_j(ref.samples[0], p.started_at, p.ended_at)
             rows.append({"name": p.name, "duration_s": p.duration_s, "energy_j": p.energy_j, "ref_j": ref_p,
-                         "err_pct": pct(p.energy_j or 0.0, ref_p), "steps": p.steps})
+                         "err_pct": pct(p.energy_j or 0.0, ref_p), "steps": p.steps,
+                         # the driver's own power samples over the phase, integrated here: how far the samples
+                         # themselves are from the counter, and greentrack's phase from them
+                         "raw_buffer_j": raw_p, "raw_err_pct": pct(raw_p, ref_p) if raw_p else None,
+                         "err_vs_raw_pct": pct(p.energy_j or 0.0, raw_p) if raw_p else None})
         results["configs"][name] = {
             "method": d.method, "series_method": d.series_method, "energy_j": r.energy_j,
             "series_energy_j": d.series_energy_j, "n_samples": d.n_samples, "ref_j": ref_total,
@@ -216,6 +221,22 @@ def main() -> int:
         write_trace(Path(args.trace), ref, phases, sessions["counter"], results, marks)
     dump(results, args.out)
     return 0
+
+
+def raw_buffer_j(samples: list[tuple[float, float]], a: float, b: float) -> float | None:
+    """The trapezoid of the driver's power samples over ``[a, b]``, the power interpolated at the bounds;
+    None where the samples do not cover the window."""
+    if len(samples) < 2 or samples[0][0] > a or samples[-1][0] < b:
+        return None
+    e = 0.0
+    for (t0, p0), (t1, p1) in zip(samples, samples[1:]):
+        lo, hi = max(a, t0), min(b, t1)
+        if hi <= lo or t1 <= t0:
+            continue
+        p_lo = p0 + (p1 - p0) * (lo - t0) / (t1 - t0)
+        p_hi = p0 + (p1 - p0) * (hi - t0) / (t1 - t0)
+        e += 0.5 * (p_lo + p_hi) * (hi - lo)
+    return e
 
 
 def write_trace(folder: Path, ref: Any, phases: list[dict], s: Any, results: dict,
