@@ -362,6 +362,37 @@ def test_the_model_counts_from_the_runs_start_not_from_its_sources_creation(
     assert r.duration_s >= 0.1  # the wait is inside the run, its wall time counted, its CPU time (none) too
 
 
+def test_bind_moves_only_a_fresh_sources_origin_and_only_with_the_runs_clocks(own_cpu_only: None) -> None:
+    """CPUModelSource.bind: a source not yet read counts from the run's start (its wall clock and the
+    process's own CPU clock then); a source already read (polled, or marked at an edge) keeps its origin,
+    and a session-like object without both clocks changes nothing."""
+    class Run:
+        def __init__(self, started_at: object, started_cpu_s: object) -> None:
+            self.started_at, self.started_cpu_s = started_at, started_cpu_s
+
+    start_t, start_cpu = time.time(), time.process_time()
+    busy(0.02)
+    src = CPUModelSource(ModelInputs(10.0, "test value"))
+    t0, cpu0 = src._t0, src._cpu0
+    for half in (Run(start_t, None), Run(None, start_cpu), Run(start_t, "0.1")):
+        src.bind(half)
+        assert (src._t0, src._cpu0) == (t0, cpu0)
+    src.bind(Run(start_t, start_cpu))
+    assert src._t0 == start_t and src._cpu0 <= cpu0 - 0.02 and src._last == (start_t, src._cpu0)
+    _t, j = src.mark(src.devices[0])
+    assert j >= 10.0 * 0.02  # the 20 ms before the source existed are the run's
+
+    marked = CPUModelSource(ModelInputs(10.0, "test value"))
+    marked.mark(marked.devices[0])
+    polled = CPUModelSource(ModelInputs(10.0, "test value"))
+    busy(0.002)
+    polled.poll(polled.devices[0])
+    for read in (marked, polled):
+        origin = (read._t0, read._cpu0)
+        read.bind(Run(start_t, start_cpu))
+        assert (read._t0, read._cpu0) == origin
+
+
 def test_edges_read_by_mark_are_the_samples_a_poll_would_give(no_measured_source: None, own_cpu_only: None) -> None:
     """Session.edge (the pytest plugin's read at each test's call): the window between two edges gets
     the model's figure for its CPU time, the same as energy_between and the phase for [t_a, t_b] (to the

@@ -8,6 +8,7 @@ import sqlite3
 import subprocess
 import sys
 import textwrap
+import threading
 import time
 from pathlib import Path
 
@@ -53,6 +54,13 @@ def test_a_new_database_is_set_up_without_waiting_for_the_disk_and_written_with_
     assert store.conn.execute("PRAGMA synchronous").fetchone()[0] == 1  # NORMAL for the run's writes
     store.begin_run(RunRow(id="r1", name="n", started_at=1.0), [])
     assert Store(path, create=False).get_run("r1")["name"] == "n"
+    store.close()  # a connection opened again on this thread, and one on another thread (the writer's)
+    assert store.conn.execute("PRAGMA synchronous").fetchone()[0] == 1
+    other: list[int] = []
+    worker = threading.Thread(target=lambda: other.append(store.conn.execute("PRAGMA synchronous").fetchone()[0]))
+    worker.start()
+    worker.join()
+    assert other == [1] and "PRAGMA synchronous=OFF" not in seen[normal:]
 
     seen.clear()
     Store(path)  # an existing database: NORMAL from its first statement

@@ -138,6 +138,7 @@ class SQLiteStore(SQLStore):
         if self.read_only:
             if not self.path.exists():
                 raise NotFoundError(f"no greentrack database at {self.path}")
+            self._local.setting_up_new = False
         else:
             # a file created here is set up without waiting for the disk, by this thread only (see the module)
             self._local.setting_up_new = self._create_file()
@@ -170,7 +171,7 @@ class SQLiteStore(SQLStore):
         try:
             self._check_version(timeout_s)
         finally:
-            if getattr(self._local, "setting_up_new", False):
+            if self._local.setting_up_new:
                 self._local.setting_up_new = False
                 conn = getattr(self._local, "conn", None)
                 if conn is not None:
@@ -252,8 +253,7 @@ class SQLiteStore(SQLStore):
         """Drop every thread's connection and open the file now at the path (created if missing)."""
         self._generation += 1
         self._local = threading.local()
-        if not self.read_only:
-            self._local.setting_up_new = self._create_file()
+        self._local.setting_up_new = not self.read_only and self._create_file()
         self._identity = _identity(self.path)
         self._set_up(WRITE_TIMEOUT_S)
 
