@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -75,6 +76,21 @@ def stored_energy_j(open_store: Callable[[], Any], run_id: str) -> float:
         return 0.0
     finally:
         store.close()
+
+
+def kill_once_stored(proc: Any, open_store: Callable[[], Any], run_id: str, joules: float) -> float:
+    """SIGKILL *proc* once the database holds more than *joules* for *run_id* (its flushes stored them,
+    however late a loaded machine makes them); returns what was stored before the kill. The process is
+    killed even when the wait fails."""
+    def stored() -> float:
+        e = stored_energy_j(open_store, run_id)
+        return e if e > joules else 0.0
+
+    try:
+        return wait_for(stored, f"flush of more than {joules:g} J of the run's energy")
+    finally:
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(timeout=30)
 
 
 def install_plugin(plugin_dir: Path, root: Path) -> Path:

@@ -16,7 +16,7 @@ from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
-from conftest import install_plugin
+from conftest import install_plugin, wait_for
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -70,18 +70,6 @@ def env_for(site: Path, tmp_path: Path, **extra: str) -> dict[str, str]:
                GREENTRACK_DB=str(tmp_path / "runs.db"))
     env.update(extra)
     return env
-
-
-def wait_for(got, what: str, timeout_s: float = 20.0):
-    """Call *got* every 50 ms until it returns something true, and return that; fail after *timeout_s*
-    (a flush that depends on the sampler thread's timing, on a loaded machine)."""
-    deadline = time.monotonic() + timeout_s
-    while True:
-        value = got()
-        if value:
-            return value
-        assert time.monotonic() < deadline, f"no {what} in {timeout_s:g} s"
-        time.sleep(0.05)
 
 
 def scrape_with(collector, name: str) -> dict[tuple[str, tuple], float] | None:

@@ -13,7 +13,7 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import stored_energy_j, wait_for
+from conftest import kill_once_stored
 
 import greentrack
 from greentrack.errors import NotFoundError, SchemaError
@@ -150,15 +150,8 @@ def _spawn(tmp_path: Path, name: str, env_extra: dict | None = None) -> tuple[su
 def test_sigkill_leaves_a_visible_partial_run(tmp_path, db_path):
     p, run_id = _spawn(tmp_path, "killed")
 
-    def flushed() -> float:
-        e = stored_energy_j(lambda: Store(db_path, create=False), run_id)
-        return e if e > 250 * 0.6 else 0.0
-
-    try:  # killed once its flushes (every 0.2 s) have stored ~0.6 s of 250 W, however late a loaded machine
-        before_kill = wait_for(flushed, "flush of 0.6 s of the run's energy")  # makes them (was: a fixed 1.2 s)
-    finally:
-        p.send_signal(signal.SIGKILL)
-        p.wait(timeout=30)
+    # killed once its flushes (every 0.2 s) have stored ~0.6 s of 250 W (was: after a fixed 1.2 s)
+    before_kill = kill_once_stored(p, lambda: Store(db_path, create=False), run_id, 250 * 0.6)
     row = Store(db_path).get_run(run_id)
     assert row["status"] == "lost"  # stored as running, its process is gone
     # energy up to the last flush: what was stored before the kill stays

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import os
-import signal
 import subprocess
 import sys
 import textwrap
@@ -17,7 +16,7 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import stored_energy_j, wait_for
+from conftest import kill_once_stored
 
 import greentrack
 from greentrack.errors import SchemaError
@@ -95,15 +94,8 @@ def test_sigkill_leaves_a_lost_run_with_energy_up_to_the_last_flush(store_url, t
     run_id = p.stdout.readline().strip()
     assert run_id, p.stderr.read()
 
-    def flushed() -> float:
-        e = stored_energy_j(lambda: open_store(create=False), run_id)
-        return e if e > 250 * 0.8 else 0.0
-
-    try:  # killed once its flushes (every 0.2 s) have stored ~0.8 s of 250 W, however late a loaded machine
-        before_kill = wait_for(flushed, "flush of 0.8 s of the run's energy")  # makes them (was: a fixed 1.5 s)
-    finally:
-        p.send_signal(signal.SIGKILL)
-        p.wait(timeout=30)
+    # killed once its flushes (every 0.2 s) have stored ~0.8 s of 250 W (was: after a fixed 1.5 s)
+    before_kill = kill_once_stored(p, lambda: open_store(create=False), run_id, 250 * 0.8)
     st = open_store(create=False)
     row = st.get_run(run_id)
     assert row["status"] == "lost"
