@@ -24,11 +24,17 @@ Prints the figures that ``docs/pytest-ci.md`` ("What it costs") quotes:
 6. the check a strict start (the pytest plugin, ``greentrack run``) makes of a database that
    already holds N pytest runs of 500 tests (``--runs``, default 200: 100,000 phases): opening it
    with ``verify`` as the plugin does, and, for comparison, ``PRAGMA quick_check`` of its phases
-   table, which that check no longer reads (medians).
+   table, which that check no longer reads (medians);
+7. the end of a real pytest run of 500 tests doing 5 ms of CPU work each (``--exit-tests``), with
+   ``-p no:greentrack`` and with ``--greentrack``, interleaved: from the last ``pytest_unconfigure``
+   hook to ``pytest.main`` returning (pytest's cleanup, whose full garbage collections are counted
+   and timed), and from there to the process's end (the interpreter's exit); medians of paired
+   differences.
 
 Usage::
 
     python benchmarks/bench_pytest_breakdown.py [--tests 2000] [--reps 9] [--only 4] [--only 5] [--runs 200]
+    python benchmarks/bench_pytest_breakdown.py --only 7 --reps 10 [--exit-tests 500]
 """
 
 from __future__ import annotations
@@ -293,15 +299,93 @@ def verify_cost(runs: int, reps: int, tmp: Path) -> None:
           f"{statistics.median(phases) * 1e3:6.2f} ms")
 
 
+EXIT_MARK = """
+import gc, json, os, time
+import pytest
+
+G = {"on": False, "n": 0, "s": 0.0, "t0": 0.0}
+
+
+def _gc(phase, info):
+    if G["on"] and info["generation"] == 2:
+        if phase == "start":
+            G["t0"] = time.perf_counter()
+        else:
+            G["n"] += 1
+            G["s"] += time.perf_counter() - G["t0"]
+
+
+gc.callbacks.append(_gc)
+
+
+@pytest.hookimpl(trylast=True)
+def pytest_unconfigure(config):
+    G["on"] = True
+    G["unconfigure"] = time.time()
+    G["objects"] = len(gc.get_objects())
+"""
+
+EXIT_RUNNER = """
+import json, os, sys, time
+import pytest
+import gt_exit_mark
+pytest.main(sys.argv[1:])
+G = gt_exit_mark.G
+G["main_returned"] = time.time()
+G["on"] = False
+with open(os.environ["BREAKDOWN_OUT"], "w") as fh:
+    json.dump(G, fh)
+"""
+
+
+def end_of_run(tests: int, reps: int, tmp: Path) -> None:
+    suite = tmp / "suite"
+    suite.mkdir()
+    (suite / "test_work.py").write_text(
+        "import time\nimport pytest\n\n\n"
+        f"@pytest.mark.parametrize('i', range({tests}))\n"
+        "def test_work(i):\n    t = time.process_time()\n    while time.process_time() - t < 0.005:\n        pass\n")
+    (suite / "gt_exit_mark.py").write_text(EXIT_MARK)
+    (suite / "gt_exit_runner.py").write_text(EXIT_RUNNER)
+    out = tmp / "exit.json"
+    env = dict(_env(), BREAKDOWN_OUT=str(out))
+    env["PYTHONPATH"] = os.pathsep.join([str(suite), env["PYTHONPATH"]])
+    rows: dict[str, list[tuple[float, float, int, float, int]]] = {"off": [], "on": []}
+    for r in range(reps):
+        order = [("off", ["-p", "no:greentrack"]), ("on", ["--greentrack"])]
+        for key, extra in (order if r % 2 == 0 else order[::-1]):
+            db = tmp / f"exit-{r}-{key}.db"
+            cmd = [sys.executable, "gt_exit_runner.py", "-q", "-p", "no:cacheprovider", "-p", "gt_exit_mark", *extra,
+                   "test_work.py"]
+            subprocess.run(cmd, cwd=suite, env=dict(env, GREENTRACK_DB=str(db)), capture_output=True, check=False)
+            t_end = time.time()
+            g = json.loads(out.read_text())
+            rows[key].append((g["main_returned"] - g["unconfigure"], t_end - g["main_returned"], g["n"], g["s"],
+                              g["objects"]))
+    print(f"7. the end of a pytest run of {tests} tests x 5 ms of CPU, medians of {reps} interleaved runs "
+          "(-p no:greentrack / --greentrack / paired difference):")
+    labels = ("last unconfigure hook -> pytest.main returns", "pytest.main returns -> process gone",
+              "  full garbage collections in pytest's cleanup", "  their time", "  objects at the last unconfigure")
+    for i, label in enumerate(labels):
+        off = statistics.median(x[i] for x in rows["off"])
+        on = statistics.median(x[i] for x in rows["on"])
+        diff = statistics.median(b[i] - a[i] for a, b in zip(rows["off"], rows["on"]))
+        if i in (0, 1, 3):
+            print(f"   {label:48s} {off * 1e3:7.1f} / {on * 1e3:7.1f} ms / {diff * 1e3:+6.1f} ms")
+        else:
+            print(f"   {label:48s} {off:7g} / {on:7g} / {diff:+g}")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--tests", type=int, default=2000, help="trivial tests in the timed pytest run")
     ap.add_argument("--reps", type=int, default=9, help="repetitions of the fresh-process timings")
     ap.add_argument("--runs", type=int, default=200, help="pytest runs of 500 tests in part 6's database")
-    ap.add_argument("--only", type=int, choices=(1, 2, 3, 4, 5, 6), action="append",
+    ap.add_argument("--exit-tests", type=int, default=500, help="tests of 5 ms in part 7's pytest run")
+    ap.add_argument("--only", type=int, choices=(1, 2, 3, 4, 5, 6, 7), action="append",
                     help="run only these parts (repeatable; e.g. --only 4 in an older checkout)")
     args = ap.parse_args()
-    parts = set(args.only or (1, 2, 3, 4, 5, 6))
+    parts = set(args.only or (1, 2, 3, 4, 5, 6, 7))
     print(f"python {sys.version.split()[0]}, greentrack from {ROOT}")
     if 1 in parts:
         with tempfile.TemporaryDirectory(prefix="gt-breakdown-") as tmp:
@@ -319,6 +403,9 @@ def main() -> None:
     if 6 in parts:
         with tempfile.TemporaryDirectory(prefix="gt-breakdown-") as tmp:
             verify_cost(args.runs, args.reps, Path(tmp))
+    if 7 in parts:
+        with tempfile.TemporaryDirectory(prefix="gt-breakdown-") as tmp:
+            end_of_run(args.exit_tests, args.reps, Path(tmp))
 
 
 if __name__ == "__main__":
