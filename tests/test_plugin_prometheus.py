@@ -72,16 +72,11 @@ def env_for(site: Path, tmp_path: Path, **extra: str) -> dict[str, str]:
     return env
 
 
-def scrape_with(collector, name: str) -> dict[tuple[str, tuple], float] | None:
-    """One scrape, if it has a sample called *name*; else None."""
+def scrape_with(collector, name: str, phase: str | None = None) -> dict[tuple[str, tuple], float] | None:
+    """One scrape, if it has a sample called *name* (labelled with *phase*, when given); else None."""
     out = scrape(collector)
-    return out if any(k[0] == name for k in out) else None
-
-
-def scrape_with_power_in(collector, phase: str) -> dict[tuple[str, tuple], float] | None:
-    """One scrape, if it has a power sample labelled with *phase*; else None."""
-    out = scrape(collector)
-    return out if any(dict(k)["phase"] == phase for k in by_name(out, "greentrack_power_watts")) else None
+    found = any(k[0] == name and (phase is None or dict(k[1]).get("phase") == phase) for k in out)
+    return out if found else None
 
 
 def scrape(collector) -> dict[tuple[str, tuple], float]:
@@ -120,7 +115,8 @@ def test_a_session_is_exported_with_phases_and_matches_the_stored_run(gp, monkey
         with s.phase("eval"):
             # power is labelled with the phase once a flush has brought eval's samples (the mock's buffer is
             # read every second, so a fixed 1.5 s left 0.2 s of margin): scrape until one shows eval's power
-            seen.append(wait_for(lambda: scrape_with_power_in(coll, "eval"), "a live scrape with eval's power"))
+            seen.append(wait_for(lambda: scrape_with(coll, "greentrack_power_watts", phase="eval"),
+                                 "a live scrape with eval's power"))
     seen += [scrape(coll), scrape(coll)]  # the first scrape of a new series shows 0, the next its value
     last = seen[-1]
     energy = by_name(last, "greentrack_energy_joules_total")
