@@ -694,6 +694,144 @@ def test_a_reading_is_dated_when_it_was_taken_not_after_a_stall(own_cpu_only: No
     assert p * (t1 - t0) > 10.0 * 0.25
 
 
+def test_edge_function_answers_as_mark_edge_does_bound_once() -> None:
+    """Sampler.edge_function (the pytest plugin's read at each edge, through Session.edge_function): the
+    same answers as mark_edge, the source's reader looked up once. A reading through the CPU model's
+    edge_reader joins the series at the next poll; None in a data gap, with step marks to fold, after
+    stop, for a failed read (reported once) and an impossible answer; a source that can only mark is read
+    through mark; several devices never answer."""
+    from greentrack.measure.sampler import Sampler
+    from greentrack.measure.steps import StepLog
+
+    src = CPUModelSource(ModelInputs(10.0, "test value"))
+    smp = Sampler([src], 2.0, lambda chunks, states: None, background=False)
+    smp.start()
+    edge = smp.edge_function()
+    st = smp.states[0]
+    t, j = edge()
+    assert type(t) is float and type(j) is float and src.marks_pending == 1
+    assert smp.mark_edge() is not None and src.marks_pending == 2  # the generic path reads the same source
+    smp.poll_state(st)
+    assert src.marks_pending == 0 and st.acc.n_raw >= 3  # the two readings and the poll's own
+    t2, j2 = edge()  # the list the reader appends to is still the source's after a poll
+    assert t2 >= t and j2 >= j and src.marks_pending == 1
+    st.in_gap_since = t2
+    assert edge() is None and smp.mark_edge() is None
+    st.in_gap_since = None
+    smp.steps = StepLog(t2)
+    smp.steps.marks.extend((t2, None, None))
+    assert edge() is None and smp.mark_edge() is None
+    smp.steps = None
+    assert edge() is not None
+    smp.stop()
+    assert edge() is None and smp.mark_edge() is None
+
+    class MarkOnly:  # a plugin source that can mark but has no edge_reader
+        name, measured, interval_means, poll_at_edges, edge_reads_suffice = "mark-only", False, True, True, True
+        series_tolerance_j, poll_interval_s = 1e-4, 1.0
+
+        def __init__(self, answer: object) -> None:
+            self.inner = CPUModelSource(ModelInputs(10.0, "test value"))
+            self.devices = self.inner.devices
+            self.answer = answer
+            self.marked = 0
+
+        def poll(self, device: object) -> list[tuple[float, float]]:
+            return self.inner.poll(self.inner.device)
+
+        def mark(self, device: object) -> object:
+            self.marked += 1
+            if isinstance(self.answer, Exception):
+                raise self.answer
+            return self.answer if self.answer is not None else self.inner.mark(self.inner.device)
+
+        def energy_j(self, device: object) -> None:
+            return None
+
+        def close(self) -> None:
+            pass
+
+    for answer, expect in ((None, True), ((float("nan"), 1.0), False), (OSError("sensor gone"), False)):
+        plain = MarkOnly(answer)
+        smp = Sampler([plain], 2.0, lambda chunks, states: None, background=False)  # type: ignore[list-item]
+        smp.start()
+        edge = smp.edge_function()
+        assert (edge() is not None) is expect and plain.marked == 1
+        assert (edge() is not None) is expect and plain.marked == 2
+        smp.stop()
+    two = Sampler([CPUModelSource(ModelInputs(10.0, "a")), CPUModelSource(ModelInputs(10.0, "b"))], 2.0,
+                  lambda chunks, states: None, background=False)
+    two.start()
+    assert two.edge_function()() is None and two.mark_edge() is None
+    two.stop()
+
+
+def test_session_edge_function_is_edge_bound_once(no_measured_source: None, own_cpu_only: None) -> None:
+    """Session.edge_function gives what Session.edge gives, and nothing once the run has stopped (the
+    function taken before the stop included)."""
+    s = Session("edge-function", backend="cpu-model", background=False, store=False)
+    before = s.edge_function()
+    assert before() is None  # not started
+    s.start()
+    edge = s.edge_function()
+    t_a, j_a = edge()
+    busy(0.01)
+    t_b, j_b = s.edge()
+    busy(0.01)
+    t_c, j_c = edge()
+    assert t_a < t_b < t_c and j_a < j_b < j_c
+    w = s.sources[0].inputs.watts_per_thread
+    assert j_c - j_a == pytest.approx(w * 0.02, rel=0.3)
+    s.mark_phase("w", t_a, t_c)
+    r = s.stop()
+    assert r.phases[0].energy_j == pytest.approx(j_c - j_a, abs=2e-4)
+    assert edge() is None and s.edge() is None and s.edge_function()() is None
+
+
+@pytest.mark.parametrize("scenario", ["tight", "stalled_once", "always_stalled"])
+def test_a_mark_is_dated_as_timed_read_dates_a_reading(scenario: str) -> None:
+    """The CPU model's edge reader does timed_read's work inline (one call level less at each of a
+    test's edges): for the same readings and clock, a mark is dated at the same instant and reads the
+    same value as timed_read gives."""
+    from greentrack.measure.sources.base import timed_read
+
+    def world() -> tuple[object, object, list[float]]:
+        now = [100.0]
+        spans = {"tight": [0.001], "stalled_once": [6.0, 0.001], "always_stalled": [0.5, 0.2, 0.9, 0.3]}[scenario]
+        seen: list[float] = []
+
+        def clock() -> float:
+            return now[0]
+
+        def read() -> float:
+            now[0] += spans[min(len(seen), len(spans) - 1)]
+            seen.append(now[0])
+            return 1000.0 + len(seen)  # the n-th reading reads 1000 + n CPU seconds
+
+        return clock, read, seen
+
+    clock, read, seen = world()
+    expect_t, expect_v = timed_read(read, clock)  # type: ignore[arg-type]
+    tries = len(seen)
+
+    class FakeCPU:
+        def __init__(self) -> None:
+            self.first = True
+
+        def read(self) -> float:
+            if self.first:  # the source's own first reading, at its creation: its origin
+                self.first = False
+                return 1000.0
+            return fake_read()
+
+    clock, fake_read, seen = world()
+    src = CPUModelSource(ModelInputs(2.0, "test value"), cpu_time=FakeCPU(), clock=clock)  # type: ignore[arg-type]
+    t, j = src.mark(src.devices[0])
+    assert len(seen) == tries
+    assert t == pytest.approx(expect_t) and j == pytest.approx(2.0 * (expect_v - 1000.0))
+    assert src._marks == [(t, expect_v)]
+
+
 def test_timed_read_dates_a_reading_by_the_clock_on_both_sides() -> None:
     from greentrack.measure.sources.base import READ_SPREAD_S, READ_TRIES, timed_read
 

@@ -110,6 +110,7 @@ class Sampler:
         self.steps: StepLog | None = None  # the session's step marks, folded after each poll
         self.phase_edges: Callable[[], list[float]] = list
         self.edge_marks = 0  # readings mark_edge took since it last folded them into the series
+        self.stopped = False  # set by stop(): no edge is read after it
         self.started = clock()
 
     # checks at the source boundary ---------------------------------------------------------------
@@ -332,26 +333,53 @@ class Sampler:
         """A window's edge read cheaply: ``(t, J)``, the time of a reading of the one device, a source
         that can :meth:`mark` (the CPU model), and its joules so far; the reading becomes a sample at the
         next poll. None where that does not hold (several devices, another source, a data gap, step marks
-        to fold at this edge, a failed read): the caller then polls (:meth:`poll_edges`)."""
+        to fold at this edge, a failed read, stopped): the caller then polls (:meth:`poll_edges`)."""
+        edge = self._edge_function(fast=False)
+        return edge() if edge is not None else None
+
+    def edge_function(self) -> Callable[[], tuple[float, float] | None]:
+        """:meth:`mark_edge` as a function bound once, for a caller that reads edges by the thousand (the
+        pytest plugin): the one device's source and its reader are looked up here, not at each call,
+        and a source with an ``edge_reader(device)`` (the CPU model) is read through it. Each call still
+        answers None where :meth:`mark_edge` would."""
+        return self._edge_function(fast=True) or _no_edge
+
+    def _edge_function(self, fast: bool) -> Callable[[], tuple[float, float] | None] | None:
         if len(self.states) != 1:
             return None
         st = self.states[0]
-        mark = getattr(st.source, "mark", None)
-        if mark is None or st.in_gap_since is not None or (self.steps is not None and self.steps.marks):
-            return None
-        with self.lock:
-            try:
-                t, j = mark(st.device)
-            except Exception as exc:
-                warn_once(f"{st.source.name}:{st.device.key}", "power read", exc)
+        reader = getattr(st.source, "edge_reader", None) if fast else None
+        if reader is not None:
+            read = reader(st.device)
+        else:
+            mark = getattr(st.source, "mark", None)
+            if mark is None:
                 return None
-            self.edge_marks += 1
-            if self.edge_marks >= MARKS_FOLD_AT:  # a long suite without a poll: its readings join the series now
-                self.edge_marks = 0
-                self.poll_state(st)
-        if type(t) is float and type(j) is float and t - t == 0.0 and j - j == 0.0:
-            return t, j
-        return None
+            device = st.device
+
+            def read() -> Any:
+                return mark(device)
+
+        lock = self.lock
+
+        def edge() -> tuple[float, float] | None:
+            if self.stopped or st.in_gap_since is not None or (self.steps is not None and self.steps.marks):
+                return None
+            with lock:
+                try:
+                    t, j = read()
+                except Exception as exc:
+                    warn_once(f"{st.source.name}:{st.device.key}", "power read", exc)
+                    return None
+                self.edge_marks += 1
+                if self.edge_marks >= MARKS_FOLD_AT:  # a long suite without a poll: its readings join the series
+                    self.edge_marks = 0
+                    self.poll_state(st)
+            if type(t) is float and type(j) is float and t - t == 0.0 and j - j == 0.0:
+                return t, j
+            return None
+
+        return edge
 
     def flush(self, final: bool = False, read_counters: bool = True) -> None:
         if read_counters:
@@ -480,6 +508,7 @@ class Sampler:
         """Stop the thread. With *sync*, the last counter reading waits for the counter's
         next refresh (at most 0.15 s; worth it when 0.1 s is a noticeable part of the run)."""
         self.sync_at_stop = sync
+        self.stopped = True
         self._stop.set()
         if self.inline:
             self.inline = False
@@ -488,6 +517,10 @@ class Sampler:
         if self._thread is not None:
             self._thread.join()
             self._thread = None
+
+
+def _no_edge() -> None:
+    return None
 
 
 def gap_threshold_s(st: DeviceState) -> float:

@@ -32,6 +32,10 @@ def _new_id() -> str:
     return os.urandom(6).hex()  # 48 random bits, like the first 12 hex digits of a uuid4
 
 
+
+def _no_edge() -> None:
+    return None
+
 class Session:
     """One measured run. Use as a context manager, a decorator (:func:`track`) or start/stop.
 
@@ -368,6 +372,14 @@ class Session:
         if sampler is None or self.result is not None:
             return None
         return sampler.mark_edge()
+
+    def edge_function(self) -> Callable[[], tuple[float, float] | None]:
+        """:meth:`edge` as a function bound once (the pytest plugin calls it twice per test): the same
+        answers, None included, with the lookups done here rather than at each call."""
+        sampler = self.sampler
+        if sampler is None or self.result is not None:
+            return _no_edge
+        return sampler.edge_function()
 
     @property
     def modelled(self) -> bool:

@@ -161,6 +161,7 @@ class EnergyPlugin:
         self._measurements: dict[str, TestEnergy] = {}
         self._records: dict[str, dict[str, Any]] = {}  # a call's figures until its report is logged
         self._sampler_cpu: Callable[[], float] = _zero  # the sampler thread's CPU seconds (0 where unreadable)
+        self._edge: Callable[[], tuple[float, float] | None] = _no_edge  # Session.edge, bound once
 
     # lifecycle -------------------------------------------------------------------------------
     @pytest.hookimpl(tryfirst=True)
@@ -184,6 +185,7 @@ class EnergyPlugin:
         except GreentrackError as exc:
             raise pytest.UsageError(f"greentrack: {exc}") from None
         self.gsession = gs
+        self._edge = gs.edge_function()
         self._sampler_cpu = gs.sampler.cpu_time_reader() or _zero
         self._describe_hardware(gs)
         if self.opts.get("enabled_by") and not self.worker:
@@ -242,7 +244,7 @@ class EnergyPlugin:
             raise
         # the window starts at a sample of the sources derived at each read (the CPU model, RAPL): the
         # CPU model's one device is read cheaply (Session.edge), any other source is polled
-        edge = gs.edge()
+        edge = self._edge()
         if edge is None:
             gs.poll_edges()
             t0, j0 = time.time(), None
@@ -270,7 +272,7 @@ class EnergyPlugin:
         cpu = time.process_time() - cpu0 - (self._sampler_cpu() - sampler0)
         other = max(0.0, cpu - (time.thread_time() - thread0))  # CPU seconds on the process's other threads
         e: float | None
-        edge = self.gsession.edge() if j0 is not None else None
+        edge = self._edge() if j0 is not None else None
         if edge is not None and j0 is not None:
             t1, e = edge[0], edge[1] - j0
         else:
@@ -374,6 +376,7 @@ class EnergyPlugin:
             except Exception:  # nothing is left to write: a failing close changes nothing
                 pass
         self.gsession = self.result = None
+        self._edge = _no_edge
         self.tests, self.checks, self.lines = [], [], []
         self._records.clear()
         self._measurements.clear()
@@ -400,6 +403,10 @@ class EnergyPlugin:
 
 def _zero() -> float:
     return 0.0
+
+
+def _no_edge() -> None:
+    return None
 
 
 def _say(msg: str) -> None:
