@@ -201,26 +201,31 @@ def _entry_points(group: str) -> list[tuple[str, str, str]]:
     found: list[tuple[str, str, str]] = []
     seen: set[str] = set()
     header = f"[{group}]"
+    wanted = header.encode()
     for base in sys.path:
         try:
-            entries = list(os.scandir(base or "."))
+            names = os.listdir(base or ".")
         except OSError:
             continue
-        for e in sorted(entries, key=lambda e: e.name):
-            n = e.name
-            if not (n.endswith(".dist-info") or n.endswith(".egg-info")):
+        names.sort()
+        for n in names:
+            if not n.endswith((".dist-info", ".egg-info")):
                 continue
             stem = n.rsplit(".", 1)[0]
             dist = stem.split("-")[0].lower().replace("_", "-")
             if dist in seen:
                 continue
             seen.add(dist)
-            try:
-                with open(os.path.join(e.path, "entry_points.txt"), encoding="utf-8") as fh:
-                    text = fh.read()
+            try:  # read as bytes, decoded only where the group is named: most files are other tools'
+                with open(os.path.join(base or ".", n, "entry_points.txt"), "rb") as fh:
+                    raw = fh.read()
             except OSError:
                 continue
-            if header not in text:
+            if wanted not in raw:
+                continue
+            try:
+                text = raw.decode("utf-8")
+            except UnicodeDecodeError:
                 continue
             version = stem.split("-")[1] if "-" in stem else ""
             in_group = False

@@ -114,6 +114,16 @@ def default_db_path() -> Path:
     return Path(base) / "greentrack" / "greentrack.db"
 
 
+def spool_dir() -> Path:
+    """Where runs that could not be written wait (:mod:`greentrack.store.spool`): ``GREENTRACK_SPOOL``, else
+    ``$XDG_STATE_HOME/greentrack/spool``, else ``~/.local/state/greentrack/spool``."""
+    given = env("GREENTRACK_SPOOL")
+    if given:
+        return Path(given).expanduser()
+    base = os.environ.get("XDG_STATE_HOME") or os.path.join(os.path.expanduser("~"), ".local", "state")
+    return Path(base) / "greentrack" / "spool"
+
+
 def find_pyproject(start: Path | None = None) -> Path | None:
     """The nearest ``pyproject.toml`` at or above *start* (the working directory)."""
     here = (start or Path.cwd()).resolve()
@@ -221,14 +231,17 @@ def currency(given: str | None = None) -> str:
     return text.upper() if text.isalpha() else text
 
 
-_URL = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]*):(//|$)")
+_URL = r"^([A-Za-z][A-Za-z0-9+.-]*):(//|$)"  # compiled on first use (re's cache): a plain path has no colon
 #: URL schemes greentrack stores runs in (besides a plain file path, which is SQLite).
 SERVER_SCHEMES = ("postgresql", "postgres")
 
 
 def url_scheme(value: str | os.PathLike[str]) -> str | None:
     """The scheme of a URL-looking database value (``postgresql://...`` -> ``postgresql``), else None."""
-    m = _URL.match(os.fspath(value)) if isinstance(value, (str, os.PathLike)) else None
+    if not isinstance(value, (str, os.PathLike)):
+        return None
+    text = os.fspath(value)
+    m = re.match(_URL, text) if ":" in text else None
     return m.group(1).lower() if m else None
 
 

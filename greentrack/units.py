@@ -120,8 +120,10 @@ def fmt_watts(w: float | None) -> str:
 
 # C0 and C1 control characters (ESC starts terminal sequences: clear screen, window titles, OSC 52
 # clipboard writes), DEL, and the Unicode bidirectional overrides that reorder what is displayed
-_CONTROL = re.compile("[\x00-\x1f\x7f-\x9f\u200e\u200f\u202a-\u202e\u2066-\u2069]")
-_CONTROL_BUT_NEWLINE = re.compile("[\x00-\x09\x0b-\x1f\x7f-\x9f\u200e\u200f\u202a-\u202e\u2066-\u2069]")
+# (patterns, compiled by re on first use: every one of these characters is one str.isprintable() rejects,
+# so printable text, nearly all of it, never needs them)
+_CONTROL = "[\x00-\x1f\x7f-\x9f\u200e\u200f\u202a-\u202e\u2066-\u2069]"
+_CONTROL_BUT_NEWLINE = "[\x00-\x09\x0b-\x1f\x7f-\x9f\u200e\u200f\u202a-\u202e\u2066-\u2069]"
 
 
 def _escape(m: re.Match[str]) -> str:
@@ -136,12 +138,12 @@ def one_line(text: object) -> str:
     stored by anyone can neither move the cursor, retitle the window nor write the clipboard.
     """
     s = text if isinstance(text, str) else str(text)
-    return _CONTROL.sub(_escape, s) if _CONTROL.search(s) else s
+    return s if s.isprintable() else re.sub(_CONTROL, _escape, s)
 
 
 def terminal_safe(text: str) -> str:
     """Whole terminal output made safe: every control character but the newline escaped."""
-    return _CONTROL_BUT_NEWLINE.sub(_escape, text) if _CONTROL_BUT_NEWLINE.search(text) else text
+    return text if text.isprintable() else re.sub(_CONTROL_BUT_NEWLINE, _escape, text)
 
 
 #: A spreadsheet reads a cell starting with one of these as a formula (OWASP "CSV Injection")
@@ -156,7 +158,7 @@ def csv_cell(text: str) -> str:
     is text"; other control characters are escaped as in :func:`one_line` (only the newline,
     which CSV quoting carries, is kept). Numbers are never passed here: they are written as numbers.
     """
-    s = _CONTROL_BUT_NEWLINE.sub(_escape, text) if _CONTROL_BUT_NEWLINE.search(text) else text
+    s = text if text.isprintable() else re.sub(_CONTROL_BUT_NEWLINE, _escape, text)
     return "'" + s if text.startswith(CSV_FORMULA_START) else s
 
 

@@ -294,3 +294,84 @@ def test_secrets_in_a_wrapped_command_never_reach_the_database_file(cli, cli_pro
     assert b"SUPERSECRET" not in raw
     cmd = json.loads(cli("report", "--format", "json").stdout)["runs"][0]["command"]
     assert "--api-key=***" in cmd and "--token '***'" in cmd
+
+
+# the shortcuts that keep regular expressions out of the common path agree with the full rules -----
+from hypothesis import given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+_GLOB_CHARS = st.sampled_from(list("ab-_*?[]!\n.") + ["key", "KEY", "tok"])
+
+
+@settings(max_examples=400, deadline=None)
+@given(name=st.lists(_GLOB_CHARS, max_size=6).map("".join), pat=st.lists(_GLOB_CHARS, max_size=6).map("".join))
+def test_a_redaction_pattern_matches_as_fnmatch_matches(name, pat):
+    """A ``*word*`` pattern is a substring test (no regular expression compiled); every pattern matches
+    exactly the names ``fnmatch.fnmatchcase`` matches."""
+    import fnmatch
+
+    from greentrack.store.redact import _glob
+
+    assert _glob(name, pat) is fnmatch.fnmatchcase(name, pat)
+    assert _glob(name, f"*{pat}*") is fnmatch.fnmatchcase(name, f"*{pat}*")
+
+
+@settings(max_examples=300, deadline=None)
+@given(words=st.lists(st.lists(st.sampled_from(list("-=@:/ aKtp\n")) | st.sampled_from(
+    ["--api-key", "token", "https://", "me:pw@h", "HF_TOKEN=", "=", "-"]), max_size=5).map("".join), max_size=5))
+def test_redaction_with_and_without_its_shortcuts_agrees(words):
+    """Words without ``=`` or ``@`` skip the regular expressions: the result is what the rules give when
+    every word goes through them (the rules as written before the shortcuts)."""
+    import fnmatch
+    import re
+
+    from greentrack.store.redact import DEFAULT_PATTERNS, MASK, redact_args
+
+    def secret(name):
+        n = name.lstrip("-").lower()
+        return bool(n) and any(fnmatch.fnmatchcase(n, p) for p in DEFAULT_PATTERNS)
+
+    def reference(args):
+        out, mask_next = [], False
+        for a in args:
+            if mask_next:
+                mask_next = False
+                if not a.startswith("-") or a == "-":
+                    out.append(MASK)
+                    continue
+            m = re.match(r"^(-{1,2}[^=\s]+)=(.*)$", a, re.DOTALL)
+            if m and secret(m.group(1)):
+                out.append(f"{m.group(1)}={MASK}")
+                continue
+            if a.startswith("-") and len(a) > 1 and "=" not in a and secret(a):
+                out.append(a)
+                mask_next = True
+                continue
+            m = re.match(r"^([A-Za-z_][A-Za-z0-9_]*)=(.*)$", a, re.DOTALL)
+            if m and secret(m.group(1)):
+                out.append(f"{m.group(1)}={MASK}")
+                continue
+            out.append(re.sub(r"([a-z][a-z0-9+.-]*://[^/\s:@]+:)([^@\s/]+)(@)",
+                              lambda m: m.group(1) + MASK + m.group(3), a, flags=re.IGNORECASE))
+        return out
+
+    assert redact_args(words, DEFAULT_PATTERNS) == reference(words)
+
+
+@settings(max_examples=300, deadline=None)
+@given(text=st.lists(st.sampled_from(["a", " ", "\n", "\t", "\x1b", "\x7f", "\x85", "\u00a0", "\u200e", "\u202e",
+                                     "\u2066", "\u2028", "é", ":", "/", "x1", "+.-"]), max_size=8).map("".join))
+def test_printable_text_skips_the_escaping_rules_and_gets_what_they_give(text):
+    """one_line, terminal_safe and csv_cell return printable text as it is (str.isprintable, no regular
+    expression); the result is always what the escaping rules give; url_scheme answers as its pattern does."""
+    import re
+
+    from greentrack.settings import url_scheme
+    from greentrack.units import _CONTROL, _CONTROL_BUT_NEWLINE, _escape, csv_cell, one_line, terminal_safe
+
+    assert one_line(text) == re.sub(_CONTROL, _escape, text)
+    assert terminal_safe(text) == re.sub(_CONTROL_BUT_NEWLINE, _escape, text)
+    assert csv_cell(text).removeprefix("'") == re.sub(_CONTROL_BUT_NEWLINE, _escape, text)
+    for value in (text, "postgresql" + text, "sqlite:" + text):
+        m = re.match(r"^([A-Za-z][A-Za-z0-9+.-]*):(//|$)", value)
+        assert url_scheme(value) == (m.group(1).lower() if m else None)

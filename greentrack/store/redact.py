@@ -24,9 +24,10 @@ from typing import Iterable, Sequence
 
 DEFAULT_PATTERNS: tuple[str, ...] = ("*key*", "*token*", "*password*", "*passwd*", "*secret*", "*credential*")
 MASK = "***"
-_URL_PW = re.compile(r"([a-z][a-z0-9+.-]*://[^/\s:@]+:)([^@\s/]+)(@)", re.IGNORECASE)
-_ASSIGN = re.compile(r"^([A-Za-z_][A-Za-z0-9_]*)=(.*)$", re.DOTALL)
-_OPT_EQ = re.compile(r"^(-{1,2}[^=\s]+)=(.*)$", re.DOTALL)
+# compiled by re on first use: most words of a command line hold no "=" and no "@", and never need them
+_URL_PW = r"(?i)([a-z][a-z0-9+.-]*://[^/\s:@]+:)([^@\s/]+)(@)"
+_ASSIGN = r"(?s)^([A-Za-z_][A-Za-z0-9_]*)=(.*)$"
+_OPT_EQ = r"(?s)^(-{1,2}[^=\s]+)=(.*)$"
 
 
 def patterns() -> tuple[str, ...]:
@@ -50,7 +51,16 @@ def patterns() -> tuple[str, ...]:
 
 def _secret(name: str, pats: Sequence[str]) -> bool:
     n = name.lstrip("-").lower()
-    return bool(n) and any(fnmatch.fnmatchcase(n, p) for p in pats)
+    return bool(n) and any(_glob(n, p) for p in pats)
+
+
+def _glob(name: str, pat: str) -> bool:
+    """``fnmatch.fnmatchcase(name, pat)``; a ``*word*`` pattern (the defaults) as a substring test,
+    which needs no regular expression compiled."""
+    inner = pat[1:-1]
+    if len(pat) >= 2 and pat[0] == "*" == pat[-1] and not any(c in inner for c in "*?[]"):
+        return inner in name
+    return fnmatch.fnmatchcase(name, pat)
 
 
 def redact_args(args: Sequence[str], pats: Sequence[str] | None = None) -> list[str]:
@@ -66,19 +76,20 @@ def redact_args(args: Sequence[str], pats: Sequence[str] | None = None) -> list[
             if not a.startswith("-") or a == "-":
                 out.append(MASK)
                 continue
-        m = _OPT_EQ.match(a)
+        eq = "=" in a
+        m = re.match(_OPT_EQ, a) if eq else None
         if m and _secret(m.group(1), pats):
             out.append(f"{m.group(1)}={MASK}")
             continue
-        if a.startswith("-") and len(a) > 1 and "=" not in a and _secret(a, pats):
+        if a.startswith("-") and len(a) > 1 and not eq and _secret(a, pats):
             out.append(a)
             mask_next = True
             continue
-        m = _ASSIGN.match(a)
+        m = re.match(_ASSIGN, a) if eq else None
         if m and _secret(m.group(1), pats):
             out.append(f"{m.group(1)}={MASK}")
             continue
-        out.append(_URL_PW.sub(lambda m: m.group(1) + MASK + m.group(3), a))
+        out.append(re.sub(_URL_PW, lambda m: m.group(1) + MASK + m.group(3), a) if "@" in a else a)
     return out
 
 

@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from ..errors import GreentrackError
+from ..settings import spool_dir
 from .records import StoredRun, chunk_from, device_from, phase_from, run_from
 
 SPOOL_SCHEMA = "greentrack.spool"
@@ -31,14 +32,6 @@ SUFFIX = ".json"
 CLAIM = ".delivering-"
 
 
-def spool_dir() -> Path:
-    from ..settings import env
-
-    given = env("GREENTRACK_SPOOL")
-    if given:
-        return Path(given).expanduser()
-    base = os.environ.get("XDG_STATE_HOME") or os.path.join(os.path.expanduser("~"), ".local", "state")
-    return Path(base) / "greentrack" / "spool"
 
 
 def _encode(sr: StoredRun, location: str, reason: str) -> dict[str, Any]:

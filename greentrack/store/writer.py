@@ -28,6 +28,7 @@ from typing import Any, Callable, Sequence
 
 from ..errors import GreentrackError
 from ..notify import say_once
+from ..settings import spool_dir
 from .base import RunStore, StoreBusy, StoreError, StoreGone, StoreUnavailable
 from .records import DeviceRow, PhaseRow, RunEnd, RunRow, SeriesChunk, StoredRun
 
@@ -288,13 +289,16 @@ class RunWriter:
 
     def _deliver_spool(self) -> None:
         """Deliver spooled runs meant for this database (at a session's start, on the sampler thread)."""
-        from . import spool
-
         store = self.store
         if store is None:
             return
         try:
-            waiting = spool.entries()
+            folder = spool_dir()
+            if not folder.is_dir():  # nothing has ever been spooled here: the spool module is not even imported
+                return
+            from . import spool
+
+            waiting = spool.entries(folder)
         except Exception:
             return
         until = time.monotonic() + DELIVER_BUDGET_S

@@ -191,10 +191,12 @@ class CPUTable:
         return row[1] if row is not None else None
 
     def entries_matching(self, pattern: str) -> set[str]:
-        """The entries (names) of the rows where regular expression *pattern* matches in :attr:`low`."""
+        """The entries (names) of the rows where regular expression *pattern* matches in :attr:`low` (the row
+        of a match's last character). A pattern that starts with the newline before a row, rather than
+        ``^``, lets the search skip from newline to newline (about half the time)."""
         out: set[str] = set()
         for m in re.finditer(pattern, self.low, re.M):
-            row = self._line_at(m.start())
+            row = self._line_at(max(m.start(), m.end() - 1))
             if row is not None:
                 out.add(row[0])
         return out
@@ -261,11 +263,23 @@ def codecarbon_cpu_table() -> tuple[CPUTable, str] | None:
             text = path.read_text(encoding="utf-8")
         except OSError:
             text = ""
-        # a table with at least one "name,watts" row
-        ok = re.search(r"^[^\n]*[^\s,][^\n]*,\s*[0-9.]*[1-9][0-9.]*\s*$", text.partition("\n")[2], re.M)
+        ok = _has_row(text.partition("\n")[2])  # a table with at least one "name,watts" row
         _TABLE[key] = CPUTable(text, f"codecarbon {_codecarbon_version()} data/hardware/cpu_power.csv") if ok else None
     table = _TABLE[key]
     return (table, table.source) if table is not None else None
+
+
+def _has_row(body: str) -> bool:
+    """Whether *body* (a table without its header) has a row :meth:`CPUTable._row` reads; in a good table
+    the first line does, so no more is read."""
+    start, n = 0, len(body)
+    while start < n:
+        end = body.find("\n", start)
+        end = n if end < 0 else end
+        if CPUTable._row(body[start:end]) is not None:
+            return True
+        start = end + 1
+    return False
 
 
 _NON_ALNUM = str.maketrans({c: " " for c in map(chr, range(128)) if not c.isalnum()})
@@ -302,7 +316,7 @@ def match_cpu(raw: str, names: Any) -> str | None:
     sep = "[^0-9a-z\\n]"  # what separates words: anything not alphanumeric (rapidfuzz's default_process)
     alt = "|".join(re.escape(w) for w in sorted(want, key=len, reverse=True))
     # entries whose every word is one of the brand's (the row's name: up to its last comma)
-    found = {n for n in table.entries_matching(rf"^{sep}*(?:(?:{alt})(?:{sep}+|(?=,[^,\n]*$)))+,[^,\n]*$")
+    found = {n for n in table.entries_matching(rf"\n{sep}*(?:(?:{alt})(?:{sep}+|(?=,[^,\n]*$)))+,[^,\n]*$")
              if set(_words(n)) <= want}
     # entries holding every word of the brand: among those holding its longest word
     longest = max(want, key=len)
