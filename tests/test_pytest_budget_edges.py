@@ -352,20 +352,22 @@ def test_a_failing_read_at_a_tests_end_falls_back_to_the_series_said_once(
     monkeypatch.setenv("GREENTRACK_BACKEND", "cpu-model")
     monkeypatch.setenv("GREENTRACK_CPU_WATTS_PER_THREAD", "4")
     pytester.makeconftest("""
-        import pytest
+        from greentrack.measure.sources.cpu_model import CPUModelSource
 
-        @pytest.hookimpl(trylast=True)
-        def pytest_sessionstart(session):
-            src = session.config.pluginmanager.get_plugin("greentrack-energy").gsession.sources[0]
-            orig, calls = src.mark, [0]
+        real = CPUModelSource.edge_reader
 
-            def flaky(device):
+        def flaky_reader(self, device):  # the function the plugin reads each edge through
+            read, calls = real(self, device), [0]
+
+            def flaky():
                 calls[0] += 1
                 if calls[0] % 2 == 0:
                     raise OSError("no clock")
-                return orig(device)
+                return read()
 
-            src.mark = flaky
+            return flaky
+
+        CPUModelSource.edge_reader = flaky_reader
     """)
     pytester.makepyfile(test_busy=busy_suite(20, 40, 60))
     res = pytester.runpytest_subprocess("-p", "no:cacheprovider", "--greentrack", "--greentrack-json=gt.json")
