@@ -161,7 +161,7 @@ class EnergyPlugin:
         self._measurements: dict[str, TestEnergy] = {}
         self._records: dict[str, tuple[Any, ...]] = {}  # a call's figures until its report is logged
         self._done: list[tuple[str, str, tuple[Any, ...]]] = []  # (nodeid, outcome, figures) of logged calls
-        self._sampler_cpu: Callable[[], float] = _zero  # the sampler thread's CPU seconds (0 where unreadable)
+        self._sampler_cpu: Callable[[], float] | None = None  # the sampler thread's CPU seconds (None: no thread)
         self._edge: Callable[[], tuple[float, float] | None] = _no_edge  # Session.edge, bound once
 
     # lifecycle -------------------------------------------------------------------------------
@@ -187,7 +187,7 @@ class EnergyPlugin:
             raise pytest.UsageError(f"greentrack: {exc}") from None
         self.gsession = gs
         self._edge = gs.edge_function()
-        self._sampler_cpu = gs.sampler.cpu_time_reader() or _zero
+        self._sampler_cpu = gs.sampler.cpu_time_reader()
         self._describe_hardware(gs)
         if self.opts.get("enabled_by") and not self.worker:
             self.lines.append((f"enabled by {self.opts['enabled_by']} (--greentrack measures every run; "
@@ -251,7 +251,8 @@ class EnergyPlugin:
             t0, j0 = time.time(), None
         else:
             t0, j0 = edge
-        cpu0, thread0, sampler0 = time.process_time(), time.thread_time(), self._sampler_cpu()
+        sampler_cpu = self._sampler_cpu
+        cpu0, thread0, sampler0 = time.process_time(), time.thread_time(), sampler_cpu() if sampler_cpu else 0.0
         if m is not None:
             m.budget, m.started_at = budget, t0
         try:
@@ -270,7 +271,9 @@ class EnergyPlugin:
     def _end(self, item: pytest.Item, m: TestEnergy | None, budget: dict[str, float], t0: float, j0: float | None,
              cpu0: float, thread0: float, sampler0: float) -> tuple[list[str], bool]:
         # the process's CPU seconds in the call, less greentrack's sampler thread's
-        cpu = time.process_time() - cpu0 - (self._sampler_cpu() - sampler0)
+        cpu = time.process_time() - cpu0
+        if self._sampler_cpu is not None:
+            cpu -= self._sampler_cpu() - sampler0
         other = max(0.0, cpu - (time.thread_time() - thread0))  # CPU seconds on the process's other threads
         e: float | None
         edge = self._edge() if j0 is not None else None
@@ -286,7 +289,7 @@ class EnergyPlugin:
         if m is not None:
             m._final_j, m.ended_at = e, t1
             self._measurements.pop(item.nodeid, None)
-        over = over_budget(e, budget, self)
+        over = over_budget(e, budget, self) if budget else []
         unchecked = bool(budget) and e is None
         # the figures as they are: made into the test's record at the stop (see _take_done)
         self._records[item.nodeid] = (t0, t1, e, budget or None, bool(over), unchecked, cpu, other)
@@ -424,10 +427,6 @@ class EnergyPlugin:
             for d in c.detail:
                 tr.write_line(f"  {one_line(d)}", red=c.failed)
         add_to_short_summary(self, tr)
-
-
-def _zero() -> float:
-    return 0.0
 
 
 def _no_edge() -> None:
