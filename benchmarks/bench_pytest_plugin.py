@@ -253,22 +253,26 @@ PHASE_NAMES = [
 ]
 
 
-def phases(root: Path, env: dict[str, str], rounds: int, enabled: list[str]) -> str:
-    """Where the enabled plugin's CPU time goes: paired differences of each pytest phase's process CPU time."""
+def _with_plugin_dir(env: dict[str, str], tmp: str, **extra: str) -> dict[str, str]:
+    return dict(env, PYTHONPATH=os.pathsep.join(filter(None, [tmp, env.get("PYTHONPATH", "")])), **extra)
+
+
+def phases(root: Path, envs: dict[str, dict[str, str]], rounds: int, enabled: list[str]) -> str:
+    """Where the enabled plugin's CPU time goes: paired differences of each pytest phase's process CPU time,
+    for each enabled configuration in *envs* (this checkout, and the ``--against`` one), interleaved."""
     import json
 
     with tempfile.TemporaryDirectory(prefix="gt-phases-") as tmp:
         Path(tmp, "gt_phases.py").write_text(PHASES_PLUGIN)
         out = Path(tmp) / "phases.json"
-        env = dict(env, PYTHONPATH=os.pathsep.join(filter(None, [tmp, env.get("PYTHONPATH", "")])),
-                   GT_PHASES_OUT=str(out))
-        spans: dict[str, list[list[tuple[float, float]]]] = {"off": [], "on": []}
-        gcs: dict[str, list[tuple[int, float]]] = {"off": [], "on": []}
+        first = next(iter(envs.values()))
+        runs = [("off", ["-p", "no:greentrack"], first)] + [(label, enabled, e) for label, e in envs.items()]
+        spans: dict[str, list[list[tuple[float, float]]]] = {key: [] for key, _x, _e in runs}
+        gcs: dict[str, list[tuple[int, float]]] = {key: [] for key, _x, _e in runs}
         for r in range(rounds):
-            order = [("off", ["-p", "no:greentrack"]), ("on", enabled)]
-            for key, extra in (order if r % 2 == 0 else order[::-1]):
+            for key, extra, e in (runs if r % 2 == 0 else runs[::-1]):
                 t_start = time.time()
-                _w, cpu = run_once(root, ["-p", "gt_phases", *extra], env)
+                _w, cpu = run_once(root, ["-p", "gt_phases", *extra], _with_plugin_dir(e, tmp, GT_PHASES_OUT=str(out)))
                 t_end = time.time()
                 t = json.loads(out.read_text())
                 row = []
@@ -278,48 +282,56 @@ def phases(root: Path, env: dict[str, str], rounds: int, enabled: list[str]) -> 
                     row.append((end[0] - start[0], end[1] - start[1]))
                 spans[key].append(row)
                 gcs[key].append((int(t["gc_full"][0]), float(t["gc_full"][1])))
-    lines = [f"where the enabled plugin's time goes (paired differences of each pytest phase, median of {rounds}; "
-             "process CPU, and wall time):"]
+    labels = list(envs)
+    head = ", ".join(labels)
+    lines = [f"where the enabled plugin's time goes (paired differences of each pytest phase against "
+             f"-p no:greentrack, median of {rounds}; process CPU, and wall time; columns: {head}):"]
     for i, (label, _a, _b) in enumerate(PHASE_NAMES):
         cells = []
         for j, what in ((0, "CPU"), (1, "wall")):
             off = statistics.median(r[i][j] for r in spans["off"])
-            diff = statistics.median(b[i][j] - a[i][j] for a, b in zip(spans["off"], spans["on"]))
-            cells.append(f"{what} {off * 1000:7.1f} ms {diff * 1000:+7.1f} ms")
+            diffs = " ".join(
+                f"{statistics.median(b[i][j] - a[i][j] for a, b in zip(spans['off'], spans[k])) * 1000:+7.1f}"
+                for k in labels)
+            cells.append(f"{what} {off * 1000:7.1f} ms {diffs} ms")
         lines.append(f"  {label:<50} {cells[0]}   {cells[1]}")
-    n_off, n_on = (statistics.median(n for n, _s in gcs[k]) for k in ("off", "on"))
-    s_off, s_on = (statistics.median(s for _n, s in gcs[k]) * 1000 for k in ("off", "on"))
-    lines.append(f"  Python's full garbage collections (generation 2) up to unconfigure, median: {n_off:g} taking "
-                 f"{s_off:.1f} ms without greentrack, {n_on:g} taking {s_on:.1f} ms with it (greentrack's objects "
-                 "move when they fall, and can add one)")
+    n_s = {k: (statistics.median(n for n, _s in gcs[k]), statistics.median(s for _n, s in gcs[k]) * 1000) for k in gcs}
+    taken = "; ".join(f"{k}: {n:g} taking {sec:.1f} ms" for k, (n, sec) in n_s.items())
+    lines.append(f"  Python's full garbage collections (generation 2) up to unconfigure, median: {taken} "
+                 "(greentrack's objects move when they fall, and can add one)")
     return "\n".join(lines)
 
 
-def account(root: Path, env: dict[str, str], rounds: int) -> str:
-    """Direct accounting: greentrack's own CPU time inside the enabled pytest process."""
+def account(root: Path, envs: dict[str, dict[str, str]], rounds: int) -> str:
+    """Direct accounting: greentrack's own CPU time inside the enabled pytest process, for each configuration
+    in *envs*, interleaved."""
     import json
 
+    out_lines = []
     with tempfile.TemporaryDirectory(prefix="gt-account-") as tmp:
         Path(tmp, "gt_account.py").write_text(ACCOUNT_PLUGIN)
         out = Path(tmp) / "spent.json"
-        env = dict(env, PYTHONPATH=os.pathsep.join(filter(None, [tmp, env.get("PYTHONPATH", "")])),
-                   GT_ACCOUNT_OUT=str(out))
-        rows = []
+        rows: dict[str, list[tuple]] = {label: [] for label in envs}
         for _ in range(rounds):
-            _w, cpu = run_once(root, ["-p", "gt_account", "--greentrack"], env)
-            d = json.loads(out.read_text())
-            rows.append((d["hooks_s"], d["sampler_s"], cpu, d["tests"], d["by_hook"]))
-    hooks = statistics.median(r[0] for r in rows)
-    sampler = statistics.median(r[1] for r in rows)
-    total = statistics.median(r[2] for r in rows)
-    share = statistics.median((r[0] + r[1]) / r[2] for r in rows)
-    by = {k: statistics.median(r[4].get(k, 0.0) for r in rows) for k in rows[0][4]}
-    parts = ", ".join(f"{k.removeprefix('pytest_')} {v * 1000:.1f}"
-                      for k, v in sorted(by.items(), key=lambda kv: -kv[1]))
-    return (f"greentrack's own CPU in the enabled run (median of {rounds}): hooks on the main thread "
-            f"{hooks * 1000:.1f} ms (start, {rows[0][3]} tests, stop, checks, summary), sampler thread "
+            for label, env in envs.items():
+                _w, cpu = run_once(root, ["-p", "gt_account", "--greentrack"],
+                                   _with_plugin_dir(env, tmp, GT_ACCOUNT_OUT=str(out)))
+                d = json.loads(out.read_text())
+                rows[label].append((d["hooks_s"], d["sampler_s"], cpu, d["tests"], d["by_hook"]))
+    for label, rs in rows.items():
+        hooks = statistics.median(r[0] for r in rs)
+        sampler = statistics.median(r[1] for r in rs)
+        total = statistics.median(r[2] for r in rs)
+        share = statistics.median((r[0] + r[1]) / r[2] for r in rs)
+        by = {k: statistics.median(r[4].get(k, 0.0) for r in rs) for k in rs[0][4]}
+        parts = ", ".join(f"{k.removeprefix('pytest_')} {v * 1000:.1f}"
+                          for k, v in sorted(by.items(), key=lambda kv: -kv[1]))
+        out_lines.append(
+            f"greentrack's own CPU in the enabled run, {label} (median of {rounds}): hooks on the main thread "
+            f"{hooks * 1000:.1f} ms (start, {rs[0][3]} tests, stop, checks, summary), sampler thread "
             f"{sampler * 1000:.1f} ms; {share * 100:.2f}% of the run's CPU ({total * 1000:.0f} ms)\n"
             f"  by hook (ms): {parts}")
+    return "\n".join(out_lines)
 
 
 GPU_SUITE = """
@@ -444,15 +456,16 @@ def main() -> None:
                     w, c = run_once(root, extra, envs.get(label, run_env))
                     wall[label].append(w)
                     cpu[label].append(c)
+            imp = import_cost_ms(env)
+            accounted = ""
+            if args.enabled:  # this checkout, and the --against one: their own CPU and their phases, interleaved
+                enabled_envs = {"this checkout": run_env, **{f"at {args.against}": e for e in envs.values()}}
+                accounted = account(root, enabled_envs, max(5, args.rounds // 3))
+                accounted += "\n" + phases(root, enabled_envs, max(5, args.rounds // 2), ["--greentrack"])
         finally:
             if args.enabled and args.against:
                 subprocess.run(["git", "-C", str(ROOT), "worktree", "remove", "--force", str(Path(tmp) / "against")],
                                check=False)
-
-        imp = import_cost_ms(env)
-        accounted = account(root, run_env, max(5, args.rounds // 3)) if args.enabled else ""
-        if args.enabled:
-            accounted += "\n" + phases(root, run_env, max(5, args.rounds // 2), ["--greentrack"])
 
     work = f", each doing {args.work_ms:g} ms of CPU work" if args.work_ms else " (trivial)"
     what = f"the suite in {args.suite}" if args.suite is not None else f"{args.tests} tests{work}"
