@@ -100,6 +100,9 @@ BRANDS = [  # what /proc/cpuinfo says on CI runners, clouds, laptops; and names 
     "Intel(R) Xeon(R) Gold 6248R CPU @ 3.00GHz", "Intel(R) Core(TM) i9-13900K", "13th Gen Intel(R) Core(TM) i7-1365U",
     "AMD Ryzen 7 PRO 4750U with Radeon Graphics", "Intel(R) Celeron(R) N4020 CPU @ 1.10GHz", "Intel Xeon", "AMD",
     "AMD Ryzen Threadripper PRO 5995WX 64-Cores", "Intel(R) Core(TM) Ultra 7 155H", "ARMv8 Processor rev 1 (v8l)",
+    # fewer words than the entry (an entry holding every word of the brand), and words around a " CPU @ "
+    "Xeon Platinum 8480+", "EPYC 7763", "Core i7-10700", "X CPU @ 2.00GHz", " CPU @ 2.00GHz", "Y CPU @ 3GHz",
+    "i7 CPU @ 3GHz",
 ]
 
 
@@ -115,6 +118,37 @@ def test_matching_agrees_with_codecarbons_own_matcher() -> None:
         assert match_cpu(brand, table) == theirs, brand
         if theirs is not None:
             assert table[theirs] == float(df[df["Name"] == theirs]["TDP"].values[0])
+
+
+def test_matching_a_list_of_names_as_a_table() -> None:
+    """match_cpu takes a plain list of names too (each made a row of a table at 1 W)."""
+    names = ["Intel Xeon Platinum 8480+", "AMD EPYC 7763", 'Odd, "Quoted" Name']
+    assert match_cpu("Intel(R) Xeon(R) Platinum 8480+", names) == "Intel Xeon Platinum 8480+"
+    assert match_cpu("EPYC 7763", names) == "AMD EPYC 7763"
+    assert match_cpu("Quantum Abacus 9000", names) is None
+
+
+@pytest.mark.parametrize("body, usable", [
+    ("", False),
+    ("no comma here\n,5\nname only,\nzero,0\nnegative,-3\n", False),  # no row has a name and positive watts
+    ("garbage\nIntel Foo 1,nan-ish\nIntel Bar 2,65", True),  # the good row last, no newline after it
+    ("Intel Bar 2,65\n", True),
+    ("\n\nIntel Bar 2,65\n\n", True),
+])
+def test_a_cpu_table_without_a_good_row_is_not_used(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, body: str,
+                                                    usable: bool) -> None:
+    """codecarbon's CPU table is used only when some row holds a name and a positive TDP (wherever it stands
+    in the file); otherwise the model falls back as for an unknown CPU."""
+    from greentrack.carbon import grid
+
+    data = tmp_path / "codecarbon" / "data"
+    (data / "hardware").mkdir(parents=True)
+    (data / "hardware" / "cpu_power.csv").write_text("Name,TDP\n" + body)
+    monkeypatch.setattr(grid, "codecarbon_data_dir", lambda: data)
+    found = codecarbon_cpu_table()
+    assert (found is not None) is usable
+    if usable:
+        assert found[0]["Intel Bar 2"] == 65.0
 
 
 def test_cpuinfo_parsing_threads_and_virtualisation() -> None:
