@@ -822,16 +822,17 @@ def test_session_edge_function_is_edge_bound_once(no_measured_source: None, own_
     assert edge() is None and s.edge() is None and s.edge_function()() is None
 
 
-@pytest.mark.parametrize("scenario", ["tight", "stalled_once", "always_stalled"])
+@pytest.mark.parametrize("scenario", ["tight", "stalled_once", "always_stalled", "at_the_bound"])
 def test_a_mark_is_dated_as_timed_read_dates_a_reading(scenario: str) -> None:
     """The CPU model's edge reader does timed_read's work inline (one call level less at each of a
     test's edges): for the same readings and clock, a mark is dated at the same instant and reads the
-    same value as timed_read gives."""
-    from greentrack.measure.sources.base import timed_read
+    same value as timed_read gives (a reading whose clocks are exactly READ_SPREAD_S apart is kept)."""
+    from greentrack.measure.sources.base import READ_SPREAD_S, timed_read
 
     def world() -> tuple[object, object, list[float]]:
-        now = [100.0]
-        spans = {"tight": [0.001], "stalled_once": [6.0, 0.001], "always_stalled": [0.5, 0.2, 0.9, 0.3]}[scenario]
+        now = [0.0 if scenario == "at_the_bound" else 100.0]  # 0.0 + 0.002 - 0.0 is exactly 0.002
+        spans = {"tight": [0.001], "stalled_once": [6.0, 0.001], "always_stalled": [0.5, 0.2, 0.9, 0.3],
+                 "at_the_bound": [READ_SPREAD_S, 0.001]}[scenario]
         seen: list[float] = []
 
         def clock() -> float:

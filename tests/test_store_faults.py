@@ -275,6 +275,13 @@ def test_secret_values_are_redacted_from_command_lines(args, stored):
     assert redact_args(args) == stored
 
 
+def test_a_short_option_named_by_a_pattern_has_its_value_redacted():
+    """A two-character option (``-t``) is an option like any other: its value is masked when a pattern
+    names it; a lone ``-`` (standard input) is an argument, not an option."""
+    assert redact_args(["run", "-t", "abc", "-", "x"], ("t",)) == ["run", "-t", "***", "-", "x"]
+    assert redact_args(["run", "-", "abc"], ("*",)) == ["run", "-", "abc"]
+
+
 def test_redaction_patterns_are_configurable(monkeypatch, tmp_path):
     monkeypatch.setenv("GREENTRACK_REDACT", "*wandb*")
     assert redact_command("t.py --wandb-id 7 --api-key k") == "t.py --wandb-id '***' --api-key k"
