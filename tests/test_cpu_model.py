@@ -822,25 +822,29 @@ def test_session_edge_function_is_edge_bound_once(no_measured_source: None, own_
     assert edge() is None and s.edge() is None and s.edge_function()() is None
 
 
-@pytest.mark.parametrize("scenario", ["tight", "stalled_once", "always_stalled", "at_the_bound"])
+@pytest.mark.parametrize("scenario", ["tight", "stalled_once", "always_stalled", "at_the_bound", "bound_on_retry",
+                                      "tie"])
 def test_a_mark_is_dated_as_timed_read_dates_a_reading(scenario: str) -> None:
     """The CPU model's edge reader does timed_read's work inline (one call level less at each of a
     test's edges): for the same readings and clock, a mark is dated at the same instant and reads the
-    same value as timed_read gives (a reading whose clocks are exactly READ_SPREAD_S apart is kept)."""
+    same value as timed_read gives. A reading whose clocks are exactly READ_SPREAD_S apart is kept, on a
+    first try or a later one; of two equally tight readings, the first is kept."""
     from greentrack.measure.sources.base import READ_SPREAD_S, timed_read
 
     def world() -> tuple[object, object, list[float]]:
-        now = [0.0 if scenario == "at_the_bound" else 100.0]  # 0.0 + 0.002 - 0.0 is exactly 0.002
-        spans = {"tight": [0.001], "stalled_once": [6.0, 0.001], "always_stalled": [0.5, 0.2, 0.9, 0.3],
-                 "at_the_bound": [READ_SPREAD_S, 0.001]}[scenario]
+        # the clock's answers, two per reading (before, after)
+        ticks = {"tight": [100.0, 100.001], "stalled_once": [100.0, 106.0, 106.0, 106.001],
+                 "always_stalled": [0.0, 0.5, 1.0, 1.2, 2.0, 2.9, 3.0, 3.3],
+                 "at_the_bound": [0.0, READ_SPREAD_S, 9.0, 9.0],
+                 "bound_on_retry": [0.0, 1.0, 0.0, READ_SPREAD_S, 9.0, 9.0],
+                 "tie": [0.0, 0.5, 1.0, 1.2, 2.0, 2.2, 3.0, 3.9]}[scenario]
         seen: list[float] = []
 
         def clock() -> float:
-            return now[0]
+            return ticks.pop(0)
 
         def read() -> float:
-            now[0] += spans[min(len(seen), len(spans) - 1)]
-            seen.append(now[0])
+            seen.append(ticks[0] if ticks else -1.0)
             return 1000.0 + len(seen)  # the n-th reading reads 1000 + n CPU seconds
 
         return clock, read, seen
@@ -860,11 +864,48 @@ def test_a_mark_is_dated_as_timed_read_dates_a_reading(scenario: str) -> None:
             return fake_read()
 
     clock, fake_read, seen = world()
-    src = CPUModelSource(ModelInputs(2.0, "test value"), cpu_time=FakeCPU(), clock=clock)  # type: ignore[arg-type]
+    started = [False]
+
+    def src_clock() -> float:  # the source's creation reads the clock once: not one of the scenario's ticks
+        return clock() if started[0] else -50.0  # type: ignore[operator]
+
+    src = CPUModelSource(ModelInputs(2.0, "test value"), cpu_time=FakeCPU(), clock=src_clock)  # type: ignore[arg-type]
+    src._t0 = 0.0  # joules counted from t = 0 (the idle share is 0: the wall time does not count anyway)
+    started[0] = True
     t, j = src.mark(src.devices[0])
     assert len(seen) == tries
     assert t == pytest.approx(expect_t) and j == pytest.approx(2.0 * (expect_v - 1000.0))
     assert src._marks == [(t, expect_v)]
+
+
+def test_live_children_are_read_again_every_half_second_exactly(monkeypatch: pytest.MonkeyPatch) -> None:
+    """ProcessCPUTime re-reads its live descendants at most every LIVE_REFRESH_S (0.5 s) of its clock: at
+    0.4 s after a read it does not, at exactly 0.5 s it does; the total never goes backwards."""
+    from greentrack.measure.sources import cpu_model
+
+    now = [10.0]
+    reads: list[float] = []
+    live = [5.0, 7.0, 6.0]  # the third reading is lower (a child reaped between reads): the total holds
+
+    def live_children(self: object) -> float:
+        reads.append(now[0])
+        return live[len(reads) - 1]
+
+    monkeypatch.setattr(cpu_model.ProcessCPUTime, "live_children_s", live_children)
+    ct = cpu_model.ProcessCPUTime(clock=lambda: now[0])
+    monkeypatch.setattr(ct, "_children", lambda: type("R", (), {"ru_utime": 0.0, "ru_stime": 0.0})())
+    first = ct.read()
+    n0 = len(reads)
+    assert reads == [10.0]  # the first read reads them
+    now[0] = 10.4
+    ct.read()
+    assert len(reads) == n0  # 0.4 s: not yet
+    now[0] = 10.0 + cpu_model.LIVE_REFRESH_S
+    second = ct.read()
+    assert len(reads) == n0 + 1 and second >= first + 2.0 - 0.05  # exactly 0.5 s: read again (5 -> 7 s)
+    now[0] = 11.0
+    third = ct.read()  # the live children now read 6 s: the total does not go back
+    assert third >= second
 
 
 def test_timed_read_dates_a_reading_by_the_clock_on_both_sides() -> None:
