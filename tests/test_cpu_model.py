@@ -131,14 +131,18 @@ def test_matching_a_list_of_names_as_a_table() -> None:
 @pytest.mark.parametrize("body, usable", [
     ("", False),
     ("no comma here\n,5\nname only,\nzero,0\nnegative,-3\n", False),  # no row has a name and positive watts
+    ("name\n,5", False),  # read as one line, these two would make a row
+    ("\nname\n,5", False),  # the same after an empty first line
     ("garbage\nIntel Foo 1,nan-ish\nIntel Bar 2,65", True),  # the good row last, no newline after it
     ("Intel Bar 2,65\n", True),
     ("\n\nIntel Bar 2,65\n\n", True),
+    ("X,5", True),  # a one-letter name: every character of the row counts
+    ("bad\nX,5", True),
 ])
 def test_a_cpu_table_without_a_good_row_is_not_used(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, body: str,
                                                     usable: bool) -> None:
-    """codecarbon's CPU table is used only when some row holds a name and a positive TDP (wherever it stands
-    in the file); otherwise the model falls back as for an unknown CPU."""
+    """codecarbon's CPU table is used only when some line of it is a row with a name and a positive TDP
+    (wherever it stands in the file); otherwise the model falls back as for an unknown CPU."""
     from greentrack.carbon import grid
 
     data = tmp_path / "codecarbon" / "data"
@@ -148,7 +152,8 @@ def test_a_cpu_table_without_a_good_row_is_not_used(tmp_path: Path, monkeypatch:
     found = codecarbon_cpu_table()
     assert (found is not None) is usable
     if usable:
-        assert found[0]["Intel Bar 2"] == 65.0
+        name, watts = ("X", 5.0) if "X,5" in body else ("Intel Bar 2", 65.0)
+        assert found[0][name] == watts
 
 
 def test_cpuinfo_parsing_threads_and_virtualisation() -> None:
