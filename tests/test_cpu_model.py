@@ -842,7 +842,7 @@ def test_a_mark_is_dated_as_timed_read_dates_a_reading(scenario: str) -> None:
                  "always_stalled": [0.0, 0.5, 1.0, 1.2, 2.0, 2.9, 3.0, 3.3],
                  "at_the_bound": [0.0, READ_SPREAD_S, 9.0, 9.0],
                  "bound_on_retry": [0.0, 1.0, 0.0, READ_SPREAD_S, 9.0, 9.0],
-                 "tie": [0.0, 0.5, 1.0, 1.2, 2.0, 2.2, 3.0, 3.9]}[scenario]
+                 "tie": [0.0, 0.5, 1.0, 1.25, 2.0, 2.25, 3.0, 3.5]}[scenario]  # two spans of exactly 0.25 s
         seen: list[float] = []
 
         def clock() -> float:

@@ -319,7 +319,9 @@ def test_a_redaction_pattern_matches_as_fnmatch_matches():
 
     alphabet = "ab*?[]"
     words = ["".join(w) for n in range(5) for w in itertools.product(alphabet, repeat=n)]
-    names = [w for w in words if len(w) <= 3] + ["key", "api-key", "a\nb"]
+    # and longer patterns whose middle holds every glob character, with names holding them as text
+    words += ["*?*[]*", "*[]?*a*", "*a?*[b]*", "*]?*[*"]
+    names = [w for w in words if len(w) <= 3] + ["key", "api-key", "a\nb", "?*[]", "x?*[]y", "a]b?*["]
     for pat in words:
         for name in names:
             assert _glob(name, pat) is fnmatch.fnmatchcase(name, pat), (name, pat)
