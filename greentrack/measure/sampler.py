@@ -342,7 +342,7 @@ class Sampler:
         pytest plugin): the one device's source and its reader are looked up here, not at each call,
         and a source with an ``edge_reader(device)`` (the CPU model) is read through it. Each call still
         answers None where :meth:`mark_edge` would."""
-        return self._edge_function(fast=True) or _no_edge
+        return self._edge_function(fast=True) or no_edge
 
     def _edge_function(self, fast: bool) -> Callable[[], tuple[float, float] | None] | None:
         if len(self.states) != 1:
@@ -519,7 +519,8 @@ class Sampler:
             self._thread = None
 
 
-def _no_edge() -> None:
+def no_edge() -> None:
+    """The edge function where no edge can be read cheaply: always None (see Sampler.edge_function)."""
     return None
 
 

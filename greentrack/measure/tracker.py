@@ -32,10 +32,6 @@ def _new_id() -> str:
     return os.urandom(6).hex()  # 48 random bits, like the first 12 hex digits of a uuid4
 
 
-
-def _no_edge() -> None:
-    return None
-
 class Session:
     """One measured run. Use as a context manager, a decorator (:func:`track`) or start/stop.
 
@@ -376,9 +372,11 @@ class Session:
     def edge_function(self) -> Callable[[], tuple[float, float] | None]:
         """:meth:`edge` as a function bound once (the pytest plugin calls it twice per test): the same
         answers, None included, with the lookups done here rather than at each call."""
+        from .sampler import no_edge
+
         sampler = self.sampler
         if sampler is None or self.result is not None:
-            return _no_edge
+            return no_edge
         return sampler.edge_function()
 
     @property
