@@ -29,12 +29,21 @@ Prints the figures that ``docs/pytest-ci.md`` ("What it costs") quotes:
    ``-p no:greentrack`` and with ``--greentrack``, interleaved: from the last ``pytest_unconfigure``
    hook to ``pytest.main`` returning (pytest's cleanup, whose full garbage collections are counted
    and timed), and from there to the process's end (the interpreter's exit); medians of paired
-   differences.
+   differences;
+8. the per-test cost taken apart, end to end: a pytest run of N trivial tests (``--per-test-tests``)
+   with ``-p no:greentrack``, and with ``--greentrack`` as it is and with its call hook cut down to a
+   bare wrapper (no test measured), to the two edge reads with their readings dropped at once, and
+   to the two edge reads with their readings kept for the series (as the plugin keeps them), in
+   interleaved rounds; each variant's paired difference against ``-p no:greentrack``, and, per
+   test, what each step adds over the previous one (medians). The variants replace the plugin's
+   hook in a generated plugin module (``gt_per_test_variant``): a benchmark's cut, not a mode of
+   greentrack's.
 
 Usage::
 
     python benchmarks/bench_pytest_breakdown.py [--tests 2000] [--reps 9] [--only 4] [--only 5] [--runs 200]
     python benchmarks/bench_pytest_breakdown.py --only 7 --reps 10 [--exit-tests 500]
+    python benchmarks/bench_pytest_breakdown.py --only 8 --reps 16 [--per-test-tests 3000]
 """
 
 from __future__ import annotations
@@ -378,16 +387,91 @@ def end_of_run(tests: int, reps: int, tmp: Path) -> None:
             print(f"   {label:48s} {off:7g} / {on:7g} / {diff:+g}")
 
 
+PER_TEST_VARIANT = """
+import os
+import pytest
+from greentrack.pytest_plugin.energy import EnergyPlugin
+
+VARIANT = os.environ.get("GT_VARIANT", "")
+
+
+def _bare(self, item):
+    return (yield)
+
+
+def _edges_dropped(self, item):
+    self._edge()
+    res = yield
+    self._edge()
+    del self.gsession.sources[0]._marks[:]  # the readings are not kept for the series
+    return res
+
+
+def _edges_kept(self, item):
+    self._edge()
+    res = yield
+    self._edge()
+    return res
+
+
+_HOOK = {"bare": _bare, "edges, dropped": _edges_dropped, "edges, kept": _edges_kept}.get(VARIANT)
+if _HOOK is not None:
+    _HOOK.__name__ = "pytest_runtest_call"
+    EnergyPlugin.pytest_runtest_call = pytest.hookimpl(wrapper=True)(_HOOK)
+"""
+
+
+def per_test(tests: int, reps: int, tmp: Path) -> None:
+    suite = tmp / "suite"
+    suite.mkdir()
+    for f in range(0, tests, 10):
+        (suite / f"test_gen_{f // 10}.py").write_text(
+            "\n\n".join(f"def test_{i}():\n    assert {i} + 1 == {i + 1}" for i in range(f, min(f + 10, tests))) + "\n")
+    (suite / "gt_per_test_variant.py").write_text(PER_TEST_VARIANT)
+    env = _env()
+    env["PYTHONPATH"] = os.pathsep.join([str(suite), env["PYTHONPATH"]])
+    configs = {"-p no:greentrack": (["-p", "no:greentrack"], ""), "call hook bare": (["--greentrack"], "bare"),
+               "2 edge reads, readings dropped": (["--greentrack"], "edges, dropped"),
+               "2 edge reads, readings kept": (["--greentrack"], "edges, kept"),
+               "--greentrack as it is": (["--greentrack"], "")}
+    wall: dict[str, list[float]] = {k: [] for k in configs}
+    for r in range(reps + 1):  # the first round warms the page cache and the .pyc files; not counted
+        order = list(configs.items())
+        for label, (extra, variant) in (order if r % 2 == 0 else order[::-1]):
+            db = tmp / "per-test.db"
+            t0 = time.perf_counter()
+            res = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-p",
+                                  "gt_per_test_variant", *extra], cwd=suite, capture_output=True, text=True,
+                                 env=dict(env, GT_VARIANT=variant, GREENTRACK_DB=str(db)), check=False)
+            dt = time.perf_counter() - t0
+            if f"{tests} passed" not in res.stdout:
+                raise SystemExit(f"part 8, {label}: the run failed:\n{res.stdout[-2000:]}{res.stderr[-2000:]}")
+            for suffix in ("", "-wal", "-shm"):
+                Path(str(db) + suffix).unlink(missing_ok=True)
+            if r:
+                wall[label].append(dt)
+    base = wall["-p no:greentrack"]
+    print(f"8. the per-test cost taken apart: pytest runs of {tests} trivial tests, wall time, medians of {reps} "
+          "interleaved rounds (paired difference against -p no:greentrack; per test, over the line above):")
+    prev = 0.0
+    for label in configs:
+        diff = statistics.median(t - b for t, b in zip(wall[label], base))
+        step = f"{(diff - prev) / tests * 1e6:+7.1f} us per test" if label != "-p no:greentrack" and prev else ""
+        print(f"   {label:34s} {statistics.median(wall[label]) * 1e3:8.1f} ms {diff * 1e3:+8.1f} ms   {step}")
+        prev = diff if label != "-p no:greentrack" else 0.0
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--tests", type=int, default=2000, help="trivial tests in the timed pytest run")
     ap.add_argument("--reps", type=int, default=9, help="repetitions of the fresh-process timings")
     ap.add_argument("--runs", type=int, default=200, help="pytest runs of 500 tests in part 6's database")
     ap.add_argument("--exit-tests", type=int, default=500, help="tests of 5 ms in part 7's pytest run")
-    ap.add_argument("--only", type=int, choices=(1, 2, 3, 4, 5, 6, 7), action="append",
+    ap.add_argument("--per-test-tests", type=int, default=3000, help="trivial tests in part 8's pytest runs")
+    ap.add_argument("--only", type=int, choices=(1, 2, 3, 4, 5, 6, 7, 8), action="append",
                     help="run only these parts (repeatable; e.g. --only 4 in an older checkout)")
     args = ap.parse_args()
-    parts = set(args.only or (1, 2, 3, 4, 5, 6, 7))
+    parts = set(args.only or (1, 2, 3, 4, 5, 6, 7, 8))
     print(f"python {sys.version.split()[0]}, greentrack from {ROOT}")
     if 1 in parts:
         with tempfile.TemporaryDirectory(prefix="gt-breakdown-") as tmp:
@@ -408,6 +492,9 @@ def main() -> None:
     if 7 in parts:
         with tempfile.TemporaryDirectory(prefix="gt-breakdown-") as tmp:
             end_of_run(args.exit_tests, args.reps, Path(tmp))
+    if 8 in parts:
+        with tempfile.TemporaryDirectory(prefix="gt-breakdown-") as tmp:
+            per_test(args.per_test_tests, args.reps, Path(tmp))
 
 
 if __name__ == "__main__":

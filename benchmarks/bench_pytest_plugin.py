@@ -397,6 +397,28 @@ def gpu_mode(env: dict[str, str]) -> None:
                 print(f"300 trivial tests {' '.join(extra) or '(idle)':>13}: {time.perf_counter() - t0:.3f} s")
 
 
+IDLE_TARGET_MS, ENABLED_TARGET_PCT = 20.0, 2.0  # issue 12's targets
+
+
+def verdict(wall: dict[str, list[float]], configs: dict[str, list[str]]) -> str:
+    """The targets, checked on the paired wall-time differences: idle under 20 ms, enabled under 2 %."""
+    base = wall["-p no:greentrack"]
+    suite = statistics.median(base)
+
+    def diff(label: str) -> float:
+        return statistics.median(t - b for t, b in zip(wall[label], base))
+
+    idle = diff("installed, idle") * 1000
+    out = [f"targets (wall, paired): installed, idle {idle:+.1f} ms, target under {IDLE_TARGET_MS:g} ms: "
+           f"{'met' if idle < IDLE_TARGET_MS else 'NOT met'}"]
+    for label in configs:
+        if label.startswith("--greentrack"):
+            pct = diff(label) / suite * 100
+            out.append(f"  {label}: {pct:+.2f} % of the suite's {suite:.2f} s, target under {ENABLED_TARGET_PCT:g} %: "
+                       f"{'met' if pct < ENABLED_TARGET_PCT else 'NOT met'}")
+    return "\n".join(out)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--rounds", type=int, default=30, help="interleaved repetitions of each configuration")
@@ -481,6 +503,7 @@ def main() -> None:
             med = statistics.median(series[label])
             line += f" {med * 1000:9.1f}ms {diff * 1000:+10.1f}ms {diff / statistics.median(base) * 100:+9.2f}%  "
         print(line)
+    print(verdict(wall, configs))
     print(f"import greentrack.pytest_plugin (with greentrack/__init__), median of 10: {imp:.2f}ms")
     if accounted:
         print(accounted)

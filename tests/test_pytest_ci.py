@@ -147,6 +147,50 @@ def test_unchecked_budgets_are_said_and_fail_under_strict(pytester: pytest.Pytes
     assert res.ret == 1
 
 
+# the README's CI section, as written ---------------------------------------------------------------
+def _readme_ci_section() -> tuple[str, list[list[str]], dict[str, str]]:
+    """The README's "Energy budgets in CI": its Python example, the step's pytest command lines, its env."""
+    import shlex
+
+    text = (Path(__file__).resolve().parent.parent / "README.md").read_text(encoding="utf-8")
+    section = text.split("## Energy budgets in CI", 1)[1].split("\n## ", 1)[0]
+    (example,) = re.findall(r"```python\n(.*?)```", section, re.S)
+    (yaml,) = re.findall(r"```yaml\n(.*?)```", section, re.S)
+    script = yaml.split("run: |", 1)[1].split("env:", 1)[0].replace("\\\n", " ")
+    commands = [shlex.split(ln, comments=True)[3:] for ln in script.splitlines() if "python -m pytest" in ln]
+    env = dict(re.findall(r"^\s+(GREENTRACK_\w+): (.+?)\s*(?:#.*)?$", yaml.split("env:", 1)[1], re.M))
+    return example, commands, env
+
+
+def test_readme_ci_section_works_as_written(pytester: pytest.Pytester, ci_runner: None, tmp_path: Path,
+                                            monkeypatch: pytest.MonkeyPatch) -> None:
+    example, commands, env = _readme_ci_section()
+    assert len(commands) == 1 and env == {"GREENTRACK_DB": "${{ runner.temp }}/greentrack.db"}
+    runner_temp = tmp_path / "runner-temp"
+    runner_temp.mkdir()
+    monkeypatch.setenv("GREENTRACK_DB", env["GREENTRACK_DB"].replace("${{ runner.temp }}", str(runner_temp)))
+    summary = tmp_path / "step-summary.md"
+    monkeypatch.setenv("GITHUB_STEP_SUMMARY", str(summary))
+    pytester.mkdir("tests")
+    (pytester.path / "tests" / "test_readme.py").write_text(
+        BUSY + "\n\ndef run_inference():\n    busy(0.05)\n\n\n" + example, encoding="utf-8")
+    (step,) = commands
+
+    first = run(pytester, *step)  # no baseline committed yet: said, and the build passes
+    first.assert_outcomes(passed=2)
+    assert "greentrack: no baseline at tests/energy-baseline.json yet; regression not checked" in first.stdout.str()
+    for _ in range(3):  # "three times or more", then the file is committed
+        run(pytester, "--energy-baseline-save", "tests/energy-baseline.json").assert_outcomes(passed=2)
+    res = run(pytester, *step)
+    res.assert_outcomes(passed=2)
+    assert "greentrack: no energy regression: 2 tests in common with baseline" in res.stdout.str()
+    props = {p.get("name") for p in ET.parse(pytester.path / "junit.xml").iter("property")}
+    assert {"greentrack_energy_j", "greentrack_energy_method", "greentrack_energy_budget_status"} <= props
+    assert len(read_artifact(pytester.path / "greentrack-energy.json")["tests"]) == 2
+    assert "test_inference" in summary.read_text(encoding="utf-8")
+    assert len(Store(Path(runner_temp / "greentrack.db"), create=False).list_runs(last=None)) == 5
+
+
 # the baseline in the repository ---------------------------------------------------------------
 def test_baseline_save_compare_and_a_test_doing_twice_the_work(pytester: pytest.Pytester, ci_runner: None,
                                                                monkeypatch: pytest.MonkeyPatch) -> None:
