@@ -14,7 +14,8 @@ workload it prints, medians over interleaved repetitions:
     sudo python benchmarks/bench_cpu_model_vs_rapl.py --seconds 5 --repeat 5 --idle-share 0.1
 
 The model's watts per thread are the ones greentrack would use here (codecarbon's TDP table, or
-GREENTRACK_CPU_WATTS_PER_THREAD); the script prints them. No RAPL: it says so and exits 2.
+GREENTRACK_CPU_WATTS_PER_THREAD); the script prints them. No RAPL: it says so, prints what the
+kernel's perf ``power`` PMU offers instead (each event and what it counts over a second), and exits 2.
 """
 
 from __future__ import annotations
@@ -57,6 +58,47 @@ def window(session, states, fn) -> dict[str, float]:
     return out
 
 
+PERF_POWER = "/sys/bus/event_source/devices/power"
+
+
+def perf_power_probe(seconds: float = 1.0) -> str:
+    """What the kernel's perf ``power`` PMU (RAPL through perf_event_open, where powercap is absent) offers
+    here: each event and the joules it counts over *seconds* of this idle script (Linux x86-64 only)."""
+    import ctypes
+    import platform
+    import struct
+
+    if platform.machine() != "x86_64":
+        return f"perf power PMU: not probed on {platform.machine()} (the probe calls x86-64's perf_event_open)"
+    if not os.path.isdir(PERF_POWER):
+        return f"perf power PMU: none ({PERF_POWER} does not exist)"
+    events = sorted(e for e in os.listdir(f"{PERF_POWER}/events") if "." not in e)
+    lines = [f"perf power PMU: {len(events)} event(s): {', '.join(events) or 'none'}"]
+    libc = ctypes.CDLL(None, use_errno=True)
+
+    class Attr(ctypes.Structure):  # struct perf_event_attr: type, size, config, then zeros (128 bytes)
+        _fields_ = [("type", ctypes.c_uint32), ("size", ctypes.c_uint32), ("config", ctypes.c_uint64),
+                    ("rest", ctypes.c_uint8 * 112)]
+
+    pmu_type = int(open(f"{PERF_POWER}/type").read())
+    for ev in events:
+        config = int(open(f"{PERF_POWER}/events/{ev}").read().strip().split("=")[1], 16)
+        scale = float(open(f"{PERF_POWER}/events/{ev}.scale").read())
+        attr = Attr(type=pmu_type, size=128, config=config)
+        fd = libc.syscall(298, ctypes.byref(attr), -1, 0, -1, 0)  # perf_event_open(attr, pid=-1, cpu=0)
+        if fd < 0:
+            lines.append(f"  {ev}: perf_event_open failed: {os.strerror(ctypes.get_errno())}")
+            continue
+        try:
+            v0 = struct.unpack("Q", os.read(fd, 8))[0]
+            time.sleep(seconds)
+            v1 = struct.unpack("Q", os.read(fd, 8))[0]
+        finally:
+            os.close(fd)
+        lines.append(f"  {ev}: {(v1 - v0) * scale:.6g} J over {seconds:g} s")
+    return "\n".join(lines)
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--seconds", type=float, default=5.0, help="length of each workload window")
@@ -73,6 +115,7 @@ def main() -> int:
         RAPLSource()
     except SourceUnavailable as exc:
         print(f"no RAPL here ({exc}): nothing to compare the model with")
+        print(perf_power_probe())
         return 2
     inputs = resolve_inputs()
     w = inputs.watts_per_thread
