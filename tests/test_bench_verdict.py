@@ -1,0 +1,45 @@
+"""The cost benchmark's verdict against issue 12's targets (benchmarks/bench_pytest_plugin.py)."""
+
+from __future__ import annotations
+
+import random
+import re
+import sys
+from pathlib import Path
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "benchmarks"))
+import bench_pytest_plugin as bench  # noqa: E402
+
+
+def _walls(enabled_s: float, spread_s: float, idle_s: float = 0.002, rounds: int = 16) -> dict[str, list[float]]:
+    rng = random.Random(7)
+    base = [3.0 + rng.gauss(0, 0.01) for _ in range(rounds)]
+    return {"-p no:greentrack": base,
+            "installed, idle": [b + idle_s + rng.gauss(0, 0.001) for b in base],
+            "--greentrack (auto)": [b + enabled_s + rng.gauss(0, spread_s) for b in base]}
+
+
+@pytest.mark.parametrize(("enabled_s", "spread_s", "word"), [
+    (0.030, 0.001, "target under 2 %: met"),           # 1 %, tight
+    (0.090, 0.001, "target under 2 %: NOT met"),       # 3 %, tight
+    (0.060, 0.030, "within this machine's noise"),     # 2 %, noisy: the interval spans the target
+])
+def test_the_verdict_follows_the_interval_not_the_median_alone(enabled_s: float, spread_s: float, word: str) -> None:
+    walls = _walls(enabled_s, spread_s)
+    out = bench.verdict(walls, dict.fromkeys(walls))
+    line = next(ln for ln in out.splitlines() if ln.strip().startswith("--greentrack"))
+    assert word in line, out
+    assert re.search(r"installed, idle: \+\d\.\d ms \[\+\d\.\d, \+\d\.\d\], target under 20 ms: met", out), out
+
+
+def test_the_interval_holds_the_median_and_narrows_with_rounds() -> None:
+    rng = random.Random(3)
+    few = [rng.gauss(0.05, 0.02) for _ in range(8)]
+    many = few + [rng.gauss(0.05, 0.02) for _ in range(120)]
+    lo_few, hi_few = bench.median_interval(few)
+    lo_many, hi_many = bench.median_interval(many)
+    assert lo_few <= sorted(few)[4] and sorted(few)[3] <= hi_few
+    assert hi_many - lo_many < hi_few - lo_few
+    assert bench.median_interval(few) == (lo_few, hi_few)  # seeded: the same answer for the same rounds
