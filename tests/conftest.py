@@ -30,7 +30,10 @@ def _greentrack_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
                 "GREENTRACK_MOCK_FAIL_AFTER", "GREENTRACK_DISABLE_PLUGINS", "GREENTRACK_SAMPLE_INTERVAL",
                 "GREENTRACK_FLUSH_INTERVAL", "RANK", "WORLD_SIZE", "LOCAL_RANK", "GREENTRACK_JOB_ID",
                 "TORCHELASTIC_RUN_ID", "SLURM_JOB_ID", "CUDA_VISIBLE_DEVICES", "GREENTRACK_SPOOL",
-                "GREENTRACK_LOCK_TIMEOUT", "GREENTRACK_REDACT"):
+                "GREENTRACK_LOCK_TIMEOUT", "GREENTRACK_REDACT",
+                # this suite's own pytest-xdist worker, when run with -n: not the pytester runs' business
+                # (pytest-benchmark, for one, reads PYTEST_XDIST_WORKER and warns on stderr)
+                "PYTEST_XDIST_WORKER", "PYTEST_XDIST_WORKER_COUNT", "PYTEST_XDIST_TESTRUNUID"):
         monkeypatch.delenv(var, raising=False)
     # run from a folder without a pyproject.toml so [tool.greentrack] of this repo is not read
     monkeypatch.chdir(tmp_path)
