@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import random
 import statistics
 import subprocess
 import sys
@@ -402,8 +403,6 @@ IDLE_TARGET_MS, ENABLED_TARGET_PCT = 20.0, 2.0  # issue 12's targets
 
 def median_interval(diffs: list[float], resamples: int = 2000, seed: int = 12) -> tuple[float, float]:
     """A 95 % bootstrap interval of the median of *diffs* (the paired differences of one configuration)."""
-    import random
-
     rng = random.Random(seed)
     n = len(diffs)
     meds = sorted(statistics.median(rng.choices(diffs, k=n)) for _ in range(resamples))
@@ -418,7 +417,7 @@ def _judge(low: float, high: float, target: float) -> str:
     return "within this machine's noise of the target (the interval spans it)"
 
 
-def verdict(wall: dict[str, list[float]], configs: dict[str, list[str]]) -> str:
+def verdict(wall: dict[str, list[float]]) -> str:
     """The targets, checked on the paired wall-time differences: idle under 20 ms, enabled under 2 %.
 
     Each verdict uses the 95 % bootstrap interval of the median paired difference, so a run whose
@@ -427,10 +426,10 @@ def verdict(wall: dict[str, list[float]], configs: dict[str, list[str]]) -> str:
     base = wall["-p no:greentrack"]
     suite = statistics.median(base)
     out = ["targets (wall, median of the paired differences [95 % bootstrap interval]):"]
-    for label in configs:
+    for label, times in wall.items():
         if label == "-p no:greentrack":
             continue
-        diffs = [t - b for t, b in zip(wall[label], base)]
+        diffs = [t - b for t, b in zip(times, base)]
         med = statistics.median(diffs)
         low, high = median_interval(diffs)
         if label == "installed, idle":
@@ -528,7 +527,7 @@ def main() -> None:
             med = statistics.median(series[label])
             line += f" {med * 1000:9.1f}ms {diff * 1000:+10.1f}ms {diff / statistics.median(base) * 100:+9.2f}%  "
         print(line)
-    print(verdict(wall, configs))
+    print(verdict(wall))
     print(f"import greentrack.pytest_plugin (with greentrack/__init__), median of 10: {imp:.2f}ms")
     if accounted:
         print(accounted)
