@@ -26,6 +26,7 @@ import statistics
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 WORKLOADS = {
     "1 thread, Python loop": "import time\nt=time.time()\nx=0\nwhile time.time()-t<{s}:\n    x+=1\n",
@@ -80,10 +81,10 @@ def perf_power_probe(seconds: float = 1.0) -> str:
         _fields_ = [("type", ctypes.c_uint32), ("size", ctypes.c_uint32), ("config", ctypes.c_uint64),
                     ("rest", ctypes.c_uint8 * 112)]
 
-    pmu_type = int(open(f"{PERF_POWER}/type").read())
+    pmu_type = int(Path(PERF_POWER, "type").read_text())
     for ev in events:
-        config = int(open(f"{PERF_POWER}/events/{ev}").read().strip().split("=")[1], 16)
-        scale = float(open(f"{PERF_POWER}/events/{ev}.scale").read())
+        config = int(Path(PERF_POWER, "events", ev).read_text().strip().split("=")[1], 16)
+        scale = float(Path(PERF_POWER, "events", f"{ev}.scale").read_text())
         attr = Attr(type=pmu_type, size=128, config=config)
         fd = libc.syscall(298, ctypes.byref(attr), -1, 0, -1, 0)  # perf_event_open(attr, pid=-1, cpu=0)
         if fd < 0:

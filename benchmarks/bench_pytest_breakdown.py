@@ -422,11 +422,11 @@ if _HOOK is not None:
 
 
 def per_test(tests: int, reps: int, tmp: Path) -> None:
+    from bench_pytest_plugin import make_suite  # the cost benchmark's generated suite (this folder)
+
     suite = tmp / "suite"
     suite.mkdir()
-    for f in range(0, tests, 10):
-        (suite / f"test_gen_{f // 10}.py").write_text(
-            "\n\n".join(f"def test_{i}():\n    assert {i} + 1 == {i + 1}" for i in range(f, min(f + 10, tests))) + "\n")
+    make_suite(suite, tests)
     (suite / "gt_per_test_variant.py").write_text(PER_TEST_VARIANT)
     env = _env()
     env["PYTHONPATH"] = os.pathsep.join([str(suite), env["PYTHONPATH"]])
