@@ -23,12 +23,13 @@ import functools
 import importlib.util
 import json
 import re
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Any
 
 from .. import plugins as _plugins
 from ..errors import UnknownRegionError, suggest
+from ..lean_dataclass import LeanDataclass, lean_dataclass
 from ..plugins import hookimpl
 
 DATA_DIR = Path(__file__).resolve().parent.parent / "data"
@@ -42,9 +43,10 @@ CA_PROVINCES = {
 }
 
 
-@dataclass(frozen=True)
-class Intensity:
-    """A grid intensity with where it comes from."""
+@lean_dataclass(frozen=True)
+class Intensity(LeanDataclass):
+    """A grid intensity with where it comes from. A frozen dataclass that writes its own ``__init__`` (see
+    greentrack.lean_dataclass)."""
 
     region: str
     g_per_kwh: float
@@ -54,6 +56,18 @@ class Intensity:
     fallback: bool = False  # True for the world average used when no region was given
     kind: str = ""  # country, us-state, ca-province, cn-province, bidding-zone, cloud, world
     location: str = ""  # for cloud regions: the region key whose figure is used
+
+    def __init__(self, region: str, g_per_kwh: float, source: str, year: int | None, label: str = "",
+                 fallback: bool = False, kind: str = "", location: str = "") -> None:
+        setattr_ = object.__setattr__
+        setattr_(self, "region", region)
+        setattr_(self, "g_per_kwh", g_per_kwh)
+        setattr_(self, "source", source)
+        setattr_(self, "year", year)
+        setattr_(self, "label", label)
+        setattr_(self, "fallback", fallback)
+        setattr_(self, "kind", kind)
+        setattr_(self, "location", location)
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)

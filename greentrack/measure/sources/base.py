@@ -13,8 +13,10 @@ per-phase energy. Each device records which ``method`` produced its numbers.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import field
 from typing import Any, Callable, Protocol, Sequence, TypeVar
+
+from ...lean_dataclass import LeanDataclass, lean_dataclass
 
 T = TypeVar("T")
 
@@ -49,9 +51,10 @@ class SourceUnavailable(Exception):
     """Raised by a source factory when its hardware or library is not there."""
 
 
-@dataclass
-class Device:
-    """One measured device. ``key`` is unique within a session (e.g. ``gpu0``)."""
+@lean_dataclass
+class Device(LeanDataclass):
+    """One measured device. ``key`` is unique within a session (e.g. ``gpu0``). A dataclass that writes
+    its own ``__init__`` (see greentrack.lean_dataclass)."""
 
     key: str
     kind: str  # "gpu", "cpu", "dram"
@@ -61,6 +64,17 @@ class Device:
     has_counter: bool = False
     series_method: str = "instant"  # "buffer", "instant", "average", "none"
     info: dict[str, Any] = field(default_factory=dict)
+
+    def __init__(self, key: str, kind: str, index: int, name: str, uuid: str | None = None,
+                 has_counter: bool = False, series_method: str = "instant", info: dict[str, Any] | None = None) -> None:
+        self.key = key
+        self.kind = kind
+        self.index = index
+        self.name = name
+        self.uuid = uuid
+        self.has_counter = has_counter
+        self.series_method = series_method
+        self.info = {} if info is None else info
 
     @property
     def method(self) -> str:
