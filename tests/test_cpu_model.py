@@ -433,41 +433,90 @@ def test_bind_moves_only_a_fresh_sources_origin_and_only_with_the_runs_clocks(ow
 
 
 def test_edges_read_by_mark_are_the_samples_a_poll_would_give(no_measured_source: None, own_cpu_only: None) -> None:
-    """Session.edge (the pytest plugin's read at each test's call): the window between two edges gets
-    the model's figure for its CPU time, the same as energy_between and the phase for [t_a, t_b] (to the
-    series' 0.1 mJ tolerance); the readings join the series, in order, at the next poll. Kills a mark
-    not kept (the window's energy missing from the series), marks kept out of order, the joules counted
-    from the previous poll instead of the source's start, and the idle share left out of a mark."""
+    """Session.edge (the pytest plugin's read at each test's call): the window between two edges gets the
+    model's figure for its CPU time, and a phase marked with it keeps it exactly. The series keeps an
+    edge's reading only EDGE_SERIES_S after the last one it kept, in order, at the next poll: windows
+    between kept readings get the same figure from energy_between and from the attribution of a phase
+    marked without one. Kills a kept reading dropped (its energy missing from the series), readings kept
+    out of order or all of them, the joules counted from the previous poll instead of the source's start,
+    and the idle share left out of a mark."""
+    from greentrack.measure.sources.cpu_model import EDGE_SERIES_S
+
     s = Session("edges", backend="cpu-model", background=False, store=False)
     s.start()
-    w = s.sources[0].inputs.watts_per_thread
+    src = s.sources[0]
+    w = src.inputs.watts_per_thread
     windows = []
-    for i in range(4):
+    for i in range(4):  # short windows: their readings mostly stay out of the series
         busy(0.002)  # between windows: outside them
         t_a, j_a = s.edge()
         cpu0 = time.process_time()
-        busy(0.01 * (i + 1))
+        busy(0.005 * (i + 1))
         cpu = time.process_time() - cpu0
         t_b, j_b = s.edge()
-        windows.append((t_a, t_b, j_b - j_a, cpu))
-        s.mark_phase(f"w{i}", t_a, t_b)
+        windows.append((t_a, t_b, j_b - j_a))
+        s.mark_phase(f"w{i}", t_a, t_b, energy_j=j_b - j_a)
         assert t_b > t_a and j_b - j_a == pytest.approx(w * cpu, rel=0.05, abs=w * 2e-4)
+    assert src.marks_pending <= 1  # 8 readings in about 0.06 s: at most one 0.1 s after the start
+    wide = []
+    for i in range(2):  # windows whose edges are each kept: EDGE_SERIES_S apart
+        time.sleep(EDGE_SERIES_S)
+        t_a, j_a = s.edge()
+        busy(0.01)
+        time.sleep(EDGE_SERIES_S)
+        t_b, j_b = s.edge()
+        wide.append((t_a, t_b, j_b - j_a))
+        s.mark_phase(f"wide{i}", t_a, t_b)  # no figure given: attributed from the series
+    kept = [t for t, _cpu in src._marks]
+    assert kept == sorted(kept) and all(b - a >= EDGE_SERIES_S for a, b in zip(kept, kept[1:]))
+    assert {x for w_ in wide for x in w_[:2]} <= set(kept)
     acc = s.sampler.states[0].acc
     raw_before = acc.n_raw
-    for t_a, t_b, e, _cpu in windows:  # polls first: the 8 marks become samples
+    for t_a, t_b, e in wide:  # polls first: the kept readings become samples
         assert s.energy_between(t_a, t_b) == pytest.approx(e, abs=2e-4)
-    assert acc.n_raw >= raw_before + 8
+    assert acc.n_raw >= raw_before + len(kept)
     r = s.stop()
-    for ph, (_t_a, _t_b, e, _cpu) in zip(r.phases, windows):
+    for ph, (_t_a, _t_b, e) in zip(r.phases, windows + wide):
         assert ph.energy_j == pytest.approx(e, abs=2e-4)
+    for ph, (_t_a, _t_b, e) in zip(r.phases, windows):
+        assert ph.energy_j == e  # the edges' own figure, as it was given
     # with an idle share, a mark's joules hold the share of the wall time too
     idle = CPUModelSource(ModelInputs(10.0, "test value", idle_share=0.5))
+    time.sleep(EDGE_SERIES_S)
     t0, j0 = idle.mark(idle.devices[0])
-    time.sleep(0.1)
+    time.sleep(EDGE_SERIES_S)
     t1, j1 = idle.mark(idle.devices[0])
     assert j1 - j0 == pytest.approx(5.0 * (t1 - t0), rel=0.2)
     samples = idle.poll(idle.devices[0])
     assert [t for t, _p in samples[:2]] == [t0, t1] and len(samples) == 3
+
+
+def test_a_phase_keeps_the_energy_read_at_its_edges_and_only_a_real_one(no_measured_source: None,
+                                                                         own_cpu_only: None) -> None:
+    """mark_phase(..., energy_j=): the stored phase holds that figure as given, not the series' attribution
+    (kills the figure ignored or given to another phase); one that is not a finite float >= 0 is not kept,
+    and that phase is attributed as if none were given; a phase marked without one is attributed."""
+    s = Session("given", backend="cpu-model", background=False)
+    s.start()
+    t_a, _j = s.edge()
+    busy(0.02)
+    t_b, _j = s.edge()
+    busy(0.02)
+    t_c, _j = s.edge()
+    s.mark_phase("given", t_a, t_b, energy_j=1234.5)
+    for bad in (float("nan"), -1.0, float("inf"), "7", 7):
+        s.mark_phase(f"bad {bad!r}", t_b, t_c, energy_j=bad)  # type: ignore[arg-type]
+    s.mark_phase("attributed", t_b, t_c)
+    r = s.stop()
+    energies = {p.name: p.energy_j for p in r.phases}
+    assert energies.pop("given") == 1234.5
+    attributed = energies.pop("attributed")
+    assert attributed is not None and 0 < attributed < 1234.5
+    assert set(energies.values()) == {attributed}
+    from greentrack.store import open_store
+
+    stored = {p["name"]: p["energy_j"] for p in open_store(s.settings.db_path).get_run(s.id)["phases"]}
+    assert stored["given"] == 1234.5 and stored["attributed"] == pytest.approx(attributed)
 
 
 def test_marks_and_polls_give_one_energy_even_at_one_instant_and_with_an_idle_share() -> None:
@@ -523,8 +572,10 @@ def test_a_long_run_of_edges_is_folded_into_the_series_as_it_goes(no_measured_so
     polled into the series: memory stays bounded and every window keeps its energy (kills the fold's
     condition negated or dropped)."""
     import greentrack.measure.sampler as sampler_mod
+    from greentrack.measure.sources import cpu_model
 
     monkeypatch.setattr(sampler_mod, "MARKS_FOLD_AT", 4)
+    monkeypatch.setattr(cpu_model, "EDGE_SERIES_S", 0.0)  # every reading kept for the series: the fold's count
     s = Session("long", backend="cpu-model", background=False, store=False)
     s.start()
     src, windows, pending = s.sources[0], [], []
@@ -733,15 +784,17 @@ def test_a_reading_is_dated_when_it_was_taken_not_after_a_stall(own_cpu_only: No
     assert p * (t1 - t0) > 10.0 * 0.25
 
 
-def test_edge_function_answers_as_mark_edge_does_bound_once() -> None:
+def test_edge_function_answers_as_mark_edge_does_bound_once(monkeypatch: pytest.MonkeyPatch) -> None:
     """Sampler.edge_function (the pytest plugin's read at each edge, through Session.edge_function): the
     same answers as mark_edge, the source's reader looked up once. A reading through the CPU model's
     edge_reader joins the series at the next poll; None in a data gap, with step marks to fold, after
     stop, for a failed read (reported once) and an impossible answer; a source that can only mark is read
     through mark; several devices never answer."""
     from greentrack.measure.sampler import Sampler
+    from greentrack.measure.sources import cpu_model
     from greentrack.measure.steps import StepLog
 
+    monkeypatch.setattr(cpu_model, "EDGE_SERIES_S", 0.0)  # every reading kept for the series, to be counted
     src = CPUModelSource(ModelInputs(10.0, "test value"))
     smp = Sampler([src], 2.0, lambda chunks, states: None, background=False)
     smp.start()

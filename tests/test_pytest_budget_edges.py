@@ -344,6 +344,59 @@ def test_modelled_tests_are_read_at_their_edges_and_stored_as_reported(
         assert phases[name] == pytest.approx(e, abs=2e-4), (name, phases, reported)
 
 
+def test_each_test_keeps_its_edges_figure_while_the_series_stays_at_ten_points_a_second(
+        pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """The CPU model on 300 short tests: each stored phase holds exactly the figure the report gives (read
+    at the call's edges, not attributed from the series); the stored power series keeps at most one
+    reading per 0.1 s (EDGE_SERIES_S) from the edges, not two per test, and still adds up to the run's
+    total. The fixture's live figure is an edge reading too: after a test that only sleeps, a test's live
+    figure at its end is its own CPU time's (the series, whose last reading is from before that sleep,
+    would spread the test's CPU time over the sleep too, and read about half of it)."""
+    monkeypatch.setenv("GREENTRACK_BACKEND", "cpu-model")
+    monkeypatch.setenv("GREENTRACK_CPU_WATTS_PER_THREAD", "4")
+    pytester.makepyfile(test_many="""
+        import json, time
+        import pytest
+
+        @pytest.mark.parametrize("i", range(300))
+        def test_short(i):
+            assert i >= 0
+
+        def test_sleeps():  # its end is read 0.15 s after its start: that reading joins the series
+            time.sleep(0.15)
+
+        def test_gap():  # its edges, and test_live's first, are within 0.1 s of it: none joins the series
+            time.sleep(0.05)
+
+        def test_live(greentrack_energy):
+            t = time.process_time()
+            while time.process_time() - t < 0.05:
+                pass
+            with open("live.json", "w") as fh:
+                json.dump(greentrack_energy.energy_j, fh)
+    """)
+    res = pytester.runpytest_subprocess("-p", "no:cacheprovider", "--greentrack", "--greentrack-json=gt.json")
+    res.assert_outcomes(passed=303)
+    reported = {k: v["energy_j"] for k, v in artifact_tests(pytester.path / "gt.json").items()}
+    db = Path(os.environ["GREENTRACK_DB"])
+    run = Store(db, create=False).get_run(newest_run(db)["id"])
+    phases = {p["name"].split("::")[-1]: p["energy_j"] for p in run["phases"]}
+    assert len(phases) == len(reported) == 303
+    for name, e in reported.items():
+        assert phases[name] == e, name  # the edges' figure itself
+    live = json.loads((pytester.path / "live.json").read_text())
+    final = reported["test_live"]
+    assert 4.0 * 0.05 * 0.9 < live <= final < live + 4.0 * 0.01, (live, final)
+    (device,) = run["devices"]
+    span = run["ended_at"] - run["started_at"]
+    # the samples the series was built from: the edges' readings thinned; the start's and the stop's kept
+    assert 2 <= device["n_samples"] <= span / 0.1 + 3, (device["n_samples"], span)
+    (t, p), = Store(db, create=False).read_series(run["id"]).values()
+    # rectangles: each stored point is the mean power since the previous one (the first: since the start)
+    integral = p[0] * (t[0] - run["started_at"]) + sum(pw * (b - a) for a, b, pw in zip(t, t[1:], p[1:]))
+    assert integral == pytest.approx(run["energy_j"], rel=0.02, abs=1e-3)
+
+
 def test_a_failing_read_at_a_tests_end_falls_back_to_the_series_said_once(
         pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     """The CPU model's read at a call's end fails (every second read): the test's energy comes from the

@@ -1,10 +1,11 @@
 """Attribution: a finished session's totals per device, per phase and per step.
 
-Totals come from each device's energy counter, its edges (before the first dated reading and
-after the last) filled from the power series; phases and steps get their energy from the series,
-scaled per device so that they add up to the counter's total. A data gap (no reading of a device
-for a while) is never filled in: the counter's delta across it is its energy when readings
-bracket it (in the total, in no phase or step), else it is left out and counted in
+Totals come from each device's energy counter, its edges (before the first dated reading and after
+the last) filled from the power series; phases and steps get their energy from the series, scaled
+per device so that they add up to the counter's total, except a phase whose energy was read at its
+edges (the CPU model's, one test's call in the pytest plugin), which keeps that figure. A data gap
+(no reading of a device for a while) is never filled in: the counter's delta across it is its energy
+when readings bracket it (in the total, in no phase or step), else it is left out and counted in
 ``unmeasured_s``; either way a note says so. No I/O, and no session: the input is a plain
 :class:`RunRecord` of what was marked and measured.
 """
@@ -27,7 +28,8 @@ class RunRecord:
 
     *states* are the sampler's per-device states (their accumulators hold the power series, their
     counter readings and data gaps); *steps* the session's :class:`~greentrack.measure.steps.StepLog`
-    (marks not folded yet are folded here); *phases* ``(name, start, end)``; *notes* the session's
+    (marks not folded yet are folded here); *phases* ``(name, start, end)``; *phase_j* the energy of
+    some of them read at their edges (index in *phases* -> joules), kept as it is; *notes* the session's
     notes so far (attribution adds its own); *measured*: whether any source was open. A plain class
     (see :class:`greentrack.measure.sampler.DeviceState`).
     """
@@ -35,7 +37,8 @@ class RunRecord:
     def __init__(self, run_id: str, name: str, started_at: float, ended_at: float, states: Sequence[Any],
                  steps: StepLog, phases: Sequence[tuple[str, float, float]], intensity: Any, pue: float,
                  measured: bool, budget_kwh: float | None = None, budget_co2e_kg: float | None = None,
-                 budget_exceeded: dict[str, Any] | None = None, notes: list[str] | None = None) -> None:
+                 budget_exceeded: dict[str, Any] | None = None, notes: list[str] | None = None,
+                 phase_j: dict[int, float] | None = None) -> None:
         self.run_id = run_id
         self.name = name
         self.started_at = started_at
@@ -43,6 +46,7 @@ class RunRecord:
         self.states = states
         self.steps = steps
         self.phases = phases
+        self.phase_j: dict[int, float] = phase_j or {}
         self.intensity = intensity
         self.pue = pue
         self.measured = measured
@@ -171,8 +175,14 @@ def compute_result(session: RunRecord, status: str) -> RunResult:
     steps.fold([d for d in _fold_devices(session.states) if d.key in scales], math.inf,
                sorted(x for _n, a, b in session.phases for x in (a, b)))
     phases = []
-    for name, a, b in session.phases:
-        ej = (energy_at(b) - energy_at(a)) if accs else None
+    given = session.phase_j
+    for i, (name, a, b) in enumerate(session.phases):
+        if not accs:
+            ej = None
+        elif i in given:  # read at its edges: the source's own figure for the window (the CPU model)
+            ej = given[i]
+        else:
+            ej = energy_at(b) - energy_at(a)
         phases.append(PhaseResult(name=name, started_at=a, ended_at=b, energy_j=ej, steps=steps.steps_between(a, b)))
         if accs and any(g["from"] < b and a < g["to"] for g in gap_stats):
             session.notes.append(f"phase {name!r} overlaps a data gap: its energy covers only what was read "

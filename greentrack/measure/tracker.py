@@ -8,6 +8,7 @@ phases afterwards, from the time series, reconciled to the hardware counter's to
 from __future__ import annotations
 
 import functools
+import math
 import os
 import threading
 import time
@@ -93,6 +94,7 @@ class Session:
         self._marks = self._steps.marks  # flat (t, samples, tokens) triples; the sampler folds them
         self.step = _fast_step(self._marks.extend)  # type: ignore[method-assign]
         self._phases: list[tuple[str, float, float]] = []
+        self._phase_j: dict[int, float] = {}  # index in _phases -> the energy read at the phase's edges
         self._open_phases: list[tuple[str, float]] = []
         self.started_at: float | None = None
         self.started_cpu_s: float | None = None  # time.process_time() at started_at
@@ -359,9 +361,11 @@ class Session:
     def edge(self) -> tuple[float, float] | None:
         """A window's edge, cheaply, where the session's one device derives its power at each read
         (the CPU model): ``(t, J)``, the wall-clock time of a reading taken now and the joules so far.
-        The energy of a window between two edges is the difference of their joules: what
-        :meth:`energy_between` and the attribution give for ``[t_a, t_b]``, to within the tolerance of
-        the series they read (0.1 mJ for the CPU model). None where this does not
+        The energy of a window between two edges is the difference of their joules; give it to the
+        window's phase (``mark_phase(name, t_a, t_b, energy_j=j_b - j_a)``), which keeps it. The power
+        series keeps an edge's reading only 0.1 s after the last one it kept (at most ten points a second,
+        however many windows), so :meth:`energy_between` gives that figure for windows between readings it
+        kept, and spreads the energy evenly between them otherwise. None where this does not
         apply (a GPU, RAPL, several devices, not running): use :meth:`poll_edges` and
         :meth:`energy_between`. The pytest plugin dates each test's call with it."""
         sampler = self.sampler
@@ -384,8 +388,14 @@ class Session:
         """True when a source models rather than measures (the CPU model): figures are labelled ``~``."""
         return any(getattr(s, "measured", True) is False for s in self.sources)
 
-    def mark_phase(self, name: str, t0: float, t1: float) -> None:
-        """Record a phase that already happened, from its wall-clock bounds (attributed at stop)."""
+    def mark_phase(self, name: str, t0: float, t1: float, energy_j: float | None = None) -> None:
+        """Record a phase that already happened, from its wall-clock bounds (attributed at stop).
+
+        *energy_j*: its energy read at its edges (the difference of two :meth:`edge` readings' joules),
+        which the phase keeps instead of an attribution from the power series; only such a figure belongs
+        here (a finite number >= 0, else ignored). The pytest plugin marks each test's call so."""
+        if energy_j is not None and type(energy_j) is float and 0.0 <= energy_j < math.inf:
+            self._phase_j[len(self._phases)] = energy_j
         self._phases.append((str(name), float(t0), float(t1)))
 
     def _on_flush(self, chunks: list[tuple], states: list[Any]) -> None:
@@ -474,7 +484,7 @@ class Session:
         assert self.started_at is not None and self.ended_at is not None
         record = RunRecord(
             run_id=self.id, name=self.name, started_at=self.started_at, ended_at=self.ended_at,
-            states=list(self.sampler.states), steps=self._steps, phases=list(self._phases),
+            states=list(self.sampler.states), steps=self._steps, phases=list(self._phases), phase_j=self._phase_j,
             intensity=self.intensity, pue=self.pue, measured=bool(self.sources), budget_kwh=self.budget_kwh,
             budget_co2e_kg=self.budget_co2e_kg, budget_exceeded=self.budget_exceeded, notes=self.notes)
         return compute_result(record, status)

@@ -3,7 +3,8 @@
 One greentrack :class:`~greentrack.measure.tracker.Session` spans the pytest session. The call of each
 test (the test function's body) is a phase named by its node id; its energy is read right after the
 call: from the CPU model's readings at the call's two edges where it is the one source
-(:meth:`Session.edge`), else from the power series (:meth:`Session.energy_between`); checked against the test's
+(:meth:`Session.edge`; the phase keeps that figure), else from the power series
+(:meth:`Session.energy_between`); checked against the test's
 ``energy_budget`` marker, written to the JUnit XML report as properties (``greentrack_energy_j``,
 ``greentrack_energy_method``...) and, in a pytest-xdist worker, carried to the controller by the report itself. Under
 pytest-xdist each worker measures its own tests (and stores nothing); the controller measures
@@ -43,6 +44,7 @@ class TestEnergy:
         self._plugin = plugin
         self.budget: dict[str, float] = dict(budget or {})
         self.started_at: float | None = None
+        self.started_j: float | None = None  # the joules of the edge reading the call began at (None: no edge)
         self.ended_at: float | None = None
         self._final_j: float | None = None
 
@@ -75,6 +77,10 @@ class TestEnergy:
         plugin = self._plugin
         if self.started_at is None or plugin is None or plugin.gsession is None:
             return None
+        if self.started_j is not None:  # the call began at an edge reading: read another one now
+            edge = plugin._edge()
+            if edge is not None:
+                return edge[1] - self.started_j
         return plugin.gsession.energy_between(self.started_at)
 
     @property
@@ -254,7 +260,7 @@ class EnergyPlugin:
         sampler_cpu = self._sampler_cpu
         cpu0, thread0, sampler0 = time.process_time(), time.thread_time(), sampler_cpu() if sampler_cpu else 0.0
         if m is not None:
-            m.budget, m.started_at = budget, t0
+            m.budget, m.started_at, m.started_j = budget, t0, j0
         try:
             res = yield
         except BaseException:
@@ -277,6 +283,7 @@ class EnergyPlugin:
         other = max(0.0, cpu - (time.thread_time() - thread0))  # CPU seconds on the process's other threads
         e: float | None
         edge = self._edge() if j0 is not None else None
+        edged = edge is not None and j0 is not None
         if edge is not None and j0 is not None:
             t1, e = edge[0], edge[1] - j0
         else:
@@ -292,7 +299,7 @@ class EnergyPlugin:
         over = over_budget(e, budget, self) if budget else []
         unchecked = bool(budget) and e is None
         # the figures as they are: made into the test's record at the stop (see _take_done)
-        self._records[item.nodeid] = (t0, t1, e, budget or None, bool(over), unchecked, cpu, other)
+        self._records[item.nodeid] = (t0, t1, e, budget or None, bool(over), unchecked, cpu, other, edged)
         props = item.user_properties  # JUnit XML <property> elements (--junitxml)
         if e is not None:
             props.append(("greentrack_energy_j", f"{e:.6g}"))
@@ -325,7 +332,7 @@ class EnergyPlugin:
 
     def _record(self, raw: tuple[Any, ...]) -> dict[str, Any]:
         """A call's record (``tests`` in the JSON output, the baseline's input) from its figures."""
-        t0, t1, e, budget, over, unchecked, cpu, other = raw
+        t0, t1, e, budget, over, unchecked, cpu, other, _edged = raw
         return {"t0": t0, "t1": t1, "energy_j": e, "budget": budget, "over": over, "unchecked": unchecked,
                 "method": self.test_method,  # CO2e: computed when reported
                 # the share of the process's CPU time in the call spent on its other threads
@@ -342,8 +349,8 @@ class EnergyPlugin:
             rec = self._record(raw)
             rec["nodeid"], rec["outcome"] = nodeid, outcome
             self.tests.append(rec)
-            if running:
-                gs.mark_phase(nodeid, raw[0], raw[1])
+            if running:  # a figure read at the call's edges is the phase's own (not attributed from the series)
+                gs.mark_phase(nodeid, raw[0], raw[1], raw[2] if raw[8] else None)
 
     # end of the session ----------------------------------------------------------------------
     @pytest.hookimpl(wrapper=True, tryfirst=True)

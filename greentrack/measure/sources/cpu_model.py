@@ -53,6 +53,10 @@ KEY_IDLE = "cpu_idle_share"
 UNKNOWN_CPU_W_PER_THREAD = 4.0
 METHOD_REF = "Green Algorithms (Lannelongue et al., Advanced Science 2021)"
 LIVE_REFRESH_S = 0.5  # live descendants are re-read at most this often (and whenever a child was reaped)
+# a reading taken at a window's edge joins the power series only this long after the last one that did: the
+# series of a pytest run holds at most ten points a second, not two per test, and each test's figure is the
+# difference of its two edges' joules, which its phase keeps (Session.mark_phase(..., energy_j=))
+EDGE_SERIES_S = 0.1
 
 
 # the CPU -----------------------------------------------------------------------------------------
@@ -607,6 +611,8 @@ class CPUModelSource:
         self._last = (clock(), self._cpu0)
         self._t0 = self._last[0]
         self._marks: list[tuple[float, float]] = []  # readings taken at windows' edges, not yet polled
+        self._kept_t = self._last[0]  # the date of the newest reading kept for the series (a mark's or a poll's)
+        self._edge_read = False  # read at an edge since its creation (see bind)
         self._edge = self._edge_reader()
 
     def bind(self, session: Any) -> None:
@@ -619,10 +625,10 @@ class CPUModelSource:
         started_at, own = getattr(session, "started_at", None), getattr(session, "started_cpu_s", None)
         if type(started_at) is not float or type(own) is not float:
             return
-        if self._marks or self._last != (self._t0, self._cpu0):  # already read: its origin stays
+        if self._edge_read or self._last != (self._t0, self._cpu0):  # already read: its origin stays
             return
         self._cpu0 -= self._own0 - own
-        self._t0 = started_at
+        self._t0 = self._kept_t = started_at
         self._last = (self._t0, self._cpu0)
 
     def on_sampler_thread(self) -> None:
@@ -631,8 +637,9 @@ class CPUModelSource:
 
     def poll(self, device: Device) -> list[tuple[float, float]]:
         """The modelled mean power since the previous poll: one sample, or one per reading :meth:`mark`
-        took since (in order), then the one read now."""
+        kept since (in order), then the one read now."""
         reading = timed_read(self.cpu_time.read, self.clock)
+        self._kept_t = reading[0]
         if self._marks:
             readings = self._marks[:]
             del self._marks[:]  # in place: the edge reader holds this list
@@ -653,11 +660,16 @@ class CPUModelSource:
         return out
 
     def mark(self, device: Device) -> tuple[float, float]:
-        """Read the CPU time at a window's edge (a test's call) and keep the reading for the next
-        :meth:`poll`, which turns it into the sample a poll now would have given. Returns ``(t, J)``:
-        when it was read, and the modelled joules since this source began. The energy of a window
-        between two marks is the difference of their joules, exactly what the series gives for it.
-        About half a poll's cost: the series is extended later, in one go.
+        """Read the CPU time at a window's edge (a test's call). Returns ``(t, J)``: when it was read, and
+        the modelled joules since this source began. The energy of a window between two marks is the
+        difference of their joules.
+
+        A reading at least :data:`EDGE_SERIES_S` (0.1 s) after the last one kept for the power series
+        (a mark's or a poll's) is kept too, for the next :meth:`poll`, which turns it into the sample a poll
+        then would have given: the series gets at most ten points a second from the edges, however short
+        the windows. Between two kept readings it spreads their energy evenly, so a shorter window's exact
+        figure is its edges' difference (the pytest plugin gives it to the window's phase). About half a
+        poll's cost: the series is extended later, in one go.
         """
         return self._edge()
 
@@ -679,7 +691,10 @@ class CPUModelSource:
             if t1 - t0 > spread:  # stalled between the reading and its date: read again (timed_read)
                 t0, cpu, t1 = _tightest(read, clock, tries - 1, spread, (t0, cpu, t1))
             now = t0 + (t1 - t0) / 2
-            marks.append((now, cpu))
+            self._edge_read = True
+            if now - self._kept_t >= EDGE_SERIES_S:
+                marks.append((now, cpu))
+                self._kept_t = now
             idle = inputs.idle_share
             return now, inputs.watts_per_thread * ((cpu - self._cpu0) * (1.0 - idle) + (now - self._t0) * idle)
 
@@ -687,7 +702,7 @@ class CPUModelSource:
 
     @property
     def marks_pending(self) -> int:
-        """Readings :meth:`mark` took that no poll has turned into samples yet."""
+        """Readings :meth:`mark` kept for the series that no poll has turned into samples yet."""
         return len(self._marks)
 
     def energy_j(self, device: Device) -> float | None:
