@@ -880,6 +880,47 @@ def test_session_edge_function_is_edge_bound_once(no_measured_source: None, own_
     assert edge() is None and s.edge() is None and s.edge_function()() is None
 
 
+def test_edge_process_clock_is_the_process_clock_the_edge_read(no_measured_source: None, own_cpu_only: None,
+                                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    """Session.edge_process_clock: time.process_time() as the latest edge's reading read it (no system call
+    of its own), between the clock read just before and just after that edge, and unchanged until the next
+    edge (kills a stale or a fresh read); None where the edges do not read it: a mock GPU, a source whose
+    CPU time is not a ProcessCPUTime, a plugin source's process_clock that raises, a stopped run."""
+    from greentrack.measure.sampler import Sampler
+
+    s = Session("clock", backend="cpu-model", background=False, store=False)
+    s.start()
+    clock, edge = s.edge_process_clock(), s.edge_function()
+    assert clock is not None
+    for _ in range(3):
+        before = time.process_time()
+        assert edge() is not None
+        after = time.process_time()
+        busy(0.005)
+        assert before <= clock() <= after
+    s.stop()
+    assert s.edge_process_clock() is None
+    monkeypatch.setenv("GREENTRACK_BACKEND", "mock")
+    gpu = Session("mock", background=False, store=False)
+    gpu.start()
+    assert gpu.edge_process_clock() is None
+    gpu.stop()
+
+    class FakeCPU:
+        def read(self) -> float:
+            return 1.0
+
+    fake = CPUModelSource(ModelInputs(10.0, "test value"), cpu_time=FakeCPU())  # type: ignore[arg-type]
+    assert fake.process_clock() is None
+    broken = CPUModelSource(ModelInputs(10.0, "test value"))
+    broken.process_clock = lambda: 1 / 0  # type: ignore[method-assign,assignment,misc]
+    for src in (fake, broken):
+        smp = Sampler([src], 2.0, lambda chunks, states: None, background=False)
+        smp.start()
+        assert smp.edge_process_clock() is None
+        smp.stop()
+
+
 @pytest.mark.parametrize("scenario", ["tight", "stalled_once", "always_stalled", "at_the_bound", "bound_on_retry",
                                       "tie"])
 def test_a_mark_is_dated_as_timed_read_dates_a_reading(scenario: str) -> None:

@@ -422,6 +422,21 @@ class Sampler:
         self._thread = threading.Thread(target=self._run, name=THREAD_NAME, daemon=True)
         self._thread.start()
 
+    def edge_process_clock(self) -> Callable[[], float] | None:
+        """Where :meth:`edge_function` reads the one device's source through a reading of this process's CPU
+        clock (the CPU model): a function giving ``time.process_time()`` as of the latest edge read, without
+        a system call of its own. None elsewhere. Valid right after an edge that answered (not None)."""
+        if len(self.states) != 1:
+            return None
+        get = getattr(self.states[0].source, "process_clock", None)
+        if get is None:
+            return None
+        try:
+            clock = get()
+        except Exception:  # a plugin source's bug: the caller reads the clock itself
+            return None
+        return clock if callable(clock) else None
+
     def cpu_time_reader(self) -> Callable[[], float] | None:
         """A function giving the sampler thread's CPU seconds so far, read from any thread (None before
         :meth:`start`, or where this platform cannot read another thread's CPU clock). The pytest plugin

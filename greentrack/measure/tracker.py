@@ -383,6 +383,16 @@ class Session:
             return no_edge
         return sampler.edge_function()
 
+    def edge_process_clock(self) -> Callable[[], float] | None:
+        """With :meth:`edge_function`: a function giving this process's own CPU seconds
+        (``time.process_time()``) as of the latest edge read, which the CPU model's reading took anyway;
+        None where the edges do not read it (then call ``time.process_time()``). Valid only right after
+        an edge that answered (not None)."""
+        sampler = self.sampler
+        if sampler is None or self.result is not None:
+            return None
+        return sampler.edge_process_clock()
+
     @property
     def modelled(self) -> bool:
         """True when a source models rather than measures (the CPU model): figures are labelled ``~``."""

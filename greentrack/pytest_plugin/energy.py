@@ -169,6 +169,7 @@ class EnergyPlugin:
         self._done: list[tuple[str, str, tuple[Any, ...]]] = []  # (nodeid, outcome, figures) of logged calls
         self._sampler_cpu: Callable[[], float] | None = None  # the sampler thread's CPU seconds (None: no thread)
         self._edge: Callable[[], tuple[float, float] | None] = _no_edge  # Session.edge, bound once
+        self._edge_cpu: Callable[[], float] = time.process_time  # the process's CPU clock at the latest edge
 
     # lifecycle -------------------------------------------------------------------------------
     @pytest.hookimpl(tryfirst=True)
@@ -193,6 +194,7 @@ class EnergyPlugin:
             raise pytest.UsageError(f"greentrack: {exc}") from None
         self.gsession = gs
         self._edge = gs.edge_function()
+        self._edge_cpu = gs.edge_process_clock() or time.process_time
         self._sampler_cpu = gs.sampler.cpu_time_reader()
         self._describe_hardware(gs)
         if self.opts.get("enabled_by") and not self.worker:
@@ -254,11 +256,12 @@ class EnergyPlugin:
         edge = self._edge()
         if edge is None:
             gs.poll_edges()
-            t0, j0 = time.time(), None
+            t0, j0, cpu0 = time.time(), None, time.process_time()
         else:
             t0, j0 = edge
+            cpu0 = self._edge_cpu()  # the process's CPU clock as that reading read it
         sampler_cpu = self._sampler_cpu
-        cpu0, thread0, sampler0 = time.process_time(), time.thread_time(), sampler_cpu() if sampler_cpu else 0.0
+        thread0, sampler0 = time.thread_time(), sampler_cpu() if sampler_cpu else 0.0
         if m is not None:
             m.budget, m.started_at, m.started_j = budget, t0, j0
         try:
@@ -276,23 +279,23 @@ class EnergyPlugin:
 
     def _end(self, item: pytest.Item, m: TestEnergy | None, budget: dict[str, float], t0: float, j0: float | None,
              cpu0: float, thread0: float, sampler0: float) -> tuple[list[str], bool]:
-        # the process's CPU seconds in the call, less greentrack's sampler thread's
-        cpu = time.process_time() - cpu0
-        if self._sampler_cpu is not None:
-            cpu -= self._sampler_cpu() - sampler0
-        other = max(0.0, cpu - (time.thread_time() - thread0))  # CPU seconds on the process's other threads
         e: float | None
         edge = self._edge() if j0 is not None else None
         edged = edge is not None and j0 is not None
         if edge is not None and j0 is not None:
             t1, e = edge[0], edge[1] - j0
+            cpu = self._edge_cpu() - cpu0  # the process's CPU seconds in the call
         else:
+            cpu = time.process_time() - cpu0
             t1 = time.time()
             try:
                 e = self.gsession.energy_between(t0, t1)
             except Exception as exc:  # measuring must never break the test run
                 _say(f"cannot read the energy of {item.nodeid}: {exc}")
                 e = None
+        if self._sampler_cpu is not None:  # less greentrack's sampler thread's
+            cpu -= self._sampler_cpu() - sampler0
+        other = max(0.0, cpu - (time.thread_time() - thread0))  # CPU seconds on the process's other threads
         if m is not None:
             m._final_j, m.ended_at = e, t1
             self._measurements.pop(item.nodeid, None)

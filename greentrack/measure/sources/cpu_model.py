@@ -700,6 +700,15 @@ class CPUModelSource:
 
         return edge
 
+    def process_clock(self) -> Callable[[], float] | None:
+        """A function giving this process's own CPU seconds (``time.process_time()``) as of the latest
+        reading, the system call already made by that reading; None where the CPU time is not read by a
+        :class:`ProcessCPUTime`. The pytest plugin takes a test's own CPU time from its edges' readings."""
+        ct = self.cpu_time
+        if not isinstance(ct, ProcessCPUTime):
+            return None
+        return lambda: ct.process_s
+
     @property
     def marks_pending(self) -> int:
         """Readings :meth:`mark` kept for the series that no poll has turned into samples yet."""
