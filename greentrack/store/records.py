@@ -194,23 +194,29 @@ def record_fields(cls: Any) -> tuple[str, ...]:
     return tuple(cls.FIELDS)
 
 
-def _rules(cls: type) -> tuple[tuple[str, str], ...]:
+def _rules(cls: type) -> tuple[tuple[str, bool], ...]:
+    """``(field, stored as JSON)`` of record type *cls*, in column order."""
     table = RECORD_TABLES[cls]
-    return tuple((n, table.column(n).rule) for n in record_fields(cls))
+    return tuple((n, table.column(n).rule in JSON_RULES) for n in record_fields(cls))
 
 
-_RULES: dict[type, tuple[tuple[str, str], ...]] = {}
+_RULES: dict[type, tuple[tuple[str, bool], ...]] = {}
 
 
 def sql_row(rec: Any, run_id: str | None = None) -> dict[str, Any]:
-    """*rec* as ``{column: SQL value}`` (JSON columns encoded), with ``run_id`` when given."""
+    """*rec* as ``{column: SQL value}`` (JSON columns encoded), with ``run_id`` when given.
+
+    :func:`_encode`'s rule, inline: a pytest session's end makes one row per test."""
     cls = type(rec)
     rules = _RULES.get(cls)
     if rules is None:
         rules = _RULES[cls] = _rules(cls)
     out: dict[str, Any] = {"run_id": run_id} if run_id is not None else {}
-    for name, rule in rules:
-        out[name] = _encode(rule, getattr(rec, name))
+    for name, as_json in rules:
+        value = getattr(rec, name)
+        if as_json and value is not None and not isinstance(value, str):
+            value = json.dumps(value, sort_keys=True, default=str)
+        out[name] = value
     return out
 
 

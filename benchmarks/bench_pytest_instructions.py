@@ -1,0 +1,114 @@
+"""The enabled pytest plugin's cost in instructions executed: a measure the neighbours cannot move.
+
+On a shared machine the wall and CPU time of identical pytest runs move by tens of milliseconds
+(other tenants, the page cache, the host), more than the plugin's own cost. The number of
+instructions the pytest process executes does not: this script counts them with valgrind's
+cachegrind (``--cache-sim=no``: instructions only, the program runs about 20 times slower) for
+pytest runs of generated suites of trivial tests, with ``-p no:greentrack``, with ``--greentrack``
+(the CPU model, as on a CPU-only CI runner), and with ``--greentrack`` at another commit
+(``--against``), each ``--reps`` times (medians), at two suite sizes. It prints each
+configuration's instructions, the difference against ``-p no:greentrack`` and, from the two
+sizes, that difference as a fixed part and a part per test.
+
+Instructions are not time: a test's code running with cold caches after greentrack's, and Python's
+garbage collections, cost time without adding many instructions, and a system call counts as the
+few instructions that enter the kernel. The wall-time benchmark (``bench_pytest_plugin.py``) says
+what a run costs; this one says whether a change made greentrack's own work smaller.
+
+    python benchmarks/bench_pytest_instructions.py [--tests 100 500] [--reps 2] [--against 81260b4]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from bench_pytest_plugin import ROOT, make_suite, wheel_like  # noqa: E402
+
+
+def instructions(root: Path, extra: list[str], env: dict[str, str], out: Path) -> int:
+    """Instructions executed by one pytest run of the suite in *root* (the interpreter itself, not a shim)."""
+    python = os.path.realpath(sys.executable)
+    subprocess.run(["valgrind", "--tool=cachegrind", "--cache-sim=no", f"--cachegrind-out-file={out}", python,
+                    "-m", "pytest", "-q", "-p", "no:cacheprovider", *extra], cwd=root, env=env, check=True,
+                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    for line in out.read_text().splitlines():
+        if line.startswith("summary:"):
+            return int(line.split()[1])
+    raise RuntimeError(f"no summary line in {out}")
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--tests", type=int, nargs=2, default=[100, 500], metavar=("SMALL", "LARGE"),
+                    help="the two suite sizes (trivial tests)")
+    ap.add_argument("--reps", type=int, default=2, help="runs of each configuration at each size (medians)")
+    ap.add_argument("--against", metavar="REF", help="also count the plugin of this git commit")
+    args = ap.parse_args()
+    if shutil.which("valgrind") is None:
+        sys.exit("valgrind is not installed (Debian: apt-get install valgrind)")
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("GREENTRACK_", "PYTEST_"))}
+    env.pop("PYTHONDONTWRITEBYTECODE", None)
+    env.update(PYTHONHASHSEED="0", GREENTRACK_BACKEND="auto")
+    subprocess.run([sys.executable, "-m", "compileall", "-q", str(ROOT / "greentrack")], check=True)
+    shadow = tempfile.TemporaryDirectory(prefix="gt-bench-wheel-")
+    marked = wheel_like(Path(shadow.name))
+    with tempfile.TemporaryDirectory(prefix="gt-instr-") as tmp:
+        trees = {"this checkout": ROOT}
+        if args.against:
+            other = Path(tmp) / "against"
+            subprocess.run(["git", "-C", str(ROOT), "worktree", "add", "--detach", "-q", str(other), args.against],
+                           check=True)
+            subprocess.run([sys.executable, "-m", "compileall", "-q", str(other / "greentrack")], check=True)
+            trees[f"at {args.against}"] = other
+        configs = {"-p no:greentrack": (["-p", "no:greentrack"], ROOT)}
+        configs.update({f"--greentrack, {label}": (["--greentrack"], tree) for label, tree in trees.items()})
+        counts: dict[tuple[str, int], list[int]] = {}
+        try:
+            for n in args.tests:
+                root = Path(tmp) / f"suite{n}"
+                root.mkdir()
+                make_suite(root, n)
+                for extra, tree in configs.values():  # not counted: pytest writes the tests' .pyc files
+                    subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", *extra], cwd=root,
+                                   env=dict(env, PYTHONPATH=f"{marked}{os.pathsep}{tree}",
+                                            GREENTRACK_DB=str(Path(tmp) / "warm-up.db")),
+                                   check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                for rep in range(args.reps):
+                    for label, (extra, tree) in configs.items():
+                        run_env = dict(env, PYTHONPATH=f"{marked}{os.pathsep}{tree}",
+                                       GREENTRACK_DB=str(Path(tmp) / f"{n}-{rep}-{len(counts)}.db"))
+                        counts.setdefault((label, n), []).append(
+                            instructions(root, extra, run_env, Path(tmp) / "cg.out"))
+        finally:
+            if args.against:
+                subprocess.run(["git", "-C", str(ROOT), "worktree", "remove", "--force", str(Path(tmp) / "against")],
+                               check=False)
+    small, large = args.tests
+    print(f"instructions executed by pytest on N trivial tests (valgrind cachegrind, median of {args.reps}), "
+          f"python {sys.version.split()[0]}, greentrack from {ROOT}")
+    print(f"{'configuration':<34} {'N=' + str(small):>16} {'N=' + str(large):>16}   greentrack's: "
+          f"{'N=' + str(small):>10} {'N=' + str(large):>10} {'fixed':>10} {'per test':>10}")
+    base = {n: statistics.median(counts[("-p no:greentrack", n)]) for n in args.tests}
+    for label in configs:
+        med = {n: statistics.median(counts[(label, n)]) for n in args.tests}
+        d = {n: med[n] - base[n] for n in args.tests}
+        per_test = (d[large] - d[small]) / (large - small)
+        fixed = d[small] - per_test * small
+        line = f"{label:<34} {med[small]:>16,.0f} {med[large]:>16,.0f}   "
+        if label != "-p no:greentrack":
+            line += f"{' ' * 14}{d[small] / 1e6:>9.1f}M {d[large] / 1e6:>9.1f}M {fixed / 1e6:>9.1f}M {per_test:>10,.0f}"
+        print(line)
+    spread = max((max(v) - min(v)) / statistics.median(v) for v in counts.values())
+    print(f"largest spread between the runs of one configuration: {spread * 100:.3f} % of its count")
+
+
+if __name__ == "__main__":
+    main()
