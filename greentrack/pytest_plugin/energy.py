@@ -413,7 +413,7 @@ class EnergyPlugin:
             except Exception:  # nothing is left to write: a failing close changes nothing
                 pass
         self.gsession = self.result = None
-        self._edge = _no_edge
+        self._edge, self._edge_cpu = _no_edge, time.process_time
         self.tests, self.checks, self.lines = [], [], []
         self._records.clear()
         self._done.clear()
