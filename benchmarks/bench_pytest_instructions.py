@@ -39,10 +39,21 @@ def instructions(root: Path, extra: list[str], env: dict[str, str], out: Path) -
     subprocess.run(["valgrind", "--tool=cachegrind", "--cache-sim=no", f"--cachegrind-out-file={out}", python,
                     "-m", "pytest", "-q", "-p", "no:cacheprovider", *extra], cwd=root, env=env, check=True,
                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    for line in out.read_text().splitlines():
+    return summary_count(out.read_text())
+
+
+def summary_count(text: str) -> int:
+    """The instruction count of a cachegrind output file (its ``summary:`` line, event ``Ir`` first)."""
+    for line in text.splitlines():
         if line.startswith("summary:"):
             return int(line.split()[1])
-    raise RuntimeError(f"no summary line in {out}")
+    raise RuntimeError("no summary line in cachegrind's output")
+
+
+def fixed_and_per_test(d_small: float, d_large: float, small: int, large: int) -> tuple[float, float]:
+    """A cost measured at two suite sizes, as a fixed part and a part per test (the line through both)."""
+    per_test = (d_large - d_small) / (large - small)
+    return d_small - per_test * small, per_test
 
 
 def main() -> None:
@@ -52,6 +63,8 @@ def main() -> None:
     ap.add_argument("--reps", type=int, default=2, help="runs of each configuration at each size (medians)")
     ap.add_argument("--against", metavar="REF", help="also count the plugin of this git commit")
     args = ap.parse_args()
+    if args.tests[0] >= args.tests[1]:
+        sys.exit("--tests: the first size must be the smaller")
     if shutil.which("valgrind") is None:
         sys.exit("valgrind is not installed (Debian: apt-get install valgrind)")
     env = {k: v for k, v in os.environ.items() if not k.startswith(("GREENTRACK_", "PYTEST_"))}
@@ -100,8 +113,7 @@ def main() -> None:
     for label in configs:
         med = {n: statistics.median(counts[(label, n)]) for n in args.tests}
         d = {n: med[n] - base[n] for n in args.tests}
-        per_test = (d[large] - d[small]) / (large - small)
-        fixed = d[small] - per_test * small
+        fixed, per_test = fixed_and_per_test(d[small], d[large], small, large)
         line = f"{label:<34} {med[small]:>16,.0f} {med[large]:>16,.0f}   "
         if label != "-p no:greentrack":
             line += f"{' ' * 14}{d[small] / 1e6:>9.1f}M {d[large] / 1e6:>9.1f}M {fixed / 1e6:>9.1f}M {per_test:>10,.0f}"

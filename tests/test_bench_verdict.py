@@ -43,3 +43,18 @@ def test_the_interval_holds_the_median_and_narrows_with_rounds() -> None:
     assert lo_few <= sorted(few)[4] and sorted(few)[3] <= hi_few
     assert hi_many - lo_many < hi_few - lo_few
     assert bench.median_interval(few) == (lo_few, hi_few)  # seeded: the same answer for the same rounds
+
+
+def test_the_instruction_benchmark_reads_cachegrind_and_splits_the_cost() -> None:
+    """benchmarks/bench_pytest_instructions.py: the count is the ``summary:`` line's (not a file's first
+    number), and a cost at two suite sizes becomes the fixed part and the part per test of the line
+    through both (kills the sizes swapped, and the fixed part taken from the larger size)."""
+    import bench_pytest_instructions as instr
+
+    out = ("desc: --cache-sim=no\ncmd: python3 -m pytest\nevents: Ir\nfl=/x.c\nfn=f\n12 900\n"
+           "summary: 2605625911\n")
+    assert instr.summary_count(out) == 2_605_625_911
+    with pytest.raises(RuntimeError, match="no summary line"):
+        instr.summary_count("events: Ir\n")
+    fixed, per_test = instr.fixed_and_per_test(117.1e6 + 100 * 140e3, 117.1e6 + 500 * 140e3, 100, 500)
+    assert fixed == pytest.approx(117.1e6) and per_test == pytest.approx(140e3)
