@@ -2,13 +2,16 @@
 
 Each class is compared with the dataclass ``@dataclass`` generates from the same fields (the oracle):
 the constructor's parameters and defaults, ``repr``, equality, hashing and read-only fields (frozen),
-``dataclasses.fields``/``asdict``/``replace``, and a fresh list or dict for each default-factory field.
+``dataclasses.fields``/``asdict``/``replace``, pickling and copying, and a fresh list or dict for each
+default-factory field.
 """
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import inspect
+import pickle
 import time
 from typing import Any
 
@@ -88,6 +91,7 @@ def test_repr_eq_hash_and_the_dataclass_functions_behave_as_generated(cls: type,
     assert ours != theirs and ours != object()  # another class is never equal, as with @dataclass
     assert dataclasses.is_dataclass(ours) and dataclasses.asdict(ours) == dataclasses.asdict(theirs)
     assert dataclasses.astuple(ours) == dataclasses.astuple(theirs)
+    assert pickle.loads(pickle.dumps(ours)) == ours and copy.deepcopy(ours) == ours == copy.copy(ours)
     changed = dataclasses.replace(ours, **{names[0]: "x"})
     assert type(changed) is cls and getattr(changed, names[0]) == "x"
     if cls.__lean_frozen__:  # type: ignore[attr-defined]
