@@ -403,7 +403,7 @@ class Session:
 
         *energy_j*: its energy read at its edges (the difference of two :meth:`edge` readings' joules),
         which the phase keeps instead of an attribution from the power series; only such a figure belongs
-        here (a finite number >= 0, else ignored). The pytest plugin marks each test's call so."""
+        here (a finite float >= 0, else ignored). The pytest plugin marks each test's call so."""
         if energy_j is not None and type(energy_j) is float and 0.0 <= energy_j < math.inf:
             self._phase_j[len(self._phases)] = energy_j
         self._phases.append((str(name), float(t0), float(t1)))

@@ -281,11 +281,11 @@ class EnergyPlugin:
              cpu0: float, thread0: float, sampler0: float) -> tuple[list[str], bool]:
         e: float | None
         edge = self._edge() if j0 is not None else None
-        edged = edge is not None and j0 is not None
         if edge is not None and j0 is not None:
-            t1, e = edge[0], edge[1] - j0
+            edged, t1, e = True, edge[0], edge[1] - j0
             cpu = self._edge_cpu() - cpu0  # the process's CPU seconds in the call
         else:
+            edged = False
             cpu = time.process_time() - cpu0
             t1 = time.time()
             try:
