@@ -68,11 +68,29 @@ def wheel_like(folder: Path) -> str:
     return str(folder)
 
 
+def other_plugins() -> list[str]:
+    """The names of the pytest plugins other distributions here install (``pytest11`` entry points), greentrack's aside.
+
+    What they cost is the same in every configuration, but not always the same from run to run:
+    hypothesis's plugin alone imports for about 200 ms, and anyio's imports trio when it is
+    installed. The benchmark blocks them (``-p no:NAME``) unless ``--other-plugins`` is given, so
+    that the suite's time, the denominator of the percentages, is pytest's own and the one plugin
+    measured, the conservative choice. pytest still scans every distribution's entry points.
+    """
+    from importlib import metadata
+
+    names = {ep.name for dist in metadata.distributions() for ep in dist.entry_points if ep.group == "pytest11"}
+    return sorted(names - {"greentrack"})
+
+
+BLOCKED: list[str] = []  # -p no:NAME for each plugin in other_plugins(), unless --other-plugins
+
+
 def run_once(root: Path, extra: list[str], env: dict[str, str]) -> tuple[float, float]:
     """(wall seconds, CPU seconds of the pytest process and its children) of one run."""
     import resource
 
-    cmd = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", *extra, str(root)]
+    cmd = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", *BLOCKED, *extra, str(root)]
     r0 = resource.getrusage(resource.RUSAGE_CHILDREN)
     t0 = time.perf_counter()
     proc = subprocess.run(cmd, cwd=root, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
@@ -454,6 +472,8 @@ def main() -> None:
     ap.add_argument("--gpu", action="store_true", help="run a torch suite on a real GPU instead (NVML)")
     ap.add_argument("--suite", type=Path, help="time this existing test folder instead of a generated suite "
                     "(run from its parent, e.g. an unpacked sdist's tests/)")
+    ap.add_argument("--other-plugins", action="store_true",
+                    help="leave the other installed pytest plugins loaded (default: blocked with -p no:NAME)")
     ap.add_argument("--against", metavar="REF", help="with --enabled: also time the plugin of this git commit "
                     "(checked out in a temporary worktree), interleaved with the others")
     args = ap.parse_args()
@@ -468,6 +488,8 @@ def main() -> None:
     if args.gpu:
         gpu_mode(env)
         return
+    blocked = [] if args.other_plugins else other_plugins()
+    BLOCKED[:] = [arg for name in blocked for arg in ("-p", f"no:{name}")]
     with tempfile.TemporaryDirectory(prefix="gt-bench-") as tmp:
         if args.suite is not None:
             root = args.suite.resolve()
@@ -517,6 +539,8 @@ def main() -> None:
     what = f"the suite in {args.suite}" if args.suite is not None else f"{args.tests} tests{work}"
     print(f"pytest, {what}, {args.rounds} interleaved rounds, python {sys.version.split()[0]}, greentrack from {ROOT}")
     print("greentrack's package marked for pytest's assertion rewriting in every configuration, as a wheel install is")
+    print("other installed pytest plugins blocked in every configuration: " + (", ".join(blocked) or "none")
+          if not args.other_plugins else "other installed pytest plugins left loaded (--other-plugins)")
     print(f"{'configuration':<26} {'wall median':>11} {'paired diff':>12} {'% of suite':>10}   "
           f"{'CPU median':>10} {'paired diff':>12} {'% of suite':>10}")
     for label in configs:
