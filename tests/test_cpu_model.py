@@ -25,6 +25,7 @@ from greentrack.measure.sources.cpu_model import (
     UNKNOWN_CPU_W_PER_THREAD,
     CPUInfo,
     CPUModelSource,
+    CPUTable,
     ModelInputs,
     ProcessCPUTime,
     codecarbon_cpu_table,
@@ -102,7 +103,7 @@ BRANDS = [  # what /proc/cpuinfo says on CI runners, clouds, laptops; and names 
     "AMD Ryzen Threadripper PRO 5995WX 64-Cores", "Intel(R) Core(TM) Ultra 7 155H", "ARMv8 Processor rev 1 (v8l)",
     # fewer words than the entry (an entry holding every word of the brand), and words around a " CPU @ "
     "Xeon Platinum 8480+", "EPYC 7763", "Core i7-10700", "X CPU @ 2.00GHz", " CPU @ 2.00GHz", "Y CPU @ 3GHz",
-    "i7 CPU @ 3GHz",
+    "i7 CPU @ 3GHz", "AMD EPYC", "AMD EPYC Processor",  # generic names some VMs report: in many rows
 ]
 
 
@@ -126,6 +127,25 @@ def test_matching_a_list_of_names_as_a_table() -> None:
     assert match_cpu("Intel(R) Xeon(R) Platinum 8480+", names) == "Intel Xeon Platinum 8480+"
     assert match_cpu("EPYC 7763", names) == "AMD EPYC 7763"
     assert match_cpu("Quantum Abacus 9000", names) is None
+
+
+def test_an_entry_is_found_by_its_whole_name_at_the_start_of_a_row_only() -> None:
+    """The exact lookup reads a row only where the name ends at its field: a name that merely starts
+    another (hundreds of rows start "Intel Xeon"), or sits inside one, is not taken for it."""
+    rows = ["Intel Xeon Platinum 8480+,350", "Intel Xeon E5-2686 v4,145", '"Intel Xeon" ,1', " AMD EPYC ,2",
+            'Odd, "Quoted" Name,3', "Vendor X Intel Xeon,4", "AMD EPYC 7763,280", "amd epyc 7763,999"]
+    table = CPUTable("Name,TDP\n" + "\n".join(rows) + "\n", "test")
+    assert table.find("intel xeon") == "Intel Xeon" and table.tdp_of("INTEL XEON") == 1.0
+    assert table.find("AMD EPYC") == "AMD EPYC" and table.tdp_of("amd epyc") == 2.0
+    assert table.tdp_of("AMD EPYC 7763") == 280.0  # the first row of a name wins
+    assert table.tdp_of('Odd, "Quoted" Name') == 3.0
+    assert table.find("Xeon Platinum 8480+") is None  # inside a name, not at its start
+    assert table.find("Intel Xeon Platinum") is None  # the start of a longer name
+    assert table.find("Name") is None  # the header is no row
+    assert match_cpu("Intel(R) Xeon(R) CPU @ 2.20GHz", table) == "Intel Xeon"
+    wide = CPUTable("Name,TDP\n" + "\n".join(f"Intel Xeon {i},{i + 1}" for i in range(3000)) + "\n", "t")
+    assert match_cpu("Intel(R) Xeon(R) CPU @ 2.20GHz", wide) is None  # a generic name: ambiguous, no guess
+    assert match_cpu("Intel(R) Xeon(R) 2999", wide) == "Intel Xeon 2999"
 
 
 @pytest.mark.parametrize("body, usable", [

@@ -170,18 +170,29 @@ class CPUTable:
         return self._row(self.text[a - 1:b - 1])
 
     def _first_row(self, name: str) -> tuple[str, float] | None:
-        """The first row named *name*, case aside: ``(its own spelling, TDP W)``."""
+        """The first row named *name*, case aside: ``(its own spelling, TDP W)``.
+
+        Candidates are places where *name* is followed by the end of a field (a comma, after spaces or a
+        quote), found by one regular expression that starts with the name itself (searched for as
+        ``str.find`` would); those at the start of a row are read as :meth:`_row` reads them. A
+        generic name such as "Intel Xeon" starts about 1,500 longer names, which reading every
+        occurrence would each cost.
+        """
         want = name.strip().lower()
         if not want:
             return None
         low = self.low
-        for prefix in ("\n", '\n"', "\n "):
-            i = low.find(prefix + want, 0)
-            while i >= 0:
-                row = self._line_at(i + 1)
-                if row is not None and row[0].lower() == want:
-                    return row
-                i = low.find(prefix + want, i + 1)
+        first = low.find(want)  # where it starts at all (str.find: faster than the expression's own search)
+        if first < 0:
+            return None
+        for m in re.compile(re.escape(want) + r'[ \t"]*,').finditer(low, first):
+            i = m.start()
+            a = low.rfind("\n", 0, i)
+            if a < 0 or low[a + 1:i].strip(' \t"'):  # not the start of a row
+                continue
+            row = self._line_at(i)
+            if row is not None and row[0].lower() == want:
+                return row
         return None
 
     def find(self, name: str) -> str | None:
@@ -205,16 +216,20 @@ class CPUTable:
                 out.add(row[0])
         return out
 
-    def entries_holding(self, word: str) -> set[str]:
-        """The entries whose row holds *word* (lower case) as a whole word (``str.find``: C speed)."""
+    def entries_holding(self, word: str, every: set[str] | None = None, limit: int = 0) -> set[str]:
+        """The entries whose row holds *word* (lower case) as a whole word (``str.find``: C speed); with
+        *every*, only those whose name's words include all of these; with *limit*, at most that many (the
+        search stops there)."""
         low, out, n = self.low, set(), len(word)
         i = low.find(word)
         while i >= 0:
             before, after = low[i - 1], low[i + n:i + n + 1]
             if not (before.isascii() and before.isalnum()) and not (after.isascii() and after.isalnum()):
                 row = self._line_at(i)
-                if row is not None:
+                if row is not None and (every is None or every <= set(_words(row[0]))):
                     out.add(row[0])
+                    if limit and len(out) >= limit:
+                        break
             i = low.find(word, i + 1)
         return out
 
@@ -294,6 +309,19 @@ def _words(s: str) -> list[str]:
     return s.lower().translate(_NON_ALNUM).split()
 
 
+def _rarest(low: str, words: set[str]) -> str:
+    """The word of *words* found least often in *low*; counted in a likely order (words with a digit, longer
+    ones first), stopping at one found at most twice."""
+    best, best_n = "", -1
+    for w in sorted(words, key=lambda w: (not any(c.isdigit() for c in w), -len(w), w)):
+        n = low.count(w)
+        if best_n < 0 or n < best_n:
+            best, best_n = w, n
+        if n <= 2:
+            break
+    return best
+
+
 def match_cpu(raw: str, names: Any) -> str | None:
     """The table entry for brand string *raw*, by codecarbon 3.3.2's rules (``_get_matching_cpu``).
 
@@ -317,14 +345,17 @@ def match_cpu(raw: str, names: Any) -> str | None:
     want = set(_words(s))
     if not want:
         return None
+    # entries holding every word of the brand, among those holding its rarest word: two of them make
+    # the brand ambiguous whatever else matches (a VM's generic "AMD EPYC" is in 148 rows, "Intel Xeon" in
+    # about 1,500), so the search stops there
+    found = table.entries_holding(_rarest(table.low, want), every=want, limit=2)
+    if len(found) > 1:
+        return None
     sep = "[^0-9a-z\\n]"  # what separates words: anything not alphanumeric (rapidfuzz's default_process)
     alt = "|".join(re.escape(w) for w in sorted(want, key=len, reverse=True))
     # entries whose every word is one of the brand's (the row's name: up to its last comma)
-    found = {n for n in table.entries_matching(rf"\n{sep}*(?:(?:{alt})(?:{sep}+|(?=,[^,\n]*$)))+,[^,\n]*$")
-             if set(_words(n)) <= want}
-    # entries holding every word of the brand: among those holding its longest word
-    longest = max(want, key=len)
-    found |= {n for n in table.entries_holding(longest) if want <= set(_words(n))}
+    found |= {n for n in table.entries_matching(rf"\n{sep}*(?:(?:{alt})(?:{sep}+|(?=,[^,\n]*$)))+,[^,\n]*$")
+              if set(_words(n)) <= want}
     return found.pop() if len(found) == 1 else None
 
 
