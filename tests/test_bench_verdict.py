@@ -58,3 +58,22 @@ def test_the_instruction_benchmark_reads_cachegrind_and_splits_the_cost() -> Non
         instr.summary_count("events: Ir\n")
     fixed, per_test = instr.fixed_and_per_test(117.1e6 + 100 * 140e3, 117.1e6 + 500 * 140e3, 100, 500)
     assert fixed == pytest.approx(117.1e6) and per_test == pytest.approx(140e3)
+
+
+def test_the_cost_benchmark_blocks_every_other_installed_pytest_plugin_and_runs_with_them_blocked(
+        pytester: pytest.Pytester) -> None:
+    """Other distributions' pytest plugins (hypothesis's imports for about 200 ms) are the same in every
+    configuration, so the benchmark blocks them: the names are the installed ``pytest11`` entry points but
+    greentrack's, and pytest accepts a run with all of them blocked."""
+    from importlib import metadata
+
+    names = bench.other_plugins()
+    installed = {ep.name for d in metadata.distributions() for ep in d.entry_points if ep.group == "pytest11"}
+    assert names == sorted(installed - {"greentrack"})
+    assert "xdist" in names  # pytest-xdist: a test dependency
+    pytester.makepyfile("def test_one():\n    assert True\n")
+    res = pytester.runpytest_subprocess("-p", "no:greentrack", *[a for n in names for a in ("-p", f"no:{n}")],
+                                        "-n", "2")
+    assert res.ret != 0  # xdist's -n is gone with its plugin: blocked, not loaded
+    res = pytester.runpytest_subprocess("-p", "no:greentrack", *[a for n in names for a in ("-p", f"no:{n}")])
+    res.assert_outcomes(passed=1)

@@ -146,6 +146,12 @@ def test_an_entry_is_found_by_its_whole_name_at_the_start_of_a_row_only() -> Non
     wide = CPUTable("Name,TDP\n" + "\n".join(f"Intel Xeon {i},{i + 1}" for i in range(3000)) + "\n", "t")
     assert match_cpu("Intel(R) Xeon(R) CPU @ 2.20GHz", wide) is None  # a generic name: ambiguous, no guess
     assert match_cpu("Intel(R) Xeon(R) 2999", wide) == "Intel Xeon 2999"
+    # past the first places that merely start longer names, the rest are searched another way: same answer
+    for before in (3, 15, 16, 17, 40):
+        rows = [f"Intel Xeon {i}x,{i + 1}" for i in range(before)] + ['"Intel Xeon" ,7', "Intel Xeon,8"]
+        t = CPUTable("Name,TDP\n" + "\n".join(rows) + "\n", "t")
+        assert (t.find("INTEL XEON"), t.tdp_of("intel xeon"), t.find("intel xeo"), t.find("intel xeon 9")) == \
+            ("Intel Xeon", 7.0, None, None), before
 
 
 @pytest.mark.parametrize("body, usable", [

@@ -172,28 +172,46 @@ class CPUTable:
     def _first_row(self, name: str) -> tuple[str, float] | None:
         """The first row named *name*, case aside: ``(its own spelling, TDP W)``.
 
-        Candidates are places where *name* is followed by the end of a field (a comma, after spaces or a
-        quote), found by one regular expression that starts with the name itself (searched for as
-        ``str.find`` would); those at the start of a row are read as :meth:`_row` reads them. A
-        generic name such as "Intel Xeon" starts about 1,500 longer names, which reading every
-        occurrence would each cost.
+        A row is read (as :meth:`_row` reads it) only where *name* starts it and is followed by the end
+        of its field: a comma, after spaces or a quote. The first few places holding *name* are found
+        with ``str.find``; past those, one regular expression finds the places followed by a field's
+        end. A generic name such as "Intel Xeon" starts 1,319 longer names (codecarbon 3.3.2), which
+        a loop over every place would each cost; an exact name is in one or two places, which
+        compiling an expression would cost more than.
         """
         want = name.strip().lower()
         if not want:
             return None
-        low = self.low
-        first = low.find(want)  # where it starts at all (str.find: faster than the expression's own search)
-        if first < 0:
+        low, n = self.low, len(want)
+        i = low.find(want)
+        for _ in range(16):
+            if i < 0:
+                return None
+            row = self._row_named_at(i, n, want)
+            if row is not None:
+                return row
+            i = low.find(want, i + 1)
+        if i < 0:
             return None
-        for m in re.compile(re.escape(want) + r'[ \t"]*,').finditer(low, first):
-            i = m.start()
-            a = low.rfind("\n", 0, i)
-            if a < 0 or low[a + 1:i].strip(' \t"'):  # not the start of a row
-                continue
-            row = self._line_at(i)
-            if row is not None and row[0].lower() == want:
+        for m in re.compile(re.escape(want) + r'[ \t"]*,').finditer(low, i):
+            row = self._row_named_at(m.start(), n, want)
+            if row is not None:
                 return row
         return None
+
+    def _row_named_at(self, i: int, n: int, want: str) -> tuple[str, float] | None:
+        """The row at offset *i* of :attr:`low` if its name is *want* (*n* characters long), else None."""
+        low = self.low
+        j = i + n
+        while low[j:j + 1] in (" ", "\t"):
+            j += 1
+        if low[j:j + 1] not in ',"':  # the row's name goes on (or the text ends)
+            return None
+        a = low.rfind("\n", 0, i)
+        if a < 0 or low[a + 1:i].strip(' \t"'):  # not the start of a row
+            return None
+        row = self._line_at(i)
+        return row if row is not None and row[0].lower() == want else None
 
     def find(self, name: str) -> str | None:
         """The entry named *name*, case aside (the row's own spelling); None when there is none."""
@@ -347,7 +365,7 @@ def match_cpu(raw: str, names: Any) -> str | None:
         return None
     # entries holding every word of the brand, among those holding its rarest word: two of them make
     # the brand ambiguous whatever else matches (a VM's generic "AMD EPYC" is in 148 rows, "Intel Xeon" in
-    # about 1,500), so the search stops there
+    # 1,319 in codecarbon 3.3.2), so the search stops there
     found = table.entries_holding(_rarest(table.low, want), every=want, limit=2)
     if len(found) > 1:
         return None
