@@ -3,7 +3,8 @@
 Prints the figures that ``docs/pytest-ci.md`` ("What it costs") quotes:
 
 1. the CPU model's read at each edge of a test's call (``Session.edge``, twice per test), timed
-   inside a real pytest run of N trivial tests, and in a tight loop outside pytest (whose 100,000
+   inside a real pytest run of N trivial tests (or, with ``--edge-work-ms``, tests doing that much
+   pure-Python work first), and in a tight loop outside pytest (whose 100,000
    edges include their folding into the power series every 8192, which a pytest run of fewer tests
    leaves to its end), where the general path it replaces for this source (``Session.poll_edges`` at
    the start, ``Session.energy_between`` at the end) is timed too (medians);
@@ -42,6 +43,7 @@ Prints the figures that ``docs/pytest-ci.md`` ("What it costs") quotes:
 Usage::
 
     python benchmarks/bench_pytest_breakdown.py [--tests 2000] [--reps 9] [--only 4] [--only 5] [--runs 200]
+    python benchmarks/bench_pytest_breakdown.py --only 1 --tests 500 --edge-work-ms 5   # edges after each test's work
     python benchmarks/bench_pytest_breakdown.py --only 7 --reps 10 [--exit-tests 500]
     python benchmarks/bench_pytest_breakdown.py --only 8 --reps 16 [--per-test-tests 3000]
 """
@@ -187,10 +189,29 @@ def _env() -> dict[str, str]:
     return env
 
 
-def edges(tests: int, tmp: Path) -> None:
+def _work_loops(work_ms: float) -> int:
+    """Iterations of the generated tests' pure-Python loop that take about *work_ms* of CPU here."""
+    n, spent = 20_000, 0.0
+    while spent < 0.02:
+        n *= 2
+        t = time.process_time()
+        s = 0
+        for i in range(n):
+            s += i * i % 7
+        spent = time.process_time() - t
+    return max(1, int(n * work_ms / 1000 / spent))
+
+
+def edges(tests: int, tmp: Path, work_ms: float = 0.0) -> None:
     suite = tmp / "suite"
     suite.mkdir()
-    (suite / "test_many.py").write_text("".join(f"def test_{i}():\n    pass\n" for i in range(tests)))
+    if work_ms:  # each test does some Python work first: the edges then run after other code, as in a real suite
+        head = (f"def work():\n    s = 0\n    for i in range({_work_loops(work_ms)}):\n        s += i * i % 7\n"
+                f"    return s\n\n\n")
+        body = "".join(f"def test_{i}():\n    work()\n" for i in range(tests))
+    else:
+        head, body = "", "".join(f"def test_{i}():\n    pass\n" for i in range(tests))
+    (suite / "test_many.py").write_text(head + body)
     (suite / "gt_breakdown_timing.py").write_text(TIMING_PLUGIN)
     env = dict(_env(), BREAKDOWN_OUT=str(tmp / "edges.json"), GREENTRACK_DB=str(tmp / "edges.db"))
     env["PYTHONPATH"] = os.pathsep.join([str(suite), env["PYTHONPATH"]])
@@ -199,7 +220,8 @@ def edges(tests: int, tmp: Path) -> None:
     inside = json.loads((tmp / "edges.json").read_text())
     loop = json.loads(subprocess.run([sys.executable, "-c", TIGHT_LOOP], env=env, capture_output=True, text=True,
                                      check=True).stdout)
-    print(f"1. the CPU model's reads per test, median (inside pytest, {tests} trivial tests / tight loop):")
+    what = f"{tests} tests doing {work_ms:g} ms of Python work each" if work_ms else f"{tests} trivial tests"
+    print(f"1. the CPU model's reads per test, median (inside pytest, {what} / tight loop):")
     print(f"   {'edge (x2)':15s} {statistics.median(inside['edge']) / 1e3:6.2f} us / {loop['edge'] / 1e3:6.2f} us")
     print("   the general path, where the CPU model is not the one source (tight loop):")
     for name in ("poll_edges", "energy_between"):
@@ -464,6 +486,8 @@ def per_test(tests: int, reps: int, tmp: Path) -> None:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--tests", type=int, default=2000, help="trivial tests in the timed pytest run")
+    ap.add_argument("--edge-work-ms", type=float, default=0.0,
+                    help="part 1: each test first does this many ms of pure-Python CPU work (default: none)")
     ap.add_argument("--reps", type=int, default=9, help="repetitions of the fresh-process timings")
     ap.add_argument("--runs", type=int, default=200, help="pytest runs of 500 tests in part 6's database")
     ap.add_argument("--exit-tests", type=int, default=500, help="tests of 5 ms in part 7's pytest run")
@@ -475,7 +499,7 @@ def main() -> None:
     print(f"python {sys.version.split()[0]}, greentrack from {ROOT}")
     if 1 in parts:
         with tempfile.TemporaryDirectory(prefix="gt-breakdown-") as tmp:
-            edges(args.tests, Path(tmp))
+            edges(args.tests, Path(tmp), args.edge_work_ms)
     if 2 in parts:
         resolve(args.reps)
     if 3 in parts:
