@@ -214,7 +214,7 @@ import time
 import pytest
 
 T = {}
-GC = {"n": 0, "s": 0.0, "t0": 0.0}
+GC = {"n": 0, "s": 0.0, "t0": 0.0, "at": []}
 
 
 def _gc(phase, info):
@@ -222,6 +222,7 @@ def _gc(phase, info):
         return
     if phase == "start":
         GC["t0"] = time.perf_counter()
+        GC["at"].append(time.time())
     else:
         GC["n"] += 1
         GC["s"] += time.perf_counter() - GC["t0"]
@@ -258,6 +259,8 @@ def pytest_sessionfinish(session):
 def pytest_unconfigure(config):
     T["unconfigure"] = _now()
     T["gc_full"] = [GC["n"], GC["s"]]
+    T["gc_at"] = GC["at"]  # when each full collection started (wall clock)
+    T["tracked"] = len(gc.get_objects())  # objects the collector tracks, as pytest is about to end
     with open(os.environ["GT_PHASES_OUT"], "w") as fh:
         json.dump(T, fh)
 '''
@@ -288,6 +291,8 @@ def phases(root: Path, envs: dict[str, dict[str, str]], rounds: int, enabled: li
         runs = [("off", ["-p", "no:greentrack"], first)] + [(label, enabled, e) for label, e in envs.items()]
         spans: dict[str, list[list[tuple[float, float]]]] = {key: [] for key, _x, _e in runs}
         gcs: dict[str, list[tuple[int, float]]] = {key: [] for key, _x, _e in runs}
+        tracked: dict[str, list[int]] = {key: [] for key, _x, _e in runs}
+        gc_phase: dict[str, dict[str, int]] = {key: {} for key, _x, _e in runs}  # full collections by phase
         for r in range(rounds):
             for key, extra, e in (runs if r % 2 == 0 else runs[::-1]):
                 t_start = time.time()
@@ -301,6 +306,11 @@ def phases(root: Path, envs: dict[str, dict[str, str]], rounds: int, enabled: li
                     row.append((end[0] - start[0], end[1] - start[1]))
                 spans[key].append(row)
                 gcs[key].append((int(t["gc_full"][0]), float(t["gc_full"][1])))
+                tracked[key].append(int(t["tracked"]))
+                for at in t["gc_at"]:
+                    for label, a, b in PHASE_NAMES:
+                        if (t[a][1] if a else t_start) <= at < (t[b][1] if b else t_end):
+                            gc_phase[key][label] = gc_phase[key].get(label, 0) + 1
     labels = list(envs)
     head = ", ".join(labels)
     lines = [f"where the enabled plugin's time goes (paired differences of each pytest phase against "
@@ -318,6 +328,12 @@ def phases(root: Path, envs: dict[str, dict[str, str]], rounds: int, enabled: li
     taken = "; ".join(f"{k}: {n:g} taking {sec:.1f} ms" for k, (n, sec) in n_s.items())
     lines.append(f"  Python's full garbage collections (generation 2) up to unconfigure, median: {taken} "
                  "(greentrack's objects move when they fall, and can add one)")
+    where = "; ".join(f"{k}: " + (", ".join(f"{n} in {ph!r}" for ph, n in gc_phase[k].items()) or "none")
+                      for k in gc_phase)
+    lines.append(f"  where they started, over all {rounds} runs of each: {where}")
+    base = statistics.median(tracked["off"])
+    more = ", ".join(f"{k} {statistics.median(tracked[k]) - base:+,.0f}" for k in labels)
+    lines.append(f"  objects Python's collector tracks at unconfigure, median: off {base:,.0f}; {more}")
     return "\n".join(lines)
 
 
@@ -472,6 +488,9 @@ def main() -> None:
     ap.add_argument("--gpu", action="store_true", help="run a torch suite on a real GPU instead (NVML)")
     ap.add_argument("--suite", type=Path, help="time this existing test folder instead of a generated suite "
                     "(run from its parent, e.g. an unpacked sdist's tests/)")
+    ap.add_argument("--inside-only", action="store_true",
+                    help="with --enabled: only greentrack's own CPU and the pytest phases (with Python's full "
+                    "garbage collections), --rounds of each, not the end-to-end wall-clock rounds")
     ap.add_argument("--other-plugins", action="store_true",
                     help="leave the other installed pytest plugins loaded (default: blocked with -p no:NAME)")
     ap.add_argument("--against", metavar="REF", help="with --enabled: also time the plugin of this git commit "
@@ -516,6 +535,15 @@ def main() -> None:
         try:
             for label, extra in configs.items():  # warm-up: page cache, .pyc files
                 run_once(root, extra, envs.get(label, run_env))
+            if args.inside_only and args.enabled:
+                what = f"the suite in {args.suite}" if args.suite is not None else (
+                    f"{args.tests} tests" + (f", each doing {args.work_ms:g} ms of CPU work" if args.work_ms else ""))
+                print(f"pytest, {what}, inside the runs only, python {sys.version.split()[0]}, greentrack from {ROOT}; "
+                      "other installed pytest plugins " + ("left loaded" if args.other_plugins else "blocked"))
+                enabled_envs = {"this checkout": run_env, **{f"at {args.against}": e for e in envs.values()}}
+                print(account(root, enabled_envs, args.rounds))
+                print(phases(root, enabled_envs, args.rounds, ["--greentrack"]))
+                return
             for r in range(args.rounds):
                 order = list(configs.items())
                 if r % 2:
