@@ -369,11 +369,12 @@ def match_cpu(raw: str, names: Any) -> str | None:
     found = table.entries_holding(_rarest(table.low, want), every=want, limit=2)
     if len(found) > 1:
         return None
-    sep = "[^0-9a-z\\n]"  # what separates words: anything not alphanumeric (rapidfuzz's default_process)
-    alt = "|".join(re.escape(w) for w in sorted(want, key=len, reverse=True))
-    # entries whose every word is one of the brand's (the row's name: up to its last comma)
-    found |= {n for n in table.entries_matching(rf"\n{sep}*(?:(?:{alt})(?:{sep}+|(?=,[^,\n]*$)))+,[^,\n]*$")
-              if set(_words(n)) <= want}
+    # entries whose every word is one of the brand's (the row's name: up to its last comma). Candidates: rows
+    # whose name holds no letter or digit outside the brand's words, which a character class rejects at the
+    # first such character (most rows: at the model number); then their words are compared
+    others = "".join(sorted(set("0123456789abcdefghijklmnopqrstuvwxyz") - set("".join(want))))
+    found |= {n for n in table.entries_matching(rf"\n[^\n{others}]*,[^,\n]*$")
+              if (words := set(_words(n))) and words <= want}
     return found.pop() if len(found) == 1 else None
 
 
