@@ -507,6 +507,8 @@ def main() -> None:
     if args.gpu:
         gpu_mode(env)
         return
+    work = f", each doing {args.work_ms:g} ms of CPU work" if args.work_ms else " (trivial)"
+    what = f"the suite in {args.suite}" if args.suite is not None else f"{args.tests} tests{work}"
     blocked = [] if args.other_plugins else other_plugins()
     BLOCKED[:] = [arg for name in blocked for arg in ("-p", f"no:{name}")]
     with tempfile.TemporaryDirectory(prefix="gt-bench-") as tmp:
@@ -532,15 +534,14 @@ def main() -> None:
             envs[label] = dict(run_env, PYTHONPATH=os.pathsep.join(filter(None, [str(other), env.get("PYTHONPATH")])))
         wall: dict[str, list[float]] = {k: [] for k in configs}
         cpu: dict[str, list[float]] = {k: [] for k in configs}
+        # this checkout, and the --against one: their own CPU and their phases, interleaved
+        enabled_envs = {"this checkout": run_env, **{f"at {args.against}": e for e in envs.values()}}
         try:
             for label, extra in configs.items():  # warm-up: page cache, .pyc files
                 run_once(root, extra, envs.get(label, run_env))
             if args.inside_only and args.enabled:
-                what = f"the suite in {args.suite}" if args.suite is not None else (
-                    f"{args.tests} tests" + (f", each doing {args.work_ms:g} ms of CPU work" if args.work_ms else ""))
                 print(f"pytest, {what}, inside the runs only, python {sys.version.split()[0]}, greentrack from {ROOT}; "
                       "other installed pytest plugins " + ("left loaded" if args.other_plugins else "blocked"))
-                enabled_envs = {"this checkout": run_env, **{f"at {args.against}": e for e in envs.values()}}
                 print(account(root, enabled_envs, args.rounds))
                 print(phases(root, enabled_envs, args.rounds, ["--greentrack"]))
                 return
@@ -554,8 +555,7 @@ def main() -> None:
                     cpu[label].append(c)
             imp = import_cost_ms(env)
             accounted = ""
-            if args.enabled:  # this checkout, and the --against one: their own CPU and their phases, interleaved
-                enabled_envs = {"this checkout": run_env, **{f"at {args.against}": e for e in envs.values()}}
+            if args.enabled:
                 accounted = account(root, enabled_envs, max(5, args.rounds // 3))
                 accounted += "\n" + phases(root, enabled_envs, max(5, args.rounds // 2), ["--greentrack"])
         finally:
@@ -563,8 +563,6 @@ def main() -> None:
                 subprocess.run(["git", "-C", str(ROOT), "worktree", "remove", "--force", str(Path(tmp) / "against")],
                                check=False)
 
-    work = f", each doing {args.work_ms:g} ms of CPU work" if args.work_ms else " (trivial)"
-    what = f"the suite in {args.suite}" if args.suite is not None else f"{args.tests} tests{work}"
     print(f"pytest, {what}, {args.rounds} interleaved rounds, python {sys.version.split()[0]}, greentrack from {ROOT}")
     print("greentrack's package marked for pytest's assertion rewriting in every configuration, as a wheel install is")
     print("other installed pytest plugins blocked in every configuration: " + (", ".join(blocked) or "none")
