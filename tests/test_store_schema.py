@@ -149,3 +149,42 @@ def test_the_storage_doc_names_tests_that_exist():
     for path in (ROOT / "tests").glob("test_*.py"):
         defined |= set(re.findall(r"^def (test_[a-z0-9_]+)", path.read_text(), re.M))
     assert named and named <= defined, sorted(named - defined)
+
+
+def test_records_made_into_value_rows_match_their_row_dicts():
+    """sql_values (a pytest session's phases, one row per test) gives what sql_row gives, in column order,
+    one row at a time; JSON columns are encoded the same way, and a mixed list is refused."""
+    from greentrack.store.records import PhaseRow, sql_row, sql_values
+
+    devices = [DeviceRow(key="cpu0", kind="cpu", name="EPYC", info={"b": [1, 2], "a": "x"}),
+               DeviceRow(key="gpu0", kind="gpu", name="H100", info=None, energy_j=12.5),
+               DeviceRow(key="gpu1", kind="gpu", name="H100", info='{"already": "text"}')]
+    for run_id in ("r1", None):
+        cols, rows = sql_values(devices, run_id)
+        assert not isinstance(rows, (list, tuple))  # made as they are taken
+        got = [dict(zip(cols, values)) for values in rows]
+        assert got == [sql_row(d, run_id) for d in devices]
+        assert list(cols) == list(sql_row(devices[0], run_id))
+    phases = [PhaseRow(seq=i, name=f"t::{i}", started_at=float(i), ended_at=i + 0.5, energy_j=0.1 * i)
+              for i in range(3)]
+    cols, rows = sql_values(phases, "r1")
+    assert cols == ("run_id", "seq", "name", "started_at", "ended_at", "energy_j", "steps")
+    assert next(rows) == ("r1", 0, "t::0", 0.0, 0.5, 0.0, None)
+    assert sql_values([], "r1")[0] == () and list(sql_values([], "r1")[1]) == []
+    with pytest.raises(TypeError, match="a DeviceRow among PhaseRow records"):
+        list(sql_values([phases[0], devices[0]], "r1")[1])
+
+
+def test_a_runs_phases_are_written_in_one_go_and_let_go_of_once_written(db_path):
+    """The writer hands a run's phases to the database at its end and keeps none of them once written
+    (a pytest session has one per test); the stored rows are the phases, in order."""
+    s = greentrack.Session("phases", backend="mock", db=str(db_path), background=False).start()
+    for i in range(300):
+        s.mark_phase(f"tests/test_x.py::test_{i}", s.started_at + i * 1e-4, s.started_at + (i + 1) * 1e-4)
+    res = s.stop()
+    assert s.writer is not None and s.writer.phases == []
+    with sqlite3.connect(db_path) as conn:
+        rows = conn.execute("SELECT seq, name, started_at, ended_at FROM phases WHERE run_id=? ORDER BY seq",
+                            (res.run_id,)).fetchall()
+    assert [(r[0], r[1]) for r in rows] == [(i, p.name) for i, p in enumerate(res.phases)]
+    assert [r[2] for r in rows] == [p.started_at for p in res.phases]

@@ -23,7 +23,7 @@ import sqlite3
 import threading
 import time
 from pathlib import Path
-from typing import Any, Callable, Mapping, Sequence, TypeVar
+from typing import Any, Callable, Iterable, Mapping, Sequence, TypeVar
 
 from ..errors import ConfigError, NotFoundError, SchemaError
 from ..notify import say_once
@@ -332,14 +332,12 @@ class SQLiteStore(SQLStore):
         conn.execute(f"INSERT OR REPLACE INTO {table} ({', '.join(cols)}) VALUES ({', '.join('?' * len(cols))})",
                      [row[c] for c in cols])
 
-    def _replace_many(self, conn: Any, table: str, rows: Sequence[Mapping[str, Any]], pk: Sequence[str]) -> None:
-        """One ``executemany`` per set of columns (a pytest session ends with a phase per test)."""
-        groups: dict[tuple[str, ...], list[Mapping[str, Any]]] = {}
-        for row in rows:
-            groups.setdefault(tuple(row), []).append(row)
-        for cols, group in groups.items():
-            sql = f"INSERT OR REPLACE INTO {table} ({', '.join(cols)}) VALUES ({', '.join('?' * len(cols))})"
-            conn.executemany(sql, [[r[c] for c in cols] for r in group])
+    def _replace_values(self, conn: Any, table: str, cols: Sequence[str], rows: Iterable[Sequence[Any]],
+                        pk: Sequence[str]) -> None:
+        """One ``executemany`` over *rows* as they come (no list of them is made)."""
+        if cols:
+            conn.executemany(f"INSERT OR REPLACE INTO {table} ({', '.join(cols)}) "
+                             f"VALUES ({', '.join('?' * len(cols))})", rows)
 
     def health(self, write: bool = False) -> dict[str, Any]:
         """Schema, size, integrity, permissions and (with *write*) whether the write lock can be taken."""

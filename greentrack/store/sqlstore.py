@@ -10,13 +10,13 @@ from __future__ import annotations
 
 import os
 import time
-from typing import Any, Callable, Mapping, Sequence, TypeVar
+from typing import Any, Callable, Iterable, Mapping, Sequence, TypeVar
 
 from ..notify import say_once
 from ..settings import host_name
 from .base import StoreBusy
 from .queries import Reader
-from .records import DeviceRow, PhaseRow, RunEnd, RunRow, SeriesChunk, StoredRun, end_sql, sql_row
+from .records import DeviceRow, PhaseRow, RunEnd, RunRow, SeriesChunk, StoredRun, end_sql, sql_row, sql_values
 from .schema import PHASES, RUNS, SERIES
 
 T = TypeVar("T")
@@ -95,7 +95,7 @@ class SQLStore(Reader):
                          [*fields.values(), run_id])
             for d in devices:
                 self._upsert(conn, "devices", sql_row(d, run_id), ("run_id", "key"))
-            self._replace_many(conn, "phases", [sql_row(p, run_id) for p in phases], PHASES.pk)
+            self._replace_values(conn, "phases", *sql_values(phases, run_id), PHASES.pk)
 
         self._write(body, timeout_s)
         self.compact_series(run_id, timeout_s=0.0)
@@ -192,7 +192,9 @@ class SQLStore(Reader):
         """Insert *row*, replacing the row of the same primary key *pk* (a backend's own SQL)."""
         raise NotImplementedError
 
-    def _replace_many(self, conn: Any, table: str, rows: Sequence[Mapping[str, Any]], pk: Sequence[str]) -> None:
-        """:meth:`_replace` for each of *rows* (a backend may do it in one statement)."""
-        for row in rows:
-            self._replace(conn, table, row, pk)
+    def _replace_values(self, conn: Any, table: str, cols: Sequence[str], rows: Iterable[Sequence[Any]],
+                        pk: Sequence[str]) -> None:
+        """:meth:`_replace` for each of *rows*, value tuples in the order of *cols* (taken one at a time:
+        a backend may hand the iterator to one ``executemany``)."""
+        for values in rows:
+            self._replace(conn, table, dict(zip(cols, values)), pk)

@@ -156,7 +156,8 @@ class RunWriter:
         self._ensure_store(force=True)
         while True:
             self._write(final=True, timeout_s=max(0.0, deadline - time.monotonic()), end=end)
-            if self._done:
+            if self._done:  # written: the phases (one per test of a pytest session) are no longer needed here
+                self.phases = []
                 return
             left = deadline - time.monotonic()
             if self.store is None or not self._retryable or left <= 0:
