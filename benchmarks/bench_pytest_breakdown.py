@@ -38,7 +38,12 @@ Prints the figures that ``docs/pytest-ci.md`` ("What it costs") quotes:
    interleaved rounds; each variant's paired difference against ``-p no:greentrack``, and, per
    test, what each step adds over the previous one (medians). The variants replace the plugin's
    hook in a generated plugin module (``gt_per_test_variant``): a benchmark's cut, not a mode of
-   greentrack's.
+   greentrack's;
+9. a session's stop after N phases marked as the pytest plugin marks each test's call
+   (``--stop-phases``, default 500), in a fresh process each time, garbage collector off: its time,
+   how many more objects Python's collector tracks after it than before (what the next full
+   collections walk), and its net allocations of tracked objects (what sets collections off)
+   (medians).
 
 Usage::
 
@@ -46,6 +51,7 @@ Usage::
     python benchmarks/bench_pytest_breakdown.py --only 1 --tests 500 --edge-work-ms 5   # edges after each test's work
     python benchmarks/bench_pytest_breakdown.py --only 7 --reps 10 [--exit-tests 500]
     python benchmarks/bench_pytest_breakdown.py --only 8 --reps 16 [--per-test-tests 3000]
+    python benchmarks/bench_pytest_breakdown.py --only 9 --reps 9 [--stop-phases 500]
 """
 
 from __future__ import annotations
@@ -149,6 +155,26 @@ START_PIECES = textwrap.dedent("""
     t["Session.start() (sources, CPU model, new database)"] = time.perf_counter() - a
     gs.stop()
     print(json.dumps(t))
+""")
+
+STOP_PIECES = textwrap.dedent("""
+    import gc, json, os, sys, time
+    import pytest
+    from greentrack.measure.tracker import Session
+    import inspect
+    kw = {"background": False} if "background" in inspect.signature(Session).parameters else {}
+    gs = Session("breakdown", tags={"runner": "pytest"}, strict=True, **kw)
+    gs.start()
+    edge = gs.edge_function() if hasattr(gs, "edge_function") else None
+    for i in range(int(os.environ["BREAKDOWN_PHASES"])):  # as the pytest plugin marks each test's call
+        a, b = (edge(), edge()) if edge is not None else ((time.time(), 0.0), (time.time(), 0.0))
+        gs.mark_phase(f"tests/test_gen_{i // 50}.py::test_{i}", a[0], b[0], b[1] - a[1])
+    gc.collect()
+    gc.disable()
+    before = len(gc.get_objects())
+    counts = gc.get_count()[0]
+    a = time.perf_counter(); gs.stop(); s = time.perf_counter() - a
+    print(json.dumps({"s": s, "alive": len(gc.get_objects()) - before, "net": gc.get_count()[0] - counts}))
 """)
 
 REWRITE_PLUGIN = textwrap.dedent("""
@@ -265,6 +291,24 @@ def start_pieces(reps: int, tmp: Path) -> None:
           f"median of {reps}:")
     for k, v in rows.items():
         print(f"   {k:<66} {statistics.median(v) * 1e3:6.2f} ms")
+
+
+def stop_pieces(phases: int, reps: int, tmp: Path) -> None:
+    """Part 9: a session's stop with one phase per test, as a pytest session ends."""
+    rows: dict[str, list[float]] = {"s": [], "alive": [], "net": []}
+    for i in range(reps):
+        env = dict(_env(), GREENTRACK_DB=str(tmp / f"stop{i}.db"), BREAKDOWN_PHASES=str(phases))
+        out = subprocess.run([sys.executable, "-c", STOP_PIECES], env=env, capture_output=True, text=True,
+                             check=True).stdout
+        for k, v in json.loads(out.strip().splitlines()[-1]).items():
+            rows[k].append(v)
+    print(f"9. a session's stop with {phases} phases (one per test), fresh process, garbage collector off, "
+          f"median of {reps}:")
+    print(f"   {'time':<66} {statistics.median(rows['s']) * 1e3:6.2f} ms")
+    print(f"   {'objects tracked by the collector, more after the stop than before':<66} "
+          f"{statistics.median(rows['alive']):+6.0f}")
+    print(f"   {'net allocations of tracked objects (what sets off collections)':<66} "
+          f"{statistics.median(rows['net']):+6.0f}")
 
 
 def rewrite_cost(reps: int, tmp: Path) -> None:
@@ -492,10 +536,11 @@ def main() -> None:
     ap.add_argument("--runs", type=int, default=200, help="pytest runs of 500 tests in part 6's database")
     ap.add_argument("--exit-tests", type=int, default=500, help="tests of 5 ms in part 7's pytest run")
     ap.add_argument("--per-test-tests", type=int, default=3000, help="trivial tests in part 8's pytest runs")
-    ap.add_argument("--only", type=int, choices=(1, 2, 3, 4, 5, 6, 7, 8), action="append",
+    ap.add_argument("--stop-phases", type=int, default=500, help="phases (tests) of part 9's session")
+    ap.add_argument("--only", type=int, choices=(1, 2, 3, 4, 5, 6, 7, 8, 9), action="append",
                     help="run only these parts (repeatable; e.g. --only 4 in an older checkout)")
     args = ap.parse_args()
-    parts = set(args.only or (1, 2, 3, 4, 5, 6, 7, 8))
+    parts = set(args.only or (1, 2, 3, 4, 5, 6, 7, 8, 9))
     print(f"python {sys.version.split()[0]}, greentrack from {ROOT}")
     if 1 in parts:
         with tempfile.TemporaryDirectory(prefix="gt-breakdown-") as tmp:
@@ -519,6 +564,9 @@ def main() -> None:
     if 8 in parts:
         with tempfile.TemporaryDirectory(prefix="gt-breakdown-") as tmp:
             per_test(args.per_test_tests, args.reps, Path(tmp))
+    if 9 in parts:
+        with tempfile.TemporaryDirectory(prefix="gt-breakdown-") as tmp:
+            stop_pieces(args.stop_phases, args.reps, Path(tmp))
 
 
 if __name__ == "__main__":
