@@ -203,8 +203,9 @@ def _entry_points(group: str) -> list[tuple[str, str, str]]:
     header = f"[{group}]"
     wanted = header.encode()
     for base in sys.path:
+        root = base or "."
         try:
-            names = os.listdir(base or ".")
+            names = os.listdir(root)
         except OSError:
             continue
         names.sort()
@@ -216,10 +217,9 @@ def _entry_points(group: str) -> list[tuple[str, str, str]]:
             if dist in seen:
                 continue
             seen.add(dist)
-            try:  # read as bytes, decoded only where the group is named: most files are other tools'
-                with open(os.path.join(base or ".", n, "entry_points.txt"), "rb") as fh:
-                    raw = fh.read()
-            except OSError:
+            # read as bytes, decoded only where the group is named: most files are other tools'
+            raw = _read_file(f"{root}{os.sep}{n}{os.sep}entry_points.txt")
+            if raw is None:
                 continue
             if wanted not in raw:
                 continue
@@ -238,6 +238,29 @@ def _entry_points(group: str) -> list[tuple[str, str, str]]:
                     found.append((name.strip(), target.split("[")[0].strip(),
                                   f"{dist} {version}".strip()))
     return found
+
+
+def _read_file(path: str) -> bytes | None:
+    """The bytes of the file at *path*; None when it is missing or unreadable.
+
+    Most distributions have no ``entry_points.txt``: ``os.access`` says so without an exception
+    being made, and the others are read with ``os.read``, without Python's file objects (the scan
+    runs at the start of every session)."""
+    if not os.access(path, os.R_OK):
+        return None
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:
+        return None
+    try:
+        chunks = []
+        while chunk := os.read(fd, 65536):
+            chunks.append(chunk)
+    except OSError:
+        return None
+    finally:
+        os.close(fd)
+    return b"".join(chunks)
 
 
 def reset() -> None:

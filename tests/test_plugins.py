@@ -207,6 +207,38 @@ def test_a_broken_entry_point_plugin_does_not_stop_the_others(tmp_path):
         sys.path.remove(str(site))
 
 
+def test_the_entry_point_scan_reads_as_importlib_metadata_does(tmp_path, monkeypatch):
+    """The first distribution of a name on sys.path wins, even one without entry points; a long
+    entry_points.txt is read whole; .egg-info folders count; other groups and comments are not read
+    as greentrack's. importlib.metadata, on the same sys.path, agrees."""
+    from importlib import metadata
+
+    from greentrack.plugins import entry_points
+
+    first, second = tmp_path / "first", tmp_path / "second"
+    for folder, version in ((first, "1.0"), (second, "0.9")):  # the first has no entry_points.txt: it hides the other
+        (folder / f"gt_shadow-{version}.dist-info").mkdir(parents=True)
+        (folder / f"gt_shadow-{version}.dist-info" / "METADATA").write_text(
+            f"Metadata-Version: 2.1\nName: gt-shadow\nVersion: {version}\n")
+    (second / "gt_shadow-0.9.dist-info" / "entry_points.txt").write_text("[greentrack]\nshadowed = gt_shadow\n")
+    long = second / "gt_long-2.0.dist-info"
+    long.mkdir()
+    (long / "METADATA").write_text("Metadata-Version: 2.1\nName: gt-long\nVersion: 2.0\n")
+    scripts = "".join(f"tool{i} = gt_long.cli:main{i}\n" for i in range(4000))  # over 64 KiB before the group
+    (long / "entry_points.txt").write_text(f"[console_scripts]\n{scripts}\n[greentrack]\n# a comment\n"
+                                           "late = gt_long.hooks:Plugin [extra]\n")
+    egg = second / "gt_egg.egg-info"
+    egg.mkdir()
+    (egg / "PKG-INFO").write_text("Metadata-Version: 1.1\nName: gt-egg\nVersion: 3.1\n")
+    (egg / "entry_points.txt").write_text("[greentrack]\negg = gt_egg\n")
+    assert (long / "entry_points.txt").stat().st_size > 65536
+    monkeypatch.setattr(sys, "path", [str(first), str(second)])
+    got = entry_points("greentrack")
+    assert got == [("egg", "gt_egg"), ("late", "gt_long.hooks:Plugin")]  # in the order of the folders' names
+    want = sorted((ep.name, ep.value.split("[")[0].strip()) for ep in metadata.entry_points(group="greentrack"))
+    assert sorted(got) == want
+
+
 # --- pluggy as designed: calls go through pm.hook ----------------------------------------------------
 
 def test_a_firstresult_hook_takes_the_first_plugins_answer_and_skips_the_rest():
@@ -262,7 +294,7 @@ def test_a_broken_wrapper_or_plain_plugin_is_reported_once_and_the_others_still_
         @greentrack.hookimpl(wrapper=True)
         def greentrack_grid_intensity(self, region, at):
             raise RuntimeError("wrapper bug")
-            yield  # noqa: unreachable, makes this a generator
+            yield  # unreachable: makes this a generator
 
     plugins.register(BrokenPlain(), name="broken-plain")
     plugins.register(BrokenWrapper(), name="broken-wrapper")
