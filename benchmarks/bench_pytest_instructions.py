@@ -15,7 +15,13 @@ garbage collections, cost time without adding many instructions, and a system ca
 few instructions that enter the kernel. The wall-time benchmark (``bench_pytest_plugin.py``) says
 what a run costs; this one says whether a change made greentrack's own work smaller.
 
-    python benchmarks/bench_pytest_instructions.py [--tests 100 500] [--reps 2] [--against 81260b4]
+Python's full garbage collections do add instructions, and where one falls depends on how many
+objects have piled up: a change that leaves fewer objects behind can move one into or out of a
+run, a jump of several million instructions that is not the change's own work. ``--gc-off``
+turns the collector off in every configuration (a plugin loaded first that calls ``gc.disable()``),
+so that the counts compare greentrack's own work alone.
+
+    python benchmarks/bench_pytest_instructions.py [--tests 100 500] [--reps 2] [--against 81260b4] [--gc-off]
 """
 
 from __future__ import annotations
@@ -62,6 +68,8 @@ def main() -> None:
                     help="the two suite sizes (trivial tests)")
     ap.add_argument("--reps", type=int, default=2, help="runs of each configuration at each size (medians)")
     ap.add_argument("--against", metavar="REF", help="also count the plugin of this git commit")
+    ap.add_argument("--gc-off", action="store_true",
+                    help="turn Python's garbage collector off in every configuration (greentrack's own work only)")
     args = ap.parse_args()
     if args.tests[0] >= args.tests[1]:
         sys.exit("--tests: the first size must be the smaller")
@@ -73,6 +81,10 @@ def main() -> None:
     subprocess.run([sys.executable, "-m", "compileall", "-q", str(ROOT / "greentrack")], check=True)
     shadow = tempfile.TemporaryDirectory(prefix="gt-bench-wheel-")
     marked = wheel_like(Path(shadow.name))
+    first: list[str] = []
+    if args.gc_off:  # a plugin module pytest imports before the others (-p): the collector off from there on
+        Path(shadow.name, "gt_gc_off.py").write_text("import gc\n\ngc.disable()\n")
+        first = ["-p", "gt_gc_off"]
     with tempfile.TemporaryDirectory(prefix="gt-instr-") as tmp:
         trees = {"this checkout": ROOT}
         if args.against:
@@ -81,8 +93,8 @@ def main() -> None:
                            check=True)
             subprocess.run([sys.executable, "-m", "compileall", "-q", str(other / "greentrack")], check=True)
             trees[f"at {args.against}"] = other
-        configs = {"-p no:greentrack": (["-p", "no:greentrack"], ROOT)}
-        configs.update({f"--greentrack, {label}": (["--greentrack"], tree) for label, tree in trees.items()})
+        configs = {"-p no:greentrack": ([*first, "-p", "no:greentrack"], ROOT)}
+        configs.update({f"--greentrack, {label}": ([*first, "--greentrack"], tree) for label, tree in trees.items()})
         counts: dict[tuple[str, int], list[int]] = {}
         try:
             for n in args.tests:
@@ -106,7 +118,8 @@ def main() -> None:
                                check=False)
     small, large = args.tests
     print(f"instructions executed by pytest on N trivial tests (valgrind cachegrind, median of {args.reps}), "
-          f"python {sys.version.split()[0]}, greentrack from {ROOT}")
+          f"python {sys.version.split()[0]}, greentrack from {ROOT}"
+          + ("; Python's garbage collector off in every configuration" if args.gc_off else ""))
     print(f"{'configuration':<34} {'N=' + str(small):>16} {'N=' + str(large):>16}   greentrack's: "
           f"{'N=' + str(small):>10} {'N=' + str(large):>10} {'fixed':>10} {'per test':>10}")
     base = {n: statistics.median(counts[("-p no:greentrack", n)]) for n in args.tests}

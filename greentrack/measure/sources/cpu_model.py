@@ -357,7 +357,7 @@ def match_cpu(raw: str, names: Any) -> str | None:
     if cut > 0:
         s = s[:cut]
     s = re.sub(r" @\s*\d+\.\d+GHz", "", s.replace(" CPU", "")).strip()
-    hit = table.find(s)
+    hit = table.find(s) if s != raw.strip() else None  # (a VM's "AMD EPYC" has nothing to drop: looked up once)
     if hit:
         return hit
     want = set(_words(s))
