@@ -93,7 +93,14 @@ def main() -> None:
                            check=True)
             subprocess.run([sys.executable, "-m", "compileall", "-q", str(other / "greentrack")], check=True)
             trees[f"at {args.against}"] = other
-        configs = {"-p no:greentrack": ([*first, "-p", "no:greentrack"], ROOT)}
+        # each tree's package alone on sys.path (a folder holding a link to it): what else a checkout's folder
+        # holds (an editable install's egg-info, read by pytest's entry-point scan and greentrack's) is not counted
+        for i, (label, tree) in enumerate(list(trees.items())):
+            alone = Path(tmp) / f"package-{i}"
+            alone.mkdir()
+            (alone / "greentrack").symlink_to(tree / "greentrack", target_is_directory=True)
+            trees[label] = alone
+        configs = {"-p no:greentrack": ([*first, "-p", "no:greentrack"], trees["this checkout"])}
         configs.update({f"--greentrack, {label}": ([*first, "--greentrack"], tree) for label, tree in trees.items()})
         counts: dict[tuple[str, int], list[int]] = {}
         try:
