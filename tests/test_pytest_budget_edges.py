@@ -523,3 +523,77 @@ def test_strict_fails_an_unchecked_marker_with_one_line_and_no_traceback(pyteste
     tests = artifact_tests(pytester.path / "gt.json")
     assert tests["test_budgeted"]["budget_checked"] is False and tests["test_budgeted"]["energy_j"] is None
     assert tests["test_budgeted"]["outcome"] == "failed" and tests["test_other"]["outcome"] == "passed"
+
+
+def test_the_closest_budget_marker_is_found_as_pytest_finds_it(pytester: pytest.Pytester) -> None:
+    """``closest_marker`` (the plugin's walk over each node's own markers) gives what pytest's
+    ``get_closest_marker`` gives, for markers on the function, its parametrization, its class, its module
+    (``pytestmark``), markers added by a fixture during the run, and none; and the nearest one wins."""
+    pytester.makeconftest("""
+        import pytest
+        from greentrack.pytest_plugin import closest_marker
+
+        SEEN = []
+
+        @pytest.fixture
+        def tagged(request):
+            request.node.add_marker(pytest.mark.energy_budget(joules=7))
+
+        @pytest.fixture
+        def tagged_parent(request):
+            request.node.parent.add_marker(pytest.mark.energy_budget(joules=8))
+
+        @pytest.hookimpl(wrapper=True)
+        def pytest_runtest_call(item):
+            for name in ("energy_budget", "other", "parametrize"):
+                mine, theirs = closest_marker(item, name), item.get_closest_marker(name)
+                assert mine is theirs, (item.nodeid, name, mine, theirs)
+            mark = closest_marker(item, "energy_budget")
+            SEEN.append((item.name, mark.kwargs.get("joules") if mark else None))
+            return (yield)
+
+        def pytest_sessionfinish(session):
+            print("SEEN", sorted(SEEN))
+    """)
+    pytester.makepyfile(test_marks="""
+        import pytest
+
+        pytestmark = pytest.mark.energy_budget(joules=1)
+
+        def test_module_level():
+            pass
+
+        @pytest.mark.energy_budget(joules=2)
+        def test_own_marker_wins():
+            pass
+
+        @pytest.mark.parametrize("x", [pytest.param(1, marks=pytest.mark.energy_budget(joules=3)), 2])
+        def test_param(x):
+            pass
+
+        @pytest.mark.energy_budget(joules=4)
+        class TestClass:
+            def test_class_level(self):
+                pass
+
+            @pytest.mark.other
+            def test_other_marker_too(self):
+                pass
+
+        def test_added_by_a_fixture(tagged):
+            pass
+
+        class TestParent:
+            def test_added_to_the_parent(self, tagged_parent):
+                pass
+    """)
+    pytester.makepyfile(test_plain="""
+        def test_no_marker():
+            pass
+    """)
+    res = pytester.runpytest_subprocess("-s", "-p", "no:greentrack")
+    res.assert_outcomes(passed=9)
+    res.stdout.fnmatch_lines(["*SEEN [[]('test_added_by_a_fixture', 7), ('test_added_to_the_parent', 8), "
+                              "('test_class_level', 4), ('test_module_level', 1), ('test_no_marker', None), "
+                              "('test_other_marker_too', 4), ('test_own_marker_wins', 2), ('test_param[[]1]', 3), "
+                              "('test_param[[]2]', 1)]*"])

@@ -110,7 +110,7 @@ def pytest_collection_modifyitems(session: pytest.Session, config: pytest.Config
         return
     marked = fixtures = 0
     for item in items:
-        if item.get_closest_marker(MARKER) is not None:
+        if closest_marker(item, MARKER) is not None:
             marked += 1
         elif FIXTURE in getattr(item, "fixturenames", ()):
             fixtures += 1
@@ -127,6 +127,23 @@ def pytest_collection_modifyitems(session: pytest.Session, config: pytest.Config
     plugin = EnergyPlugin(config, opts)
     config.pluginmanager.register(plugin, ACTIVE_NAME)
     plugin.begin()
+
+
+def closest_marker(item: Any, name: str) -> Any:
+    """``item.get_closest_marker(name)``: the first marker of that name on the item, else on its parents,
+    nearest first (markers added during the run included); None when there is none.
+
+    The same walk over each node's ``own_markers`` without pytest's three nested generators. It runs
+    for every collected test (the installed plugin's look for budgets) and before every measured call,
+    where pytest's way took about 13,000 instructions of a trivial test's 156,000 in greentrack
+    (docs/pytest-ci.md, "What it costs")."""
+    node = item
+    while node is not None:
+        for m in node.own_markers:
+            if getattr(m, "name", None) == name:
+                return m
+        node = node.parent
+    return None
 
 
 def _leave_unrewritten(config: pytest.Config) -> None:

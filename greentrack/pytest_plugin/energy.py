@@ -22,6 +22,7 @@ import pytest
 
 from ..carbon.footprint import operational
 from ..units import J_PER_KWH, fmt_energy, mark, one_line, terminal_safe
+from . import closest_marker
 
 PROP = "greentrack"  # attribute of a pytest-xdist worker's call reports carrying the test's figures
 MARKER = "energy_budget"
@@ -124,7 +125,7 @@ def over_budget(e: float | None, budget: dict[str, float], plugin: "EnergyPlugin
 
 def marker_budget(item: pytest.Item) -> dict[str, float]:
     """The closest ``energy_budget`` marker's limits; a malformed marker fails the test clearly."""
-    mark_ = item.get_closest_marker(MARKER)
+    mark_ = closest_marker(item, MARKER)
     if mark_ is None:
         return {}
     if mark_.args:
