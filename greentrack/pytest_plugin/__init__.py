@@ -133,10 +133,8 @@ def closest_marker(item: Any, name: str) -> Any:
     """``item.get_closest_marker(name)``: the first marker of that name on the item, else on its parents,
     nearest first (markers added during the run included); None when there is none.
 
-    The same walk over each node's ``own_markers`` without pytest's three nested generators. It runs
-    for every collected test (the installed plugin's look for budgets) and before every measured call,
-    where pytest's way took about 13,000 instructions of a trivial test's 156,000 in greentrack
-    (docs/pytest-ci.md, "What it costs")."""
+    The same walk over each node's ``own_markers`` without pytest's three nested generators: it runs
+    for every collected test (the installed plugin's look for budgets) and before every measured call."""
     node = item
     while node is not None:
         for m in node.own_markers:
