@@ -78,7 +78,6 @@ def main() -> None:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("GREENTRACK_", "PYTEST_"))}
     env.pop("PYTHONDONTWRITEBYTECODE", None)
     env.update(PYTHONHASHSEED="0", GREENTRACK_BACKEND="auto")
-    subprocess.run([sys.executable, "-m", "compileall", "-q", str(ROOT / "greentrack")], check=True)
     shadow = tempfile.TemporaryDirectory(prefix="gt-bench-wheel-")
     marked = wheel_like(Path(shadow.name))
     first: list[str] = []
@@ -91,14 +90,14 @@ def main() -> None:
             other = Path(tmp) / "against"
             subprocess.run(["git", "-C", str(ROOT), "worktree", "add", "--detach", "-q", str(other), args.against],
                            check=True)
-            subprocess.run([sys.executable, "-m", "compileall", "-q", str(other / "greentrack")], check=True)
             trees[f"at {args.against}"] = other
-        # each tree's package alone on sys.path (a folder holding a link to it): what else a checkout's folder
-        # holds (an editable install's egg-info, read by pytest's entry-point scan and greentrack's) is not counted
+        # each tree's package alone on sys.path (a copy in a folder of its own): what else a checkout's folder
+        # holds (an editable install's egg-info, read by pytest's entry-point scan and greentrack's) is not
+        # counted, and the checkout's own compiled files keep their paths
         for i, (label, tree) in enumerate(list(trees.items())):
             alone = Path(tmp) / f"package-{i}"
-            alone.mkdir()
-            (alone / "greentrack").symlink_to(tree / "greentrack", target_is_directory=True)
+            shutil.copytree(tree / "greentrack", alone / "greentrack", ignore=shutil.ignore_patterns("__pycache__"))
+            subprocess.run([sys.executable, "-m", "compileall", "-q", str(alone / "greentrack")], check=True)
             trees[label] = alone
         configs = {"-p no:greentrack": ([*first, "-p", "no:greentrack"], trees["this checkout"])}
         configs.update({f"--greentrack, {label}": ([*first, "--greentrack"], tree) for label, tree in trees.items()})
