@@ -203,20 +203,26 @@ def _rules(cls: type) -> tuple[tuple[str, bool], ...]:
 _RULES: dict[type, tuple[tuple[str, bool], ...]] = {}
 
 
-def sql_row(rec: Any, run_id: str | None = None) -> dict[str, Any]:
-    """*rec* as ``{column: SQL value}`` (JSON columns encoded), with ``run_id`` when given.
+def _json_text(value: Any) -> Any:
+    """A JSON column's SQL value: *value* as JSON text (None and text as they are)."""
+    if value is not None and not isinstance(value, str):
+        return json.dumps(value, sort_keys=True, default=str)
+    return value
 
-    :func:`_encode`'s rule, inline: a pytest session's end makes one row per test."""
-    cls = type(rec)
+
+def _rules_of(cls: type) -> tuple[tuple[str, bool], ...]:
     rules = _RULES.get(cls)
     if rules is None:
         rules = _RULES[cls] = _rules(cls)
+    return rules
+
+
+def sql_row(rec: Any, run_id: str | None = None) -> dict[str, Any]:
+    """*rec* as ``{column: SQL value}`` (JSON columns encoded), with ``run_id`` when given."""
     out: dict[str, Any] = {"run_id": run_id} if run_id is not None else {}
-    for name, as_json in rules:
+    for name, as_json in _rules_of(type(rec)):
         value = getattr(rec, name)
-        if as_json and value is not None and not isinstance(value, str):
-            value = json.dumps(value, sort_keys=True, default=str)
-        out[name] = value
+        out[name] = _json_text(value) if as_json else value
     return out
 
 
@@ -230,9 +236,7 @@ def sql_values(records: Sequence[Any], run_id: str | None = None) -> tuple[tuple
     if not records:
         return (), iter(())
     cls = type(records[0])
-    rules = _RULES.get(cls)
-    if rules is None:
-        rules = _RULES[cls] = _rules(cls)
+    rules = _rules_of(cls)
     names = tuple(n for n, _j in rules)
     coded = tuple(i for i, (_n, as_json) in enumerate(rules) if as_json)
     cols = (("run_id",) if run_id is not None else ()) + names
@@ -244,18 +248,14 @@ def sql_values(records: Sequence[Any], run_id: str | None = None) -> tuple[tuple
                 raise TypeError(f"sql_values: a {type(rec).__name__} among {cls.__name__} records")
             values = [getattr(rec, n) for n in names]
             for i in coded:
-                v = values[i]
-                if v is not None and not isinstance(v, str):
-                    values[i] = json.dumps(v, sort_keys=True, default=str)
+                values[i] = _json_text(values[i])
             yield (*lead, *values)
 
     return cols, rows()
 
 
 def _encode(rule: str, value: Any) -> Any:
-    if rule in JSON_RULES and value is not None and not isinstance(value, str):
-        return json.dumps(value, sort_keys=True, default=str)
-    return value
+    return _json_text(value) if rule in JSON_RULES else value
 
 
 def end_sql(end: RunEnd) -> dict[str, Any]:
