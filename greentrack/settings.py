@@ -136,12 +136,34 @@ def find_pyproject(start: Path | None = None) -> Path | None:
 _toml_cache: dict[Path, tuple[float, dict[str, Any]]] = {}
 
 
+def _may_name_the_table(raw: bytes) -> bool:
+    """Whether *raw* (a pyproject.toml) may define ``tool.greentrack``: the name followed, after a quote and
+    spaces, by what follows a key or a table's name (``]``, ``.``, ``=``, the line's or the file's end).
+
+    Every spelling does (``[tool.greentrack]``, ``[tool."greentrack".x]``, ``greentrack = {...}``,
+    ``tool.greentrack.pue = 1.2``); a dependency (``"greentrack>=0.1"``, ``"greentrack[pytest]"``) does not,
+    and a file that names greentrack only so is not parsed. (A key spelled with escapes,
+    ``"green\\u0074rack"``, is not seen.)"""
+    i = raw.find(b"greentrack")
+    while i >= 0:
+        j = i + len(b"greentrack")
+        if raw[j:j + 1] in (b'"', b"'"):
+            j += 1
+        while raw[j:j + 1] in (b" ", b"\t"):
+            j += 1
+        if raw[j:j + 1] in (b"]", b".", b"=", b"\r", b"\n", b""):
+            return True
+        i = raw.find(b"greentrack", j)
+    return False
+
+
 def load_tool_config(start: Path | None = None) -> dict[str, Any]:
     """The ``[tool.greentrack]`` table of the nearest pyproject.toml, or ``{}``.
 
     Relative paths in it are resolved against the pyproject's folder (key ``_root``). A file that
-    never names greentrack has no such table and is not parsed (another tool's broken table is
-    then not reported here, and TOML's parser is not imported).
+    never names greentrack as a key (:func:`_may_name_the_table`) has no such table and is not parsed:
+    another tool's broken table is then not reported here, and TOML's parser, pure Python, is neither
+    imported nor run (``benchmarks/bench_session_instructions.py`` counts what it costs).
     """
     p = find_pyproject(start)
     if p is None:
@@ -152,7 +174,7 @@ def load_tool_config(start: Path | None = None) -> dict[str, Any]:
         if cached and cached[0] == mtime:
             return cached[1]
         raw = p.read_bytes()
-        if b"greentrack" in raw:  # a file that never names greentrack has no table for it: not parsed
+        if _may_name_the_table(raw):
             if sys.version_info >= (3, 11):
                 import tomllib
             else:  # pragma: no cover

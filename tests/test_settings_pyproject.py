@@ -25,6 +25,11 @@ def test_the_table_is_read_with_relative_paths_rooted_at_the_file(tmp_path: Path
     '[tool]\ngreentrack = { region = "SE" }\n',  # an inline table
     'tool.greentrack.region = "SE"\n',  # dotted keys at the top
     '[tool."greentrack"]\nregion = "SE"\n',  # a quoted key
+    "[tool.'greentrack']\nregion = 'SE'\n",  # a literal-string key
+    '[ tool . greentrack ]\nregion = "SE"\n',  # spaces around the dots
+    '[tool]\ngreentrack.region = "SE"\n',  # dotted keys in the tool table
+    '[tool.greentrack.x]\ny = 1\n[tool.greentrack]\nregion = "SE"\n',  # a sub-table first
+    '[project]\ndependencies = ["greentrack>=0.1"]\n[tool.greentrack]\nregion = "SE"\n',  # a dependency too
 ])
 def test_every_toml_spelling_of_the_table_is_found(tmp_path: Path, text: str) -> None:
     (tmp_path / "pyproject.toml").write_text(text)
@@ -36,6 +41,22 @@ def test_a_file_that_never_names_greentrack_is_not_parsed(tmp_path: Path) -> Non
     (tmp_path / "pyproject.toml").write_text('[tool.black\nline-length = 100\n')
     assert load_tool_config(tmp_path) == {"_root": str(tmp_path.resolve())}
     # and TOML's parser is not even imported for it (it costs a few milliseconds per session)
+    code = ("import sys; from greentrack.settings import load_tool_config; "
+            f"load_tool_config(__import__('pathlib').Path({str(tmp_path)!r})); print('tomllib' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "False"
+
+
+@pytest.mark.parametrize("deps", [
+    'dependencies = ["torch>=2.3", "greentrack>=0.1"]',
+    'dependencies = ["greentrack[pytest] ; python_version >= \'3.10\'"]',
+    'dependencies = [\n  "greentrack~=0.1",\n  "greentrack-hf",\n]',
+])
+def test_a_file_that_names_greentrack_only_as_a_dependency_is_not_parsed(tmp_path: Path, deps: str) -> None:
+    """A user's pyproject names greentrack among its dependencies: that is no table of settings, and
+    TOML's parser is neither imported nor run (another tool's broken table is not reported here)."""
+    (tmp_path / "pyproject.toml").write_text(f'[project]\nname = "x"\n{deps}\n\n[tool.black\nline-length = 100\n')
+    assert load_tool_config(tmp_path) == {"_root": str(tmp_path.resolve())}
     code = ("import sys; from greentrack.settings import load_tool_config; "
             f"load_tool_config(__import__('pathlib').Path({str(tmp_path)!r})); print('tomllib' in sys.modules)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
