@@ -48,6 +48,15 @@ def instructions(root: Path, extra: list[str], env: dict[str, str], out: Path) -
     return summary_count(out.read_text())
 
 
+def package_alone(tree: Path, folder: Path) -> Path:
+    """*folder* holding a compiled copy of *tree*'s ``greentrack`` package and nothing else, to put on
+    ``sys.path``: what else a checkout's folder holds (an editable install's egg-info) is not counted, and
+    the checkout's own compiled files keep their paths."""
+    shutil.copytree(tree / "greentrack", folder / "greentrack", ignore=shutil.ignore_patterns("__pycache__"))
+    subprocess.run([sys.executable, "-m", "compileall", "-q", str(folder / "greentrack")], check=True)
+    return folder
+
+
 def summary_count(text: str) -> int:
     """The instruction count of a cachegrind output file (its ``summary:`` line, event ``Ir`` first)."""
     for line in text.splitlines():
@@ -91,14 +100,9 @@ def main() -> None:
             subprocess.run(["git", "-C", str(ROOT), "worktree", "add", "--detach", "-q", str(other), args.against],
                            check=True)
             trees[f"at {args.against}"] = other
-        # each tree's package alone on sys.path (a copy in a folder of its own): what else a checkout's folder
-        # holds (an editable install's egg-info, read by pytest's entry-point scan and greentrack's) is not
-        # counted, and the checkout's own compiled files keep their paths
+        # each tree's package alone on sys.path (the egg-info is read by pytest's entry-point scan and greentrack's)
         for i, (label, tree) in enumerate(list(trees.items())):
-            alone = Path(tmp) / f"package-{i}"
-            shutil.copytree(tree / "greentrack", alone / "greentrack", ignore=shutil.ignore_patterns("__pycache__"))
-            subprocess.run([sys.executable, "-m", "compileall", "-q", str(alone / "greentrack")], check=True)
-            trees[label] = alone
+            trees[label] = package_alone(tree, Path(tmp) / f"package-{i}")
         configs = {"-p no:greentrack": ([*first, "-p", "no:greentrack"], trees["this checkout"])}
         configs.update({f"--greentrack, {label}": ([*first, "--greentrack"], tree) for label, tree in trees.items()})
         counts: dict[tuple[str, int], list[int]] = {}

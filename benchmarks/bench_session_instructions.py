@@ -35,7 +35,7 @@ import textwrap
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bench_pytest_instructions import summary_count  # noqa: E402
+from bench_pytest_instructions import package_alone, summary_count  # noqa: E402
 from bench_pytest_plugin import ROOT  # noqa: E402
 
 START = textwrap.dedent("""
@@ -189,9 +189,7 @@ def main() -> None:
             rows: dict[str, list[int]] = {}
             per_phase: dict[str, float] = {}
             for i, (label, tree) in enumerate(trees.items()):
-                alone = t / f"package-{i}"
-                shutil.copytree(tree / "greentrack", alone / "greentrack", ignore=shutil.ignore_patterns("__pycache__"))
-                subprocess.run([sys.executable, "-m", "compileall", "-q", str(alone / "greentrack")], check=True)
+                alone = package_alone(tree, t / f"package-{i}")
                 env = dict(base, PYTHONPATH=str(alone), GREENTRACK_DB=str(t / "bench.db"))
                 marks = [count(t / "start.py", dict(env, UPTO=str(k)), t / "cg.out", project)
                          for k in range(len(PIECES) + 1)]
